@@ -1,0 +1,71 @@
+package fparser
+
+import "time"
+
+// Info describes a parser at one instant: the original FParser's info() and the loss
+// and parse counters of the datapath.
+type Info struct {
+	// AvgPPS is the average rate of accepted packets since the first packet, by the
+	// parser's clock: the capture's timestamps offline, the wall clock live.
+	AvgPPS float64
+	// TCPFlows and UDPFlows are the active flows; TCPPackets and UDPPackets the
+	// packets counted in them.
+	TCPFlows, UDPFlows     int
+	TCPPackets, UDPPackets uint64
+	// TimeCollecting is the time spent sweeping the flow table for ended flows.
+	TimeCollecting time.Duration
+	// Elapsed is the span of the parser's clock, from the first packet to now.
+	Elapsed time.Duration
+
+	PacketsSeen     uint64 // frames handed to the datapath
+	PacketsAccepted uint64 // counted in a TCP or UDP flow
+	AcceptedTCP     uint64
+	AcceptedUDP     uint64
+	NonIP           uint64 // not IPv4 or IPv6
+	OtherL4         uint64 // IP, but not TCP or UDP
+	Malformed       uint64 // headers cut short or inconsistent: skipped
+	Fragments       uint64 // IP fragments seen, first and later
+	Unattributed    uint64 // later fragments with no earlier first fragment: not counted
+
+	FlowsCreated uint64
+	FlowsEnded   map[EndReason]uint64
+	// Evictions are flows the table dropped for lack of room: created − ended − active.
+	Evictions      uint64
+	CallbackPanics uint64
+}
+
+// Info reads the parser's counters. It visits every active flow once.
+func (p *Parser) Info() Info {
+	var in Info
+	p.eng.Do(func() {
+		st := p.eng.StatsLocked()
+		c := p.dp.Counters
+		in = Info{
+			TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
+			TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
+			TimeCollecting: st.Collecting,
+			Elapsed:        time.Duration(st.Now - st.Start),
+			PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted,
+			AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
+			NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
+			Fragments: c.Fragments, Unattributed: c.Unattributed,
+			FlowsCreated: c.NewFlows,
+			FlowsEnded:   make(map[EndReason]uint64),
+		}
+		var ended uint64
+		for r, n := range st.Counts.FlowsEnded {
+			if n > 0 {
+				in.FlowsEnded[EndReason(r)] = n
+				ended += n
+			}
+		}
+		if active := uint64(st.TCPFlows + st.UDPFlows); c.NewFlows > ended+active {
+			in.Evictions = c.NewFlows - ended - active
+		}
+	})
+	if in.Elapsed > 0 {
+		in.AvgPPS = float64(in.PacketsAccepted) / in.Elapsed.Seconds()
+	}
+	in.CallbackPanics = p.panics.Load()
+	return in
+}

@@ -1,0 +1,165 @@
+package offline
+
+import (
+	"github.com/fparser/fparser/userspace"
+)
+
+// Counters are the datapath's counters, the fields of the kernel program's per-CPU
+// stats array.
+type Counters struct {
+	Seen         uint64 // frames handed to the datapath
+	Accepted     uint64 // counted in a flow
+	AcceptedTCP  uint64
+	AcceptedUDP  uint64
+	NonIP        uint64
+	OtherL4      uint64 // IP, but not TCP or UDP
+	Malformed    uint64
+	Fragments    uint64 // IP fragments, first and later
+	Unattributed uint64 // later fragments with no first fragment seen before them
+	NewFlows     uint64
+}
+
+// Datapath is the Go mirror of the kernel program: it parses a frame, finds its flow
+// and updates the flow's state in place, under the same rules. Every method must be
+// called inside [userspace.Engine.Do].
+type Datapath struct {
+	eng     *userspace.Engine
+	table   *userspace.FlowTable
+	timeout userspace.Timeouts
+	frags   fragTable
+	snaplen int
+	Counters
+}
+
+// NewDatapath returns a datapath that counts into table and reports the flows it ends
+// to eng. Frames longer than snaplen are cut to it first, as a capture would have cut
+// them; 0 means no limit.
+func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int) *Datapath {
+	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen}
+}
+
+// Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
+// (ns since the epoch).
+func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) {
+	now := d.eng.AdvanceLocked(ts)
+	d.Seen++
+	if d.snaplen > 0 && len(frame) > d.snaplen {
+		frame = frame[:d.snaplen]
+	}
+	var p packet
+	switch parse(&p, frame, lt, wire) {
+	case vFlow:
+		k, srcIsA := userspace.MakeKey(p.proto, p.vlan, p.src, p.sport, p.dst, p.dport)
+		if p.frag == fragFirst {
+			d.Fragments++
+			d.frags.put(fragKey{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto}, &k, srcIsA)
+		}
+		d.update(&k, srcIsA, p.length, p.flags, now)
+	case vLaterFrag:
+		d.Fragments++
+		k, srcIsA, ok := d.frags.get(fragKey{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto})
+		if !ok {
+			d.Unattributed++
+			return
+		}
+		d.update(&k, srcIsA, p.length, 0, now)
+	case vNonIP:
+		d.NonIP++
+	case vOtherL4:
+		d.OtherL4++
+	case vMalformed:
+		d.Malformed++
+	}
+}
+
+// update is the kernel's update routine: find or create the flow, end it first if it
+// is already over or a new connection reuses its 5-tuple, then count the packet.
+func (d *Datapath) update(k *userspace.Key, srcIsA bool, length uint32, flags uint8, now int64) {
+	s, created := d.table.Upsert(k)
+	if !created {
+		if reason, end, over := d.timeout.Expired(s, now); over {
+			d.eng.EndLocked(k, s, reason, end)
+			created = true
+		} else if s.Marks != 0 && flags&(userspace.FlagSYN|userspace.FlagACK) == userspace.FlagSYN {
+			d.eng.EndLocked(k, s, userspace.EndReused, now)
+			created = true
+		}
+	}
+	dir := 0
+	if !srcIsA {
+		dir = 1
+	}
+	if created {
+		*s = userspace.State{Initiator: uint8(dir)}
+		if flags&(userspace.FlagSYN|userspace.FlagACK) == userspace.FlagSYN|userspace.FlagACK {
+			// The capture began after the SYN: the side answering it is the responder.
+			s.Initiator ^= 1
+		}
+		d.NewFlows++
+	}
+	c := &s.Dir[dir]
+	if c.Packets == 0 {
+		c.First = now
+	}
+	c.Packets++
+	c.Bytes += uint64(length)
+	c.Last = now
+	s.Flags[dir] |= flags
+	if flags&userspace.FlagFIN != 0 {
+		s.Marks |= userspace.MarkFIN
+	}
+	if flags&userspace.FlagRST != 0 {
+		s.Marks |= userspace.MarkRST
+	}
+	d.Accepted++
+	if k.Proto == userspace.ProtoTCP {
+		d.AcceptedTCP++
+	} else {
+		d.AcceptedUDP++
+	}
+}
+
+const fragTableSize = 8192
+
+// fragKey identifies the fragments of one IP datagram.
+type fragKey struct {
+	src, dst [16]byte
+	id       uint32
+	proto    uint8
+}
+
+type fragFlow struct {
+	key    userspace.Key
+	srcIsA bool
+}
+
+// fragTable remembers the flow of each first fragment, so later fragments of the same
+// datagram count in it. It holds a bounded number of datagrams and forgets the oldest
+// first, which makes a replay's result independent of anything but the capture.
+type fragTable struct {
+	m    map[fragKey]fragFlow
+	ring []fragKey
+	next int
+}
+
+func newFragTable(n int) fragTable {
+	return fragTable{m: make(map[fragKey]fragFlow, n), ring: make([]fragKey, 0, n)}
+}
+
+func (t *fragTable) put(fk fragKey, k *userspace.Key, srcIsA bool) {
+	if _, ok := t.m[fk]; !ok {
+		if len(t.ring) < cap(t.ring) {
+			t.ring = append(t.ring, fk)
+		} else {
+			delete(t.m, t.ring[t.next])
+			t.ring[t.next] = fk
+			t.next = (t.next + 1) % len(t.ring)
+		}
+	}
+	t.m[fk] = fragFlow{key: *k, srcIsA: srcIsA}
+}
+
+func (t *fragTable) get(fk fragKey) (userspace.Key, bool, bool) {
+	f, ok := t.m[fk]
+	return f.key, f.srcIsA, ok
+}

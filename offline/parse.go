@@ -1,0 +1,251 @@
+package offline
+
+import (
+	"encoding/binary"
+
+	"github.com/fparser/fparser/userspace"
+)
+
+// Link types we read (LINKTYPE_* numbers from the pcap and pcapng headers).
+const (
+	LinkNull     = 0   // BSD loopback, protocol family in the capturing host's order
+	LinkEthernet = 1   // Ethernet II, with 802.1Q/802.1ad tags
+	LinkRawBSD   = 12  // DLT_RAW as some BSDs number it
+	LinkRawBSD2  = 14  // likewise
+	LinkRaw      = 101 // raw IPv4 or IPv6, told apart by the version nibble
+	LinkLoop     = 108 // OpenBSD loopback, protocol family in network order
+	LinkSLL      = 113 // Linux cooked capture v1
+	LinkIPv4     = 228
+	LinkIPv6     = 229
+	LinkSLL2     = 276 // Linux cooked capture v2
+)
+
+// SupportedLink reports whether the datapath reads frames of link type lt.
+func SupportedLink(lt uint32) bool {
+	switch lt {
+	case LinkNull, LinkEthernet, LinkRawBSD, LinkRawBSD2, LinkRaw, LinkLoop, LinkSLL, LinkIPv4, LinkIPv6, LinkSLL2:
+		return true
+	}
+	return false
+}
+
+// verdict is what the parser made of a frame.
+type verdict uint8
+
+const (
+	vFlow      verdict = iota // TCP or UDP with ports: counts in its flow
+	vLaterFrag                // a non-first TCP/UDP fragment: counts through the fragment table
+	vNonIP                    // not IPv4 or IPv6 (ARP, LLC, a third VLAN tag, ...)
+	vOtherL4                  // IP, but not TCP or UDP
+	vMalformed                // a header cut short or inconsistent
+)
+
+// Fragment roles of a packet.
+const (
+	fragNone  = 0
+	fragFirst = 1 // offset 0, more fragments follow: carries the ports
+	fragLater = 2 // offset > 0
+)
+
+const (
+	etherIPv4  = 0x0800
+	etherIPv6  = 0x86DD
+	etherVLAN  = 0x8100
+	etherQinQ  = 0x88A8
+	etherQinQ2 = 0x9100
+	maxVLANs   = 2
+	maxIPv6Ext = 8 // extension headers walked before giving up, as the kernel's loop bound
+)
+
+// packet is what the parser extracts from a frame; nothing in it points into the
+// frame, so it can live on the stack.
+type packet struct {
+	src, dst     [16]byte
+	sport, dport uint16
+	vlan         uint16
+	proto        uint8
+	flags        uint8
+	frag         uint8
+	length       uint32 // IP length: IPv4 total length, IPv6 payload length + 40
+	fragID       uint32
+}
+
+var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// parse reads a frame of link type lt whose length on the wire was wire.
+func parse(p *packet, d []byte, lt uint32, wire int) verdict {
+	var off int
+	var etype uint16
+	switch lt {
+	case LinkEthernet:
+		if len(d) < 14 {
+			return vMalformed
+		}
+		etype, off = binary.BigEndian.Uint16(d[12:]), 14
+	case LinkSLL:
+		if len(d) < 16 {
+			return vMalformed
+		}
+		etype, off = binary.BigEndian.Uint16(d[14:]), 16
+	case LinkSLL2:
+		if len(d) < 20 {
+			return vMalformed
+		}
+		etype, off = binary.BigEndian.Uint16(d[0:]), 20
+	case LinkNull, LinkLoop:
+		if len(d) < 4 {
+			return vMalformed
+		}
+		fam := binary.BigEndian.Uint32(d)
+		if lt == LinkNull && fam > 0xFFFF {
+			fam = binary.LittleEndian.Uint32(d)
+		}
+		switch fam {
+		case 2:
+			etype = etherIPv4
+		case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, Darwin
+			etype = etherIPv6
+		default:
+			return vNonIP
+		}
+		off = 4
+	case LinkRaw, LinkRawBSD, LinkRawBSD2, LinkIPv4, LinkIPv6:
+		if len(d) < 1 {
+			return vMalformed
+		}
+		switch d[0] >> 4 {
+		case 4:
+			etype = etherIPv4
+		case 6:
+			etype = etherIPv6
+		default:
+			return vMalformed
+		}
+	default:
+		return vNonIP
+	}
+
+	p.vlan = 0
+	for range maxVLANs {
+		if etype != etherVLAN && etype != etherQinQ && etype != etherQinQ2 {
+			break
+		}
+		if len(d) < off+4 {
+			return vMalformed
+		}
+		if p.vlan == 0 {
+			p.vlan = binary.BigEndian.Uint16(d[off:]) & 0x0FFF
+		}
+		etype = binary.BigEndian.Uint16(d[off+2:])
+		off += 4
+	}
+
+	var l4 int    // offset of the TCP/UDP header
+	var l4len int // its length by the IP header
+	switch etype {
+	case etherIPv4:
+		if len(d) < off+20 || d[off]>>4 != 4 {
+			return vMalformed
+		}
+		ihl := int(d[off]&0x0F) * 4
+		if ihl < 20 || len(d) < off+ihl {
+			return vMalformed
+		}
+		total := int(binary.BigEndian.Uint16(d[off+2:]))
+		if total == 0 {
+			// Segmentation offload leaves the total length 0: the frame is the packet.
+			total = wire - off
+		}
+		if total < ihl {
+			return vMalformed
+		}
+		p.length = uint32(total)
+		p.proto = d[off+9]
+		copy(p.src[:12], v4Prefix[:])
+		copy(p.src[12:], d[off+12:off+16])
+		copy(p.dst[:12], v4Prefix[:])
+		copy(p.dst[12:], d[off+16:off+20])
+		if p.proto != userspace.ProtoTCP && p.proto != userspace.ProtoUDP {
+			return vOtherL4
+		}
+		fo := binary.BigEndian.Uint16(d[off+6:])
+		p.frag = fragNone
+		if fo&0x1FFF != 0 {
+			p.frag, p.fragID = fragLater, uint32(binary.BigEndian.Uint16(d[off+4:]))
+			return vLaterFrag
+		}
+		if fo&0x2000 != 0 {
+			p.frag, p.fragID = fragFirst, uint32(binary.BigEndian.Uint16(d[off+4:]))
+		}
+		l4, l4len = off+ihl, total-ihl
+	case etherIPv6:
+		if len(d) < off+40 || d[off]>>4 != 6 {
+			return vMalformed
+		}
+		payload := int(binary.BigEndian.Uint16(d[off+4:]))
+		if payload == 0 {
+			payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
+		}
+		p.length = uint32(payload + 40)
+		copy(p.src[:], d[off+8:off+24])
+		copy(p.dst[:], d[off+24:off+40])
+		next := d[off+6]
+		pos := off + 40
+		p.frag = fragNone
+		for range maxIPv6Ext {
+			switch next {
+			case 0, 43, 60: // hop-by-hop, routing, destination options
+				if len(d) < pos+8 {
+					return vMalformed
+				}
+				next = d[pos]
+				pos += (int(d[pos+1]) + 1) * 8
+				continue
+			case 44: // fragment
+				if len(d) < pos+8 {
+					return vMalformed
+				}
+				fo := binary.BigEndian.Uint16(d[pos+2:])
+				next = d[pos]
+				p.fragID = binary.BigEndian.Uint32(d[pos+4:])
+				pos += 8
+				if fo&0xFFF8 != 0 {
+					p.frag = fragLater
+				} else if fo&1 != 0 {
+					p.frag = fragFirst
+				}
+				continue
+			}
+			break
+		}
+		p.proto = next
+		if next != userspace.ProtoTCP && next != userspace.ProtoUDP {
+			return vOtherL4
+		}
+		if p.frag == fragLater {
+			return vLaterFrag
+		}
+		l4, l4len = pos, off+40+payload-pos
+	default:
+		return vNonIP
+	}
+
+	switch p.proto {
+	case userspace.ProtoTCP:
+		if len(d) < l4+20 || l4len < 20 {
+			return vMalformed
+		}
+		if doff := int(d[l4+12]>>4) * 4; doff < 20 || doff > l4len {
+			return vMalformed
+		}
+		p.flags = d[l4+13]
+	default:
+		if len(d) < l4+8 || l4len < 8 {
+			return vMalformed
+		}
+		p.flags = 0
+	}
+	p.sport = binary.BigEndian.Uint16(d[l4:])
+	p.dport = binary.BigEndian.Uint16(d[l4+2:])
+	return vFlow
+}

@@ -1,0 +1,322 @@
+package fparser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"iter"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fparser/fparser/offline"
+	"github.com/fparser/fparser/userspace"
+)
+
+// Errors that callers test with errors.Is.
+var (
+	// ErrBadCapture: the capture file is damaged or not a capture. The flows read
+	// before the fault were still reported.
+	ErrBadCapture = offline.ErrBadCapture
+	// ErrUnsupportedLink: the capture's link type is not one fparser reads. It also
+	// matches ErrBadCapture.
+	ErrUnsupportedLink = offline.ErrUnsupportedLink
+	// ErrNoSource: the source is neither a readable file nor a network interface.
+	ErrNoSource = errors.New("no such capture file or network interface")
+	// ErrLiveUnavailable: live capture on an interface is not available in this build.
+	ErrLiveUnavailable = errors.New("live capture is not available yet: the kernel datapath is not built")
+	// ErrFilter: the filter expression is not accepted.
+	ErrFilter = errors.New("filter not supported")
+	// ErrOption: an option has a value out of its range.
+	ErrOption = errors.New("invalid option")
+)
+
+// DefaultFilter is the filter used when none is given: all IPv4 and IPv6 traffic.
+const DefaultFilter = "ip or ip6"
+
+// DefaultSnaplen is the capture length used when none is given: libpcap's maximum.
+const DefaultSnaplen = 262144
+
+// Options configure a Parser. The zero value, like a nil *Options, means every default.
+type Options struct {
+	// FlowTimeout ends a flow after this long without a packet. Default 600 s.
+	FlowTimeout time.Duration
+	// FinTimeout ends a flow this long after its last packet once a FIN or RST was
+	// seen. Default 30 s.
+	FinTimeout time.Duration
+	// ActiveTimeout, when positive, ends a flow this long after its first packet,
+	// however busy; the next packet starts a new flow. Default off.
+	ActiveTimeout time.Duration
+	// Filter selects the packets to count, in pcap-filter syntax. Only the default,
+	// all IPv4 and IPv6 ("ip or ip6", or empty), is accepted in this version.
+	Filter string
+	// Snaplen cuts every frame to this many bytes before it is parsed, as a capture
+	// would. Byte counts come from the IP header and do not change. Default 262144.
+	Snaplen int
+	// Logger receives the parser's log records. When nil, records at LogLevel and
+	// above go to standard error as text.
+	Logger *slog.Logger
+	// LogLevel is the least level logged when Logger is nil. The zero value is
+	// slog.LevelInfo; the parser logs routine events at Debug only.
+	LogLevel slog.Level
+	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once, after the last
+	// flow has been delivered. All three run on one goroutine, in the order flows end;
+	// they may call the Parser's methods, Stop included.
+	OnTCP  func(Flow)
+	OnUDP  func(Flow)
+	OnKill func()
+}
+
+// Parser tracks the flows of one source. Its methods are safe for concurrent use.
+type Parser struct {
+	source string
+	log    *slog.Logger
+	eng    *userspace.Engine
+	dp     *offline.Datapath
+	src    *offline.Source
+
+	onTCP, onUDP atomic.Pointer[func(Flow)]
+	onKill       func()
+	panics       atomic.Uint64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan []userspace.Record
+	free   chan []userspace.Record
+	done   chan struct{}
+	err    error
+	began  time.Time
+	ended  atomic.Int64 // wall ns when the run ended, 0 while running
+	closed sync.Once
+}
+
+// Open opens a parser on source, a capture file or a network interface, and starts
+// it. A capture file is replayed at once, as fast as it can be read; use Wait to
+// learn when it is done. opts may be nil.
+func Open(source string, opts *Options) (*Parser, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill}
+	if p.log == nil {
+		p.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	}
+	if o.OnTCP != nil {
+		p.onTCP.Store(&o.OnTCP)
+	}
+	if o.OnUDP != nil {
+		p.onUDP.Store(&o.OnUDP)
+	}
+
+	fi, statErr := os.Stat(source)
+	if statErr != nil || fi.IsDir() {
+		if _, err := net.InterfaceByName(source); err == nil {
+			return nil, fmt.Errorf("open interface %s: %w", source, ErrLiveUnavailable)
+		}
+		if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open %s: %w", source, statErr)
+		}
+		return nil, fmt.Errorf("open %s: %w", source, ErrNoSource)
+	}
+	src, err := offline.Open(source) // its errors name the file already
+	if err != nil {
+		return nil, err
+	}
+	table := userspace.NewFlowTable(1024)
+	p.src = src
+	p.eng = userspace.NewEngine(table, userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout})
+	p.dp = offline.NewDatapath(p.eng, table, o.Snaplen)
+	p.start()
+	return p, nil
+}
+
+func (o *Options) check() error {
+	switch {
+	case o.FlowTimeout < 0:
+		return fmt.Errorf("%w: FlowTimeout %v is negative", ErrOption, o.FlowTimeout)
+	case o.FinTimeout < 0:
+		return fmt.Errorf("%w: FinTimeout %v is negative", ErrOption, o.FinTimeout)
+	case o.ActiveTimeout < 0:
+		return fmt.Errorf("%w: ActiveTimeout %v is negative", ErrOption, o.ActiveTimeout)
+	case o.Snaplen < 0:
+		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
+	}
+	if o.Snaplen == 0 {
+		o.Snaplen = DefaultSnaplen
+	}
+	switch o.Filter {
+	case "", DefaultFilter:
+	default:
+		return fmt.Errorf("%w: %q: only the default (%s) is accepted in this version", ErrFilter, o.Filter, DefaultFilter)
+	}
+	return nil
+}
+
+func (p *Parser) start() {
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.out = make(chan []userspace.Record, 8)
+	p.free = make(chan []userspace.Record, 8)
+	p.done = make(chan struct{})
+	p.began = time.Now()
+	p.log.Debug("fparser started", "source", p.source)
+	go p.deliver()
+	go func() {
+		err := offline.Replay(p.ctx, p.src, p.dp, p.eng, p.handOut)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		p.err = err
+		p.src.Close()
+		p.ended.Store(time.Now().UnixNano())
+		close(p.out)
+	}()
+}
+
+// handOut passes the flows ended so far to the delivering goroutine.
+func (p *Parser) handOut() {
+	var buf []userspace.Record
+	select {
+	case buf = <-p.free:
+	default:
+	}
+	recs := p.eng.TakeEnded(buf)
+	if recs == nil {
+		select {
+		case p.free <- buf:
+		default:
+		}
+		return
+	}
+	p.out <- recs
+}
+
+// deliver runs the callbacks: flows in end order, then the kill callback once.
+func (p *Parser) deliver() {
+	defer close(p.done)
+	for recs := range p.out {
+		for i := range recs {
+			r := &recs[i]
+			f := flowOf(&r.Key, &r.State, r.Reason)
+			cb := p.onUDP.Load()
+			if f.Protocol == TCP {
+				cb = p.onTCP.Load()
+			}
+			if cb != nil {
+				p.call(func() { (*cb)(f) })
+			}
+		}
+		select {
+		case p.free <- recs[:0]:
+		default:
+		}
+	}
+	if p.err != nil {
+		p.log.Error("capture ended early", "err", p.err)
+	}
+	if p.onKill != nil {
+		p.call(p.onKill)
+	}
+	p.log.Debug("fparser stopped", "source", p.source)
+}
+
+// call runs a callback, recovering and counting a panic so that one bad callback
+// does not lose the flows after it.
+func (p *Parser) call(fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.panics.Add(1)
+			p.log.Error("callback panicked", "panic", r)
+		}
+	}()
+	fn()
+}
+
+// SetTCPCallback replaces the function that receives ended TCP flows; nil removes it.
+// It is safe to call while the parser runs, from a callback too.
+func (p *Parser) SetTCPCallback(fn func(Flow)) { p.setCallback(&p.onTCP, fn) }
+
+// SetUDPCallback replaces the function that receives ended UDP flows; nil removes it.
+func (p *Parser) SetUDPCallback(fn func(Flow)) { p.setCallback(&p.onUDP, fn) }
+
+func (p *Parser) setCallback(to *atomic.Pointer[func(Flow)], fn func(Flow)) {
+	if fn == nil {
+		to.Store(nil)
+		return
+	}
+	to.Store(&fn)
+}
+
+// Stop ends the parser: every active flow is delivered with reason stopped, then the
+// kill callback runs. Stop returns at once and may be called any number of times, from
+// any goroutine, callbacks included; Wait blocks until the work is done.
+func (p *Parser) Stop() { p.cancel() }
+
+// Close stops the parser and waits until the kill callback has run. It returns the
+// capture's error, like Wait. Do not call it from a callback: use Stop there.
+func (p *Parser) Close() error {
+	p.Stop()
+	return p.Wait()
+}
+
+// Wait blocks until the parser has finished: the source is exhausted or the parser
+// was stopped, every flow was delivered and the kill callback has returned. It returns
+// the capture's error, nil after a clean end or a Stop. Errors about the capture file
+// match ErrBadCapture.
+func (p *Parser) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// WaitContext is Wait that gives up when ctx is done, returning ctx's error; the
+// parser keeps running.
+func (p *Parser) WaitContext(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed when the parser has finished, as Wait describes.
+func (p *Parser) Done() <-chan struct{} { return p.done }
+
+// Flows iterates over the active flows, in no particular order. It reads a consistent
+// snapshot first, so the loop body may call the parser's methods.
+func (p *Parser) Flows() iter.Seq[Flow] {
+	return func(yield func(Flow) bool) {
+		for _, r := range p.eng.Snapshot(nil) {
+			if !yield(flowOf(&r.Key, &r.State, 0)) {
+				return
+			}
+		}
+	}
+}
+
+// FindTCPFlow returns the active, untagged TCP flow between a and b, given in either
+// direction. It costs one hash lookup.
+func (p *Parser) FindTCPFlow(a, b netip.AddrPort) (Flow, bool) { return p.FindFlow(TCP, 0, a, b) }
+
+// FindUDPFlow returns the active, untagged UDP flow between a and b, given in either
+// direction.
+func (p *Parser) FindUDPFlow(a, b netip.AddrPort) (Flow, bool) { return p.FindFlow(UDP, 0, a, b) }
+
+// FindFlow returns the active flow of protocol proto on VLAN vlan between a and b,
+// given in either direction.
+func (p *Parser) FindFlow(proto Protocol, vlan uint16, a, b netip.AddrPort) (Flow, bool) {
+	k := userspace.KeyOf(uint8(proto), vlan, a, b)
+	s, ok := p.eng.Lookup(&k)
+	if !ok {
+		return Flow{}, false
+	}
+	return flowOf(&k, &s, 0), true
+}

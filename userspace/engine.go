@@ -1,0 +1,235 @@
+package userspace
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Engine runs the userspace side of flow tracking over a Table: the clock, the sweep
+// that ends flows on their timeouts, the queue of ended flows, lookups and counters.
+//
+// The datapath and the engine share one lock. A datapath that runs in Go takes it once
+// per batch of packets with [Engine.Do], never per packet; lookups take it briefly.
+// Ended flows are queued under the lock and handed out with [Engine.TakeEnded], so the
+// code that runs callbacks never holds it.
+type Engine struct {
+	mu      sync.Mutex
+	table   Table
+	timeout Timeouts
+
+	sweepEvery time.Duration
+	now        int64 // the clock, ns since the epoch; never goes backwards
+	start      int64 // the clock's first reading
+	nextSweep  int64
+	collecting time.Duration // wall time spent in sweeps
+
+	ended   []Record
+	counts  EngineCounts
+	scratch []Record
+}
+
+// EngineCounts are the engine's own counters.
+type EngineCounts struct {
+	FlowsEnded [EndEvicted + 1]uint64 // by reason
+	Sweeps     uint64
+}
+
+// NewEngine returns an engine over table with the given timeouts. Zero durations take
+// the defaults, except Active where zero means off.
+func NewEngine(table Table, t Timeouts) *Engine {
+	if t.Idle <= 0 {
+		t.Idle = DefaultTimeouts.Idle
+	}
+	if t.FIN <= 0 {
+		t.FIN = DefaultTimeouts.FIN
+	}
+	// Sweeps only free memory and deliver ended flows on time: the datapath ends an
+	// expired flow itself when a packet arrives for it, so results do not depend on
+	// the sweep interval.
+	every := min(time.Second, t.shortest())
+	return &Engine{table: table, timeout: t, sweepEvery: every}
+}
+
+// Timeouts returns the timeouts in force.
+func (e *Engine) Timeouts() Timeouts { return e.timeout }
+
+// Do runs fn with the engine locked. Methods whose names end in Locked may be called
+// only inside fn.
+func (e *Engine) Do(fn func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fn()
+}
+
+// NowLocked is the clock.
+func (e *Engine) NowLocked() int64 { return e.now }
+
+// AdvanceLocked moves the clock to t, or keeps it where it is when t is earlier, and
+// sweeps when a sweep is due. It returns the clock.
+func (e *Engine) AdvanceLocked(t int64) int64 {
+	if t > e.now {
+		if e.start == 0 {
+			e.start = t
+			e.nextSweep = t + int64(e.sweepEvery)
+		}
+		e.now = t
+		if t >= e.nextSweep {
+			e.sweepLocked()
+			e.nextSweep = t + int64(e.sweepEvery)
+		}
+	}
+	return e.now
+}
+
+// EndLocked queues a flow that the datapath ended.
+func (e *Engine) EndLocked(k *Key, s *State, reason EndReason, end int64) {
+	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end})
+	e.counts.FlowsEnded[reason]++
+}
+
+// Sweep ends every flow whose timeout has passed at the current clock.
+func (e *Engine) Sweep() {
+	e.mu.Lock()
+	e.sweepLocked()
+	e.mu.Unlock()
+}
+
+func (e *Engine) sweepLocked() {
+	began := time.Now()
+	now := e.now
+	batch := e.scratch[:0]
+	var reason EndReason
+	var end int64
+	e.table.Reap(func(_ *Key, s *State) bool {
+		var ok bool
+		reason, end, ok = e.timeout.Expired(s, now)
+		return ok
+	}, func(k *Key, s *State) {
+		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: end})
+	})
+	// Hand flows out in the order they ended; the key breaks ties so that a replay
+	// always reports in the same order.
+	slices.SortFunc(batch, func(a, b Record) int {
+		if a.End != b.End {
+			return cmpInt64(a.End, b.End)
+		}
+		return compareKeys(&a.Key, &b.Key)
+	})
+	for i := range batch {
+		e.counts.FlowsEnded[batch[i].Reason]++
+	}
+	e.ended = append(e.ended, batch...)
+	e.scratch = batch[:0]
+	e.counts.Sweeps++
+	e.collecting += time.Since(began)
+}
+
+// FlushLocked ends every flow in the table with the given reason, at the clock.
+func (e *Engine) FlushLocked(reason EndReason) {
+	batch := e.scratch[:0]
+	e.table.Reap(func(*Key, *State) bool { return true }, func(k *Key, s *State) {
+		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: e.now})
+	})
+	slices.SortFunc(batch, func(a, b Record) int {
+		if x, y := a.State.LastSeen(), b.State.LastSeen(); x != y {
+			return cmpInt64(x, y)
+		}
+		return compareKeys(&a.Key, &b.Key)
+	})
+	e.counts.FlowsEnded[reason] += uint64(len(batch))
+	e.ended = append(e.ended, batch...)
+	e.scratch = batch[:0]
+}
+
+// TakeEnded returns the flows ended since the last call, in end order, and gives the
+// engine buf to fill next; when none ended it returns nil and keeps its own buffer.
+// The caller owns the returned slice.
+func (e *Engine) TakeEnded(buf []Record) []Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.ended) == 0 {
+		return nil
+	}
+	out := e.ended
+	e.ended = buf[:0]
+	return out
+}
+
+// Lookup returns the state of the active flow with key k.
+func (e *Engine) Lookup(k *Key) (State, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.table.Lookup(k)
+}
+
+// Snapshot appends every active flow to dst and returns it. The flows are copies taken
+// under the lock, so the caller may do anything with them, including calling back
+// into the engine.
+func (e *Engine) Snapshot(dst []Record) []Record {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.table.Range(func(k *Key, s *State) bool {
+		dst = append(dst, Record{Key: *k, State: *s})
+		return true
+	})
+	return dst
+}
+
+// Stats describes the engine at one instant.
+type Stats struct {
+	TCPFlows, UDPFlows     int    // active
+	TCPPackets, UDPPackets uint64 // in active flows
+	Start, Now             int64  // the clock's first and current readings
+	Collecting             time.Duration
+	Counts                 EngineCounts
+}
+
+// StatsLocked reads the engine's statistics. It walks the table, so it costs one visit
+// per active flow.
+func (e *Engine) StatsLocked() Stats {
+	st := Stats{Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts}
+	e.table.Range(func(k *Key, s *State) bool {
+		if k.Proto == ProtoTCP {
+			st.TCPFlows++
+			st.TCPPackets += s.Packets()
+		} else {
+			st.UDPFlows++
+			st.UDPPackets += s.Packets()
+		}
+		return true
+	})
+	return st
+}
+
+func cmpInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func compareKeys(a, b *Key) int {
+	if a.Proto != b.Proto {
+		return int(a.Proto) - int(b.Proto)
+	}
+	if c := compareEndpoint(&a.A, a.PortA, &b.A, b.PortA); c != 0 {
+		return c
+	}
+	if c := compareEndpoint(&a.B, a.PortB, &b.B, b.PortB); c != 0 {
+		return c
+	}
+	return int(a.VLAN) - int(b.VLAN)
+}
+
+func compareEndpoint(a *[16]byte, ap uint16, b *[16]byte, bp uint16) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return int(ap) - int(bp)
+}

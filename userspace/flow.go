@@ -1,0 +1,150 @@
+package userspace
+
+import (
+	"net/netip"
+)
+
+// IP protocol numbers of the flows we track.
+const (
+	ProtoTCP = 6
+	ProtoUDP = 17
+)
+
+// TCP flag bits, as they sit in byte 13 of the TCP header.
+const (
+	FlagFIN = 0x01
+	FlagSYN = 0x02
+	FlagRST = 0x04
+	FlagPSH = 0x08
+	FlagACK = 0x10
+	FlagURG = 0x20
+	FlagECE = 0x40
+	FlagCWR = 0x80
+)
+
+// Key identifies a bidirectional flow. The two endpoints are in canonical order,
+// (A, PortA) < (B, PortB) comparing address bytes then port, so both directions of a
+// conversation map to one key. IPv4 addresses are stored v4-mapped. The layout is the
+// one the kernel map uses: 40 bytes, no implicit padding.
+type Key struct {
+	A, B         [16]byte
+	PortA, PortB uint16
+	VLAN         uint16 // VID of the outer 802.1Q/802.1ad tag, 0 when untagged
+	Proto        uint8
+	_            uint8
+}
+
+// MakeKey returns the canonical key for a packet from src to dst, and whether src is
+// endpoint A of that key.
+func MakeKey(proto uint8, vlan uint16, src [16]byte, sport uint16, dst [16]byte, dport uint16) (k Key, srcIsA bool) {
+	k.Proto, k.VLAN = proto, vlan
+	if endpointLess(&src, sport, &dst, dport) {
+		k.A, k.PortA, k.B, k.PortB = src, sport, dst, dport
+		return k, true
+	}
+	k.A, k.PortA, k.B, k.PortB = dst, dport, src, sport
+	return k, false
+}
+
+// KeyOf returns the canonical key for a conversation between two endpoints given in
+// either order.
+func KeyOf(proto uint8, vlan uint16, a, b netip.AddrPort) Key {
+	k, _ := MakeKey(proto, vlan, a.Addr().As16(), a.Port(), b.Addr().As16(), b.Port())
+	return k
+}
+
+func endpointLess(a *[16]byte, ap uint16, b *[16]byte, bp uint16) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return ap < bp
+}
+
+// EndpointA returns the key's first endpoint, with IPv4 unmapped.
+func (k *Key) EndpointA() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(k.A).Unmap(), k.PortA)
+}
+
+// EndpointB returns the key's second endpoint, with IPv4 unmapped.
+func (k *Key) EndpointB() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(k.B).Unmap(), k.PortB)
+}
+
+// Counters count one direction of a flow. Times are nanoseconds since the Unix epoch.
+type Counters struct {
+	Packets uint64
+	Bytes   uint64
+	First   int64
+	Last    int64
+}
+
+// State is the value the datapath keeps per flow: counters indexed by canonical
+// direction (0: A to B, 1: B to A), the OR of TCP flags per direction, which endpoint
+// initiated, and the end marks left by FIN and RST. 72 bytes, the kernel's layout.
+type State struct {
+	Dir       [2]Counters
+	Flags     [2]uint8
+	Initiator uint8 // 0: A initiated, 1: B initiated
+	Marks     uint8 // MarkFIN | MarkRST
+	_         uint32
+}
+
+// End marks in State.Marks.
+const (
+	MarkFIN = 0x01
+	MarkRST = 0x02
+)
+
+// FirstSeen is the time of the flow's first packet.
+func (s *State) FirstSeen() int64 {
+	switch {
+	case s.Dir[0].Packets == 0:
+		return s.Dir[1].First
+	case s.Dir[1].Packets == 0:
+		return s.Dir[0].First
+	}
+	return min(s.Dir[0].First, s.Dir[1].First)
+}
+
+// LastSeen is the time of the flow's last packet.
+func (s *State) LastSeen() int64 { return max(s.Dir[0].Last, s.Dir[1].Last) }
+
+// Packets is the flow's packet count in both directions.
+func (s *State) Packets() uint64 { return s.Dir[0].Packets + s.Dir[1].Packets }
+
+// EndReason says why a flow ended.
+type EndReason uint8
+
+// End reasons, as DESIGN section 2 lists them.
+const (
+	EndIdle         EndReason = iota + 1 // no packet for the flow timeout
+	EndFIN                               // fin timeout passed after a FIN
+	EndRST                               // fin timeout passed after a RST
+	EndReused                            // a new SYN arrived on a finished 5-tuple
+	EndActive                            // the active timeout passed since the first packet
+	EndEndOfCapture                      // the capture file ended
+	EndStopped                           // the parser was stopped
+	EndEvicted                           // the table had no room and dropped it
+)
+
+var endReasonNames = [...]string{
+	EndIdle: "idle", EndFIN: "fin", EndRST: "rst", EndReused: "reused", EndActive: "active",
+	EndEndOfCapture: "end-of-capture", EndStopped: "stopped", EndEvicted: "evicted",
+}
+
+func (r EndReason) String() string {
+	if int(r) < len(endReasonNames) && endReasonNames[r] != "" {
+		return endReasonNames[r]
+	}
+	return "unknown"
+}
+
+// Record is a flow that has ended, with its final counters.
+type Record struct {
+	Key    Key
+	State  State
+	Reason EndReason
+	End    int64 // when the engine considers it ended, ns since the epoch
+}
