@@ -112,15 +112,12 @@ func replay(t testing.TB, path string, opts *fparser.Options) ([]fparser.Flow, f
 	}
 	collect := func(f fparser.Flow) { flows = append(flows, f) }
 	o.OnTCP, o.OnUDP = collect, collect
-	var info fparser.Info
-	var p *fparser.Parser
-	o.OnKill = func() { info = p.Info() }
 	p, err := fparser.Open(path, &o)
 	if err != nil {
-		return nil, info, err
+		return nil, fparser.Info{}, err
 	}
 	err = p.Wait()
-	return flows, info, err
+	return flows, p.Info(), err
 }
 
 func TestCorpus(t *testing.T) {

@@ -65,8 +65,10 @@ type Options struct {
 	// slog.LevelInfo; the parser logs routine events at Debug only.
 	LogLevel slog.Level
 	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once, after the last
-	// flow has been delivered. All three run on one goroutine, in the order flows end;
-	// they may call the Parser's methods, Stop included.
+	// flow has been delivered. All three run on one goroutine, in the order flows end,
+	// while counting pauses: a callback sees the parser as it was when its flow ended
+	// and may call its methods, Stop included (but not Close or Wait, which would wait
+	// for the callback itself).
 	OnTCP  func(Flow)
 	OnUDP  func(Flow)
 	OnKill func()
@@ -84,21 +86,33 @@ type Parser struct {
 	onKill       func()
 	panics       atomic.Uint64
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	out    chan []userspace.Record
-	free   chan []userspace.Record
-	done   chan struct{}
-	err    error
-	began  time.Time
-	ended  atomic.Int64 // wall ns when the run ended, 0 while running
-	closed sync.Once
+	ctx     context.Context
+	cancel  context.CancelFunc
+	spare   []userspace.Record // the delivered batch, reused for the next
+	started sync.Once
+	done    chan struct{}
+	err     error
 }
 
 // Open opens a parser on source, a capture file or a network interface, and starts
-// it. A capture file is replayed at once, as fast as it can be read; use Wait to
-// learn when it is done. opts may be nil.
+// it, as the original FParser does. A capture file is replayed at once, as fast as it
+// can be read; use Wait to learn when it is done. opts may be nil.
+//
+// The callbacks may run before Open returns. A callback that needs the Parser itself
+// should get it from New, which does not start it, followed by Start or Run.
 func Open(source string, opts *Options) (*Parser, error) {
+	p, err := New(source, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.Start()
+	return p, nil
+}
+
+// New opens a parser on source, a capture file or a network interface, without
+// starting it: nothing is counted and no callback runs until Start or Run. opts may be
+// nil.
+func New(source string, opts *Options) (*Parser, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -135,7 +149,8 @@ func Open(source string, opts *Options) (*Parser, error) {
 	p.src = src
 	p.eng = userspace.NewEngine(table, userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout})
 	p.dp = offline.NewDatapath(p.eng, table, o.Snaplen)
-	p.start()
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.done = make(chan struct{})
 	return p, nil
 }
 
@@ -161,71 +176,63 @@ func (o *Options) check() error {
 	return nil
 }
 
+// Start starts counting in the background. Calling it again does nothing.
+func (p *Parser) Start() { p.started.Do(p.start) }
+
+// Run starts the parser if it is not running and blocks until it has finished, like
+// Wait. When ctx is done first, Run stops the parser, waits for the stopped flows and
+// the kill callback, and returns nil.
+func (p *Parser) Run(ctx context.Context) error {
+	p.Start()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.Stop()
+		<-p.done
+	}
+	return p.err
+}
+
 func (p *Parser) start() {
-	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.out = make(chan []userspace.Record, 8)
-	p.free = make(chan []userspace.Record, 8)
-	p.done = make(chan struct{})
-	p.began = time.Now()
 	p.log.Debug("fparser started", "source", p.source)
-	go p.deliver()
 	go func() {
-		err := offline.Replay(p.ctx, p.src, p.dp, p.eng, p.handOut)
+		defer close(p.done)
+		err := offline.Replay(p.ctx, p.src, p.dp, p.eng, p.deliver)
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
 		p.err = err
 		p.src.Close()
-		p.ended.Store(time.Now().UnixNano())
-		close(p.out)
+		if err != nil {
+			p.log.Error("capture ended early", "err", err)
+		}
+		if p.onKill != nil {
+			p.call(p.onKill)
+		}
+		p.log.Debug("fparser stopped", "source", p.source)
 	}()
 }
 
-// handOut passes the flows ended so far to the delivering goroutine.
-func (p *Parser) handOut() {
-	var buf []userspace.Record
-	select {
-	case buf = <-p.free:
-	default:
-	}
-	recs := p.eng.TakeEnded(buf)
+// deliver hands the flows that ended to the callbacks, in end order. It runs on the
+// goroutine that reads the source, between batches and outside the engine's lock, so
+// a callback sees the table as it was when its flow ended and may call any method.
+func (p *Parser) deliver() {
+	recs := p.eng.TakeEnded(p.spare)
 	if recs == nil {
-		select {
-		case p.free <- buf:
-		default:
-		}
 		return
 	}
-	p.out <- recs
-}
-
-// deliver runs the callbacks: flows in end order, then the kill callback once.
-func (p *Parser) deliver() {
-	defer close(p.done)
-	for recs := range p.out {
-		for i := range recs {
-			r := &recs[i]
-			f := flowOf(&r.Key, &r.State, r.Reason)
-			cb := p.onUDP.Load()
-			if f.Protocol == TCP {
-				cb = p.onTCP.Load()
-			}
-			if cb != nil {
-				p.call(func() { (*cb)(f) })
-			}
+	for i := range recs {
+		r := &recs[i]
+		f := flowOf(&r.Key, &r.State, r.Reason)
+		cb := p.onUDP.Load()
+		if f.Protocol == TCP {
+			cb = p.onTCP.Load()
 		}
-		select {
-		case p.free <- recs[:0]:
-		default:
+		if cb != nil {
+			p.call(func() { (*cb)(f) })
 		}
 	}
-	if p.err != nil {
-		p.log.Error("capture ended early", "err", p.err)
-	}
-	if p.onKill != nil {
-		p.call(p.onKill)
-	}
-	p.log.Debug("fparser stopped", "source", p.source)
+	p.spare = recs[:0]
 }
 
 // call runs a callback, recovering and counting a panic so that one bad callback
@@ -257,8 +264,12 @@ func (p *Parser) setCallback(to *atomic.Pointer[func(Flow)], fn func(Flow)) {
 
 // Stop ends the parser: every active flow is delivered with reason stopped, then the
 // kill callback runs. Stop returns at once and may be called any number of times, from
-// any goroutine, callbacks included; Wait blocks until the work is done.
-func (p *Parser) Stop() { p.cancel() }
+// any goroutine, callbacks included; Wait blocks until the work is done. A replay
+// stops after the batch of packets it is counting.
+func (p *Parser) Stop() {
+	p.cancel()
+	p.Start() // a parser stopped before it started still ends, and runs OnKill once
+}
 
 // Close stops the parser and waits until the kill callback has run. It returns the
 // capture's error, like Wait. Do not call it from a callback: use Stop there.

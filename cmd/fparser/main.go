@@ -1,0 +1,179 @@
+// Command fparser prints the TCP and UDP flows of a capture file or a network
+// interface, one line per flow as it ends.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fparser/fparser"
+)
+
+const usage = `fparser: print the TCP and UDP flows of a capture file or a network interface.
+
+Usage:
+  fparser -r FILE [options] [filter expression]
+  fparser -i IFACE [options] [filter expression]
+
+A flow is both directions of one conversation: protocol, the two addresses and
+ports, and the outer VLAN. SRC is the side that started it. Each flow is printed
+once, when it ends: after --flow-timeout without packets, --fin-timeout after its
+last packet once a FIN or RST was seen, when a new SYN reuses its ports, or when
+the capture ends. A one-line summary goes to standard error at the end.
+
+Examples:
+  fparser -r testdata/http.pcapng                 read a capture (pcap, pcapng, .gz)
+  fparser -r trace.pcap -o csv > flows.csv        export to CSV
+  fparser -r trace.pcap -o json | jq .            JSON lines
+  fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
+
+Options:
+`
+
+type config struct {
+	read, iface, format, filter string
+	flowTimeout, finTimeout     time.Duration
+	activeTimeout               time.Duration
+	snaplen                     int
+	quiet, verbose              bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var c config
+	fs := flag.NewFlagSet("fparser", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip)")
+	fs.StringVar(&c.iface, "i", "", "capture live on network interface `IFACE`")
+	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
+	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
+	fs.DurationVar(&c.flowTimeout, "flow-timeout", 600*time.Second, "end a flow after this long without packets")
+	fs.DurationVar(&c.finTimeout, "fin-timeout", 30*time.Second, "end a flow this long after its last packet once FIN or RST was seen")
+	fs.DurationVar(&c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
+	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "cut each packet to `snaplen` bytes before parsing")
+	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
+	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if rest := fs.Args(); len(rest) > 0 {
+		if c.filter != "" {
+			fmt.Fprintln(stderr, "fparser: give the filter with -f or as trailing words, not both")
+			return 2
+		}
+		c.filter = strings.Join(rest, " ")
+	}
+	source := c.read
+	switch {
+	case c.read != "" && c.iface != "":
+		fmt.Fprintln(stderr, "fparser: -r and -i exclude each other")
+		return 2
+	case c.iface != "":
+		source = c.iface
+	case c.read == "":
+		fmt.Fprintln(stderr, "fparser: nothing to read: give -r FILE or -i IFACE (see fparser -h)")
+		return 2
+	}
+	if c.snaplen <= 0 {
+		fmt.Fprintf(stderr, "fparser: -s %d: the snaplen must be positive\n", c.snaplen)
+		return 2
+	}
+
+	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout))
+	if err != nil {
+		fmt.Fprintf(stderr, "fparser: -o: %v\n", err)
+		return 2
+	}
+	level := slog.LevelWarn
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var p *fparser.Parser
+	var writeErr error
+	emit := func(f fparser.Flow) {
+		if writeErr != nil {
+			return
+		}
+		if writeErr = out.write(&f); writeErr != nil {
+			p.Stop() // nowhere to write: stop reading
+		}
+	}
+	p, err = fparser.New(source, &fparser.Options{
+		FlowTimeout:   c.flowTimeout,
+		FinTimeout:    c.finTimeout,
+		ActiveTimeout: c.activeTimeout,
+		Filter:        c.filter,
+		Snaplen:       c.snaplen,
+		Logger:        logger,
+		OnTCP:         emit,
+		OnUDP:         emit,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "fparser: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	runErr := p.Run(ctx)
+	stop()
+	info := p.Info()
+	if writeErr == nil {
+		writeErr = out.Flush()
+	}
+	if !c.quiet {
+		fmt.Fprintln(stderr, summary(&info))
+	}
+	switch {
+	case writeErr != nil:
+		fmt.Fprintf(stderr, "fparser: writing flows: %v\n", writeErr)
+		return 1
+	case runErr != nil:
+		fmt.Fprintf(stderr, "fparser: %v\n", runErr)
+		return 1
+	}
+	return 0
+}
+
+// summary is Info in one line.
+func summary(in *fparser.Info) string {
+	var ended uint64
+	for _, n := range in.FlowsEnded {
+		ended += n
+	}
+	s := fmt.Sprintf("fparser: %d packets, %d in flows (tcp %d, udp %d), %d non-IP, %d other L4, %d malformed, %d fragments (%d unattributed); %d flows; avg %.1f pps over %v; %v collecting",
+		in.PacketsSeen, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP, in.NonIP, in.OtherL4, in.Malformed,
+		in.Fragments, in.Unattributed, ended, in.AvgPPS, in.Elapsed.Round(time.Millisecond), in.TimeCollecting.Round(time.Microsecond))
+	if in.CallbackPanics > 0 {
+		s += fmt.Sprintf("; %d callback panics", in.CallbackPanics)
+	}
+	return s
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

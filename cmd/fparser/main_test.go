@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.flows.csv from the current output")
+
+func captures(t *testing.T) []string {
+	var out []string
+	for _, pat := range []string{"*.pcap", "*.pcapng", "*.pcap.gz"} {
+		m, err := filepath.Glob(filepath.Join("..", "..", "testdata", pat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m...)
+	}
+	if len(out) < 12 {
+		t.Fatalf("found only %d captures in testdata", len(out))
+	}
+	return out
+}
+
+// TestGolden pins the CSV output for every capture in testdata: flows, counters,
+// times and end reasons, in order.
+func TestGolden(t *testing.T) {
+	for _, c := range captures(t) {
+		t.Run(filepath.Base(c), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"-r", c, "-o", "csv", "-q"}, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			golden := c + ".flows.csv"
+			if *update {
+				if err := os.WriteFile(golden, stdout.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stdout.String(); got != string(want) {
+				t.Errorf("output differs from %s:\n got:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestFormats(t *testing.T) {
+	c := filepath.Join("..", "..", "testdata", "reuse.pcap")
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"text", []string{
+			"PROTO SRC                     DST                     VLAN    PKTS>     BYTES>    <PKTS     <BYTES FLAGS>  <FLAGS  FIRST SEEN                         DURATION END",
+			"tcp   192.0.2.1:45000         192.0.2.2:8080             0        6        408        6        539 SPF.    SPF.    2026-11-28T13:36:43.052620000Z      1.002ms reused",
+		}},
+		{"json", []string{
+			`{"protocol":"tcp","src_ip":"192.0.2.1","src_port":45000,"dst_ip":"192.0.2.2","dst_port":8080,"vlan_id":0,"src2dst_packets":6,"src2dst_bytes":408,"dst2src_packets":6,"dst2src_bytes":539,"first_seen":"2026-11-28T13:36:43.052620000Z","last_seen":"2026-11-28T13:36:43.053622000Z","end_reason":"reused"}`,
+		}},
+		{"csv", []string{
+			"protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,first_seen,last_seen,end_reason",
+			"tcp,192.0.2.1,45000,192.0.2.2,8080,0,6,408,6,539,2026-11-28T13:36:43.052620000Z,2026-11-28T13:36:43.053622000Z,reused",
+		}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run([]string{"-r", c, "-o", tc.format}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", tc.format, code, stderr.String())
+		}
+		lines := strings.Split(stdout.String(), "\n")
+		for i, w := range tc.want {
+			if i >= len(lines) || lines[i] != w {
+				t.Errorf("%s line %d:\n got %q\nwant %q", tc.format, i, lines[min(i, len(lines)-1)], w)
+			}
+		}
+		want := "fparser: 24 packets, 24 in flows (tcp 24, udp 0), 0 non-IP, 0 other L4, 0 malformed, 0 fragments (0 unattributed); 2 flows;"
+		if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%s: summary %q, want one line starting %q", tc.format, stderr.String(), want)
+		}
+	}
+}
+
+func TestUsageAndErrors(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pcap")
+	os.WriteFile(garbage, []byte("this is not a capture file at all"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "Usage:"},
+		{nil, 2, "nothing to read"},
+		{[]string{"-r", "x", "-i", "y"}, 2, "exclude each other"},
+		{[]string{"-r", garbage, "-o", "xml"}, 2, `unknown output format "xml"`},
+		{[]string{"-r", filepath.Join(dir, "missing.pcap")}, 1, "no such capture file or network interface"},
+		{[]string{"-r", garbage}, 1, garbage + ": at byte 0: not a pcap or pcapng file"},
+		{[]string{"-r", garbage, "tcp", "port", "80"}, 1, `filter not supported: "tcp port 80"`},
+		{[]string{"-r", garbage, "--flow-timeout", "ten"}, 2, "invalid value"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("fparser %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
+		}
+		if tc.code == 1 && strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("fparser %v: want a one-line error, got %q", tc.args, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,320 @@
+// Package edgecases writes the synthetic captures in testdata/ that real traffic
+// rarely shows: VLAN and QinQ tags, IPv6 extension headers, fragments in and out of
+// order, a SYN+ACK first, timestamps going backwards, truncated and lying headers, and
+// every link type and file format the reader takes. A test regenerates them and
+// fails when the committed files differ.
+package edgecases
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	pb "github.com/fparser/fparser/internal/pktbuild"
+)
+
+// T0 is the first timestamp of every generated capture.
+var T0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+var (
+	hostA  = netip.MustParseAddr("192.0.2.1")
+	hostB  = netip.MustParseAddr("192.0.2.2")
+	hostC  = netip.MustParseAddr("192.0.2.3")
+	host6A = netip.MustParseAddr("2001:db8::1")
+	host6B = netip.MustParseAddr("2001:db8::2")
+)
+
+// record is one packet of a capture: its time offset from T0, its frame, and, for
+// pcapng, the interface it came from. wire, when set, is the length on the wire of a
+// frame that was cut.
+type record struct {
+	at    time.Duration
+	frame []byte
+	iface int
+	wire  int
+}
+
+// Capture is a generated capture file.
+type Capture struct {
+	Name    string
+	build   func() []record
+	link    layers.LinkType
+	snaplen uint32
+	write   func(w io.Writer, c *Capture, recs []record) error
+}
+
+// All lists the generated captures.
+func All() []Capture {
+	return []Capture{
+		{Name: "vlan.pcap", build: vlan, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "ipv6ext.pcap", build: ipv6ext, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "fragments.pcap", build: fragments, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "synack-first.pcap", build: synackFirst, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "backwards.pcap", build: backwards, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "truncated.pcap", build: truncated, link: layers.LinkTypeEthernet, snaplen: 64, write: writePcap},
+		{Name: "linktypes.pcapng", build: linktypes, write: writeLinktypes},
+		{Name: "nanoseconds.pcap.gz", build: nanoseconds, link: layers.LinkTypeRaw, write: writeNanoGzip},
+	}
+}
+
+// WriteAll writes every capture into dir.
+func WriteAll(dir string) error {
+	for _, c := range All() {
+		var buf bytes.Buffer
+		if err := c.write(&buf, &c, c.build()); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, c.Name), buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ci(r record, caplen int) gopacket.CaptureInfo {
+	wire := len(r.frame)
+	if r.wire > 0 {
+		wire = r.wire
+	}
+	return gopacket.CaptureInfo{Timestamp: T0.Add(r.at), CaptureLength: caplen, Length: wire, InterfaceIndex: r.iface}
+}
+
+func writePcap(w io.Writer, c *Capture, recs []record) error {
+	pw := pcapgo.NewWriter(w)
+	snap := c.snaplen
+	if snap == 0 {
+		snap = 65535
+	}
+	if err := pw.WriteFileHeader(snap, c.link); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		data := r.frame
+		if len(data) > int(snap) {
+			if r.wire == 0 {
+				r.wire = len(data)
+			}
+			data = data[:snap]
+		}
+		if err := pw.WritePacket(ci(r, len(data)), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeNanoGzip(w io.Writer, c *Capture, recs []record) error {
+	zw := gzip.NewWriter(w)
+	pw := pcapgo.NewWriterNanos(zw)
+	if err := pw.WriteFileHeader(65535, c.link); err != nil {
+		return err
+	}
+	for _, r := range recs {
+		if err := pw.WritePacket(ci(r, len(r.frame)), r.frame); err != nil {
+			return err
+		}
+	}
+	return zw.Close()
+}
+
+func writeLinktypes(w io.Writer, _ *Capture, recs []record) error {
+	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fparser edge-case generator"}}
+	ifaces := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, 276, layers.LinkTypeNull, layers.LinkTypeIPv4}
+	nw, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: "if0", LinkType: ifaces[0], SnapLength: 65535}, opts)
+	if err != nil {
+		return err
+	}
+	for i, lt := range ifaces[1:] {
+		if _, err := nw.AddInterface(pcapgo.NgInterface{Name: "if" + string(rune('1'+i)), LinkType: lt, SnapLength: 65535}); err != nil {
+			return err
+		}
+	}
+	for _, r := range recs {
+		if err := nw.WritePacket(ci(r, len(r.frame)), r.frame); err != nil {
+			return err
+		}
+	}
+	return nw.Flush()
+}
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+func eth4(vlans []uint16, h pb.IPv4, l4 []byte) []byte {
+	return pb.Ethernet(pb.EtherIPv4, vlans, h.Build(l4))
+}
+
+// vlan: one UDP conversation on VLAN 10 and untagged (two flows), a TCP handshake
+// under QinQ 100/200 (one flow on VLAN 100), a priority tag (VID 0: untagged), and a
+// frame with three tags (not parsed: non-IP).
+func vlan() []record {
+	q := pb.UDP(5000, 53, make([]byte, 30))
+	r := pb.UDP(53, 5000, make([]byte, 90))
+	ab := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP}
+	ba := pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoUDP}
+	tab := pb.IPv4{Src: hostA, Dst: hostC, Proto: pb.ProtoTCP}
+	tba := pb.IPv4{Src: hostC, Dst: hostA, Proto: pb.ProtoTCP}
+	return []record{
+		{at: ms(0), frame: eth4([]uint16{10}, ab, q)},
+		{at: ms(1), frame: eth4([]uint16{10}, ba, r)},
+		{at: ms(2), frame: eth4(nil, ab, q)},
+		{at: ms(3), frame: eth4(nil, ba, r)},
+		{at: ms(4), frame: eth4([]uint16{100, 200}, tab, pb.TCP(40000, 443, pb.SYN, 1, 0, nil))},
+		{at: ms(5), frame: eth4([]uint16{100, 200}, tba, pb.TCP(443, 40000, pb.SYN|pb.ACK, 7, 2, nil))},
+		{at: ms(6), frame: eth4([]uint16{100, 200}, tab, pb.TCP(40000, 443, pb.ACK, 2, 8, nil))},
+		{at: ms(7), frame: eth4([]uint16{0}, ab, pb.UDP(5001, 53, make([]byte, 10)))},
+		{at: ms(8), frame: eth4([]uint16{100, 200, 300}, ab, pb.UDP(5002, 53, make([]byte, 10)))},
+	}
+}
+
+// ipv6ext: TCP behind hop-by-hop and destination options, UDP behind a routing
+// header, AH (not walked: other L4), a chain longer than the walk's bound (other
+// L4), and ICMPv6.
+func ipv6ext() []record {
+	e6 := func(h pb.IPv6, l4 []byte) []byte { return pb.Ethernet(pb.EtherIPv6, nil, h.Build(l4)) }
+	tcp := pb.IPv6{Src: host6A, Dst: host6B, Next: pb.ProtoTCP, PayloadLen: -1,
+		Exts: []pb.Ext{{Type: pb.ExtHopByHop}, {Type: pb.ExtDestOpts, Len: 1}}}
+	tcpBack := pb.IPv6{Src: host6B, Dst: host6A, Next: pb.ProtoTCP, PayloadLen: -1}
+	udp := pb.IPv6{Src: host6A, Dst: host6B, Next: pb.ProtoUDP, PayloadLen: -1, Exts: []pb.Ext{{Type: pb.ExtRouting, Len: 2}}}
+	var long []pb.Ext
+	for range 9 {
+		long = append(long, pb.Ext{Type: pb.ExtDestOpts})
+	}
+	tooLong := pb.IPv6{Src: host6A, Dst: host6B, Next: pb.ProtoUDP, PayloadLen: -1, Exts: long}
+	ah := pb.IPv6{Src: host6A, Dst: host6B, Next: 51, PayloadLen: -1}
+	icmp := pb.IPv6{Src: host6A, Dst: host6B, Next: 58, PayloadLen: -1}
+	return []record{
+		{at: ms(0), frame: e6(tcp, pb.TCP(33000, 80, pb.SYN, 1, 0, nil))},
+		{at: ms(1), frame: e6(tcpBack, pb.TCP(80, 33000, pb.SYN|pb.ACK, 9, 2, nil))},
+		{at: ms(2), frame: e6(tcp, pb.TCP(33000, 80, pb.ACK|pb.PSH, 2, 10, make([]byte, 100)))},
+		{at: ms(3), frame: e6(udp, pb.UDP(33001, 53, make([]byte, 20)))},
+		{at: ms(4), frame: e6(tooLong, pb.UDP(33002, 53, make([]byte, 20)))},
+		{at: ms(5), frame: e6(ah, make([]byte, 24))},
+		{at: ms(6), frame: e6(icmp, make([]byte, 8))},
+	}
+}
+
+// fragments: an IPv4 UDP datagram in three fragments in order plus its answer; a
+// datagram whose last fragment comes before its first (unattributed, then the rest
+// count); an IPv6 datagram in two fragments; an IPv6 later fragment alone.
+func fragments() []record {
+	payload := pb.UDP(6000, 7000, make([]byte, 2000-8))
+	frag := func(id uint16, off, lo, hi int, more bool) []byte {
+		h := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP, ID: id, FragOffset: uint16(off / 8), MoreFrags: more}
+		return pb.Ethernet(pb.EtherIPv4, nil, h.Build(payload[lo:hi]))
+	}
+	answer := pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoUDP, ID: 9}.Build(pb.UDP(7000, 6000, make([]byte, 12))))
+	p6 := pb.UDP(6001, 7001, make([]byte, 1600-8))
+	frag6 := func(id uint32, off, lo, hi int, more bool) []byte {
+		h := pb.IPv6{Src: host6A, Dst: host6B, Next: pb.ProtoUDP, PayloadLen: -1,
+			Exts: []pb.Ext{{Type: pb.ExtFragment, FragOffset: uint16(off / 8), MoreFrags: more, ID: id}}}
+		return pb.Ethernet(pb.EtherIPv6, nil, h.Build(p6[lo:hi]))
+	}
+	return []record{
+		{at: ms(0), frame: frag(1, 0, 0, 800, true)},
+		{at: ms(1), frame: frag(1, 800, 800, 1600, true)},
+		{at: ms(2), frame: frag(1, 1600, 1600, 2000, false)},
+		{at: ms(3), frame: answer},
+		{at: ms(10), frame: frag(2, 1600, 1600, 2000, false)}, // before its first: unattributed
+		{at: ms(11), frame: frag(2, 0, 0, 800, true)},
+		{at: ms(12), frame: frag(2, 800, 800, 1600, true)},
+		{at: ms(20), frame: frag6(77, 0, 0, 1000, true)},
+		{at: ms(21), frame: frag6(77, 1000, 1000, 1600, false)},
+		{at: ms(22), frame: frag6(78, 1000, 1000, 1600, false)}, // no first: unattributed
+	}
+}
+
+// synackFirst: the capture starts at the server's SYN+ACK, so the client is still
+// the initiator.
+func synackFirst() []record {
+	srv := pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoTCP}
+	cli := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoTCP}
+	return []record{
+		{at: ms(0), frame: eth4(nil, srv, pb.TCP(80, 41000, pb.SYN|pb.ACK, 100, 2, nil))},
+		{at: ms(1), frame: eth4(nil, cli, pb.TCP(41000, 80, pb.ACK, 2, 101, nil))},
+		{at: ms(2), frame: eth4(nil, cli, pb.TCP(41000, 80, pb.ACK|pb.PSH, 2, 101, make([]byte, 50)))},
+		{at: ms(3), frame: eth4(nil, srv, pb.TCP(80, 41000, pb.ACK|pb.PSH, 101, 52, make([]byte, 500)))},
+	}
+}
+
+// backwards: timestamps 10 s, 12 s, 11 s (clamped to 12 s), 13 s, then a packet 700 s
+// later (a new flow after the 600 s idle timeout).
+func backwards() []record {
+	h := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP}
+	f := eth4(nil, h, pb.UDP(7777, 8888, make([]byte, 4)))
+	return []record{
+		{at: 10 * time.Second, frame: f},
+		{at: 12 * time.Second, frame: f},
+		{at: 11 * time.Second, frame: f},
+		{at: 13 * time.Second, frame: f},
+		{at: 713 * time.Second, frame: f},
+	}
+}
+
+// truncated (snaplen 64): a long TCP segment cut by the snaplen still counts its IP
+// length; an IPv4 header cut short, a total length shorter than the TCP header, a
+// data offset past the IP length and a 10-byte frame are malformed; ARP is non-IP;
+// ICMP is other L4.
+func truncated() []record {
+	cli := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoTCP}
+	long := eth4(nil, cli, pb.TCP(42000, 80, pb.ACK|pb.PSH, 1, 1, make([]byte, 1400)))
+	cut := eth4(nil, cli, pb.TCP(42000, 80, pb.ACK, 1, 1, nil))[:14+12]
+	short := cli
+	short.TotalLen = 30
+	badOff := pb.TCP(42000, 80, pb.ACK, 1, 1, nil)
+	badOff[12] = 15 << 4
+	icmp := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoICMP}
+	return []record{
+		{at: ms(0), frame: long},
+		{at: ms(1), frame: cut, wire: 54},
+		{at: ms(2), frame: eth4(nil, short, pb.TCP(42000, 80, pb.ACK, 1, 1, nil))},
+		{at: ms(3), frame: eth4(nil, cli, badOff)},
+		{at: ms(4), frame: make([]byte, 10)},
+		{at: ms(5), frame: pb.Ethernet(pb.EtherARP, nil, make([]byte, 28))},
+		{at: ms(6), frame: eth4(nil, icmp, make([]byte, 8))},
+		{at: ms(7), frame: eth4(nil, pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoTCP}, pb.TCP(80, 42000, pb.ACK, 1, 1401, nil))},
+	}
+}
+
+// linktypes: one UDP exchange per interface of a pcapng file whose interfaces are
+// Ethernet, raw IP, Linux SLL, Linux SLL2, BSD loopback and raw IPv4.
+func linktypes() []record {
+	var recs []record
+	for i := range 6 {
+		sport := uint16(9000 + i)
+		q := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP}.Build(pb.UDP(sport, 53, make([]byte, 20+i)))
+		var frame []byte
+		switch i {
+		case 0:
+			frame = pb.Ethernet(pb.EtherIPv4, nil, q)
+		case 1, 5:
+			frame = q
+		case 2: // SLL: packet type, ARPHRD, address length, 8 address bytes, protocol
+			frame = append([]byte{0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00}, q...)
+		case 3: // SLL2: protocol, reserved, ifindex, ARPHRD, packet type, address length, 8 address bytes
+			frame = append([]byte{0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0}, q...)
+		case 4: // BSD loopback: AF_INET in the capturing host's (little-endian) order
+			frame = append([]byte{2, 0, 0, 0}, q...)
+		}
+		recs = append(recs, record{at: ms(i), frame: frame, iface: i})
+	}
+	return recs
+}
+
+// nanoseconds: a nanosecond-resolution raw-IP pcap, gzip-compressed, whose packets are
+// 1 ns apart.
+func nanoseconds() []record {
+	a := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoTCP}.Build(pb.TCP(43000, 22, pb.SYN, 1, 0, nil))
+	b := pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoTCP}.Build(pb.TCP(22, 43000, pb.SYN|pb.ACK, 1, 2, nil))
+	return []record{
+		{at: 123456789, frame: a},
+		{at: 123456790, frame: b},
+	}
+}
