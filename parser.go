@@ -203,13 +203,10 @@ func (p *Parser) start() {
 		}
 		p.err = err
 		p.src.Close()
-		if err != nil {
-			p.log.Error("capture ended early", "err", err)
-		}
 		if p.onKill != nil {
 			p.call(p.onKill)
 		}
-		p.log.Debug("fparser stopped", "source", p.source)
+		p.log.Debug("fparser stopped", "source", p.source, "err", err)
 	}()
 }
 

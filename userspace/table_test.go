@@ -1,0 +1,90 @@
+package userspace
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+func testKey(i int) Key {
+	var k Key
+	k.A[15], k.A[14] = byte(i), byte(i>>8)
+	k.B[15] = 1
+	k.PortA = uint16(i >> 16)
+	k.Proto = ProtoUDP
+	return k
+}
+
+// TestFlowTableAgainstMap drives the table and a Go map with the same random inserts,
+// deletes and reaps, and checks they hold the same flows after every step.
+func TestFlowTableAgainstMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	tab := NewFlowTable(4)
+	model := map[Key]uint64{}
+	for step := range 200000 {
+		k := testKey(rng.IntN(3000))
+		switch op := rng.IntN(10); {
+		case op < 6:
+			s, created := tab.Upsert(&k)
+			_, had := model[k]
+			if created == had {
+				t.Fatalf("step %d: created=%v but model had=%v", step, created, had)
+			}
+			s.Dir[0].Packets++
+			model[k]++
+		case op < 9:
+			_, had := model[k]
+			if tab.Delete(&k) != had {
+				t.Fatalf("step %d: delete disagrees (model had %v)", step, had)
+			}
+			delete(model, k)
+		default:
+			// Reap every flow with an odd count.
+			n := 0
+			tab.Reap(func(_ *Key, s *State) bool { return s.Dir[0].Packets%2 == 1 }, func(k *Key, s *State) {
+				if model[*k] != s.Dir[0].Packets {
+					t.Fatalf("step %d: reaped %d packets, model %d", step, s.Dir[0].Packets, model[*k])
+				}
+				delete(model, *k)
+				n++
+			})
+		}
+		if tab.Len() != len(model) {
+			t.Fatalf("step %d: len %d, model %d", step, tab.Len(), len(model))
+		}
+	}
+	for k, n := range model {
+		s, ok := tab.Lookup(&k)
+		if !ok || s.Dir[0].Packets != n {
+			t.Fatalf("lookup %v: %v %v, want %d", k, s.Dir[0].Packets, ok, n)
+		}
+	}
+	seen := 0
+	tab.Range(func(k *Key, s *State) bool {
+		if model[*k] != s.Dir[0].Packets {
+			t.Fatalf("range: %v has %d, model %d", *k, s.Dir[0].Packets, model[*k])
+		}
+		seen++
+		return true
+	})
+	if seen != len(model) {
+		t.Fatalf("range saw %d of %d", seen, len(model))
+	}
+}
+
+func TestFlowTableUpsertAllocatesNothing(t *testing.T) {
+	tab := NewFlowTable(1 << 12)
+	keys := make([]Key, 1<<11)
+	for i := range keys {
+		keys[i] = testKey(i)
+		tab.Upsert(&keys[i])
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(10000, func() {
+		s, _ := tab.Upsert(&keys[i%len(keys)])
+		s.Dir[0].Packets++
+		i++
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per hit", allocs)
+	}
+}

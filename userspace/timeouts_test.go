@@ -1,0 +1,89 @@
+package userspace
+
+import (
+	"testing"
+	"time"
+)
+
+const sec = int64(time.Second)
+
+func state(first, last int64, marks uint8) State {
+	return State{Dir: [2]Counters{{Packets: 1, First: first, Last: first}, {Packets: 1, First: last, Last: last}}, Marks: marks}
+}
+
+func TestExpired(t *testing.T) {
+	to := Timeouts{Idle: 600 * time.Second, FIN: 30 * time.Second}
+	active := Timeouts{Idle: 600 * time.Second, FIN: 30 * time.Second, Active: 120 * time.Second}
+	for _, tc := range []struct {
+		name   string
+		t      Timeouts
+		s      State
+		now    int64
+		reason EndReason
+		end    int64
+	}{
+		{"fresh", to, state(0, 10*sec, 0), 20 * sec, 0, 0},
+		{"idle just before", to, state(0, 10*sec, 0), 610*sec - 1, 0, 0},
+		{"idle at the instant", to, state(0, 10*sec, 0), 610 * sec, EndIdle, 610 * sec},
+		{"idle long after", to, state(0, 10*sec, 0), 5000 * sec, EndIdle, 610 * sec},
+		{"fin before", to, state(0, 10*sec, MarkFIN), 40*sec - 1, 0, 0},
+		{"fin at", to, state(0, 10*sec, MarkFIN), 40 * sec, EndFIN, 40 * sec},
+		{"rst at", to, state(0, 10*sec, MarkRST), 40 * sec, EndRST, 40 * sec},
+		{"rst wins over fin", to, state(0, 10*sec, MarkFIN|MarkRST), 41 * sec, EndRST, 40 * sec},
+		{"fin beats idle", to, state(0, 10*sec, MarkFIN), 700 * sec, EndFIN, 40 * sec},
+		{"active off", to, state(0, 500*sec, 0), 600 * sec, 0, 0},
+		{"active before", active, state(0, 100*sec, 0), 120*sec - 1, 0, 0},
+		{"active at", active, state(0, 100*sec, 0), 120 * sec, EndActive, 120 * sec},
+		{"idle before active", active, state(0, 0, 0), 700 * sec, EndIdle, 600 * sec},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, end, ok := tc.t.Expired(&tc.s, tc.now)
+			if ok != (tc.reason != 0) || r != tc.reason || end != tc.end {
+				t.Errorf("Expired = %v, %d, %v; want %v, %d", r, end, ok, tc.reason, tc.end)
+			}
+		})
+	}
+}
+
+// TestSweepOnSyntheticClock ends flows by their own timeouts as the clock moves, hands
+// them out in end order, and flushes the rest.
+func TestSweepOnSyntheticClock(t *testing.T) {
+	tab := NewFlowTable(8)
+	e := NewEngine(tab, Timeouts{Idle: 10 * time.Second, FIN: 2 * time.Second})
+	add := func(i int, last int64, marks uint8) {
+		k := testKey(i)
+		s, _ := tab.Upsert(&k)
+		*s = state(last, last, marks)
+	}
+	e.Do(func() {
+		e.AdvanceLocked(1 * sec)
+		add(1, 1*sec, 0)       // idle: ends at 11 s
+		add(2, 1*sec, MarkFIN) // fin: ends at 3 s
+		add(3, 2*sec, MarkRST) // rst: ends at 4 s
+		add(4, 5*sec, 0)       // idle: ends at 15 s
+		e.AdvanceLocked(3 * sec)
+	})
+	got := e.TakeEnded(nil)
+	if len(got) != 1 || got[0].Reason != EndFIN || got[0].End != 3*sec {
+		t.Fatalf("at 3 s: %+v", got)
+	}
+	e.Do(func() { e.AdvanceLocked(2 * sec) }) // backwards: clamped, nothing happens
+	if e.TakeEnded(nil) != nil {
+		t.Fatal("a clock going backwards ended flows")
+	}
+	e.Do(func() { e.AdvanceLocked(12 * sec) })
+	got = e.TakeEnded(nil)
+	if len(got) != 2 || got[0].Reason != EndRST || got[0].End != 4*sec || got[1].Reason != EndIdle || got[1].End != 11*sec {
+		t.Fatalf("at 12 s: %+v", got)
+	}
+	e.Do(func() { e.FlushLocked(EndEndOfCapture) })
+	got = e.TakeEnded(nil)
+	if len(got) != 1 || got[0].Reason != EndEndOfCapture || got[0].End != 12*sec || tab.Len() != 0 {
+		t.Fatalf("flush: %+v, %d left", got, tab.Len())
+	}
+	var st Stats
+	e.Do(func() { st = e.StatsLocked() })
+	if st.Counts.FlowsEnded[EndFIN] != 1 || st.Counts.FlowsEnded[EndRST] != 1 || st.Counts.FlowsEnded[EndIdle] != 1 || st.Counts.FlowsEnded[EndEndOfCapture] != 1 {
+		t.Errorf("ended counts %v", st.Counts.FlowsEnded)
+	}
+}
