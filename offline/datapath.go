@@ -41,28 +41,69 @@ func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int)
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
 // (ns since the epoch).
 func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) {
-	now := d.eng.AdvanceLocked(ts)
-	d.Seen++
+	var pp Parsed
+	d.Parse(&pp, frame, wire, lt, ts)
+	d.Count(&pp)
+}
+
+// Parsed is a frame parsed and keyed, ready to count. It holds nothing of the frame,
+// so the frame's buffer may be reused before Count.
+type Parsed struct {
+	p      packet
+	v      verdict
+	srcIsA bool
+	hash   uint64
+	ts     int64
+}
+
+// Parse parses a frame and starts loading the flow table memory its flow will use.
+// It changes no state: Parse a few frames, then Count them in the same order, and
+// their cache misses overlap.
+func (d *Datapath) Parse(pp *Parsed, frame []byte, wire int, lt uint32, ts int64) {
 	if d.snaplen > 0 && len(frame) > d.snaplen {
 		frame = frame[:d.snaplen]
 	}
-	var p packet
-	switch parse(&p, frame, lt, wire) {
+	pp.ts = ts
+	pp.v = parse(&pp.p, frame, lt, wire)
+	if pp.v == vFlow {
+		pp.srcIsA = pp.p.key.Canonicalize()
+		pp.hash = d.table.Hash(&pp.p.key)
+		d.table.PrefetchSlot(pp.hash)
+	}
+}
+
+// Prefetch starts loading the flow's entry; call it between Parse and Count.
+func (d *Datapath) Prefetch(pp *Parsed) {
+	if pp.v == vFlow {
+		d.table.PrefetchEntry(pp.hash)
+	}
+}
+
+// Count counts a parsed frame: the datapath's update, under the rules the kernel
+// program follows.
+func (d *Datapath) Count(pp *Parsed) {
+	now := d.eng.AdvanceLocked(pp.ts)
+	d.Seen++
+	p := &pp.p
+	switch pp.v {
 	case vFlow:
-		k, srcIsA := userspace.MakeKey(p.proto, p.vlan, p.src, p.sport, p.dst, p.dport)
 		if p.frag == fragFirst {
 			d.Fragments++
-			d.frags.put(fragKey{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto}, &k, srcIsA)
+			src, dst := &p.key.A, &p.key.B
+			if !pp.srcIsA {
+				src, dst = dst, src
+			}
+			d.frags.put(fragKey{src: *src, dst: *dst, id: p.fragID, proto: p.key.Proto}, &p.key, pp.srcIsA)
 		}
-		d.update(&k, srcIsA, p.length, p.flags, now)
+		d.update(&p.key, pp.hash, pp.srcIsA, p.length, p.flags, now)
 	case vLaterFrag:
 		d.Fragments++
-		k, srcIsA, ok := d.frags.get(fragKey{src: p.src, dst: p.dst, id: p.fragID, proto: p.proto})
+		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
 		if !ok {
 			d.Unattributed++
 			return
 		}
-		d.update(&k, srcIsA, p.length, 0, now)
+		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now)
 	case vNonIP:
 		d.NonIP++
 	case vOtherL4:
@@ -74,8 +115,8 @@ func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) {
 
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
-func (d *Datapath) update(k *userspace.Key, srcIsA bool, length uint32, flags uint8, now int64) {
-	s, created := d.table.Upsert(k)
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64) {
+	s, created := d.table.UpsertHash(k, hash)
 	if !created {
 		if reason, end, over := d.timeout.Expired(s, now); over {
 			d.eng.EndLocked(k, s, reason, end)
@@ -105,11 +146,18 @@ func (d *Datapath) update(k *userspace.Key, srcIsA bool, length uint32, flags ui
 	c.Bytes += uint64(length)
 	c.Last = now
 	s.Flags[dir] |= flags
-	if flags&userspace.FlagFIN != 0 {
-		s.Marks |= userspace.MarkFIN
-	}
-	if flags&userspace.FlagRST != 0 {
-		s.Marks |= userspace.MarkRST
+	if flags&(userspace.FlagFIN|userspace.FlagRST) != 0 {
+		if s.Marks == 0 {
+			// The kernel sends an event here; the engine learns the flow may now end
+			// after the shorter FIN timeout.
+			d.eng.ScheduleLocked(now + int64(d.timeout.FIN))
+		}
+		if flags&userspace.FlagFIN != 0 {
+			s.Marks |= userspace.MarkFIN
+		}
+		if flags&userspace.FlagRST != 0 {
+			s.Marks |= userspace.MarkRST
+		}
 	}
 	d.Accepted++
 	if k.Proto == userspace.ProtoTCP {

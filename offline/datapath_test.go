@@ -53,7 +53,8 @@ func run(t *testing.T, to userspace.Timeouts, tcp bool, pkts []pkt) []userspace.
 			f := frame(tcp, p)
 			dp.Packet(f, len(f), LinkEthernet, base+int64(p.at*float64(time.Second)))
 		}
-		eng.FlushLocked(userspace.EndEndOfCapture)
+		for eng.FlushLocked(userspace.EndEndOfCapture) {
+		}
 	})
 	recs := eng.TakeEnded(nil)
 	var sum uint64

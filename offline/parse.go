@@ -58,16 +58,14 @@ const (
 )
 
 // packet is what the parser extracts from a frame; nothing in it points into the
-// frame, so it can live on the stack.
+// frame, so it can live on the stack. The parser writes the flow key with the source
+// as endpoint A; the datapath puts it in canonical order afterwards.
 type packet struct {
-	src, dst     [16]byte
-	sport, dport uint16
-	vlan         uint16
-	proto        uint8
-	flags        uint8
-	frag         uint8
-	length       uint32 // IP length: IPv4 total length, IPv6 payload length + 40
-	fragID       uint32
+	key    userspace.Key
+	flags  uint8
+	frag   uint8
+	length uint32 // IP length: IPv4 total length, IPv6 payload length + 40
+	fragID uint32
 }
 
 var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
@@ -125,7 +123,7 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		return vNonIP
 	}
 
-	p.vlan = 0
+	p.key.VLAN = 0
 	for range maxVLANs {
 		if etype != etherVLAN && etype != etherQinQ && etype != etherQinQ2 {
 			break
@@ -133,8 +131,8 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		if len(d) < off+4 {
 			return vMalformed
 		}
-		if p.vlan == 0 {
-			p.vlan = binary.BigEndian.Uint16(d[off:]) & 0x0FFF
+		if p.key.VLAN == 0 {
+			p.key.VLAN = binary.BigEndian.Uint16(d[off:]) & 0x0FFF
 		}
 		etype = binary.BigEndian.Uint16(d[off+2:])
 		off += 4
@@ -160,12 +158,12 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 			return vMalformed
 		}
 		p.length = uint32(total)
-		p.proto = d[off+9]
-		copy(p.src[:12], v4Prefix[:])
-		copy(p.src[12:], d[off+12:off+16])
-		copy(p.dst[:12], v4Prefix[:])
-		copy(p.dst[12:], d[off+16:off+20])
-		if p.proto != userspace.ProtoTCP && p.proto != userspace.ProtoUDP {
+		p.key.Proto = d[off+9]
+		*(*[12]byte)(p.key.A[:]) = v4Prefix
+		*(*[4]byte)(p.key.A[12:]) = *(*[4]byte)(d[off+12:])
+		*(*[12]byte)(p.key.B[:]) = v4Prefix
+		*(*[4]byte)(p.key.B[12:]) = *(*[4]byte)(d[off+16:])
+		if p.key.Proto != userspace.ProtoTCP && p.key.Proto != userspace.ProtoUDP {
 			return vOtherL4
 		}
 		fo := binary.BigEndian.Uint16(d[off+6:])
@@ -187,8 +185,8 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 			payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
 		}
 		p.length = uint32(payload + 40)
-		copy(p.src[:], d[off+8:off+24])
-		copy(p.dst[:], d[off+24:off+40])
+		p.key.A = *(*[16]byte)(d[off+8:])
+		p.key.B = *(*[16]byte)(d[off+24:])
 		next := d[off+6]
 		pos := off + 40
 		p.frag = fragNone
@@ -218,7 +216,7 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 			}
 			break
 		}
-		p.proto = next
+		p.key.Proto = next
 		if next != userspace.ProtoTCP && next != userspace.ProtoUDP {
 			return vOtherL4
 		}
@@ -230,7 +228,7 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		return vNonIP
 	}
 
-	switch p.proto {
+	switch p.key.Proto {
 	case userspace.ProtoTCP:
 		if len(d) < l4+20 || l4len < 20 {
 			return vMalformed
@@ -245,7 +243,7 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		}
 		p.flags = 0
 	}
-	p.sport = binary.BigEndian.Uint16(d[l4:])
-	p.dport = binary.BigEndian.Uint16(d[l4+2:])
+	p.key.PortA = binary.BigEndian.Uint16(d[l4:])
+	p.key.PortB = binary.BigEndian.Uint16(d[l4+2:])
 	return vFlow
 }

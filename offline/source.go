@@ -112,8 +112,12 @@ func (s *Source) near() int64 {
 	return s.count.n
 }
 
+// readBuffer is the read-ahead under the readers: large, so that reading a capture
+// takes few system calls.
+const readBuffer = 1024 << 10
+
 func (s *Source) init() error {
-	br := bufio.NewReaderSize(s.file, 1<<16)
+	br := bufio.NewReaderSize(s.file, readBuffer)
 	var r io.Reader = br
 	head, _ := br.Peek(4)
 	if len(head) == 0 {
@@ -124,8 +128,9 @@ func (s *Source) init() error {
 		if err != nil {
 			return s.fail(0, 0, fmt.Errorf("gzip: %w", err))
 		}
-		zbr := bufio.NewReaderSize(zr, 1<<16)
+		zbr := bufio.NewReaderSize(zr, readBuffer)
 		r = zbr
+		br = zbr
 		head, err = zbr.Peek(4)
 		if len(head) == 0 && err != io.EOF {
 			return s.fail(0, 0, fmt.Errorf("gzip: %w", err))
@@ -143,16 +148,18 @@ func (s *Source) init() error {
 	case be == magicPcapng:
 		return s.initPcapng()
 	case le == magicPcapMicro || le == magicPcapNano || be == magicPcapMicro || be == magicPcapNano:
-		return s.initPcap()
+		return s.initPcap(br)
 	}
 	return s.fail(0, 0, fmt.Errorf("not a pcap or pcapng file (magic bytes % x)", head))
 }
 
-func (s *Source) initPcap() error {
-	var hdr [24]byte
-	if _, err := io.ReadFull(s.count, hdr[:]); err != nil {
+func (s *Source) initPcap(br *bufio.Reader) error {
+	head, err := br.Peek(24)
+	if err != nil {
 		return s.fail(0, 0, fmt.Errorf("pcap file header cut short: %w", err))
 	}
+	var hdr [24]byte
+	copy(hdr[:], head)
 	order := binary.ByteOrder(binary.LittleEndian)
 	if m := binary.BigEndian.Uint32(hdr[:]); m == magicPcapMicro || m == magicPcapNano {
 		order = binary.BigEndian
@@ -161,9 +168,16 @@ func (s *Source) initPcap() error {
 	if major != 2 || (minor != 4 && minor != 1) {
 		return s.fail(0, 4, fmt.Errorf("unknown pcap version %d.%d", major, minor))
 	}
-	// Version 2.1 has the same records as 2.4; libpcap reads both, pcapgo only 2.4.
-	order.PutUint16(hdr[6:], 4)
-	r, err := pcapgo.NewReader(io.MultiReader(bytes.NewReader(hdr[:]), s.count))
+	// pcapgo reads from br itself, which is already buffered, so no other layer
+	// copies the records. Version 2.1 has the same records as 2.4; libpcap reads
+	// both, pcapgo only 2.4, so a 2.1 file's header is rewritten on the way in.
+	var in io.Reader = br
+	if minor == 1 {
+		order.PutUint16(hdr[6:], 4)
+		br.Discard(24)
+		in = io.MultiReader(bytes.NewReader(hdr[:]), br)
+	}
+	r, err := pcapgo.NewReader(in)
 	if err != nil {
 		return s.fail(0, 0, err)
 	}

@@ -19,14 +19,16 @@ type Engine struct {
 	timeout Timeouts
 
 	sweepEvery time.Duration
-	now        int64 // the clock, ns since the epoch; never goes backwards
-	start      int64 // the clock's first reading
-	nextSweep  int64
+	now        int64         // the clock, ns since the epoch; never goes backwards
+	start      int64         // the clock's first reading
+	nextSweep  int64         // sweeps run at most every sweepEvery,
+	nextDue    int64         // and only once a flow can have ended: no flow ends before this
 	collecting time.Duration // wall time spent in sweeps
 
 	ended   []Record
 	counts  EngineCounts
-	scratch []Record
+	scratch []Record // reused by every sweep
+	order   []int32
 }
 
 // EngineCounts are the engine's own counters.
@@ -72,14 +74,21 @@ func (e *Engine) AdvanceLocked(t int64) int64 {
 		if e.start == 0 {
 			e.start = t
 			e.nextSweep = t + int64(e.sweepEvery)
+			e.nextDue = t + int64(e.timeout.unmarked())
 		}
 		e.now = t
-		if t >= e.nextSweep {
+		if t >= e.nextSweep && t >= e.nextDue {
 			e.sweepLocked()
 			e.nextSweep = t + int64(e.sweepEvery)
 		}
 	}
 	return e.now
+}
+
+// ScheduleLocked tells the engine that a flow may end as early as t: the datapath
+// calls it when a FIN or RST first marks a flow, as the kernel sends an event.
+func (e *Engine) ScheduleLocked(t int64) {
+	e.nextDue = min(e.nextDue, t)
 }
 
 // EndLocked queues a flow that the datapath ended.
@@ -101,45 +110,59 @@ func (e *Engine) sweepLocked() {
 	batch := e.scratch[:0]
 	var reason EndReason
 	var end int64
+	// Flows created from now on live at least the unmarked timeout; those that
+	// stay set their own bound.
+	due := now + int64(e.timeout.unmarked())
 	e.table.Reap(func(_ *Key, s *State) bool {
-		var ok bool
-		reason, end, ok = e.timeout.Expired(s, now)
-		return ok
+		reason, end = e.timeout.Deadline(s)
+		if end <= now {
+			return true
+		}
+		due = min(due, end)
+		return false
 	}, func(k *Key, s *State) {
 		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: end})
 	})
-	// Hand flows out in the order they ended; the key breaks ties so that a replay
-	// always reports in the same order.
-	slices.SortFunc(batch, func(a, b Record) int {
-		if a.End != b.End {
-			return cmpInt64(a.End, b.End)
-		}
-		return compareKeys(&a.Key, &b.Key)
-	})
-	for i := range batch {
-		e.counts.FlowsEnded[batch[i].Reason]++
-	}
-	e.ended = append(e.ended, batch...)
-	e.scratch = batch[:0]
+	e.nextDue = due
+	e.queue(batch)
 	e.counts.Sweeps++
 	e.collecting += time.Since(began)
 }
 
-// FlushLocked ends every flow in the table with the given reason, at the clock.
-func (e *Engine) FlushLocked(reason EndReason) {
-	batch := e.scratch[:0]
-	e.table.Reap(func(*Key, *State) bool { return true }, func(k *Key, s *State) {
-		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: e.now})
+// FlushChunk is how many flows FlushLocked ends at a time: the queue of ended flows
+// never holds more than this many at the end of a capture, however many are active.
+const FlushChunk = 4096
+
+// FlushLocked ends up to FlushChunk flows of the table with the given reason, at the
+// clock, and reports whether flows remain: call it, hand out the ended flows, and
+// repeat until it returns false. They all end at once, so they are queued in the
+// table's order, which depends only on the packets: a replay always reports in the
+// same order.
+func (e *Engine) FlushLocked(reason EndReason) (more bool) {
+	return e.table.Drain(FlushChunk, func(k *Key, s *State) {
+		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now})
+		e.counts.FlowsEnded[reason]++
 	})
-	slices.SortFunc(batch, func(a, b Record) int {
-		if x, y := a.State.LastSeen(), b.State.LastSeen(); x != y {
-			return cmpInt64(x, y)
-		}
-		return compareKeys(&a.Key, &b.Key)
+}
+
+// queue appends a batch of ended flows to the queue in the order they ended. Flows
+// that ended at the same instant keep the table's order, which depends only on the
+// packets, so a replay always reports in the same order. It sorts indices, not the
+// records, which are large.
+func (e *Engine) queue(batch []Record) {
+	order := e.order[:0]
+	for i := range batch {
+		order = append(order, int32(i))
+		e.counts.FlowsEnded[batch[i].Reason]++
+	}
+	slices.SortStableFunc(order, func(a, b int32) int {
+		return cmpInt64(batch[a].End, batch[b].End)
 	})
-	e.counts.FlowsEnded[reason] += uint64(len(batch))
-	e.ended = append(e.ended, batch...)
-	e.scratch = batch[:0]
+	e.ended = slices.Grow(e.ended, len(batch))
+	for _, i := range order {
+		e.ended = append(e.ended, batch[i])
+	}
+	e.scratch, e.order = batch[:0], order[:0]
 }
 
 // TakeEnded returns the flows ended since the last call, in end order, and gives the
@@ -210,26 +233,4 @@ func cmpInt64(a, b int64) int {
 		return 1
 	}
 	return 0
-}
-
-func compareKeys(a, b *Key) int {
-	if a.Proto != b.Proto {
-		return int(a.Proto) - int(b.Proto)
-	}
-	if c := compareEndpoint(&a.A, a.PortA, &b.A, b.PortA); c != 0 {
-		return c
-	}
-	if c := compareEndpoint(&a.B, a.PortB, &b.B, b.PortB); c != 0 {
-		return c
-	}
-	return int(a.VLAN) - int(b.VLAN)
-}
-
-func compareEndpoint(a *[16]byte, ap uint16, b *[16]byte, bp uint16) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return int(ap) - int(bp)
 }

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"encoding/binary"
 	"net/netip"
 )
 
@@ -34,30 +35,33 @@ type Key struct {
 	_            uint8
 }
 
-// MakeKey returns the canonical key for a packet from src to dst, and whether src is
-// endpoint A of that key.
-func MakeKey(proto uint8, vlan uint16, src [16]byte, sport uint16, dst [16]byte, dport uint16) (k Key, srcIsA bool) {
-	k.Proto, k.VLAN = proto, vlan
-	if endpointLess(&src, sport, &dst, dport) {
-		k.A, k.PortA, k.B, k.PortB = src, sport, dst, dport
-		return k, true
+// Canonicalize puts a key written as (A, PortA) = source, (B, PortB) = destination
+// into canonical order, and reports whether the source is endpoint A.
+func (k *Key) Canonicalize() (srcIsA bool) {
+	if endpointLess(&k.A, k.PortA, &k.B, k.PortB) {
+		return true
 	}
-	k.A, k.PortA, k.B, k.PortB = dst, dport, src, sport
-	return k, false
+	k.A, k.B = k.B, k.A
+	k.PortA, k.PortB = k.PortB, k.PortA
+	return false
 }
 
 // KeyOf returns the canonical key for a conversation between two endpoints given in
 // either order.
 func KeyOf(proto uint8, vlan uint16, a, b netip.AddrPort) Key {
-	k, _ := MakeKey(proto, vlan, a.Addr().As16(), a.Port(), b.Addr().As16(), b.Port())
+	k := Key{A: a.Addr().As16(), B: b.Addr().As16(), PortA: a.Port(), PortB: b.Port(), VLAN: vlan, Proto: proto}
+	k.Canonicalize()
 	return k
 }
 
+// endpointLess orders endpoints by address bytes, then port. The addresses compare as
+// two big-endian words each, which orders them as their bytes.
 func endpointLess(a *[16]byte, ap uint16, b *[16]byte, bp uint16) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
+	if x, y := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8]); x != y {
+		return x < y
+	}
+	if x, y := binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]); x != y {
+		return x < y
 	}
 	return ap < bp
 }

@@ -22,20 +22,34 @@ type Table interface {
 	// ended. Removal and the read of the final state are one step, so a packet counted
 	// while Reap runs is either in the state ended gets or still in the table.
 	Reap(due func(*Key, *State) bool, ended func(*Key, *State))
+	// Drain removes up to max flows, oldest first where the table knows, passes
+	// each final state to ended, and reports whether flows remain.
+	Drain(max int, ended func(*Key, *State)) (more bool)
 }
 
 // FlowTable is an open-addressing hash table from Key to State, built for the Go
-// datapath: a hit or an insert allocates nothing, entries sit densely in one slice so
-// a sweep walks memory in order, and the index holds a hash fragment so a probe rarely
-// touches an entry that does not match. It is not safe for concurrent use.
+// datapath: a hit or an insert allocates nothing, entries sit densely in fixed-size
+// pages so a sweep walks memory in order and growing never copies a flow, and the
+// index holds a hash fragment so a probe rarely touches an entry that does not match.
+// It is not safe for concurrent use.
 type FlowTable struct {
 	// slots: 0 is empty; otherwise the high 32 bits are the key's hash, whose low bits
 	// are also the home slot, and the low 32 bits are the entry index + 1.
-	slots   []uint64
-	mask    uint64
-	entries []flowEntry
-	seed    uint64
+	slots []uint64
+	mask  uint64
+	pages []*[pageSize]flowEntry
+	base  int // entries in use: indices base .. n-1; base > 0 only while draining
+	n     int
+	seed  uint64
 }
+
+const (
+	pageShift = 12
+	pageSize  = 1 << pageShift
+	pageMask  = pageSize - 1
+)
+
+func (t *FlowTable) entry(i int) *flowEntry { return &t.pages[i>>pageShift][i&pageMask] }
 
 type flowEntry struct {
 	key   Key
@@ -51,7 +65,6 @@ func NewFlowTable(hint int) *FlowTable {
 	}
 	t.slots = make([]uint64, n)
 	t.mask = uint64(n - 1)
-	t.entries = make([]flowEntry, 0, hint)
 	return t
 }
 
@@ -68,26 +81,54 @@ func (t *FlowTable) hash(k *Key) uint64 {
 }
 
 // Len is the number of flows in the table.
-func (t *FlowTable) Len() int { return len(t.entries) }
+func (t *FlowTable) Len() int { return t.n - t.base }
+
+// Hash returns k's hash, to pass to UpsertHash and Prefetch.
+func (t *FlowTable) Hash(k *Key) uint64 { return t.hash(k) }
+
+// PrefetchSlot and PrefetchEntry start loading the memory that an UpsertHash of h
+// will touch, without waiting for it: the home slot, then (once the slot is at hand)
+// the entry it points at. Calling PrefetchSlot for a few packets, then PrefetchEntry
+// for the same packets, before counting them lets their cache misses overlap. Neither
+// changes anything, so a stale hint costs only its instruction.
+func (t *FlowTable) PrefetchSlot(h uint64) {
+	prefetch(uintptr(unsafe.Pointer(&t.slots[h>>32&t.mask])))
+}
+
+// PrefetchEntry: see PrefetchSlot.
+func (t *FlowTable) PrefetchEntry(h uint64) {
+	if slot := t.slots[h>>32&t.mask]; slot != 0 {
+		prefetch(uintptr(unsafe.Pointer(t.entry(int(uint32(slot)) - 1))))
+	}
+}
 
 // Upsert returns the state for k, inserting a zero state when k is absent; created
 // reports the insert. The pointer is valid until the next Upsert or removal.
 func (t *FlowTable) Upsert(k *Key) (s *State, created bool) {
-	h := t.hash(k)
+	return t.UpsertHash(k, t.hash(k))
+}
+
+// UpsertHash is Upsert for a key whose Hash is h.
+func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, created bool) {
 	tag := h >> 32 << 32
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		slot := t.slots[i]
 		if slot == 0 {
-			if 2*(len(t.entries)+1) > len(t.slots) {
+			if 2*(t.n-t.base+1) > len(t.slots) {
 				t.grow()
-				return t.Upsert(k)
+				return t.UpsertHash(k, h)
 			}
-			t.entries = append(t.entries, flowEntry{key: *k})
-			t.slots[i] = tag | uint64(len(t.entries))
-			return &t.entries[len(t.entries)-1].state, true
+			if t.n>>pageShift == len(t.pages) {
+				t.pages = append(t.pages, new([pageSize]flowEntry))
+			}
+			e := t.entry(t.n)
+			*e = flowEntry{key: *k}
+			t.n++
+			t.slots[i] = tag | uint64(t.n)
+			return &e.state, true
 		}
 		if slot&^0xFFFFFFFF == tag {
-			e := &t.entries[uint32(slot)-1]
+			e := t.entry(int(uint32(slot)) - 1)
 			if e.key == *k {
 				return &e.state, false
 			}
@@ -104,7 +145,7 @@ func (t *FlowTable) find(k *Key) int {
 		if slot == 0 {
 			return -1
 		}
-		if slot&^0xFFFFFFFF == tag && t.entries[uint32(slot)-1].key == *k {
+		if slot&^0xFFFFFFFF == tag && t.entry(int(uint32(slot))-1).key == *k {
 			return int(i)
 		}
 	}
@@ -116,13 +157,14 @@ func (t *FlowTable) Lookup(k *Key) (State, bool) {
 	if i < 0 {
 		return State{}, false
 	}
-	return t.entries[uint32(t.slots[i])-1].state, true
+	return t.entry(int(uint32(t.slots[i])) - 1).state, true
 }
 
 // Range calls yield for every flow until it returns false.
 func (t *FlowTable) Range(yield func(*Key, *State) bool) {
-	for i := range t.entries {
-		if !yield(&t.entries[i].key, &t.entries[i].state) {
+	for i := t.base; i < t.n; i++ {
+		e := t.entry(i)
+		if !yield(&e.key, &e.state) {
 			return
 		}
 	}
@@ -132,13 +174,30 @@ func (t *FlowTable) Range(yield func(*Key, *State) bool) {
 // ended.
 func (t *FlowTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State)) {
 	// Walk down, so the entry that fills a removed hole has already been visited.
-	for i := len(t.entries) - 1; i >= 0; i-- {
-		e := &t.entries[i]
+	for i := t.n - 1; i >= t.base; i-- {
+		e := t.entry(i)
 		if due(&e.key, &e.state) {
 			ended(&e.key, &e.state)
 			t.removeEntry(i)
 		}
 	}
+}
+
+// Drain removes up to max flows in the order of the table (the order they were
+// created, but for flows moved into the holes that removals left), passes each to
+// ended, and reports whether flows remain. Draining from the front moves no entry.
+func (t *FlowTable) Drain(max int, ended func(*Key, *State)) (more bool) {
+	end := min(t.n, t.base+max)
+	for ; t.base < end; t.base++ {
+		e := t.entry(t.base)
+		ended(&e.key, &e.state)
+		t.clearSlot(t.slotOf(t.base))
+	}
+	if t.base == t.n {
+		t.Clear()
+		return false
+	}
+	return true
 }
 
 // Delete removes the flow with key k and reports whether it was there.
@@ -155,20 +214,19 @@ func (t *FlowTable) Delete(k *Key) bool {
 // and the last entry moves into its place.
 func (t *FlowTable) removeEntry(idx int) {
 	t.clearSlot(t.slotOf(idx))
-	last := len(t.entries) - 1
+	last := t.n - 1 // idx >= base, so the hole is filled from the live entries
 	if idx != last {
 		s := t.slotOf(last)
-		t.entries[idx] = t.entries[last]
+		*t.entry(idx) = *t.entry(last)
 		t.slots[s] = t.slots[s]&^0xFFFFFFFF | uint64(idx+1)
 	}
-	t.entries[last] = flowEntry{}
-	t.entries = t.entries[:last]
+	t.n--
 }
 
 // slotOf returns the slot index that points at entry idx.
 func (t *FlowTable) slotOf(idx int) uint64 {
 	want := uint64(idx + 1)
-	for i := t.hash(&t.entries[idx].key) >> 32 & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.hash(&t.entry(idx).key) >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		if t.slots[i]&0xFFFFFFFF == want {
 			return i
 		}
@@ -201,8 +259,7 @@ func (t *FlowTable) clearSlot(i uint64) {
 // Clear removes every flow, keeping the memory for reuse.
 func (t *FlowTable) Clear() {
 	clear(t.slots)
-	clear(t.entries)
-	t.entries = t.entries[:0]
+	t.base, t.n = 0, 0
 }
 
 func (t *FlowTable) grow() {

@@ -88,3 +88,48 @@ func TestFlowTableUpsertAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per hit", allocs)
 	}
 }
+
+// TestDrainInChunks drains a table that has had removals, a chunk at a time: every
+// flow comes out once, those not yet drained are still found, drained ones are not,
+// and the emptied table takes new flows.
+func TestDrainInChunks(t *testing.T) {
+	tab := NewFlowTable(16)
+	left := map[Key]bool{}
+	for i := range 10000 {
+		k := testKey(i)
+		tab.Upsert(&k)
+		left[k] = true
+	}
+	for i := 0; i < 10000; i += 7 {
+		k := testKey(i)
+		tab.Delete(&k)
+		delete(left, k)
+	}
+	var order []Key
+	for more := true; more; {
+		more = tab.Drain(1000, func(k *Key, _ *State) {
+			if !left[*k] {
+				t.Fatalf("%v drained twice or never inserted", *k)
+			}
+			delete(left, *k)
+			order = append(order, *k)
+		})
+		if tab.Len() != len(left) || more != (len(left) > 0) {
+			t.Fatalf("len %d, %d left, more %v", tab.Len(), len(left), more)
+		}
+		for k := range left {
+			if _, ok := tab.Lookup(&k); !ok {
+				t.Fatalf("undrained %v not found", k)
+			}
+		}
+		for _, k := range order[max(0, len(order)-50):] {
+			if _, ok := tab.Lookup(&k); ok {
+				t.Fatalf("drained %v still found", k)
+			}
+		}
+	}
+	k := testKey(1)
+	if _, created := tab.Upsert(&k); !created || tab.Len() != 1 {
+		t.Fatal("the drained table does not take a new flow")
+	}
+}

@@ -34,7 +34,8 @@ func TestExpired(t *testing.T) {
 		{"active off", to, state(0, 500*sec, 0), 600 * sec, 0, 0},
 		{"active before", active, state(0, 100*sec, 0), 120*sec - 1, 0, 0},
 		{"active at", active, state(0, 100*sec, 0), 120 * sec, EndActive, 120 * sec},
-		{"idle before active", active, state(0, 0, 0), 700 * sec, EndIdle, 600 * sec},
+		{"the earliest deadline wins", active, state(0, 0, 0), 700 * sec, EndActive, 120 * sec},
+		{"idle earlier than active", Timeouts{Idle: 60 * time.Second, FIN: 30 * time.Second, Active: 120 * time.Second}, state(0, 0, 0), 700 * sec, EndIdle, 60 * sec},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, end, ok := tc.t.Expired(&tc.s, tc.now)
@@ -54,6 +55,9 @@ func TestSweepOnSyntheticClock(t *testing.T) {
 		k := testKey(i)
 		s, _ := tab.Upsert(&k)
 		*s = state(last, last, marks)
+		if marks != 0 {
+			e.ScheduleLocked(last + int64(e.Timeouts().FIN)) // as a datapath does
+		}
 	}
 	e.Do(func() {
 		e.AdvanceLocked(1 * sec)
