@@ -23,6 +23,7 @@ type Engine struct {
 	start      int64         // the clock's first reading
 	nextSweep  int64         // sweeps run at most every sweepEvery,
 	nextDue    int64         // and only once a flow can have ended: no flow ends before this
+	wake       int64         // max(nextSweep, nextDue): the clock's next stop
 	collecting time.Duration // wall time spent in sweeps
 
 	ended   []Record
@@ -68,27 +69,36 @@ func (e *Engine) Do(fn func()) {
 func (e *Engine) NowLocked() int64 { return e.now }
 
 // AdvanceLocked moves the clock to t, or keeps it where it is when t is earlier, and
-// sweeps when a sweep is due. It returns the clock.
+// sweeps when a sweep is due. It returns the clock. The common case, no sweep due, is
+// small enough to inline into the datapath.
 func (e *Engine) AdvanceLocked(t int64) int64 {
 	if t > e.now {
-		if e.start == 0 {
-			e.start = t
-			e.nextSweep = t + int64(e.sweepEvery)
-			e.nextDue = t + int64(e.timeout.unmarked())
+		if t < e.wake {
+			e.now = t
+			return t
 		}
-		e.now = t
-		if t >= e.nextSweep && t >= e.nextDue {
-			e.sweepLocked()
-			e.nextSweep = t + int64(e.sweepEvery)
-		}
+		e.advanceSlow(t)
 	}
 	return e.now
+}
+
+func (e *Engine) advanceSlow(t int64) {
+	e.now = t
+	if e.start == 0 {
+		e.start = t
+		e.nextDue = t + int64(e.timeout.unmarked())
+	} else {
+		e.sweepLocked() // sets nextDue
+	}
+	e.nextSweep = t + int64(e.sweepEvery)
+	e.wake = max(e.nextSweep, e.nextDue)
 }
 
 // ScheduleLocked tells the engine that a flow may end as early as t: the datapath
 // calls it when a FIN or RST first marks a flow, as the kernel sends an event.
 func (e *Engine) ScheduleLocked(t int64) {
 	e.nextDue = min(e.nextDue, t)
+	e.wake = max(e.nextSweep, e.nextDue)
 }
 
 // EndLocked queues a flow that the datapath ended.
@@ -124,6 +134,7 @@ func (e *Engine) sweepLocked() {
 		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: end})
 	})
 	e.nextDue = due
+	e.wake = max(e.nextSweep, e.nextDue)
 	e.queue(batch)
 	e.counts.Sweeps++
 	e.collecting += time.Since(began)

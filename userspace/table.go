@@ -68,6 +68,13 @@ func NewFlowTable(hint int) *FlowTable {
 	return t
 }
 
+// keysEqual compares two keys as five words, inline, where == on the struct calls
+// a general memory compare.
+func keysEqual(a, b *Key) bool {
+	x, y := (*[5]uint64)(unsafe.Pointer(a)), (*[5]uint64)(unsafe.Pointer(b))
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4]
+}
+
 // hash mixes the key's five 64-bit words. The seed is random per table, so a capture
 // built to collide cannot aim at it.
 func (t *FlowTable) hash(k *Key) uint64 {
@@ -129,7 +136,7 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, created bool) {
 		}
 		if slot&^0xFFFFFFFF == tag {
 			e := t.entry(int(uint32(slot)) - 1)
-			if e.key == *k {
+			if keysEqual(&e.key, k) {
 				return &e.state, false
 			}
 		}
@@ -145,7 +152,7 @@ func (t *FlowTable) find(k *Key) int {
 		if slot == 0 {
 			return -1
 		}
-		if slot&^0xFFFFFFFF == tag && t.entry(int(uint32(slot))-1).key == *k {
+		if slot&^0xFFFFFFFF == tag && keysEqual(&t.entry(int(uint32(slot))-1).key, k) {
 			return int(i)
 		}
 	}
