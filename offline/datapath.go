@@ -4,21 +4,6 @@ import (
 	"github.com/fparser/fparser/userspace"
 )
 
-// Counters are the datapath's counters, the fields of the kernel program's per-CPU
-// stats array.
-type Counters struct {
-	Seen         uint64 // frames handed to the datapath
-	Accepted     uint64 // counted in a flow
-	AcceptedTCP  uint64
-	AcceptedUDP  uint64
-	NonIP        uint64
-	OtherL4      uint64 // IP, but not TCP or UDP
-	Malformed    uint64
-	Fragments    uint64 // IP fragments, first and later
-	Unattributed uint64 // later fragments with no first fragment seen before them
-	NewFlows     uint64
-}
-
 // Datapath is the Go mirror of the kernel program: it parses a frame, finds its flow
 // and updates the flow's state in place, under the same rules. Every method must be
 // called inside [userspace.Engine.Do].
@@ -28,7 +13,7 @@ type Datapath struct {
 	timeout userspace.Timeouts
 	frags   fragTable
 	snaplen int
-	Counters
+	userspace.DatapathCounters
 }
 
 // NewDatapath returns a datapath that counts into table and reports the flows it ends

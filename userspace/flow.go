@@ -152,3 +152,20 @@ type Record struct {
 	Reason EndReason
 	End    int64 // when the engine considers it ended, ns since the epoch
 }
+
+// DatapathCounters are a datapath's counters: the fields of the kernel program's
+// per-CPU stats array, and of the Go datapath's.
+type DatapathCounters struct {
+	Seen          uint64 // frames handed to the datapath
+	Accepted      uint64 // counted in a flow
+	AcceptedTCP   uint64
+	AcceptedUDP   uint64
+	NonIP         uint64
+	OtherL4       uint64 // IP, but not TCP or UDP
+	Malformed     uint64
+	Fragments     uint64 // IP fragments, first and later
+	Unattributed  uint64 // later fragments with no first fragment seen before them
+	NewFlows      uint64
+	RingbufFailed uint64 // kernel events lost because the ring buffer was full
+	LostInserts   uint64 // kernel: a new flow evicted before its first packet was counted
+}

@@ -1,0 +1,553 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+/* fparser's kernel datapath: one parser and one update routine, shared by an XDP
+ * program (ingress) and a TC program (TCX ingress or egress), that count every TCP and
+ * UDP packet into a per-flow LRU hash entry. offline/parse.go and offline/datapath.go
+ * mirror this file rule for rule; a differential test holds them equal. */
+#include "bpf_defs.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Set at load time. Timeouts in ns; active_ns 0 means no active timeout. */
+volatile const __u64 idle_ns = 600000000000ULL;
+volatile const __u64 fin_ns = 30000000000ULL;
+volatile const __u64 active_ns = 0;
+/* For the differential test: when set, the clock is test_now, which the test writes
+ * before each run, instead of the kernel's monotonic clock. 0 in production, where the
+ * verifier removes the branch. */
+volatile const __u8 test_clock = 0;
+__u64 test_now;
+
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define MARK_FIN 0x01
+#define MARK_RST 0x02
+
+/* userspace.Key: the two endpoints in canonical order, IPv4 v4-mapped. */
+struct flow_key {
+	__u8 a[16];
+	__u8 b[16];
+	__u16 port_a;
+	__u16 port_b;
+	__u16 vlan;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* userspace.Counters */
+struct counters {
+	__u64 packets;
+	__u64 bytes;
+	__s64 first;
+	__s64 last;
+};
+
+/* userspace.State. bits holds, from its low byte up: TCP flags of direction 0 (A to
+ * B), TCP flags of direction 1, the initiator (0: A, 1: B), the FIN/RST marks: one
+ * atomic OR updates flags and marks at once. */
+struct flow_state {
+	struct counters dir[2];
+	__u32 bits;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 20);
+	__type(key, struct flow_key);
+	__type(value, struct flow_state);
+} flows SEC(".maps");
+
+/* Fragments: the flow of each first fragment, for the later ones. */
+struct frag_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct frag_flow {
+	struct flow_key key;
+	__u8 src_is_a;
+	__u8 pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, struct frag_flow);
+} frags SEC(".maps");
+
+/* Events to userspace. */
+enum {
+	EVENT_MARK = 1,  /* a FIN or RST first marked the flow: it may end at time + fin_ns */
+	EVENT_ENDED = 2, /* the datapath ended the flow (reason) and started it anew */
+};
+
+/* userspace.EndReason values used here. */
+enum {
+	END_IDLE = 1,
+	END_FIN = 2,
+	END_RST = 3,
+	END_REUSED = 4,
+	END_ACTIVE = 5,
+};
+
+struct event {
+	__u8 type;
+	__u8 reason;
+	__u8 pad[6];
+	__s64 time; /* EVENT_MARK: the packet's time; EVENT_ENDED: when the flow ended */
+	struct flow_key key;
+	struct flow_state state; /* EVENT_ENDED: the final counters */
+};
+
+/* Keeps struct event in BTF, so Go bindings are generated from it. */
+const struct event *unused_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+/* Datapath counters, the fields of offline.Counters. */
+enum {
+	STAT_SEEN,
+	STAT_ACCEPTED,
+	STAT_ACCEPTED_TCP,
+	STAT_ACCEPTED_UDP,
+	STAT_NON_IP,
+	STAT_OTHER_L4,
+	STAT_MALFORMED,
+	STAT_FRAGMENTS,
+	STAT_UNATTRIBUTED,
+	STAT_NEW_FLOWS,
+	STAT_RINGBUF_FAILED,
+	STAT_LOST_INSERT, /* a new flow evicted before it could be counted */
+	STAT_COUNT,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+static __always_inline void stat_inc(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &which);
+	if (v)
+		*v += 1; /* per-CPU: no other writer */
+}
+
+/* What parse makes of a frame (offline.verdict). */
+enum {
+	V_FLOW,
+	V_LATER_FRAG,
+	V_NON_IP,
+	V_OTHER_L4,
+	V_MALFORMED,
+};
+
+enum { FRAG_NONE, FRAG_FIRST, FRAG_LATER };
+
+struct packet {
+	struct flow_key key; /* source as A; canonical order comes after */
+	__u8 flags;
+	__u8 frag;
+	__u32 length;
+	__u32 frag_id;
+};
+
+#define ETH_IPV4 0x0800
+#define ETH_IPV6 0x86DD
+#define ETH_VLAN 0x8100
+#define ETH_QINQ 0x88A8
+#define ETH_QINQ2 0x9100
+#define MAX_VLANS 2
+#define MAX_IPV6_EXT 8
+
+static __always_inline __u16 load16(const __u8 *p) { return bswap16(*(const __u16 *)p); }
+static __always_inline __u32 load32(const __u8 *p) { return bswap32(*(const __u32 *)p); }
+
+/* parse reads an Ethernet frame. wire is the packet's length, for the offload case
+ * where the IP header says 0; vlan and tags are a tag the driver already took off. */
+static __always_inline int parse(struct packet *p, void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
+{
+	__u8 *d = data;
+	__u32 off = 14;
+	if ((void *)(d + 14) > data_end)
+		return V_MALFORMED;
+	__u16 etype = load16(d + 12);
+
+	p->key.vlan = vlan;
+#pragma unroll
+	for (int i = 0; i < MAX_VLANS; i++) {
+		if (i < tags)
+			continue;
+		if (etype != ETH_VLAN && etype != ETH_QINQ && etype != ETH_QINQ2)
+			break;
+		if ((void *)(d + off + 4) > data_end)
+			return V_MALFORMED;
+		if (p->key.vlan == 0)
+			p->key.vlan = load16(d + off) & 0x0FFF;
+		etype = load16(d + off + 2);
+		off += 4;
+	}
+
+	__u32 l4, l4len;
+	if (etype == ETH_IPV4) {
+		__u8 *ip = d + off;
+		if ((void *)(ip + 20) > data_end || (ip[0] >> 4) != 4)
+			return V_MALFORMED;
+		__u32 ihl = (ip[0] & 0x0F) * 4;
+		if (ihl < 20 || (void *)(ip + ihl) > data_end)
+			return V_MALFORMED;
+		__u32 total = load16(ip + 2);
+		if (total == 0)
+			total = wire - off; /* segmentation offload: the frame is the packet */
+		if (total < ihl)
+			return V_MALFORMED;
+		p->length = total;
+		p->key.proto = ip[9];
+		__builtin_memset(p->key.a, 0, 10);
+		p->key.a[10] = 0xff;
+		p->key.a[11] = 0xff;
+		__builtin_memcpy(&p->key.a[12], ip + 12, 4);
+		__builtin_memset(p->key.b, 0, 10);
+		p->key.b[10] = 0xff;
+		p->key.b[11] = 0xff;
+		__builtin_memcpy(&p->key.b[12], ip + 16, 4);
+		if (p->key.proto != PROTO_TCP && p->key.proto != PROTO_UDP)
+			return V_OTHER_L4;
+		__u16 fo = load16(ip + 6);
+		p->frag = FRAG_NONE;
+		if (fo & 0x1FFF) {
+			p->frag = FRAG_LATER;
+			p->frag_id = load16(ip + 4);
+			return V_LATER_FRAG;
+		}
+		if (fo & 0x2000) {
+			p->frag = FRAG_FIRST;
+			p->frag_id = load16(ip + 4);
+		}
+		l4 = off + ihl;
+		l4len = total - ihl;
+	} else if (etype == ETH_IPV6) {
+		__u8 *ip = d + off;
+		if ((void *)(ip + 40) > data_end || (ip[0] >> 4) != 6)
+			return V_MALFORMED;
+		__u32 payload = load16(ip + 4);
+		if (payload == 0)
+			payload = wire - off - 40; /* a jumbogram, or offload */
+		p->length = payload + 40;
+		__builtin_memcpy(p->key.a, ip + 8, 16);
+		__builtin_memcpy(p->key.b, ip + 24, 16);
+		__u8 next = ip[6];
+		__u32 pos = off + 40;
+		p->frag = FRAG_NONE;
+#pragma unroll
+		for (int i = 0; i < MAX_IPV6_EXT; i++) {
+			if (next == 0 || next == 43 || next == 60) {
+				__u8 *h = d + pos;
+				if ((void *)(h + 8) > data_end)
+					return V_MALFORMED;
+				next = h[0];
+				pos += ((__u32)h[1] + 1) * 8;
+				continue;
+			}
+			if (next == 44) {
+				__u8 *h = d + pos;
+				if ((void *)(h + 8) > data_end)
+					return V_MALFORMED;
+				__u16 fo = load16(h + 2);
+				next = h[0];
+				p->frag_id = load32(h + 4);
+				pos += 8;
+				if (fo & 0xFFF8)
+					p->frag = FRAG_LATER;
+				else if (fo & 1)
+					p->frag = FRAG_FIRST;
+				continue;
+			}
+			break;
+		}
+		p->key.proto = next;
+		if (next != PROTO_TCP && next != PROTO_UDP)
+			return V_OTHER_L4;
+		if (p->frag == FRAG_LATER)
+			return V_LATER_FRAG;
+		l4 = pos;
+		l4len = off + 40 + payload - pos;
+	} else {
+		return V_NON_IP;
+	}
+
+	if (l4 > 0xFFFF)
+		return V_MALFORMED;
+	__u8 *t = d + l4;
+	if (p->key.proto == PROTO_TCP) {
+		if ((void *)(t + 20) > data_end || (int)l4len < 20)
+			return V_MALFORMED;
+		__u32 doff = (t[12] >> 4) * 4;
+		if (doff < 20 || doff > l4len)
+			return V_MALFORMED;
+		p->flags = t[13];
+	} else {
+		if ((void *)(t + 8) > data_end || (int)l4len < 8)
+			return V_MALFORMED;
+		p->flags = 0;
+	}
+	p->key.port_a = load16(t);
+	p->key.port_b = load16(t + 2);
+	return V_FLOW;
+}
+
+/* canonicalize puts the key's endpoints in order and reports whether the source is
+ * endpoint A (userspace.Key.Canonicalize). */
+static __always_inline int canonicalize(struct flow_key *k)
+{
+	__u64 a0 = __builtin_bswap64(*(__u64 *)&k->a[0]), b0 = __builtin_bswap64(*(__u64 *)&k->b[0]);
+	__u64 a1 = __builtin_bswap64(*(__u64 *)&k->a[8]), b1 = __builtin_bswap64(*(__u64 *)&k->b[8]);
+	int less;
+	if (a0 != b0)
+		less = a0 < b0;
+	else if (a1 != b1)
+		less = a1 < b1;
+	else
+		less = k->port_a < k->port_b;
+	if (less)
+		return 1;
+	__u8 tmp[16];
+	__builtin_memcpy(tmp, k->a, 16);
+	__builtin_memcpy(k->a, k->b, 16);
+	__builtin_memcpy(k->b, tmp, 16);
+	__u16 tp = k->port_a;
+	k->port_a = k->port_b;
+	k->port_b = tp;
+	return 0;
+}
+
+static __always_inline void send_event(__u8 type, __u8 reason, __s64 time, struct flow_key *k, struct flow_state *s)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		stat_inc(STAT_RINGBUF_FAILED);
+		return;
+	}
+	e->type = type;
+	e->reason = reason;
+	e->time = time;
+	e->key = *k;
+	if (s)
+		e->state = *s;
+	else
+		__builtin_memset(&e->state, 0, sizeof(e->state));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* deadline mirrors userspace.Timeouts.Deadline: when the flow ends if no packet
+ * comes first, and why. */
+static __always_inline __u8 deadline(struct flow_state *s, __s64 *end)
+{
+	__s64 last = s->dir[0].last > s->dir[1].last ? s->dir[0].last : s->dir[1].last;
+	__u8 reason = END_IDLE;
+	*end = last + (__s64)idle_ns;
+	__u8 marks = s->bits >> 24;
+	if (marks) {
+		__s64 fin = last + (__s64)fin_ns;
+		if (fin <= *end) {
+			*end = fin;
+			reason = (marks & MARK_RST) ? END_RST : END_FIN;
+		}
+	}
+	if (active_ns) {
+		__s64 first;
+		if (s->dir[0].packets == 0)
+			first = s->dir[1].first;
+		else if (s->dir[1].packets == 0)
+			first = s->dir[0].first;
+		else
+			first = s->dir[0].first < s->dir[1].first ? s->dir[0].first : s->dir[1].first;
+		__s64 act = first + (__s64)active_ns;
+		if (act < *end) {
+			*end = act;
+			reason = END_ACTIVE;
+		}
+	}
+	return reason;
+}
+
+/* fresh_state is a new flow's state after its first packet. */
+static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+{
+	__builtin_memset(s, 0, sizeof(*s));
+	__u32 initiator = dir;
+	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
+		initiator ^= 1; /* the capture began after the SYN */
+	s->dir[dir].packets = 1;
+	s->dir[dir].bytes = length;
+	s->dir[dir].first = now;
+	s->dir[dir].last = now;
+	__u32 marks = 0;
+	if (flags & TCP_FIN)
+		marks |= MARK_FIN;
+	if (flags & TCP_RST)
+		marks |= MARK_RST;
+	s->bits = ((__u32)flags << (dir * 8)) | (initiator << 16) | (marks << 24);
+}
+
+/* add_packet counts a packet into an existing flow, in place, with atomics: a hit
+ * makes no map update call. */
+static __always_inline void add_packet(struct flow_key *k, struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+{
+	struct counters *c = &s->dir[dir];
+	if (__sync_fetch_and_add(&c->packets, 1) == 0)
+		c->first = now; /* the direction's first packet */
+	__sync_fetch_and_add(&c->bytes, length);
+	c->last = now;
+	__u32 marks = 0;
+	if (flags & TCP_FIN)
+		marks |= MARK_FIN;
+	if (flags & TCP_RST)
+		marks |= MARK_RST;
+	__u32 add = ((__u32)flags << (dir * 8)) | (marks << 24);
+	if (add) {
+		__u32 old = __sync_fetch_and_or(&s->bits, add);
+		if (marks && !(old >> 24))
+			send_event(EVENT_MARK, 0, now, k, 0);
+	}
+}
+
+/* update finds or creates the flow, ends it first if it is already over or a new
+ * connection reuses its 5-tuple, then counts the packet (offline.Datapath.update).
+ * It returns 0 only when the packet could not be counted. */
+static __always_inline int update(struct flow_key *k, int src_is_a, __u32 length, __u8 flags, __s64 now)
+{
+	int dir = src_is_a ? 0 : 1;
+	struct flow_state *s = bpf_map_lookup_elem(&flows, k);
+	if (s) {
+		__s64 end;
+		__u8 reason = deadline(s, &end);
+		if (now < end) {
+			reason = 0;
+			if ((s->bits >> 24) && (flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
+				reason = END_REUSED;
+				end = now;
+			}
+		}
+		if (reason) {
+			send_event(EVENT_ENDED, reason, end, k, s);
+			struct flow_state fresh;
+			fresh_state(&fresh, dir, length, flags, now);
+			*s = fresh;
+			stat_inc(STAT_NEW_FLOWS);
+			if (flags & (TCP_FIN | TCP_RST))
+				send_event(EVENT_MARK, 0, now, k, 0);
+			return 1;
+		}
+		add_packet(k, s, dir, length, flags, now);
+		return 1;
+	}
+	struct flow_state fresh;
+	fresh_state(&fresh, dir, length, flags, now);
+	if (bpf_map_update_elem(&flows, k, &fresh, BPF_NOEXIST) == 0) {
+		stat_inc(STAT_NEW_FLOWS);
+		if (flags & (TCP_FIN | TCP_RST))
+			send_event(EVENT_MARK, 0, now, k, 0);
+		return 1;
+	}
+	/* Another CPU created it first: count into theirs. */
+	s = bpf_map_lookup_elem(&flows, k);
+	if (!s) {
+		stat_inc(STAT_LOST_INSERT);
+		return 0;
+	}
+	add_packet(k, s, dir, length, flags, now);
+	return 1;
+}
+
+/* count is the datapath: parse, attribute, update, and the counters. */
+static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
+{
+	struct packet p = {};
+	__s64 now = test_clock ? (__s64)test_now : (__s64)bpf_ktime_get_ns();
+	stat_inc(STAT_SEEN);
+	int v = parse(&p, data, data_end, wire, vlan, tags);
+	if (v == V_FLOW) {
+		struct frag_key fk;
+		if (p.frag == FRAG_FIRST) {
+			__builtin_memcpy(fk.src, p.key.a, 16);
+			__builtin_memcpy(fk.dst, p.key.b, 16);
+			fk.id = p.frag_id;
+			fk.proto = p.key.proto;
+			__builtin_memset(fk.pad, 0, sizeof(fk.pad));
+		}
+		int src_is_a = canonicalize(&p.key);
+		if (p.frag == FRAG_FIRST) {
+			struct frag_flow ff = {};
+			ff.key = p.key;
+			ff.src_is_a = src_is_a;
+			bpf_map_update_elem(&frags, &fk, &ff, BPF_ANY);
+			stat_inc(STAT_FRAGMENTS);
+		}
+		if (!update(&p.key, src_is_a, p.length, p.flags, now))
+			return;
+	} else if (v == V_LATER_FRAG) {
+		stat_inc(STAT_FRAGMENTS);
+		struct frag_key fk = {};
+		__builtin_memcpy(fk.src, p.key.a, 16);
+		__builtin_memcpy(fk.dst, p.key.b, 16);
+		fk.id = p.frag_id;
+		fk.proto = p.key.proto;
+		struct frag_flow *ff = bpf_map_lookup_elem(&frags, &fk);
+		if (!ff) {
+			stat_inc(STAT_UNATTRIBUTED);
+			return;
+		}
+		struct flow_key k = ff->key;
+		if (!update(&k, ff->src_is_a, p.length, 0, now))
+			return;
+	} else if (v == V_NON_IP) {
+		stat_inc(STAT_NON_IP);
+		return;
+	} else if (v == V_OTHER_L4) {
+		stat_inc(STAT_OTHER_L4);
+		return;
+	} else {
+		stat_inc(STAT_MALFORMED);
+		return;
+	}
+	stat_inc(STAT_ACCEPTED);
+	stat_inc(p.key.proto == PROTO_TCP ? STAT_ACCEPTED_TCP : STAT_ACCEPTED_UDP);
+}
+
+SEC("xdp")
+int fparser_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	count(data, data_end, data_end - data, 0, 0);
+	return XDP_PASS;
+}
+
+SEC("tc")
+int fparser_tc(struct __sk_buff *skb)
+{
+	/* The headers may sit outside the linear part of the buffer: pull them in. */
+	__u32 want = skb->len < 128 ? skb->len : 128;
+	if (skb->data_end - skb->data < want)
+		bpf_skb_pull_data(skb, want);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	/* A driver that strips the outer VLAN tag leaves it in the skb. */
+	int tags = skb->vlan_present ? 1 : 0;
+	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags);
+	return TCX_NEXT;
+}

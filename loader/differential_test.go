@@ -1,0 +1,270 @@
+package loader
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/fparser/fparser/offline"
+	"github.com/fparser/fparser/userspace"
+)
+
+// maxTestFrame is the longest frame BPF_PROG_TEST_RUN takes for XDP (a page, less
+// headroom); longer frames are cut to it on both sides. The headers come first, so
+// only the offload case, where the IP header says 0 and the frame's length counts,
+// could tell; both sides see the same cut frame.
+const maxTestFrame = 3000
+
+// flowRecord is a reported flow, as compared: which flow, its final state, and the
+// reason only where the datapath itself decided it (a reuse).
+type flowRecord struct {
+	key    userspace.Key
+	state  userspace.State
+	reused bool
+}
+
+type sideResult struct {
+	records  map[flowRecord]int
+	counters userspace.DatapathCounters
+}
+
+// kernelSide runs frames through the XDP program with the given clock readings and
+// returns what the kernel reported: its ENDED events, then every flow left in the map.
+func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideResult {
+	t.Helper()
+	events, err := d.Events()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	var evs []Event
+	finished := make(chan struct{}) // the runs are done: the reader stops at its next timeout
+	readErr := make(chan error, 1)
+	// Only the reader sets deadlines after this: SetDeadline waits for a blocked Read.
+	events.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	go func() {
+		for {
+			var ev Event
+			err := events.Read(&ev)
+			switch {
+			case err == nil:
+				evs = append(evs, ev)
+				continue
+			case IsTimeout(err):
+				select {
+				case <-finished:
+					readErr <- nil
+					return
+				default:
+					events.SetDeadline(time.Now().Add(50 * time.Millisecond))
+					continue
+				}
+			}
+			readErr <- err
+			return
+		}
+	}()
+	for i, f := range frames {
+		if err := d.objs.TestNow.Set(uint64(times[i])); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.objs.FparserXdp.Run(&ebpf.RunOptions{Data: f}); err != nil {
+			t.Fatalf("frame %d (%d bytes): %v", i, len(f), err)
+		}
+	}
+	close(finished)
+	if err := <-readErr; err != nil {
+		t.Fatal(err)
+	}
+	want, err := d.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	res := sideResult{records: map[flowRecord]int{}, counters: want}
+	for _, ev := range evs {
+		if ev.Kind == EventEnded {
+			res.records[flowRecord{ev.Key, ev.State, ev.Reason == userspace.EndReused}]++
+		}
+	}
+	d.Table().Range(func(k *userspace.Key, s *userspace.State) bool {
+		res.records[flowRecord{*k, *s, false}]++
+		return true
+	})
+	return res
+}
+
+// goSide runs the same frames through the Go datapath.
+func goSide(frames [][]byte, times []int64, to userspace.Timeouts) sideResult {
+	tab := userspace.NewFlowTable(1024)
+	eng := userspace.NewEngine(tab, to)
+	dp := offline.NewDatapath(eng, tab, 0)
+	res := sideResult{records: map[flowRecord]int{}}
+	eng.Do(func() {
+		for i, f := range frames {
+			dp.Packet(f, len(f), offline.LinkEthernet, times[i])
+		}
+		for eng.FlushLocked(userspace.EndEndOfCapture) {
+		}
+		res.counters = dp.DatapathCounters
+	})
+	for _, r := range eng.TakeEnded(nil) {
+		res.records[flowRecord{r.Key, r.State, r.Reason == userspace.EndReused}]++
+	}
+	return res
+}
+
+// readEthernetFrames reads a capture's Ethernet frames, each cut to maxTestFrame,
+// with the clock the Go engine would keep: timestamps clamped so they never go back.
+func readEthernetFrames(t *testing.T, path string) (frames [][]byte, times []int64, skipped int) {
+	src, err := offline.Open(path)
+	if err != nil {
+		t.Skipf("not a capture fparser reads: %v", err)
+	}
+	defer src.Close()
+	var f offline.Frame
+	var clock int64
+	for {
+		err := src.Next(&f)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			break // a damaged tail: compare what was read
+		}
+		if f.LinkType != offline.LinkEthernet || len(f.Data) < 14 {
+			skipped++
+			continue
+		}
+		clock = max(clock, f.Time)
+		frames = append(frames, slices.Clone(f.Data[:min(len(f.Data), maxTestFrame)]))
+		times = append(times, clock)
+	}
+	return frames, times, skipped
+}
+
+func differential(t *testing.T, d *Datapath, path string, to userspace.Timeouts) {
+	frames, times, skipped := readEthernetFrames(t, path)
+	if len(frames) == 0 {
+		t.Skipf("no Ethernet frames (%d of other link types)", skipped)
+	}
+	// Each capture starts from an empty datapath.
+	clearMaps(t, d)
+	kern := kernelSide(t, d, frames, times)
+	gos := goSide(frames, times, to)
+	kc, gc := kern.counters, gos.counters
+	kc.RingbufFailed, kc.LostInserts = 0, 0
+	if kern.counters.RingbufFailed != 0 || kern.counters.LostInserts != 0 {
+		t.Errorf("kernel lost %d events and %d inserts", kern.counters.RingbufFailed, kern.counters.LostInserts)
+	}
+	if kc != gc {
+		t.Errorf("counters differ:\nkernel %+v\n    go %+v", kc, gc)
+	}
+	var diffs []string
+	for r, n := range gos.records {
+		if kern.records[r] != n {
+			diffs = append(diffs, fmt.Sprintf("go %d, kernel %d: %s", n, kern.records[r], describe(r)))
+		}
+	}
+	for r, n := range kern.records {
+		if _, ok := gos.records[r]; !ok {
+			diffs = append(diffs, fmt.Sprintf("go 0, kernel %d: %s", n, describe(r)))
+		}
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		t.Errorf("%d flow records differ (of %d):\n  %s", len(diffs), len(gos.records), strings.Join(diffs[:min(6, len(diffs))], "\n  "))
+	}
+}
+
+func describe(r flowRecord) string {
+	return fmt.Sprintf("proto %d %v - %v vlan %d reused=%v state %+v", r.key.Proto, r.key.EndpointA(), r.key.EndpointB(), r.key.VLAN, r.reused, r.state)
+}
+
+func clearMaps(t *testing.T, d *Datapath) {
+	for _, m := range []*ebpf.Map{d.objs.Flows, d.objs.Frags} {
+		var keys [][]byte
+		var k []byte
+		it := m.Iterate()
+		var v []byte
+		for it.Next(&k, &v) {
+			keys = append(keys, slices.Clone(k))
+		}
+		for _, k := range keys {
+			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				t.Fatal(err)
+			}
+		}
+	}
+	zero := make([]uint64, ebpf.MustPossibleCPU())
+	for i := range uint32(statCount) {
+		if err := d.objs.Stats.Put(i, zero); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func loadForTest(t *testing.T, to userspace.Timeouts) *Datapath {
+	requireBPF(t)
+	d, err := Load(Config{Timeouts: to, testClock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestDifferentialTestdata: every capture in testdata, through the kernel and through
+// Go, gives the same flows, counters, and reuse events.
+func TestDifferentialTestdata(t *testing.T) {
+	to := userspace.DefaultTimeouts
+	d := loadForTest(t, to)
+	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".csv") {
+			continue
+		}
+		t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, to) })
+	}
+}
+
+// TestDifferentialShortTimeouts repeats it with timeouts short enough that the
+// datapath ends flows itself on idle, FIN and active timeouts.
+func TestDifferentialShortTimeouts(t *testing.T) {
+	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}
+	d := loadForTest(t, to)
+	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".csv") {
+			continue
+		}
+		t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, to) })
+	}
+}
+
+// TestDifferentialCorpus runs every capture of ../shared/corpus, when present.
+func TestDifferentialCorpus(t *testing.T) {
+	manifest := filepath.Join("..", "..", "shared", "corpus", "MANIFEST.tsv")
+	f, err := os.Open(manifest)
+	if err != nil {
+		t.Skip("no ../shared/corpus beside the module: corpus differential skipped")
+	}
+	defer f.Close()
+	to := userspace.Timeouts{Idle: 30 * time.Second, FIN: 5 * time.Second}
+	d := loadForTest(t, to)
+	sc := bufio.NewScanner(f)
+	sc.Scan()
+	for sc.Scan() {
+		path := strings.SplitN(sc.Text(), "\t", 2)[0]
+		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path), to) })
+	}
+}

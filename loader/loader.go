@@ -1,0 +1,252 @@
+// Package loader puts fparser's kernel datapath in place: it loads the programs and
+// maps compiled from bpf/, sets their load-time constants, attaches them to a network
+// interface with bpf_links (so a process that dies leaves nothing attached), and owns
+// the objects until Close.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/fparser/fparser/userspace"
+)
+
+// Errors that callers test with errors.Is.
+var (
+	ErrNoInterface   = errors.New("no such network interface")
+	ErrNotPermitted  = errors.New("not permitted")
+	ErrKernelTooOld  = errors.New("kernel too old")
+	ErrVerifier      = errors.New("the kernel's verifier rejected the program")
+	ErrAttachMode    = errors.New("unknown attach mode")
+	ErrAttachRefused = errors.New("attach refused")
+)
+
+// Mode says where the programs attach.
+type Mode string
+
+// Attach modes.
+const (
+	// ModeAuto: XDP on ingress (native where the driver has it, generic otherwise)
+	// and TC on egress, so both directions of the host's own traffic are seen once.
+	ModeAuto Mode = "auto"
+	// ModeXDP: XDP on ingress only, native where the driver has it, generic
+	// otherwise. ModeXDPNative and ModeXDPGeneric force one.
+	ModeXDP        Mode = "xdp"
+	ModeXDPNative  Mode = "xdp-native"
+	ModeXDPGeneric Mode = "xdp-generic"
+	// ModeTC: TCX on ingress and on egress.
+	ModeTC Mode = "tc"
+)
+
+// Config says what to load and where.
+type Config struct {
+	Interface string
+	Mode      Mode // default ModeAuto
+	Timeouts  userspace.Timeouts
+	// MaxFlows is the flow map's size. An LRU map starts evicting before it is full,
+	// so give it headroom over the flows expected. Default 1<<20.
+	MaxFlows uint32
+
+	testClock bool // the differential test sets the clock before each run
+}
+
+// Datapath is the loaded and attached kernel datapath.
+type Datapath struct {
+	objs     fparserObjects
+	links    []link.Link
+	iface    *net.Interface
+	attached []string
+}
+
+// Load loads the programs with cfg's constants but attaches nothing: the result
+// serves tests that run the programs with BPF_PROG_TEST_RUN. Attach attaches it.
+func Load(cfg Config) (*Datapath, error) {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, classify("lift the memlock limit", err)
+	}
+	spec, err := loadFparser()
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded programs: %w", err)
+	}
+	t := cfg.Timeouts
+	if t.Idle <= 0 {
+		t.Idle = userspace.DefaultTimeouts.Idle
+	}
+	if t.FIN <= 0 {
+		t.FIN = userspace.DefaultTimeouts.FIN
+	}
+	for name, v := range map[string]uint64{"idle_ns": uint64(t.Idle), "fin_ns": uint64(t.FIN), "active_ns": uint64(max(t.Active, 0))} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	if cfg.testClock {
+		if err := spec.Variables["test_clock"].Set(uint8(1)); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.MaxFlows > 0 {
+		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
+	}
+	d := &Datapath{}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, classify("load the programs", err)
+	}
+	return d, nil
+}
+
+// Open loads the datapath and attaches it to cfg.Interface.
+func Open(cfg Config) (*Datapath, error) {
+	iface, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoInterface, cfg.Interface)
+	}
+	mode := cfg.Mode
+	if mode == "" {
+		mode = ModeAuto
+	}
+	switch mode {
+	case ModeAuto, ModeXDP, ModeXDPNative, ModeXDPGeneric, ModeTC:
+	default:
+		return nil, fmt.Errorf("%w %q (want auto, xdp, xdp-native, xdp-generic or tc)", ErrAttachMode, mode)
+	}
+	d, err := Load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.iface = iface
+	if err := d.attach(mode); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Datapath) attach(mode Mode) error {
+	if mode == ModeTC {
+		if err := d.attachTCX(ebpf.AttachTCXIngress, "ingress"); err != nil {
+			return err
+		}
+		return d.attachTCX(ebpf.AttachTCXEgress, "egress")
+	}
+	if err := d.attachXDP(mode); err != nil {
+		return err
+	}
+	if mode == ModeAuto {
+		return d.attachTCX(ebpf.AttachTCXEgress, "egress")
+	}
+	return nil
+}
+
+func (d *Datapath) attachXDP(mode Mode) error {
+	try := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
+	switch mode {
+	case ModeXDPNative:
+		try = try[:1]
+	case ModeXDPGeneric:
+		try = try[1:]
+	}
+	var errs []error
+	for _, flags := range try {
+		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FparserXdp, Interface: d.iface.Index, Flags: flags})
+		if err == nil {
+			d.links = append(d.links, l)
+			kind := "native"
+			if flags == link.XDPGenericMode {
+				kind = "generic"
+			}
+			d.attached = append(d.attached, "xdp ("+kind+") ingress")
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return classify("attach XDP to "+d.iface.Name, errors.Join(errs...))
+}
+
+func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
+	l, err := link.AttachTCX(link.TCXOptions{Interface: d.iface.Index, Program: d.objs.FparserTc, Attach: at})
+	if err != nil {
+		return classify("attach TCX "+dir+" to "+d.iface.Name, err)
+	}
+	d.links = append(d.links, l)
+	d.attached = append(d.attached, "tcx "+dir)
+	return nil
+}
+
+// Attached describes where the programs are attached, e.g. "xdp (native) ingress".
+func (d *Datapath) Attached() []string { return d.attached }
+
+// Interface is the interface the datapath is attached to, nil when only loaded.
+func (d *Datapath) Interface() *net.Interface { return d.iface }
+
+// Close detaches the programs, then releases the maps and programs.
+func (d *Datapath) Close() error {
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	d.links = nil
+	errs = append(errs, d.objs.Close())
+	return errors.Join(errs...)
+}
+
+// classify wraps a load or attach failure in the sentinel error that names its cause,
+// with what the caller can do about it.
+func classify(what string, err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.As(err, &ve):
+		lines := ve.Log
+		if len(lines) > 8 {
+			lines = lines[len(lines)-8:]
+		}
+		return fmt.Errorf("%s: %w: %v; last lines of the verifier log:\n  %s", what, ErrVerifier, ve.Cause, strings.Join(lines, "\n  "))
+	case errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%s: %w: %s (%v)", what, ErrNotPermitted, missingCaps(), err)
+	case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) && strings.Contains(what, "TCX"):
+		return fmt.Errorf("%s: %w: %v (fparser needs Linux 6.6 or later for TCX, 5.15 for the rest)", what, ErrKernelTooOld, err)
+	case strings.HasPrefix(what, "attach"):
+		return fmt.Errorf("%s: %w: %v", what, ErrAttachRefused, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// Capabilities fparser needs, by bit number (linux/capability.h).
+var neededCaps = []struct {
+	bit  uint
+	name string
+}{{12, "CAP_NET_ADMIN"}, {38, "CAP_PERFMON"}, {39, "CAP_BPF"}}
+
+// missingCaps names the capabilities this process lacks, from /proc/self/status.
+func missingCaps() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root)"
+	}
+	var eff uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			eff, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	var missing []string
+	for _, c := range neededCaps {
+		if eff&(1<<c.bit) == 0 {
+			missing = append(missing, c.name)
+		}
+	}
+	if len(missing) == 0 {
+		return "the process has CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; a security module or sysctl (kernel.unprivileged_bpf_disabled) may refuse it"
+	}
+	return "missing " + strings.Join(missing, ", ") + " (run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+}

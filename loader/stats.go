@@ -1,0 +1,45 @@
+package loader
+
+import (
+	"fmt"
+
+	"github.com/fparser/fparser/userspace"
+)
+
+// The per-CPU stats array's indices, as bpf/fparser.c numbers them.
+const (
+	statSeen = iota
+	statAccepted
+	statAcceptedTCP
+	statAcceptedUDP
+	statNonIP
+	statOtherL4
+	statMalformed
+	statFragments
+	statUnattributed
+	statNewFlows
+	statRingbufFailed
+	statLostInsert
+	statCount
+)
+
+// Counters sums the datapath's per-CPU counters.
+func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
+	var sums [statCount]uint64
+	var perCPU []uint64
+	for i := range uint32(statCount) {
+		if err := d.objs.Stats.Lookup(i, &perCPU); err != nil {
+			return userspace.DatapathCounters{}, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		for _, v := range perCPU {
+			sums[i] += v
+		}
+	}
+	return userspace.DatapathCounters{
+		Seen: sums[statSeen], Accepted: sums[statAccepted],
+		AcceptedTCP: sums[statAcceptedTCP], AcceptedUDP: sums[statAcceptedUDP],
+		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
+		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
+		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],
+	}, nil
+}
