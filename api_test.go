@@ -245,7 +245,7 @@ func TestOpenErrors(t *testing.T) {
 		opts   *fparser.Options
 		want   error
 	}{
-		{"lo", nil, fparser.ErrLiveUnavailable},
+		{"testdata/http.pcap", &fparser.Options{Attach: "ebpf"}, fparser.ErrOption},
 		{"no-such-file-or-interface", nil, fparser.ErrNoSource},
 		{"testdata/http.pcap", &fparser.Options{FlowTimeout: -time.Second}, fparser.ErrOption},
 		{"testdata/http.pcap", &fparser.Options{Filter: "tcp port 80"}, fparser.ErrFilter},

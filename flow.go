@@ -104,7 +104,8 @@ func (f *Flow) Bytes() uint64 { return f.Fwd.Bytes + f.Rev.Bytes }
 // Duration is the time from the first packet to the last.
 func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
-func flowOf(k *userspace.Key, s *userspace.State, reason EndReason) Flow {
+// flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
+func flowOf(k *userspace.Key, s *userspace.State, reason EndReason, offset int64) Flow {
 	fwd, rev := 0, 1
 	src, dst := k.EndpointA(), k.EndpointB()
 	if s.Initiator == 1 {
@@ -116,19 +117,19 @@ func flowOf(k *userspace.Key, s *userspace.State, reason EndReason) Flow {
 		Src:       src,
 		Dst:       dst,
 		VLAN:      k.VLAN,
-		Fwd:       countersOf(&s.Dir[fwd], s.Flags[fwd]),
-		Rev:       countersOf(&s.Dir[rev], s.Flags[rev]),
-		FirstSeen: time.Unix(0, s.FirstSeen()).UTC(),
-		LastSeen:  time.Unix(0, s.LastSeen()).UTC(),
+		Fwd:       countersOf(&s.Dir[fwd], s.Flags[fwd], offset),
+		Rev:       countersOf(&s.Dir[rev], s.Flags[rev], offset),
+		FirstSeen: time.Unix(0, s.FirstSeen()+offset).UTC(),
+		LastSeen:  time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason: reason,
 	}
 }
 
-func countersOf(c *userspace.Counters, flags uint8) Counters {
+func countersOf(c *userspace.Counters, flags uint8, offset int64) Counters {
 	out := Counters{Packets: c.Packets, Bytes: c.Bytes, Flags: TCPFlags(flags)}
 	if c.Packets > 0 {
-		out.First = time.Unix(0, c.First).UTC()
-		out.Last = time.Unix(0, c.Last).UTC()
+		out.First = time.Unix(0, c.First+offset).UTC()
+		out.Last = time.Unix(0, c.Last+offset).UTC()
 	}
 	return out
 }

@@ -39,7 +39,7 @@ func (p *Parser) Info() Info {
 	var in Info
 	p.eng.Do(func() {
 		st := p.eng.StatsLocked()
-		c := p.dp.DatapathCounters
+		c := p.counters()
 		in = Info{
 			TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
 			TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,

@@ -28,8 +28,6 @@ var (
 	ErrUnsupportedLink = offline.ErrUnsupportedLink
 	// ErrNoSource: the source is neither a readable file nor a network interface.
 	ErrNoSource = errors.New("no such capture file or network interface")
-	// ErrLiveUnavailable: live capture on an interface is not available in this build.
-	ErrLiveUnavailable = errors.New("live capture is not available yet: the kernel datapath is not built")
 	// ErrFilter: the filter expression is not accepted.
 	ErrFilter = errors.New("filter not supported")
 	// ErrOption: an option has a value out of its range.
@@ -55,9 +53,18 @@ type Options struct {
 	// Filter selects the packets to count, in pcap-filter syntax. Only the default,
 	// all IPv4 and IPv6 ("ip or ip6", or empty), is accepted in this version.
 	Filter string
-	// Snaplen cuts every frame to this many bytes before it is parsed, as a capture
-	// would. Byte counts come from the IP header and do not change. Default 262144.
+	// Snaplen cuts every frame of a capture file to this many bytes before it is
+	// parsed, as a capture would. Byte counts come from the IP header and do not
+	// change. Default 262144. The kernel datapath reads headers only and ignores it.
 	Snaplen int
+	// Attach says where the kernel datapath attaches on an interface: "auto" (the
+	// default: XDP on ingress, native where the driver has it, and TC on egress, so
+	// each packet of the host's own traffic is seen once), "xdp", "xdp-native",
+	// "xdp-generic" (ingress only) or "tc" (TCX on ingress and egress).
+	Attach string
+	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
+	// it is full: give it headroom. Evicted flows show in Info.Evictions.
+	MaxFlows int
 	// Logger receives the parser's log records. When nil, records at LogLevel and
 	// above go to standard error as text.
 	Logger *slog.Logger
@@ -79,8 +86,14 @@ type Parser struct {
 	source string
 	log    *slog.Logger
 	eng    *userspace.Engine
-	dp     *offline.Datapath
-	src    *offline.Source
+	// The source: run counts until the source ends or ctx is done, delivering ended
+	// flows between batches and flushing at the end; release frees it after the kill
+	// callback; counters reads the datapath's counters (with the engine locked);
+	// offset turns the datapath's clock into Unix ns.
+	run      func(ctx context.Context) error
+	release  func() error
+	counters func() userspace.DatapathCounters
+	offset   int64
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
@@ -131,27 +144,45 @@ func New(source string, opts *Options) (*Parser, error) {
 		p.onUDP.Store(&o.OnUDP)
 	}
 
+	timeouts := userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout}
 	fi, statErr := os.Stat(source)
-	if statErr != nil || fi.IsDir() {
-		if _, err := net.InterfaceByName(source); err == nil {
-			return nil, fmt.Errorf("open interface %s: %w", source, ErrLiveUnavailable)
+	switch {
+	case statErr == nil && !fi.IsDir():
+		if err := p.openFile(source, timeouts, o.Snaplen); err != nil {
+			return nil, err
 		}
-		if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
-			return nil, fmt.Errorf("open %s: %w", source, statErr)
+	case isInterface(source):
+		if err := p.openLive(source, timeouts, &o); err != nil {
+			return nil, err
 		}
+	case statErr != nil && !errors.Is(statErr, fs.ErrNotExist):
+		return nil, fmt.Errorf("open %s: %w", source, statErr)
+	default:
 		return nil, fmt.Errorf("open %s: %w", source, ErrNoSource)
 	}
-	src, err := offline.Open(source) // its errors name the file already
-	if err != nil {
-		return nil, err
-	}
-	table := userspace.NewFlowTable(1024)
-	p.src = src
-	p.eng = userspace.NewEngine(table, userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout})
-	p.dp = offline.NewDatapath(p.eng, table, o.Snaplen)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.done = make(chan struct{})
 	return p, nil
+}
+
+func isInterface(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// openFile sets the parser up to replay a capture file.
+func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int) error {
+	src, err := offline.Open(path) // its errors name the file already
+	if err != nil {
+		return err
+	}
+	table := userspace.NewFlowTable(1024)
+	p.eng = userspace.NewEngine(table, t)
+	dp := offline.NewDatapath(p.eng, table, snaplen)
+	p.run = func(ctx context.Context) error { return offline.Replay(ctx, src, dp, p.eng, p.deliver) }
+	p.release = src.Close
+	p.counters = func() userspace.DatapathCounters { return dp.DatapathCounters }
+	return nil
 }
 
 func (o *Options) check() error {
@@ -164,6 +195,13 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: ActiveTimeout %v is negative", ErrOption, o.ActiveTimeout)
 	case o.Snaplen < 0:
 		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
+	case o.MaxFlows < 0 || o.MaxFlows > 1<<30:
+		return fmt.Errorf("%w: MaxFlows %d is out of range (0 to 2^30)", ErrOption, o.MaxFlows)
+	}
+	switch o.Attach {
+	case "", "auto", "xdp", "xdp-native", "xdp-generic", "tc":
+	default:
+		return fmt.Errorf("%w: Attach %q (want auto, xdp, xdp-native, xdp-generic or tc)", ErrOption, o.Attach)
 	}
 	if o.Snaplen == 0 {
 		o.Snaplen = DefaultSnaplen
@@ -197,14 +235,16 @@ func (p *Parser) start() {
 	p.log.Debug("fparser started", "source", p.source)
 	go func() {
 		defer close(p.done)
-		err := offline.Replay(p.ctx, p.src, p.dp, p.eng, p.deliver)
+		err := p.run(p.ctx)
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
 		p.err = err
-		p.src.Close()
 		if p.onKill != nil {
 			p.call(p.onKill)
+		}
+		if rerr := p.release(); rerr != nil && p.err == nil {
+			p.err = rerr
 		}
 		p.log.Debug("fparser stopped", "source", p.source, "err", err)
 	}()
@@ -220,7 +260,7 @@ func (p *Parser) deliver() {
 	}
 	for i := range recs {
 		r := &recs[i]
-		f := flowOf(&r.Key, &r.State, r.Reason)
+		f := flowOf(&r.Key, &r.State, r.Reason, p.offset)
 		cb := p.onUDP.Load()
 		if f.Protocol == TCP {
 			cb = p.onTCP.Load()
@@ -303,7 +343,7 @@ func (p *Parser) Done() <-chan struct{} { return p.done }
 func (p *Parser) Flows() iter.Seq[Flow] {
 	return func(yield func(Flow) bool) {
 		for _, r := range p.eng.Snapshot(nil) {
-			if !yield(flowOf(&r.Key, &r.State, 0)) {
+			if !yield(flowOf(&r.Key, &r.State, 0, p.offset)) {
 				return
 			}
 		}
@@ -326,5 +366,5 @@ func (p *Parser) FindFlow(proto Protocol, vlan uint16, a, b netip.AddrPort) (Flo
 	if !ok {
 		return Flow{}, false
 	}
-	return flowOf(&k, &s, 0), true
+	return flowOf(&k, &s, 0, p.offset), true
 }

@@ -47,30 +47,18 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 	}
 	defer events.Close()
 	var evs []Event
-	finished := make(chan struct{}) // the runs are done: the reader stops at its next timeout
 	readErr := make(chan error, 1)
-	// Only the reader sets deadlines after this: SetDeadline waits for a blocked Read.
-	events.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	go func() {
 		for {
 			var ev Event
-			err := events.Read(&ev)
-			switch {
-			case err == nil:
-				evs = append(evs, ev)
-				continue
-			case IsTimeout(err):
-				select {
-				case <-finished:
-					readErr <- nil
-					return
-				default:
-					events.SetDeadline(time.Now().Add(50 * time.Millisecond))
-					continue
+			if err := events.Read(&ev); err != nil {
+				if IsFlushed(err) {
+					err = nil
 				}
+				readErr <- err
+				return
 			}
-			readErr <- err
-			return
+			evs = append(evs, ev)
 		}
 	}()
 	for i, f := range frames {
@@ -81,7 +69,7 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 			t.Fatalf("frame %d (%d bytes): %v", i, len(f), err)
 		}
 	}
-	close(finished)
+	events.Flush() // the reader takes what is left, then stops
 	if err := <-readErr; err != nil {
 		t.Fatal(err)
 	}

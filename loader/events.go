@@ -3,8 +3,6 @@ package loader
 import (
 	"errors"
 	"fmt"
-	"os"
-	"time"
 	"unsafe"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -41,8 +39,8 @@ func (d *Datapath) Events() (*Events, error) {
 	return &Events{rd: rd}, nil
 }
 
-// Read blocks until an event arrives, the deadline passes (os.ErrDeadlineExceeded) or
-// Close is called (ringbuf.ErrClosed).
+// Read blocks until an event arrives, a Flush has delivered every event before it
+// (IsFlushed), or Close is called (IsClosed).
 func (e *Events) Read(ev *Event) error {
 	rec, err := e.rd.Read()
 	if err != nil {
@@ -62,14 +60,15 @@ func (e *Events) Read(ev *Event) error {
 	return nil
 }
 
-// SetDeadline makes Read return os.ErrDeadlineExceeded after t; the zero time blocks.
-func (e *Events) SetDeadline(t time.Time) { e.rd.SetDeadline(t) }
+// Flush makes Read return every event already in the ring buffer, then an error for
+// which IsFlushed is true. Unlike SetDeadline it may be called while Read blocks.
+func (e *Events) Flush() error { return e.rd.Flush() }
+
+// IsFlushed reports whether err is the end of a Flush.
+func IsFlushed(err error) bool { return errors.Is(err, ringbuf.ErrFlushed) }
 
 // Close ends Read.
 func (e *Events) Close() error { return e.rd.Close() }
 
 // IsClosed reports whether err says the reader was closed.
 func IsClosed(err error) bool { return errors.Is(err, ringbuf.ErrClosed) }
-
-// IsTimeout reports whether err says the deadline passed.
-func IsTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

@@ -189,6 +189,16 @@ func (d *Datapath) Attached() []string { return d.attached }
 // Interface is the interface the datapath is attached to, nil when only loaded.
 func (d *Datapath) Interface() *net.Interface { return d.iface }
 
+// Detach detaches the programs; the maps stay readable until Close.
+func (d *Datapath) Detach() error {
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	d.links = nil
+	return errors.Join(errs...)
+}
+
 // Close detaches the programs, then releases the maps and programs.
 func (d *Datapath) Close() error {
 	var errs []error

@@ -118,20 +118,22 @@ func (e *Engine) sweepLocked() {
 	began := time.Now()
 	now := e.now
 	batch := e.scratch[:0]
-	var reason EndReason
-	var end int64
 	// Flows created from now on live at least the unmarked timeout; those that
 	// stay set their own bound.
 	due := now + int64(e.timeout.unmarked())
 	e.table.Reap(func(_ *Key, s *State) bool {
-		reason, end = e.timeout.Deadline(s)
+		_, end := e.timeout.Deadline(s)
 		if end <= now {
 			return true
 		}
 		due = min(due, end)
 		return false
 	}, func(k *Key, s *State) {
-		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: end})
+		// ended may come after every due call (the kernel's table decides first and
+		// removes after), so the reason comes from the final state. A packet that
+		// landed in between moved the deadline: the flow still ends now, with it.
+		reason, end := e.timeout.Deadline(s)
+		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now)})
 	})
 	e.nextDue = due
 	e.wake = max(e.nextSweep, e.nextDue)

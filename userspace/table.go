@@ -20,7 +20,8 @@ type Table interface {
 	Range(yield func(*Key, *State) bool)
 	// Reap removes every flow for which due returns true and passes its final state to
 	// ended. Removal and the read of the final state are one step, so a packet counted
-	// while Reap runs is either in the state ended gets or still in the table.
+	// while Reap runs is either in the state ended gets or still in the table. ended
+	// may be called right after its flow's due, or after every due call.
 	Reap(due func(*Key, *State) bool, ended func(*Key, *State))
 	// Drain removes up to max flows, oldest first where the table knows, passes
 	// each final state to ended, and reports whether flows remain.

@@ -1,6 +1,7 @@
 package userspace
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -89,5 +90,48 @@ func TestSweepOnSyntheticClock(t *testing.T) {
 	e.Do(func() { st = e.StatsLocked() })
 	if st.Counts.FlowsEnded[EndFIN] != 1 || st.Counts.FlowsEnded[EndRST] != 1 || st.Counts.FlowsEnded[EndIdle] != 1 || st.Counts.FlowsEnded[EndEndOfCapture] != 1 {
 		t.Errorf("ended counts %v", st.Counts.FlowsEnded)
+	}
+}
+
+// decideFirstTable reaps as the kernel's table does: every due call first, then the
+// removals, so ended never follows its own due.
+type decideFirstTable struct{ *FlowTable }
+
+func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State)) {
+	var keys []Key
+	t.FlowTable.Range(func(k *Key, s *State) bool {
+		if due(k, s) {
+			keys = append(keys, *k)
+		}
+		return true
+	})
+	for i := range keys {
+		s, _ := t.Lookup(&keys[i])
+		t.Delete(&keys[i])
+		ended(&keys[i], &s)
+	}
+}
+
+// TestSweepReasonsComeFromEachFlow: with a table that decides first, each ended flow
+// still carries its own reason and end time.
+func TestSweepReasonsComeFromEachFlow(t *testing.T) {
+	tab := decideFirstTable{NewFlowTable(8)}
+	e := NewEngine(tab, Timeouts{Idle: 10 * time.Second, FIN: 2 * time.Second})
+	e.Do(func() {
+		e.AdvanceLocked(1 * sec)
+		for i, marks := range []uint8{MarkRST, 0, MarkFIN} {
+			k := testKey(i)
+			s, _ := tab.Upsert(&k)
+			*s = state(sec, sec, marks)
+		}
+		e.ScheduleLocked(3 * sec)
+		e.AdvanceLocked(20 * sec)
+	})
+	got := map[EndReason]int64{}
+	for _, r := range e.TakeEnded(nil) {
+		got[r.Reason] = r.End
+	}
+	if want := map[EndReason]int64{EndRST: 3 * sec, EndIdle: 11 * sec, EndFIN: 3 * sec}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ended %v, want %v", got, want)
 	}
 }

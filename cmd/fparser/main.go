@@ -22,25 +22,29 @@ const usage = `fparser: print the TCP and UDP flows of a capture file or a netwo
 
 Usage:
   fparser -r FILE [options] [filter expression]
-  fparser -i IFACE [options] [filter expression]
+  fparser -i IFACE [--attach auto|xdp|tc] [options] [filter expression]
 
 A flow is both directions of one conversation: protocol, the two addresses and
 ports, and the outer VLAN. SRC is the side that started it. Each flow is printed
 once, when it ends: after --flow-timeout without packets, --fin-timeout after its
 last packet once a FIN or RST was seen, when a new SYN reuses its ports, or when
-the capture ends. A one-line summary goes to standard error at the end.
+the capture ends (with -i: when stopped by Ctrl-C or SIGTERM, after which the
+kernel programs detach). A one-line summary goes to standard error at the end.
 
 Examples:
-  fparser -r testdata/http.pcapng                 read a capture (pcap, pcapng, .gz)
+  fparser -r testdata/http.pcap                   read a capture (pcap, pcapng, .gz)
   fparser -r trace.pcap -o csv > flows.csv        export to CSV
   fparser -r trace.pcap -o json | jq .            JSON lines
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
+  sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
 
 Options:
 `
 
 type config struct {
 	read, iface, format, filter string
+	attach                      string
+	maxFlows                    int
 	flowTimeout, finTimeout     time.Duration
 	activeTimeout               time.Duration
 	snaplen                     int
@@ -56,7 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fparser", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip)")
-	fs.StringVar(&c.iface, "i", "", "capture live on network interface `IFACE`")
+	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
+	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic or tc")
+	fs.IntVar(&c.maxFlows, "max-flows", 0, "with -i, size of the kernel's flow table (default 1048576)")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
 	fs.DurationVar(&c.flowTimeout, "flow-timeout", 600*time.Second, "end a flow after this long without packets")
@@ -125,6 +131,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ActiveTimeout: c.activeTimeout,
 		Filter:        c.filter,
 		Snaplen:       c.snaplen,
+		Attach:        c.attach,
+		MaxFlows:      c.maxFlows,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,

@@ -1,0 +1,147 @@
+package fparser
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fparser/fparser/loader"
+	"github.com/fparser/fparser/userspace"
+)
+
+// Errors of the live datapath, to test with errors.Is.
+var (
+	// ErrNotPermitted: the process may not load or attach BPF programs; the message
+	// names the capabilities it lacks.
+	ErrNotPermitted = loader.ErrNotPermitted
+	// ErrKernelTooOld: the kernel lacks a feature the datapath needs.
+	ErrKernelTooOld = loader.ErrKernelTooOld
+	// ErrVerifier: the kernel's verifier rejected the program; the message carries
+	// the last lines of its log.
+	ErrVerifier = loader.ErrVerifier
+	// ErrAttach: the kernel refused to attach the program to the interface.
+	ErrAttach = loader.ErrAttachRefused
+)
+
+// tick is how often the live parser reads the clock: it sweeps when a flow can have
+// ended (at most once a second) and hands out the flows the kernel ended.
+const tick = 100 * time.Millisecond
+
+// monotonic reads the clock the kernel program stamps packets with.
+func monotonic() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// openLive loads the kernel datapath and attaches it to the interface.
+func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error {
+	mode := loader.Mode(o.Attach)
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows)})
+	if err != nil {
+		return fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	events, err := d.Events()
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	// The kernel stamps packets with the monotonic clock; one reading of both clocks
+	// maps it to wall time for the flows handed out.
+	p.offset = time.Now().UnixNano() - monotonic()
+	p.eng = userspace.NewEngine(d.Table(), t)
+	p.log.Debug("attached", "interface", iface, "where", d.Attached())
+
+	var mu sync.Mutex // counters are read by Info while the run loop may be closing d
+	var last userspace.DatapathCounters
+	p.counters = func() userspace.DatapathCounters {
+		mu.Lock()
+		defer mu.Unlock()
+		if d != nil {
+			if c, err := d.Counters(); err == nil {
+				last = c
+			}
+		}
+		return last
+	}
+	p.run = func(ctx context.Context) error { return p.runLive(ctx, d, events, t) }
+	p.release = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if c, err := d.Counters(); err == nil {
+			last = c // Info keeps answering after the maps are gone
+		}
+		err := d.Close()
+		d = nil
+		return err
+	}
+	return nil
+}
+
+// runLive is the live parser's loop: the kernel counts; this goroutine keeps the
+// clock, sweeps, and hands out flows; another reads the kernel's events into the
+// engine. On stop it detaches the programs first, so that no packet is counted after
+// the last flush, reads the events left, then flushes every flow with reason stopped.
+func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader.Events, t userspace.Timeouts) error {
+	read := make(chan error, 1)
+	go func() { read <- p.readEvents(events, t) }()
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			detachErr := d.Detach()
+			// Events the kernel sent before it stopped may still be in the ring
+			// buffer: the reader takes them all, then stops.
+			events.Flush()
+			err := <-read
+			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic()) })
+			p.deliver()
+			for more := true; more; {
+				p.eng.Do(func() { more = p.eng.FlushLocked(userspace.EndStopped) })
+				p.deliver()
+			}
+			events.Close()
+			if err != nil {
+				return err
+			}
+			return errors.Join(ctx.Err(), detachErr)
+		case err := <-read:
+			// The reader failed: stop as if asked to, and say why.
+			p.Stop()
+			if err != nil {
+				p.log.Error("reading kernel events", "err", err)
+			}
+			read <- nil
+		case <-ticker.C:
+			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic()) })
+			p.deliver()
+		}
+	}
+}
+
+// readEvents moves the kernel's events into the engine until a Flush has delivered the
+// last of them, or reading fails.
+func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts) error {
+	var ev loader.Event
+	for {
+		err := events.Read(&ev)
+		switch {
+		case err == nil:
+		case loader.IsFlushed(err) || loader.IsClosed(err):
+			return nil
+		default:
+			return err
+		}
+		switch ev.Kind {
+		case loader.EventEnded:
+			p.eng.Do(func() { p.eng.EndLocked(&ev.Key, &ev.State, ev.Reason, ev.Time) })
+		case loader.EventMark:
+			p.eng.Do(func() { p.eng.ScheduleLocked(ev.Time + int64(t.FIN)) })
+		}
+	}
+}

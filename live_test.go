@@ -1,0 +1,376 @@
+package fparser_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fparser/fparser"
+)
+
+// The live tests run the kernel datapath on real traffic. Everything happens inside
+// two network namespaces this test makes, joined by a veth pair: "host" (the parser,
+// the clients, tcpdump) and "peer" (the servers). No address or route is added
+// outside them. The test binary re-executes itself inside each namespace.
+const (
+	liveHostAddr = "198.18.77.1"
+	livePeerAddr = "198.18.77.2"
+	liveIface    = "fpt0"
+	liveUDPPort  = 9000
+	liveHTTPPort = 8080
+	liveTCPPort  = 8081 // answers and closes: for port reuse
+)
+
+const (
+	envRole = "FPARSER_LIVE_ROLE" // "server" or "client"
+	envMode = "FPARSER_LIVE_MODE"
+)
+
+func liveSkip(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("live tests need root (network namespaces, BPF): skipped")
+	}
+	for _, tool := range []string{"ip", "tcpdump"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("live tests need %s: skipped", tool)
+		}
+	}
+}
+
+func sh(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// liveNamespaces makes the two namespaces and the veth pair, and removes them at the
+// end of the test.
+func liveNamespaces(t *testing.T) (host, peer string) {
+	id := strconv.Itoa(os.Getpid())
+	host, peer = "fpt-host-"+id, "fpt-peer-"+id
+	sh(t, "ip", "netns", "add", host)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", host).Run() })
+	sh(t, "ip", "netns", "add", peer)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", peer).Run() })
+	sh(t, "ip", "link", "add", liveIface, "netns", host, "type", "veth", "peer", "name", "fpt1", "netns", peer)
+	sh(t, "ip", "-n", host, "addr", "add", liveHostAddr+"/24", "dev", liveIface)
+	sh(t, "ip", "-n", peer, "addr", "add", livePeerAddr+"/24", "dev", "fpt1")
+	for _, nd := range [][2]string{{host, liveIface}, {peer, "fpt1"}} {
+		sh(t, "ip", "-n", nd[0], "link", "set", "lo", "up")
+		// One frame per packet, as on a wire, so that counts can be exact.
+		exec.Command("ip", "netns", "exec", nd[0], "ethtool", "-K", nd[1], "tso", "off", "gso", "off", "gro", "off").Run()
+		sh(t, "ip", "-n", nd[0], "link", "set", nd[1], "up")
+	}
+	return host, peer
+}
+
+// reexec runs this test binary inside a namespace, running only the named test.
+func reexec(ns, test string, env ...string) *exec.Cmd {
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// TestLive attaches in each mode and checks the flows of real traffic.
+func TestLive(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("inside a namespace")
+	}
+	liveSkip(t)
+	for _, mode := range []string{"auto", "tc", "xdp"} {
+		t.Run(mode, func(t *testing.T) {
+			host, peer := liveNamespaces(t)
+			server := reexec(peer, "TestLiveServer", envRole+"=server")
+			out, err := server.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := server.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { server.Process.Kill(); server.Wait() })
+			ready := bufio.NewScanner(out)
+			for ready.Scan() && !strings.Contains(ready.Text(), "server ready") {
+			}
+			go io.Copy(io.Discard, out)
+
+			client := reexec(host, "TestLiveClient", envRole+"=client", envMode+"="+mode)
+			b, err := client.CombinedOutput()
+			t.Logf("client in %s:\n%s", host, b)
+			if err != nil {
+				t.Fatalf("client failed: %v", err)
+			}
+		})
+	}
+}
+
+// TestLiveServer serves UDP echo, HTTP and a TCP answer-and-close in the peer
+// namespace until it is killed.
+func TestLiveServer(t *testing.T) {
+	if os.Getenv(envRole) != "server" {
+		t.Skip("run by TestLive")
+	}
+	udp, err := net.ListenPacket("udp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, addr, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udp.WriteTo(buf[:n], addr)
+		}
+	}()
+	web, err := net.Listen("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveHTTPPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := strings.Repeat("fparser ", 1250) // 10000 bytes
+	go http.Serve(web, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, page) }))
+	closer, err := net.Listen("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveTCPPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := closer.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("bye\n"))
+			c.Close()
+		}
+	}()
+	fmt.Println("server ready")
+	select {}
+}
+
+type flowLog struct {
+	mu    sync.Mutex
+	flows []fparser.Flow
+}
+
+func (l *flowLog) add(f fparser.Flow) {
+	l.mu.Lock()
+	l.flows = append(l.flows, f)
+	l.mu.Unlock()
+}
+
+// TestLiveClient runs in the host namespace: it attaches, sends real traffic, stops,
+// and checks the flows against what it sent and against tcpdump's capture of the same
+// interface replayed offline.
+func TestLiveClient(t *testing.T) {
+	if os.Getenv(envRole) != "client" {
+		t.Skip("run by TestLive")
+	}
+	mode := os.Getenv(envMode)
+	dir := t.TempDir()
+	pcap := filepath.Join(dir, "veth.pcap")
+	// tcpdump sees what the parser sees: both directions, or with XDP alone, ingress.
+	args := []string{"-i", liveIface, "-n", "-U", "-s", "256", "-w", pcap, "ip or ip6"}
+	if mode == "xdp" {
+		args = append([]string{"-Q", "in"}, args...)
+	}
+	dump := exec.Command("tcpdump", args...)
+	dumpErr := &lockedBuffer{}
+	dump.Stderr = dumpErr
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(dumpErr.String(), "listening on") })
+
+	var log flowLog
+	p, err := fparser.Open(liveIface, &fparser.Options{
+		Attach:      mode,
+		FinTimeout:  300 * time.Millisecond,
+		FlowTimeout: 1500 * time.Millisecond,
+		OnTCP:       log.add,
+		OnUDP:       log.add,
+		Logger:      discard(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// UDP: five 100-byte datagrams from one socket, each echoed.
+	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41000}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		udp.Write(make([]byte, 100))
+		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := udp.Read(make([]byte, 200)); err != nil {
+			t.Fatalf("udp echo: %v", err)
+		}
+	}
+	udp.Close()
+
+	// HTTP over TCP with net/http: one connection, closed after the response.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + net.JoinHostPort(livePeerAddr, strconv.Itoa(liveHTTPPort)) + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(body) != 10000 {
+		t.Fatalf("HTTP body %d bytes", len(body))
+	}
+	client.CloseIdleConnections()
+
+	// A connection refused with a RST.
+	if c, err := net.DialTimeout("tcp4", livePeerAddr+":9", time.Second); err == nil {
+		c.Close()
+		t.Fatal("port 9 answered")
+	}
+
+	// The same client port twice: the second SYN reuses a finished 5-tuple.
+	for range 2 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(liveHostAddr), Port: 42000}, Control: reuseAddr}
+		c, err := d.Dial("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveTCPPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(c)
+		c.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Let the FIN'd and idle flows end while the parser runs.
+	time.Sleep(2500 * time.Millisecond)
+	running := log.snapshot()
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	info := p.Info()
+	dump.Process.Signal(syscall.SIGINT)
+	dump.Wait()
+	flows := log.snapshot()
+	for _, f := range flows {
+		t.Logf("live %v %v -> %v fwd %d/%d %v rev %d/%d %v %v", f.Protocol, f.Src, f.Dst, f.Fwd.Packets, f.Fwd.Bytes, f.Fwd.Flags, f.Rev.Packets, f.Rev.Bytes, f.Rev.Flags, f.EndReason)
+	}
+	t.Logf("info %+v", info)
+
+	// Every flow ended on its own timeout before Close: nothing was left to stop.
+	if len(running) != len(flows) {
+		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))
+	}
+	// The same packets as tcpdump saw, flow by flow.
+	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range offline {
+		t.Logf("dump %v %v -> %v fwd %d/%d %v rev %d/%d %v %v", f.Protocol, f.Src, f.Dst, f.Fwd.Packets, f.Fwd.Bytes, f.Fwd.Flags, f.Rev.Packets, f.Rev.Bytes, f.Rev.Flags, f.EndReason)
+	}
+	got, want := aggregate(flows), aggregate(offline)
+	if len(got) != len(want) {
+		t.Errorf("%d flows live, %d in tcpdump's capture:\n live %v\n dump %v", len(got), len(want), got, want)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%v: live %v, tcpdump %v", k, got[k], w)
+		}
+	}
+	var sum uint64
+	for _, f := range flows {
+		sum += f.Packets()
+	}
+	if sum != info.PacketsAccepted {
+		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)
+	}
+
+	// What the test itself sent.
+	udpKey := rowKey{"udp", liveHostAddr, "41000", livePeerAddr, strconv.Itoa(liveUDPPort), "0"}
+	wantUDP := flowRow{5, 5 * 128, 5, 5 * 128}
+	if mode == "xdp" {
+		wantUDP = flowRow{0, 0, 5, 5 * 128} // ingress only
+	}
+	if got[udpKey] != wantUDP {
+		t.Errorf("UDP flow %v, want %v", got[udpKey], wantUDP)
+	}
+	reasons := map[string][]fparser.EndReason{}
+	for _, f := range flows {
+		port := f.Dst.Port()
+		if f.Src.Addr().String() == livePeerAddr {
+			port = f.Src.Port()
+		}
+		key := fmt.Sprintf("%v%d", f.Protocol, port)
+		reasons[key] = append(reasons[key], f.EndReason)
+	}
+	check := func(what string, want ...fparser.EndReason) {
+		if g := reasons[what]; fmt.Sprint(g) != fmt.Sprint(want) {
+			t.Errorf("%s ended %v, want %v", what, g, want)
+		}
+	}
+	check("udp9000", fparser.EndIdle)
+	check("tcp9", fparser.EndRST)
+	if mode != "xdp" { // with ingress alone, the client's second SYN is not seen
+		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
+		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
+	}
+}
+
+func (l *flowLog) snapshot() []fparser.Flow {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]fparser.Flow(nil), l.flows...)
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func reuseAddr(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("timed out waiting")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
