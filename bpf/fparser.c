@@ -115,17 +115,16 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-/* Datapath counters, the fields of offline.Counters. */
+/* Datapath counters (userspace.DatapathCounters). A packet increments exactly one of
+ * the first six, its fate; userspace adds them up into "seen" and "accepted". */
 enum {
-	STAT_SEEN,
-	STAT_ACCEPTED,
 	STAT_ACCEPTED_TCP,
 	STAT_ACCEPTED_UDP,
 	STAT_NON_IP,
 	STAT_OTHER_L4,
 	STAT_MALFORMED,
-	STAT_FRAGMENTS,
 	STAT_UNATTRIBUTED,
+	STAT_FRAGMENTS,
 	STAT_NEW_FLOWS,
 	STAT_RINGBUF_FAILED,
 	STAT_LOST_INSERT, /* a new flow evicted before it could be counted */
@@ -418,7 +417,9 @@ static __always_inline void add_packet(struct flow_key *k, struct flow_state *s,
 	if (flags & TCP_RST)
 		marks |= MARK_RST;
 	__u32 add = ((__u32)flags << (dir * 8)) | (marks << 24);
-	if (add) {
+	/* Most packets of a flow bring no flag it lacks: a plain read spares the
+	 * atomic. A race only repeats an OR that changes nothing. */
+	if ((s->bits & add) != add) {
 		__u32 old = __sync_fetch_and_or(&s->bits, add);
 		if (marks && !(old >> 24))
 			send_event(EVENT_MARK, 0, now, k, 0);
@@ -477,9 +478,21 @@ static __always_inline int update(struct flow_key *k, int src_is_a, __u32 length
 static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
 {
 	struct packet p = {};
-	__s64 now = test_clock ? (__s64)test_now : (__s64)bpf_ktime_get_ns();
-	stat_inc(STAT_SEEN);
 	int v = parse(&p, data, data_end, wire, vlan, tags);
+	if (v == V_NON_IP) {
+		stat_inc(STAT_NON_IP);
+		return;
+	}
+	if (v == V_OTHER_L4) {
+		stat_inc(STAT_OTHER_L4);
+		return;
+	}
+	if (v == V_MALFORMED) {
+		stat_inc(STAT_MALFORMED);
+		return;
+	}
+	/* Only packets that count in a flow read the clock. */
+	__s64 now = test_clock ? (__s64)test_now : (__s64)bpf_ktime_get_ns();
 	if (v == V_FLOW) {
 		struct frag_key fk;
 		if (p.frag == FRAG_FIRST) {
@@ -499,7 +512,8 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		}
 		if (!update(&p.key, src_is_a, p.length, p.flags, now))
 			return;
-	} else if (v == V_LATER_FRAG) {
+	} else {
+		/* V_LATER_FRAG */
 		stat_inc(STAT_FRAGMENTS);
 		struct frag_key fk = {};
 		__builtin_memcpy(fk.src, p.key.a, 16);
@@ -514,17 +528,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		struct flow_key k = ff->key;
 		if (!update(&k, ff->src_is_a, p.length, 0, now))
 			return;
-	} else if (v == V_NON_IP) {
-		stat_inc(STAT_NON_IP);
-		return;
-	} else if (v == V_OTHER_L4) {
-		stat_inc(STAT_OTHER_L4);
-		return;
-	} else {
-		stat_inc(STAT_MALFORMED);
-		return;
 	}
-	stat_inc(STAT_ACCEPTED);
 	stat_inc(p.key.proto == PROTO_TCP ? STAT_ACCEPTED_TCP : STAT_ACCEPTED_UDP);
 }
 

@@ -6,17 +6,16 @@ import (
 	"github.com/fparser/fparser/userspace"
 )
 
-// The per-CPU stats array's indices, as bpf/fparser.c numbers them.
+// The per-CPU stats array's indices, as bpf/fparser.c numbers them. A packet counts
+// in exactly one of the first six, and in lost inserts when it could not be counted.
 const (
-	statSeen = iota
-	statAccepted
-	statAcceptedTCP
+	statAcceptedTCP = iota
 	statAcceptedUDP
 	statNonIP
 	statOtherL4
 	statMalformed
-	statFragments
 	statUnattributed
+	statFragments
 	statNewFlows
 	statRingbufFailed
 	statLostInsert
@@ -35,9 +34,10 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 			sums[i] += v
 		}
 	}
+	accepted := sums[statAcceptedTCP] + sums[statAcceptedUDP]
 	return userspace.DatapathCounters{
-		Seen: sums[statSeen], Accepted: sums[statAccepted],
-		AcceptedTCP: sums[statAcceptedTCP], AcceptedUDP: sums[statAcceptedUDP],
+		Seen:     accepted + sums[statNonIP] + sums[statOtherL4] + sums[statMalformed] + sums[statUnattributed] + sums[statLostInsert],
+		Accepted: accepted, AcceptedTCP: sums[statAcceptedTCP], AcceptedUDP: sums[statAcceptedUDP],
 		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
 		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],

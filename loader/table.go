@@ -30,6 +30,9 @@ type Table struct {
 	keys    []userspace.Key
 	states  []userspace.State
 	noBatch bool // the kernel lacks batch lookup on this map: iterate instead
+	// drain continues a Drain where the last call stopped, so the kernel does not
+	// walk the emptied buckets again; nil when no drain is under way.
+	drain *ebpf.MapBatchCursor
 }
 
 // Table returns the flow map as a userspace.Table.
@@ -117,19 +120,30 @@ func (t *Table) Reap(due func(*userspace.Key, *userspace.State) bool, ended func
 func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State)) (more bool) {
 	max = min(max, len(t.keys))
 	if !t.noBatch {
-		var cursor ebpf.MapBatchCursor
-		n, err := t.m.BatchLookupAndDelete(&cursor, t.keys[:max], t.states[:max], nil)
+		if t.drain == nil {
+			t.drain = new(ebpf.MapBatchCursor)
+		}
+		n, err := t.m.BatchLookupAndDelete(t.drain, t.keys[:max], t.states[:max], nil)
 		for i := range n {
 			ended(&t.keys[i], &t.states[i])
 		}
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return false
+			// The walk is done; flows the kernel added behind it are left: start
+			// again until a walk finds none.
+			t.drain = nil
+			if n == 0 {
+				return false
+			}
+			var k userspace.Key
+			return t.m.NextKey(nil, &k) == nil
 		case err == nil:
 			return true
 		case !errors.Is(err, ebpf.ErrNotSupported):
+			t.drain = nil
 			return n > 0 // a transient failure: the caller calls again
 		}
+		t.drain = nil
 		t.noBatch = true
 	}
 	var gone []userspace.Key
