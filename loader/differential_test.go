@@ -145,7 +145,11 @@ func differential(t *testing.T, d *Datapath, path string, to userspace.Timeouts)
 	if len(frames) == 0 {
 		t.Skipf("no Ethernet frames (%d of other link types)", skipped)
 	}
-	// Each capture starts from an empty datapath.
+	compareSides(t, d, frames, times, to)
+}
+
+// compareSides runs frames through both datapaths, from empty, and compares them.
+func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64, to userspace.Timeouts) {
 	clearMaps(t, d)
 	kern := kernelSide(t, d, frames, times)
 	gos := goSide(frames, times, to)
@@ -201,7 +205,7 @@ func clearMaps(t *testing.T, d *Datapath) {
 	}
 }
 
-func loadForTest(t *testing.T, to userspace.Timeouts) *Datapath {
+func loadForTest(t testing.TB, to userspace.Timeouts) *Datapath {
 	requireBPF(t)
 	d, err := Load(Config{Timeouts: to, testClock: true})
 	if err != nil {
@@ -255,4 +259,36 @@ func TestDifferentialCorpus(t *testing.T) {
 		path := strings.SplitN(sc.Text(), "\t", 2)[0]
 		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path), to) })
 	}
+}
+
+// FuzzDifferential mutates frames and checks that the kernel and Go count each the
+// same way: a frame is sent twice, a second apart, so that both the creation and the
+// update of its flow are compared.
+func FuzzDifferential(f *testing.F) {
+	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".csv") {
+			continue
+		}
+		src, err := offline.Open(p)
+		if err != nil {
+			continue
+		}
+		var fr offline.Frame
+		for src.Next(&fr) == nil {
+			if fr.LinkType == offline.LinkEthernet {
+				f.Add(slices.Clone(fr.Data))
+			}
+		}
+		src.Close()
+	}
+	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 500 * time.Millisecond}
+	d := loadForTest(f, to)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) < 14 || len(frame) > maxTestFrame {
+			t.Skip("BPF_PROG_TEST_RUN takes 14 to a page of bytes")
+		}
+		base := int64(1e18)
+		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9}, to)
+	})
 }
