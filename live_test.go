@@ -115,7 +115,59 @@ func TestLive(t *testing.T) {
 			if err != nil {
 				t.Fatalf("client failed: %v", err)
 			}
+			if mode != "auto" {
+				return
+			}
+			cli := reexec(host, "TestLiveCLI", envRole+"=cli")
+			b, err = cli.CombinedOutput()
+			t.Logf("CLI in %s:\n%s", host, b)
+			if err != nil {
+				t.Fatalf("CLI test failed: %v", err)
+			}
 		})
+	}
+}
+
+// TestLiveCLI runs fparser -i in the host namespace, sends UDP, stops it with SIGINT
+// and reads what it printed: the flow, ended with reason stopped, and the summary.
+func TestLiveCLI(t *testing.T) {
+	if os.Getenv(envRole) != "cli" {
+		t.Skip("run by TestLive")
+	}
+	bin := filepath.Join(t.TempDir(), "fparser")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv")
+	var stdout strings.Builder
+	stderr := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // attached by then; nothing to wait on but time
+	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41001}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		udp.Write(make([]byte, 50))
+		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := udp.Read(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	udp.Close()
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("fparser exited %v; stderr:\n%s", err, stderr)
+	}
+	want := "udp,198.18.77.1,41001,198.18.77.2,9000,0,3,234,3,234,"
+	if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), ",stopped\n") {
+		t.Errorf("output:\n%s\nwant a line starting %q and ending stopped", stdout.String(), want)
+	}
+	if !strings.Contains(stderr.String(), "fparser: ") || !strings.Contains(stderr.String(), "in flows") {
+		t.Errorf("no summary on stderr: %q", stderr)
 	}
 }
 
