@@ -8,6 +8,6 @@ require (
 	golang.org/x/sys v0.45.0
 )
 
-require golang.org/x/net v0.55.0 // indirect
+require golang.org/x/net v0.55.0
 
 tool github.com/cilium/ebpf/cmd/bpf2go
