@@ -8,6 +8,11 @@ require (
 	golang.org/x/sys v0.45.0
 )
 
-require golang.org/x/net v0.55.0
+require (
+	github.com/vishvananda/netlink v1.3.1
+	golang.org/x/net v0.55.0
+)
+
+require github.com/vishvananda/netns v0.0.5 // indirect
 
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -92,7 +92,7 @@ func TestLive(t *testing.T) {
 		t.Skip("inside a namespace")
 	}
 	liveSkip(t)
-	for _, mode := range []string{"auto", "tc", "xdp"} {
+	for _, mode := range []string{"auto", "tc", "tc-legacy", "xdp"} {
 		t.Run(mode, func(t *testing.T) {
 			host, peer := liveNamespaces(t)
 			server := reexec(peer, "TestLiveServer", envRole+"=server")
@@ -314,6 +314,15 @@ func TestLiveClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := p.Info()
+	if mode == "tc-legacy" {
+		// clsact filters are not bpf_links: Close must remove them.
+		for _, dir := range []string{"ingress", "egress"} {
+			out, err := exec.Command("tc", "filter", "show", "dev", liveIface, dir).CombinedOutput()
+			if err != nil || strings.Contains(string(out), "fparser") {
+				t.Errorf("after Close, tc filter show %s: %v\n%s", dir, err, out)
+			}
+		}
+	}
 	dump.Process.Signal(syscall.SIGINT)
 	dump.Wait()
 	flows := log.snapshot()

@@ -60,7 +60,10 @@ type Options struct {
 	// Attach says where the kernel datapath attaches on an interface: "auto" (the
 	// default: XDP on ingress, native where the driver has it, and TC on egress, so
 	// each packet of the host's own traffic is seen once), "xdp", "xdp-native",
-	// "xdp-generic" (ingress only) or "tc" (TCX on ingress and egress).
+	// "xdp-generic" (ingress only) or "tc" (TCX on ingress and egress). Where the
+	// kernel has no TCX (before 6.6), TC programs attach as clsact filters instead;
+	// "tc-legacy" forces that. Unlike TCX and XDP links, a clsact filter stays
+	// attached if the process is killed; a clean stop removes it.
 	Attach string
 	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
 	// it is full: give it headroom. Evicted flows show in Info.Evictions.
@@ -199,9 +202,9 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: MaxFlows %d is out of range (0 to 2^30)", ErrOption, o.MaxFlows)
 	}
 	switch o.Attach {
-	case "", "auto", "xdp", "xdp-native", "xdp-generic", "tc":
+	case "", "auto", "xdp", "xdp-native", "xdp-generic", "tc", "tc-legacy":
 	default:
-		return fmt.Errorf("%w: Attach %q (want auto, xdp, xdp-native, xdp-generic or tc)", ErrOption, o.Attach)
+		return fmt.Errorf("%w: Attach %q (want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy)", ErrOption, o.Attach)
 	}
 	if o.Snaplen == 0 {
 		o.Snaplen = DefaultSnaplen

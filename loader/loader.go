@@ -7,6 +7,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -43,8 +44,10 @@ const (
 	ModeXDP        Mode = "xdp"
 	ModeXDPNative  Mode = "xdp-native"
 	ModeXDPGeneric Mode = "xdp-generic"
-	// ModeTC: TCX on ingress and on egress.
-	ModeTC Mode = "tc"
+	// ModeTC: TCX on ingress and on egress; on kernels without TCX (before 6.6), a
+	// filter on the clsact qdisc. ModeTCLegacy forces the clsact filters.
+	ModeTC       Mode = "tc"
+	ModeTCLegacy Mode = "tc-legacy"
 )
 
 // Config says what to load and where.
@@ -62,7 +65,7 @@ type Config struct {
 // Datapath is the loaded and attached kernel datapath.
 type Datapath struct {
 	objs     fparserObjects
-	links    []link.Link
+	links    []io.Closer // bpf_links, and clsact filters on kernels without TCX
 	iface    *net.Interface
 	attached []string
 }
@@ -116,9 +119,9 @@ func Open(cfg Config) (*Datapath, error) {
 		mode = ModeAuto
 	}
 	switch mode {
-	case ModeAuto, ModeXDP, ModeXDPNative, ModeXDPGeneric, ModeTC:
+	case ModeAuto, ModeXDP, ModeXDPNative, ModeXDPGeneric, ModeTC, ModeTCLegacy:
 	default:
-		return nil, fmt.Errorf("%w %q (want auto, xdp, xdp-native, xdp-generic or tc)", ErrAttachMode, mode)
+		return nil, fmt.Errorf("%w %q (want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy)", ErrAttachMode, mode)
 	}
 	d, err := Load(cfg)
 	if err != nil {
@@ -133,19 +136,32 @@ func Open(cfg Config) (*Datapath, error) {
 }
 
 func (d *Datapath) attach(mode Mode) error {
-	if mode == ModeTC {
-		if err := d.attachTCX(ebpf.AttachTCXIngress, "ingress"); err != nil {
+	switch mode {
+	case ModeTC, ModeTCLegacy:
+		if err := d.attachTC(ebpf.AttachTCXIngress, "ingress", mode == ModeTCLegacy); err != nil {
 			return err
 		}
-		return d.attachTCX(ebpf.AttachTCXEgress, "egress")
+		return d.attachTC(ebpf.AttachTCXEgress, "egress", mode == ModeTCLegacy)
 	}
 	if err := d.attachXDP(mode); err != nil {
 		return err
 	}
 	if mode == ModeAuto {
-		return d.attachTCX(ebpf.AttachTCXEgress, "egress")
+		return d.attachTC(ebpf.AttachTCXEgress, "egress", false)
 	}
 	return nil
+}
+
+// attachTC attaches the TC program with TCX, or with a clsact filter where the
+// kernel has no TCX or legacy is set.
+func (d *Datapath) attachTC(at ebpf.AttachType, dir string, legacy bool) error {
+	if !legacy {
+		err := d.attachTCX(at, dir)
+		if err == nil || !errors.Is(err, ErrKernelTooOld) {
+			return err
+		}
+	}
+	return d.attachClsact(dir)
 }
 
 func (d *Datapath) attachXDP(mode Mode) error {
@@ -223,8 +239,8 @@ func classify(what string, err error) error {
 		return fmt.Errorf("%s: %w: %v; last lines of the verifier log:\n  %s", what, ErrVerifier, ve.Cause, strings.Join(lines, "\n  "))
 	case errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("%s: %w: %s (%v)", what, ErrNotPermitted, missingCaps(), err)
-	case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) && strings.Contains(what, "TCX"):
-		return fmt.Errorf("%s: %w: %v (fparser needs Linux 6.6 or later for TCX, 5.15 for the rest)", what, ErrKernelTooOld, err)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("%s: %w: %v (fparser needs Linux 5.15 or later)", what, ErrKernelTooOld, err)
 	case strings.HasPrefix(what, "attach"):
 		return fmt.Errorf("%s: %w: %v", what, ErrAttachRefused, err)
 	}

@@ -61,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip)")
 	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
-	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic or tc")
+	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic, tc or tc-legacy (clsact)")
 	fs.IntVar(&c.maxFlows, "max-flows", 0, "with -i, size of the kernel's flow table (default 1048576)")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")

@@ -1,0 +1,63 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// clsactFilter is a program attached the legacy way, as a direct-action filter on
+// the clsact qdisc, for kernels before TCX (6.6). Unlike a bpf_link it outlives the
+// process if the process is killed; Close removes it.
+type clsactFilter struct {
+	filter *netlink.BpfFilter
+}
+
+func (c *clsactFilter) Close() error {
+	if err := netlink.FilterDel(c.filter); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove the clsact filter: %w", err)
+	}
+	return nil
+}
+
+// fparser's filters use this priority and handle, so that Close removes only them.
+const (
+	clsactPriority = 0xfa
+	clsactHandle   = 0xfa
+)
+
+// attachClsact attaches the TC program to the interface's clsact qdisc, creating
+// the qdisc when it is missing.
+func (d *Datapath) attachClsact(dir string) error {
+	qdisc := &netlink.GenericQdisc{
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: d.iface.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscType:  "clsact",
+	}
+	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
+		return classify("add a clsact qdisc to "+d.iface.Name, err)
+	}
+	parent := uint32(netlink.HANDLE_MIN_INGRESS)
+	if dir == "egress" {
+		parent = netlink.HANDLE_MIN_EGRESS
+	}
+	filter := &netlink.BpfFilter{
+		FilterAttrs: netlink.FilterAttrs{
+			LinkIndex: d.iface.Index,
+			Parent:    parent,
+			Handle:    clsactHandle,
+			Priority:  clsactPriority,
+			Protocol:  unix.ETH_P_ALL,
+		},
+		Fd:           d.objs.FparserTc.FD(),
+		Name:         "fparser_tc",
+		DirectAction: true,
+	}
+	if err := netlink.FilterReplace(filter); err != nil {
+		return classify("attach a clsact "+dir+" filter to "+d.iface.Name, err)
+	}
+	d.links = append(d.links, &clsactFilter{filter: filter})
+	d.attached = append(d.attached, "tc (clsact) "+dir)
+	return nil
+}
