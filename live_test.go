@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,12 +42,17 @@ const (
 
 func liveSkip(t *testing.T) {
 	t.Helper()
+	// CI must run the kernel tests: there a reason to skip is a failure.
+	skip := t.Skipf
+	if os.Getenv("CI") == "true" {
+		skip = t.Fatalf
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("live tests need root (network namespaces, BPF): skipped")
+		skip("live tests need root (network namespaces, BPF): skipped")
 	}
 	for _, tool := range []string{"ip", "tcpdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("live tests need %s: skipped", tool)
+			skip("live tests need %s: skipped", tool)
 		}
 	}
 }
@@ -275,6 +281,29 @@ func TestLiveClient(t *testing.T) {
 		}
 	}
 	udp.Close()
+	// Served from the kernel's map while the flow is active, from either direction.
+	hostEnd := netip.MustParseAddrPort(net.JoinHostPort(liveHostAddr, "41000"))
+	peerEnd := netip.MustParseAddrPort(net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
+	for _, ends := range [][2]netip.AddrPort{{hostEnd, peerEnd}, {peerEnd, hostEnd}} {
+		f, ok := p.FindUDPFlow(ends[0], ends[1])
+		if want := uint64(10); mode == "xdp" {
+			want = 5
+			if !ok || f.Packets() != want {
+				t.Errorf("FindUDPFlow(%v, %v) = %v packets, %v; want %d", ends[0], ends[1], f.Packets(), ok, want)
+			}
+		} else if !ok || f.Packets() != want || f.Src != hostEnd {
+			t.Errorf("FindUDPFlow(%v, %v) = %+v, %v; want %d packets from %v", ends[0], ends[1], f, ok, want, hostEnd)
+		}
+	}
+	active := 0
+	for f := range p.Flows() {
+		if f.Protocol == fparser.UDP && (f.Src == hostEnd || f.Dst == hostEnd) {
+			active++
+		}
+	}
+	if active != 1 {
+		t.Errorf("Flows() shows the UDP flow %d times", active)
+	}
 
 	// HTTP over TCP with net/http: one connection, closed after the response.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
