@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+
 	"github.com/fparser/fparser"
 )
 
@@ -336,6 +339,10 @@ func TestLiveClient(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Ping: three ICMP echoes and their replies count as other L4, in no flow.
+	icmpBefore := p.Info().OtherL4
+	ping(t, 3)
+
 	// Let the FIN'd and idle flows end while the parser runs.
 	time.Sleep(2500 * time.Millisecond)
 	running := log.snapshot()
@@ -359,6 +366,14 @@ func TestLiveClient(t *testing.T) {
 		t.Logf("live %v %v -> %v fwd %d/%d %v rev %d/%d %v %v", f.Protocol, f.Src, f.Dst, f.Fwd.Packets, f.Fwd.Bytes, f.Fwd.Flags, f.Rev.Packets, f.Rev.Bytes, f.Rev.Flags, f.EndReason)
 	}
 	t.Logf("info %+v", info)
+
+	wantICMP := uint64(6) // requests out, replies in
+	if mode == "xdp" {
+		wantICMP = 3 // replies only
+	}
+	if got := info.OtherL4 - icmpBefore; got < wantICMP {
+		t.Errorf("other L4 grew by %d during the pings, want at least %d", got, wantICMP)
+	}
 
 	// Every flow ended on its own timeout before Close: nothing was left to stop.
 	if len(running) != len(flows) {
@@ -417,6 +432,32 @@ func TestLiveClient(t *testing.T) {
 	if mode != "xdp" { // with ingress alone, the client's second SYN is not seen
 		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
 		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
+	}
+}
+
+// ping sends n ICMP echo requests to the peer and waits for each reply.
+func ping(t *testing.T, n int) {
+	c, err := icmp.ListenPacket("ip4:icmp", liveHostAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for seq := range n {
+		msg, _ := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: os.Getpid() & 0xffff, Seq: seq, Data: []byte("fparser")}}).Marshal(nil)
+		if _, err := c.WriteTo(msg, &net.IPAddr{IP: net.ParseIP(livePeerAddr)}); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			k, _, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("ping %d: %v", seq, err)
+			}
+			if m, err := icmp.ParseMessage(1, buf[:k]); err == nil && m.Type == ipv4.ICMPTypeEchoReply {
+				break
+			}
+		}
 	}
 }
 
