@@ -28,7 +28,8 @@ var oracleDeviations = map[string]map[rowKey]flowRow{
 }
 
 // TestTestdataMatchesOracle compares every testdata capture with the flows tshark
-// found in it (testdata/NAME.tshark.csv, written by the oracle in shared/tools).
+// found in it (testdata/NAME.tshark.csv: tshark 4.0, one row per bidirectional key,
+// bytes from the IP header, outer VLAN, later fragments following their first).
 func TestTestdataMatchesOracle(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.tshark.csv")
 	if len(files) < 12 {
