@@ -31,17 +31,22 @@ var (
 // ended (at most once a second) and hands out the flows the kernel ended.
 const tick = 100 * time.Millisecond
 
-// monotonic reads the clock the kernel program stamps packets with.
-func monotonic() int64 {
+// monotonic reads the clock the kernel program stamps packets with: precise, or the
+// coarse one that follows the kernel's tick.
+func monotonic(coarse bool) int64 {
+	id := int32(unix.CLOCK_MONOTONIC)
+	if coarse {
+		id = unix.CLOCK_MONOTONIC_COARSE
+	}
 	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	unix.ClockGettime(id, &ts)
 	return ts.Nano()
 }
 
 // openLive loads the kernel datapath and attaches it to the interface.
 func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error {
 	mode := loader.Mode(o.Attach)
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows)})
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
@@ -52,7 +57,8 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error 
 	}
 	// The kernel stamps packets with the monotonic clock; one reading of both clocks
 	// maps it to wall time for the flows handed out.
-	p.offset = time.Now().UnixNano() - monotonic()
+	p.coarse = o.CoarseClock
+	p.offset = time.Now().UnixNano() - monotonic(p.coarse)
 	p.eng = userspace.NewEngine(d.Table(), t)
 	p.log.Debug("attached", "interface", iface, "where", d.Attached())
 
@@ -99,7 +105,7 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			// buffer: the reader takes them all, then stops.
 			events.Flush()
 			err := <-read
-			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic()) })
+			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
 			for more := true; more; {
 				p.eng.Do(func() { more = p.eng.FlushLocked(userspace.EndStopped) })
@@ -118,7 +124,7 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			}
 			read <- nil
 		case <-ticker.C:
-			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic()) })
+			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
 		}
 	}

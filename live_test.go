@@ -101,7 +101,7 @@ func TestLive(t *testing.T) {
 		t.Skip("inside a namespace")
 	}
 	liveSkip(t)
-	for _, mode := range []string{"auto", "tc", "tc-legacy", "xdp"} {
+	for _, mode := range []string{"auto", "auto-coarse", "tc", "tc-legacy", "xdp"} {
 		t.Run(mode, func(t *testing.T) {
 			host, peer := liveNamespaces(t)
 			server := reexec(peer, "TestLiveServer", envRole+"=server")
@@ -259,8 +259,11 @@ func TestLiveClient(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(dumpErr.String(), "listening on") })
 
 	var log flowLog
+	attach, coarse := strings.CutSuffix(mode, "-coarse")
+	mode = attach
 	p, err := fparser.Open(liveIface, &fparser.Options{
-		Attach:      mode,
+		Attach:      attach,
+		CoarseClock: coarse,
 		FinTimeout:  300 * time.Millisecond,
 		FlowTimeout: 1500 * time.Millisecond,
 		OnTCP:       log.add,

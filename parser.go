@@ -68,6 +68,11 @@ type Options struct {
 	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
 	// it is full: give it headroom. Evicted flows show in Info.Evictions.
 	MaxFlows int
+	// CoarseClock makes the kernel stamp packets with its coarse clock, which
+	// advances once per kernel tick (a few ms): timestamps and durations lose
+	// precision, and a packet costs less (on the machine measured, 83 to 53 ns for a
+	// hot flow). The default is the precise clock.
+	CoarseClock bool
 	// Logger receives the parser's log records. When nil, records at LogLevel and
 	// above go to standard error as text.
 	Logger *slog.Logger
@@ -97,6 +102,7 @@ type Parser struct {
 	release  func() error
 	counters func() userspace.DatapathCounters
 	offset   int64
+	coarse   bool // live: the kernel stamps packets with the coarse clock
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()

@@ -16,6 +16,9 @@ volatile const __u64 active_ns = 0;
  * verifier removes the branch. */
 volatile const __u8 test_clock = 0;
 __u64 test_now;
+/* When set, timestamps come from the coarse monotonic clock (the kernel's tick, a few
+ * ms): a third of a hot packet's cost on some machines, at tick resolution. */
+volatile const __u8 coarse_clock = 0;
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17
@@ -492,7 +495,13 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		return;
 	}
 	/* Only packets that count in a flow read the clock. */
-	__s64 now = test_clock ? (__s64)test_now : (__s64)bpf_ktime_get_ns();
+	__s64 now;
+	if (test_clock)
+		now = test_now;
+	else if (coarse_clock)
+		now = bpf_ktime_get_coarse_ns();
+	else
+		now = bpf_ktime_get_ns();
 	if (v == V_FLOW) {
 		struct frag_key fk;
 		if (p.frag == FRAG_FIRST) {

@@ -57,6 +57,16 @@ func BenchmarkKernelPacket(b *testing.B) {
 		{"fin", d.objs.FparserXdp, tcpFrame(benchA, 40002, pb.FIN|pb.ACK)},
 		{"non-ip", d.objs.FparserXdp, pb.Ethernet(pb.EtherARP, nil, make([]byte, 28))},
 	}
+	coarse, err := Load(Config{CoarseClock: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer coarse.Close()
+	cases = append(cases, struct {
+		name  string
+		prog  *ebpf.Program
+		frame []byte
+	}{"hot-tcp-coarse-clock", coarse.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)})
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			_, per, err := c.prog.Benchmark(c.frame, b.N, nil)

@@ -74,6 +74,7 @@ const (
 	fparserProgFparserTc  = "fparser_tc"
 	fparserProgFparserXdp = "fparser_xdp"
 	fparserVarActiveNs    = "active_ns"
+	fparserVarCoarseClock = "coarse_clock"
 	fparserVarFinNs       = "fin_ns"
 	fparserVarIdleNs      = "idle_ns"
 	fparserVarTestClock   = "test_clock"
@@ -142,6 +143,7 @@ type fparserMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserVariableSpecs struct {
 	ActiveNs    *ebpf.VariableSpec `ebpf:"active_ns"`
+	CoarseClock *ebpf.VariableSpec `ebpf:"coarse_clock"`
 	FinNs       *ebpf.VariableSpec `ebpf:"fin_ns"`
 	IdleNs      *ebpf.VariableSpec `ebpf:"idle_ns"`
 	TestClock   *ebpf.VariableSpec `ebpf:"test_clock"`
@@ -189,6 +191,7 @@ func (m *fparserMaps) Close() error {
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserVariables struct {
 	ActiveNs    *ebpf.Variable `ebpf:"active_ns"`
+	CoarseClock *ebpf.Variable `ebpf:"coarse_clock"`
 	FinNs       *ebpf.Variable `ebpf:"fin_ns"`
 	IdleNs      *ebpf.Variable `ebpf:"idle_ns"`
 	TestClock   *ebpf.Variable `ebpf:"test_clock"`

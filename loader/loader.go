@@ -58,6 +58,10 @@ type Config struct {
 	// MaxFlows is the flow map's size. An LRU map starts evicting before it is full,
 	// so give it headroom over the flows expected. Default 1<<20.
 	MaxFlows uint32
+	// CoarseClock stamps packets with the kernel's coarse monotonic clock (tick
+	// resolution, CLOCK_MONOTONIC_COARSE) instead of the precise one: cheaper per
+	// packet, with timestamps a few ms apart at best.
+	CoarseClock bool
 
 	testClock bool // the differential test sets the clock before each run
 }
@@ -93,9 +97,11 @@ func Load(cfg Config) (*Datapath, error) {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	if cfg.testClock {
-		if err := spec.Variables["test_clock"].Set(uint8(1)); err != nil {
-			return nil, err
+	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock} {
+		if on {
+			if err := spec.Variables[name].Set(uint8(1)); err != nil {
+				return nil, fmt.Errorf("set %s: %w", name, err)
+			}
 		}
 	}
 	if cfg.MaxFlows > 0 {

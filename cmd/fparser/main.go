@@ -45,6 +45,7 @@ type config struct {
 	read, iface, format, filter string
 	attach                      string
 	maxFlows                    int
+	coarse                      bool
 	flowTimeout, finTimeout     time.Duration
 	activeTimeout               time.Duration
 	snaplen                     int
@@ -63,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
 	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic, tc or tc-legacy (clsact)")
 	fs.IntVar(&c.maxFlows, "max-flows", 0, "with -i, size of the kernel's flow table (default 1048576)")
+	fs.BoolVar(&c.coarse, "coarse-clock", false, "with -i, stamp packets with the kernel's tick clock (ms resolution): cheaper per packet")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
 	fs.DurationVar(&c.flowTimeout, "flow-timeout", 600*time.Second, "end a flow after this long without packets")
@@ -133,6 +135,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Snaplen:       c.snaplen,
 		Attach:        c.attach,
 		MaxFlows:      c.maxFlows,
+		CoarseClock:   c.coarse,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,
