@@ -2,7 +2,6 @@ package fparser
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -115,7 +114,10 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			if err != nil {
 				return err
 			}
-			return errors.Join(ctx.Err(), detachErr)
+			if detachErr != nil {
+				return fmt.Errorf("detach: %w", detachErr)
+			}
+			return ctx.Err()
 		case err := <-read:
 			// The reader failed: stop as if asked to, and say why.
 			p.Stop()
