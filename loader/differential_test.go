@@ -277,30 +277,27 @@ func loadForTest(t testing.TB, to userspace.Timeouts) *Datapath {
 }
 
 // TestDifferentialTestdata: every capture in testdata, through the kernel and through
-// Go, gives the same flows, counters, and reuse events.
+// Go, gives the same flows, counters, and reuse events: with the default timeouts, and
+// with timeouts short enough that the datapath ends flows itself on idle, FIN and
+// active timeouts.
 func TestDifferentialTestdata(t *testing.T) {
-	to := userspace.DefaultTimeouts
-	d := loadForTest(t, to)
 	paths, _ := filepath.Glob("../testdata/*.pcap*")
-	for _, p := range paths {
-		if strings.HasSuffix(p, ".csv") {
-			continue
-		}
-		t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, to) })
-	}
-}
-
-// TestDifferentialShortTimeouts repeats it with timeouts short enough that the
-// datapath ends flows itself on idle, FIN and active timeouts.
-func TestDifferentialShortTimeouts(t *testing.T) {
-	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}
-	d := loadForTest(t, to)
-	paths, _ := filepath.Glob("../testdata/*.pcap*")
-	for _, p := range paths {
-		if strings.HasSuffix(p, ".csv") {
-			continue
-		}
-		t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, to) })
+	for _, tc := range []struct {
+		name string
+		to   userspace.Timeouts
+	}{
+		{"default", userspace.DefaultTimeouts},
+		{"short", userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := loadForTest(t, tc.to)
+			for _, p := range paths {
+				if strings.HasSuffix(p, ".csv") {
+					continue
+				}
+				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, tc.to) })
+			}
+		})
 	}
 }
 
