@@ -208,9 +208,6 @@ func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
 // Attached describes where the programs are attached, e.g. "xdp (native) ingress".
 func (d *Datapath) Attached() []string { return d.attached }
 
-// Interface is the interface the datapath is attached to, nil when only loaded.
-func (d *Datapath) Interface() *net.Interface { return d.iface }
-
 // Detach detaches the programs; the maps stay readable until Close.
 func (d *Datapath) Detach() error {
 	var errs []error

@@ -64,7 +64,6 @@ type Source struct {
 	links  []uint32 // pcapng: link type per interface index
 	n      int      // packets read
 	offset int64    // pcap: offset of the next record in the decompressed stream
-	size   int64    // file size on disk
 }
 
 type countingReader struct {
@@ -91,9 +90,6 @@ func Open(path string) (*Source, error) {
 		return nil, err
 	}
 	s := &Source{path: path, file: f}
-	if fi, err := f.Stat(); err == nil {
-		s.size = fi.Size()
-	}
 	if err := s.init(); err != nil {
 		f.Close()
 		return nil, err
@@ -198,16 +194,6 @@ func (s *Source) initPcapng() error {
 	s.ng = r
 	return nil
 }
-
-// Path is the file's name as given to Open.
-func (s *Source) Path() string { return s.path }
-
-// Size is the file's size on disk; BytesRead is how much of the (decompressed)
-// stream has been read.
-func (s *Source) Size() int64 { return s.size }
-
-// Packets is the number of packets read so far.
-func (s *Source) Packets() int { return s.n }
 
 // Next reads the next packet into f. At the end of the file it returns io.EOF; any
 // other error is a *CaptureError.

@@ -35,7 +35,6 @@ type Engine struct {
 // EngineCounts are the engine's own counters.
 type EngineCounts struct {
 	FlowsEnded [EndEvicted + 1]uint64 // by reason
-	Sweeps     uint64
 }
 
 // NewEngine returns an engine over table with the given timeouts. Zero durations take
@@ -64,9 +63,6 @@ func (e *Engine) Do(fn func()) {
 	defer e.mu.Unlock()
 	fn()
 }
-
-// NowLocked is the clock.
-func (e *Engine) NowLocked() int64 { return e.now }
 
 // AdvanceLocked moves the clock to t, or keeps it where it is when t is earlier, and
 // sweeps when a sweep is due. It returns the clock. The common case, no sweep due, is
@@ -107,13 +103,6 @@ func (e *Engine) EndLocked(k *Key, s *State, reason EndReason, end int64) {
 	e.counts.FlowsEnded[reason]++
 }
 
-// Sweep ends every flow whose timeout has passed at the current clock.
-func (e *Engine) Sweep() {
-	e.mu.Lock()
-	e.sweepLocked()
-	e.mu.Unlock()
-}
-
 func (e *Engine) sweepLocked() {
 	began := time.Now()
 	now := e.now
@@ -138,7 +127,6 @@ func (e *Engine) sweepLocked() {
 	e.nextDue = due
 	e.wake = max(e.nextSweep, e.nextDue)
 	e.queue(batch)
-	e.counts.Sweeps++
 	e.collecting += time.Since(began)
 }
 
