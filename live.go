@@ -106,10 +106,7 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			err := <-read
 			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
-			for more := true; more; {
-				p.eng.Do(func() { more = p.eng.FlushLocked(userspace.EndStopped) })
-				p.deliver()
-			}
+			p.eng.Flush(userspace.EndStopped, p.deliver)
 			events.Close()
 			if err != nil {
 				return err

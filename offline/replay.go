@@ -27,7 +27,7 @@ func Replay(ctx context.Context, src *Source, dp *Datapath, eng *userspace.Engin
 	var err error
 	for err == nil {
 		if ctx.Err() != nil {
-			flush(eng, userspace.EndStopped, delivered)
+			eng.Flush(userspace.EndStopped, delivered)
 			return ctx.Err()
 		}
 		eng.Do(func() {
@@ -52,18 +52,9 @@ func Replay(ctx context.Context, src *Source, dp *Datapath, eng *userspace.Engin
 		})
 		delivered()
 	}
-	flush(eng, userspace.EndEndOfCapture, delivered)
+	eng.Flush(userspace.EndEndOfCapture, delivered)
 	if err == io.EOF {
 		return nil
 	}
 	return err
-}
-
-// flush ends every active flow, a chunk at a time, handing each chunk out before the
-// next, so memory stays flat however many flows are active.
-func flush(eng *userspace.Engine, reason userspace.EndReason, delivered func()) {
-	for more := true; more; {
-		eng.Do(func() { more = eng.FlushLocked(reason) })
-		delivered()
-	}
 }

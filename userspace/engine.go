@@ -146,6 +146,16 @@ func (e *Engine) FlushLocked(reason EndReason) (more bool) {
 	})
 }
 
+// Flush ends every flow with the given reason, a chunk of FlushChunk at a time, and
+// calls handOut after each chunk, outside the lock, so the queue never holds more than
+// a chunk however many flows are active.
+func (e *Engine) Flush(reason EndReason, handOut func()) {
+	for more := true; more; {
+		e.Do(func() { more = e.FlushLocked(reason) })
+		handOut()
+	}
+}
+
 // queue appends a batch of ended flows to the queue in the order they ended. Flows
 // that ended at the same instant keep the table's order, which depends only on the
 // packets, so a replay always reports in the same order. It sorts indices, not the
