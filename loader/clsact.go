@@ -36,7 +36,7 @@ func (d *Datapath) attachClsact(dir string) error {
 		QdiscType:  "clsact",
 	}
 	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
-		return classify("add a clsact qdisc to "+d.iface.Name, err)
+		return classifyAttach("add a clsact qdisc to "+d.iface.Name, err)
 	}
 	parent := uint32(netlink.HANDLE_MIN_INGRESS)
 	if dir == "egress" {
@@ -55,7 +55,7 @@ func (d *Datapath) attachClsact(dir string) error {
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
-		return classify("attach a clsact "+dir+" filter to "+d.iface.Name, err)
+		return classifyAttach("attach a clsact "+dir+" filter to "+d.iface.Name, err)
 	}
 	d.links = append(d.links, &clsactFilter{filter: filter})
 	d.attached = append(d.attached, "tc (clsact) "+dir)

@@ -192,13 +192,13 @@ func (d *Datapath) attachXDP(mode Mode) error {
 		}
 		errs = append(errs, err)
 	}
-	return classify("attach XDP to "+d.iface.Name, errors.Join(errs...))
+	return classifyAttach("attach XDP to "+d.iface.Name, errors.Join(errs...))
 }
 
 func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
 	l, err := link.AttachTCX(link.TCXOptions{Interface: d.iface.Index, Program: d.objs.FparserTc, Attach: at})
 	if err != nil {
-		return classify("attach TCX "+dir+" to "+d.iface.Name, err)
+		return classifyAttach("attach TCX "+dir+" to "+d.iface.Name, err)
 	}
 	d.links = append(d.links, l)
 	d.attached = append(d.attached, "tcx "+dir)
@@ -229,9 +229,15 @@ func (d *Datapath) Close() error {
 	return errors.Join(errs...)
 }
 
-// classify wraps a load or attach failure in the sentinel error that names its cause,
-// with what the caller can do about it.
-func classify(what string, err error) error {
+// classify wraps a load failure in the sentinel error that names its cause, with what
+// the caller can do about it.
+func classify(what string, err error) error { return classifyOr(what, err, nil) }
+
+// classifyAttach is classify for a step of attaching: a failure with no more specific
+// cause is ErrAttachRefused.
+func classifyAttach(what string, err error) error { return classifyOr(what, err, ErrAttachRefused) }
+
+func classifyOr(what string, err, otherwise error) error {
 	var ve *ebpf.VerifierError
 	switch {
 	case errors.As(err, &ve):
@@ -244,8 +250,8 @@ func classify(what string, err error) error {
 		return fmt.Errorf("%s: %w: %s (%v)", what, ErrNotPermitted, missingCaps(), err)
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("%s: %w: %v (fparser needs Linux 5.15 or later)", what, ErrKernelTooOld, err)
-	case strings.HasPrefix(what, "attach"):
-		return fmt.Errorf("%s: %w: %v", what, ErrAttachRefused, err)
+	case otherwise != nil:
+		return fmt.Errorf("%s: %w: %v", what, otherwise, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
