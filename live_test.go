@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/kerneltest"
 )
 
 // The live tests run the kernel datapath on real traffic. Everything happens inside
@@ -45,19 +46,7 @@ const (
 
 func liveSkip(t *testing.T) {
 	t.Helper()
-	// CI must run the kernel tests: there a reason to skip is a failure.
-	skip := t.Skipf
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatalf
-	}
-	if os.Geteuid() != 0 {
-		skip("live tests need root (network namespaces, BPF): skipped")
-	}
-	for _, tool := range []string{"ip", "tcpdump"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip("live tests need %s: skipped", tool)
-		}
-	}
+	kerneltest.RequireRoot(t, "live tests (network namespaces, BPF)", "ip", "tcpdump")
 }
 
 func sh(t *testing.T, args ...string) {
@@ -155,18 +144,7 @@ func TestLiveCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second) // attached by then; nothing to wait on but time
-	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41001}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		udp.Write(make([]byte, 50))
-		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := udp.Read(make([]byte, 100)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	udp.Close()
+	udpEcho(t, 41001, 3, 50)
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("fparser exited %v; stderr:\n%s", err, stderr)
@@ -275,18 +253,7 @@ func TestLiveClient(t *testing.T) {
 	}
 
 	// UDP: five 100-byte datagrams from one socket, each echoed.
-	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41000}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		udp.Write(make([]byte, 100))
-		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := udp.Read(make([]byte, 200)); err != nil {
-			t.Fatalf("udp echo: %v", err)
-		}
-	}
-	udp.Close()
+	udpEcho(t, 41000, 5, 100)
 	// Served from the kernel's map while the flow is active, from either direction.
 	hostEnd := netip.MustParseAddrPort(net.JoinHostPort(liveHostAddr, "41000"))
 	peerEnd := netip.MustParseAddrPort(net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
@@ -435,6 +402,24 @@ func TestLiveClient(t *testing.T) {
 	if mode != "xdp" { // with ingress alone, the client's second SYN is not seen
 		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
 		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
+	}
+}
+
+// udpEcho sends n datagrams of size bytes from the host's port to the peer's echo
+// server, one socket for all, and waits for each echo.
+func udpEcho(t *testing.T, port, n, size int) {
+	t.Helper()
+	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: port}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	for range n {
+		udp.Write(make([]byte, size))
+		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := udp.Read(make([]byte, 2*size)); err != nil {
+			t.Fatalf("udp echo: %v", err)
+		}
 	}
 }
 
