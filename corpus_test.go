@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testpackets"
 )
 
 // flowRow is a flow in the corpus's CSV form: canonical endpoints, a2b/b2a counters.
@@ -33,29 +34,6 @@ func canonicalRow(f *fparser.Flow) (rowKey, flowRow) {
 		fa = flowRow{pa: f.Rev.Packets, ba: f.Rev.Bytes, pb: f.Fwd.Packets, bb: f.Fwd.Bytes}
 	}
 	return rowKey{f.Protocol.String(), a.Addr().String(), strconv.Itoa(int(a.Port())), b.Addr().String(), strconv.Itoa(int(b.Port())), strconv.Itoa(int(f.VLAN))}, fa
-}
-
-// corpusDir finds ../shared/corpus beside the module root, or "".
-func corpusDir(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-	c := filepath.Join(dir, "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-		return ""
-	}
-	return c
 }
 
 type manifestRow struct {
@@ -121,7 +99,7 @@ func replay(t testing.TB, path string, opts *fparser.Options) ([]fparser.Flow, f
 }
 
 func TestCorpus(t *testing.T) {
-	dir := corpusDir(t)
+	dir := testpackets.CorpusDir(t)
 	if dir == "" {
 		t.Skip("no ../shared/corpus beside the module: corpus checks skipped")
 	}

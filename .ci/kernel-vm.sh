@@ -40,7 +40,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 echo "VM kernel: $(uname -r)"
 cd /src/loader
-/loader.test -test.run 'TestLoadPassesTheVerifier|TestVerifierRejection|TestDifferentialTestdata' -test.v 2>&1
+/loader.test -test.run 'TestLoadPassesTheVerifier|TestVerifierRejection|TestDifferentialTestdata|TestFilterPassesTheVerifier' -test.v 2>&1
 echo "VM-TESTS-EXIT=$?"
 poweroff -f
 INIT

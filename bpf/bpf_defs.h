@@ -56,6 +56,7 @@ enum {
 
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define XDP_DROP 1
 #define XDP_PASS 2
 #define TCX_NEXT (-1)
 

@@ -15,6 +15,17 @@ type clsactFilter struct {
 	filter *netlink.BpfFilter
 }
 
+// update replaces the filter's program; the kernel swaps it atomically.
+func (c *clsactFilter) update(p *programs) error {
+	f := *c.filter
+	f.Fd = p.FparserTc.FD()
+	if err := netlink.FilterReplace(&f); err != nil {
+		return err
+	}
+	c.filter = &f
+	return nil
+}
+
 func (c *clsactFilter) Close() error {
 	if err := netlink.FilterDel(c.filter); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("remove the clsact filter: %w", err)

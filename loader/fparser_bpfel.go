@@ -67,19 +67,21 @@ type fparserFragKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fparserMapEvents      = "events"
-	fparserMapFlows       = "flows"
-	fparserMapFrags       = "frags"
-	fparserMapStats       = "stats"
-	fparserProgFparserTc  = "fparser_tc"
-	fparserProgFparserXdp = "fparser_xdp"
-	fparserVarActiveNs    = "active_ns"
-	fparserVarCoarseClock = "coarse_clock"
-	fparserVarFinNs       = "fin_ns"
-	fparserVarIdleNs      = "idle_ns"
-	fparserVarTestClock   = "test_clock"
-	fparserVarTestNow     = "test_now"
-	fparserVarUnusedEvent = "unused_event"
+	fparserMapEvents              = "events"
+	fparserMapFlows               = "flows"
+	fparserMapFrags               = "frags"
+	fparserMapStats               = "stats"
+	fparserProgFparserFilterProbe = "fparser_filter_probe"
+	fparserProgFparserTc          = "fparser_tc"
+	fparserProgFparserXdp         = "fparser_xdp"
+	fparserVarActiveNs            = "active_ns"
+	fparserVarCoarseClock         = "coarse_clock"
+	fparserVarFilterOn            = "filter_on"
+	fparserVarFinNs               = "fin_ns"
+	fparserVarIdleNs              = "idle_ns"
+	fparserVarTestClock           = "test_clock"
+	fparserVarTestNow             = "test_now"
+	fparserVarUnusedEvent         = "unused_event"
 )
 
 // loadFparser returns the embedded CollectionSpec for fparser.
@@ -124,8 +126,9 @@ type fparserSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserProgramSpecs struct {
-	FparserTc  *ebpf.ProgramSpec `ebpf:"fparser_tc"`
-	FparserXdp *ebpf.ProgramSpec `ebpf:"fparser_xdp"`
+	FparserFilterProbe *ebpf.ProgramSpec `ebpf:"fparser_filter_probe"`
+	FparserTc          *ebpf.ProgramSpec `ebpf:"fparser_tc"`
+	FparserXdp         *ebpf.ProgramSpec `ebpf:"fparser_xdp"`
 }
 
 // fparserMapSpecs contains maps before they are loaded into the kernel.
@@ -144,6 +147,7 @@ type fparserMapSpecs struct {
 type fparserVariableSpecs struct {
 	ActiveNs    *ebpf.VariableSpec `ebpf:"active_ns"`
 	CoarseClock *ebpf.VariableSpec `ebpf:"coarse_clock"`
+	FilterOn    *ebpf.VariableSpec `ebpf:"filter_on"`
 	FinNs       *ebpf.VariableSpec `ebpf:"fin_ns"`
 	IdleNs      *ebpf.VariableSpec `ebpf:"idle_ns"`
 	TestClock   *ebpf.VariableSpec `ebpf:"test_clock"`
@@ -192,6 +196,7 @@ func (m *fparserMaps) Close() error {
 type fparserVariables struct {
 	ActiveNs    *ebpf.Variable `ebpf:"active_ns"`
 	CoarseClock *ebpf.Variable `ebpf:"coarse_clock"`
+	FilterOn    *ebpf.Variable `ebpf:"filter_on"`
 	FinNs       *ebpf.Variable `ebpf:"fin_ns"`
 	IdleNs      *ebpf.Variable `ebpf:"idle_ns"`
 	TestClock   *ebpf.Variable `ebpf:"test_clock"`
@@ -203,12 +208,14 @@ type fparserVariables struct {
 //
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserPrograms struct {
-	FparserTc  *ebpf.Program `ebpf:"fparser_tc"`
-	FparserXdp *ebpf.Program `ebpf:"fparser_xdp"`
+	FparserFilterProbe *ebpf.Program `ebpf:"fparser_filter_probe"`
+	FparserTc          *ebpf.Program `ebpf:"fparser_tc"`
+	FparserXdp         *ebpf.Program `ebpf:"fparser_xdp"`
 }
 
 func (p *fparserPrograms) Close() error {
 	return _FparserClose(
+		p.FparserFilterProbe,
 		p.FparserTc,
 		p.FparserXdp,
 	)

@@ -14,10 +14,12 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/userspace"
 )
 
@@ -63,13 +65,49 @@ type Config struct {
 	// packet, with timestamps a few ms apart at best.
 	CoarseClock bool
 
+	// Filter, when set, is the classic BPF program (compiled for Ethernet) that
+	// decides which packets count; the others count only as filtered.
+	Filter *filter.Program
+
 	testClock bool // the differential test sets the clock before each run
 }
 
+// programs are the two attachable programs; the filter probe is loaded only by
+// FilterProbe.
+type programs struct {
+	FparserXdp *ebpf.Program `ebpf:"fparser_xdp"`
+	FparserTc  *ebpf.Program `ebpf:"fparser_tc"`
+}
+
+func (p *programs) Close() error { return errors.Join(p.FparserXdp.Close(), p.FparserTc.Close()) }
+
+type objects struct {
+	programs
+	fparserMaps
+	TestNow *ebpf.Variable `ebpf:"test_now"`
+}
+
+func (o *objects) Close() error { return errors.Join(o.programs.Close(), o.fparserMaps.Close()) }
+
+// attachment is an attached program that can be swapped for a new one in place.
+type attachment interface {
+	io.Closer
+	update(p *programs) error
+}
+
+type xdpLink struct{ link.Link }
+
+func (l xdpLink) update(p *programs) error { return l.Update(p.FparserXdp) }
+
+type tcxLink struct{ link.Link }
+
+func (l tcxLink) update(p *programs) error { return l.Update(p.FparserTc) }
+
 // Datapath is the loaded and attached kernel datapath.
 type Datapath struct {
-	objs     fparserObjects
-	links    []io.Closer // bpf_links, and clsact filters on kernels without TCX
+	cfg      Config
+	objs     objects
+	links    []attachment // bpf_links, and clsact filters on kernels without TCX
 	iface    *net.Interface
 	attached []string
 }
@@ -81,6 +119,19 @@ func Load(cfg Config) (*Datapath, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, classify("lift the memlock limit", err)
 	}
+	spec, err := collectionSpec(cfg, cfg.Filter)
+	if err != nil {
+		return nil, err
+	}
+	d := &Datapath{cfg: cfg}
+	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+		return nil, classify("load the programs", err)
+	}
+	return d, nil
+}
+
+// collectionSpec reads the embedded programs and sets cfg's constants and the filter.
+func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error) {
 	spec, err := loadFparser()
 	if err != nil {
 		return nil, fmt.Errorf("read the embedded programs: %w", err)
@@ -97,7 +148,7 @@ func Load(cfg Config) (*Datapath, error) {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock} {
+	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil} {
 		if on {
 			if err := spec.Variables[name].Set(uint8(1)); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -107,11 +158,109 @@ func Load(cfg Config) (*Datapath, error) {
 	if cfg.MaxFlows > 0 {
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
 	}
-	d := &Datapath{}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
-		return nil, classify("load the programs", err)
+	if f != nil {
+		if err := spliceFilter(spec, f); err != nil {
+			return nil, err
+		}
 	}
-	return d, nil
+	return spec, nil
+}
+
+// filterFunc is the placeholder function in bpf/fparser.c whose body the filter
+// replaces.
+const filterFunc = "fparser_filter"
+
+// spliceFilter translates f and puts it in place of fparser_filter's body in every
+// program that calls it. The first instruction keeps the placeholder's symbol and
+// BTF function info, so the calls still resolve to it.
+func spliceFilter(spec *ebpf.CollectionSpec, f *filter.Program) error {
+	body, err := Translate(f)
+	if err != nil {
+		return err
+	}
+	spliced := 0
+	for _, ps := range spec.Programs {
+		start := -1
+		for i, ins := range ps.Instructions {
+			if ins.Symbol() == filterFunc {
+				start = i
+				break
+			}
+		}
+		if start < 0 {
+			continue
+		}
+		end := len(ps.Instructions)
+		for i := start + 1; i < len(ps.Instructions); i++ {
+			if ps.Instructions[i].Symbol() != "" {
+				end = i
+				break
+			}
+		}
+		insns := make(asm.Instructions, 0, len(ps.Instructions)-(end-start)+len(body))
+		insns = append(insns, ps.Instructions[:start]...)
+		insns = append(insns, body[0].WithMetadata(ps.Instructions[start].Metadata))
+		insns = append(insns, body[1:]...)
+		insns = append(insns, ps.Instructions[end:]...)
+		ps.Instructions = insns
+		spliced++
+	}
+	if spliced == 0 {
+		return fmt.Errorf("no program calls %s: the embedded object is not the one this loader expects", filterFunc)
+	}
+	return nil
+}
+
+// SetFilter swaps the attached programs for ones with filter f (nil: count every
+// packet) without detaching: each bpf_link (or clsact filter) is updated in place,
+// atomically, to programs that share this datapath's maps, so no flow and no count
+// is lost. On error the old programs stay attached.
+func (d *Datapath) SetFilter(f *filter.Program) error {
+	spec, err := collectionSpec(d.cfg, f)
+	if err != nil {
+		return err
+	}
+	var progs programs
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"flows": d.objs.Flows, "frags": d.objs.Frags, "events": d.objs.Events, "stats": d.objs.Stats,
+	}}
+	if err := spec.LoadAndAssign(&progs, opts); err != nil {
+		return classify("load the programs with the new filter", err)
+	}
+	for i, a := range d.links {
+		if err := a.update(&progs); err != nil {
+			// Put back the programs already swapped.
+			for _, done := range d.links[:i] {
+				done.update(&d.objs.programs)
+			}
+			progs.Close()
+			return classifyAttach("swap in the new filter", err)
+		}
+	}
+	old := d.objs.programs
+	d.objs.programs = progs
+	d.cfg.Filter = f
+	return old.Close()
+}
+
+// FilterProbe loads, without attaching, an XDP program that returns XDP_PASS for a
+// packet f matches and XDP_DROP for one it does not: the spliced filter alone, for
+// tests and benchmarks with BPF_PROG_TEST_RUN.
+func FilterProbe(f *filter.Program) (*ebpf.Program, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, classify("lift the memlock limit", err)
+	}
+	spec, err := collectionSpec(Config{}, f)
+	if err != nil {
+		return nil, err
+	}
+	var probe struct {
+		Probe *ebpf.Program `ebpf:"fparser_filter_probe"`
+	}
+	if err := spec.LoadAndAssign(&probe, nil); err != nil {
+		return nil, classify("load the filter probe", err)
+	}
+	return probe.Probe, nil
 }
 
 // Open loads the datapath and attaches it to cfg.Interface.
@@ -182,7 +331,7 @@ func (d *Datapath) attachXDP(mode Mode) error {
 	for _, flags := range try {
 		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FparserXdp, Interface: d.iface.Index, Flags: flags})
 		if err == nil {
-			d.links = append(d.links, l)
+			d.links = append(d.links, xdpLink{l})
 			kind := "native"
 			if flags == link.XDPGenericMode {
 				kind = "generic"
@@ -200,7 +349,7 @@ func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
 	if err != nil {
 		return classifyAttach("attach TCX "+dir+" to "+d.iface.Name, err)
 	}
-	d.links = append(d.links, l)
+	d.links = append(d.links, tcxLink{l})
 	d.attached = append(d.attached, "tcx "+dir)
 	return nil
 }

@@ -7,7 +7,8 @@ import (
 )
 
 // The per-CPU stats array's indices, as bpf/fparser.c numbers them. A packet counts
-// in exactly one of the first six, and in lost inserts when it could not be counted.
+// in exactly one of the first six, in lost inserts when it could not be counted, or
+// in filtered alone.
 const (
 	statAcceptedTCP = iota
 	statAcceptedUDP
@@ -19,6 +20,7 @@ const (
 	statNewFlows
 	statRingbufFailed
 	statLostInsert
+	statFiltered
 	statCount
 )
 
@@ -36,7 +38,8 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 	}
 	accepted := sums[statAcceptedTCP] + sums[statAcceptedUDP]
 	return userspace.DatapathCounters{
-		Seen:     accepted + sums[statNonIP] + sums[statOtherL4] + sums[statMalformed] + sums[statUnattributed] + sums[statLostInsert],
+		Seen:     accepted + sums[statNonIP] + sums[statOtherL4] + sums[statMalformed] + sums[statUnattributed] + sums[statLostInsert] + sums[statFiltered],
+		Filtered: sums[statFiltered],
 		Accepted: accepted, AcceptedTCP: sums[statAcceptedTCP], AcceptedUDP: sums[statAcceptedUDP],
 		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],

@@ -64,7 +64,12 @@ type Source struct {
 	links  []uint32 // pcapng: link type per interface index
 	n      int      // packets read
 	offset int64    // pcap: offset of the next record in the decompressed stream
+	big    bool     // written big-endian (pcapng: its first section)
 }
+
+// BigEndian says the file was written big-endian (for pcapng, its first section).
+// A filter needs it for LINKTYPE_NULL, whose header is in the writer's byte order.
+func (s *Source) BigEndian() bool { return s.big }
 
 type countingReader struct {
 	r io.Reader
@@ -142,6 +147,9 @@ func (s *Source) init() error {
 	be, le := binary.BigEndian.Uint32(head), binary.LittleEndian.Uint32(head)
 	switch {
 	case be == magicPcapng:
+		if shb, _ := br.Peek(12); len(shb) == 12 {
+			s.big = binary.BigEndian.Uint32(shb[8:]) == 0x1A2B3C4D
+		}
 		return s.initPcapng()
 	case le == magicPcapMicro || le == magicPcapNano || be == magicPcapMicro || be == magicPcapNano:
 		return s.initPcap(br)
@@ -159,6 +167,7 @@ func (s *Source) initPcap(br *bufio.Reader) error {
 	order := binary.ByteOrder(binary.LittleEndian)
 	if m := binary.BigEndian.Uint32(hdr[:]); m == magicPcapMicro || m == magicPcapNano {
 		order = binary.BigEndian
+		s.big = true
 	}
 	major, minor := order.Uint16(hdr[4:]), order.Uint16(hdr[6:])
 	if major != 2 || (minor != 4 && minor != 1) {

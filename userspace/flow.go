@@ -157,6 +157,7 @@ type Record struct {
 // per-CPU stats array, and of the Go datapath's.
 type DatapathCounters struct {
 	Seen          uint64 // frames handed to the datapath
+	Filtered      uint64 // rejected by the packet filter, before anything else
 	Accepted      uint64 // counted in a flow
 	AcceptedTCP   uint64
 	AcceptedUDP   uint64
