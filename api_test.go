@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/filter"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 )
 
@@ -248,7 +249,11 @@ func TestOpenErrors(t *testing.T) {
 		{"testdata/http.pcap", &fparser.Options{Attach: "ebpf"}, fparser.ErrOption},
 		{"no-such-file-or-interface", nil, fparser.ErrNoSource},
 		{"testdata/http.pcap", &fparser.Options{FlowTimeout: -time.Second}, fparser.ErrOption},
-		{"testdata/http.pcap", &fparser.Options{Filter: "tcp port 80"}, fparser.ErrFilter},
+		{"testdata/http.pcap", &fparser.Options{Filter: "tcp prot 80"}, fparser.ErrFilter},
+		{"testdata/http.pcap", &fparser.Options{Filter: "host example.com"}, filter.ErrHostName},
+		{"testdata/http.pcap", &fparser.Options{Filter: "vlan 5000"}, filter.ErrSyntax},
+		{"testdata/http.pcap", &fparser.Options{Filter: "protochain 6"}, filter.ErrUnsupported},
+		{"testdata/http.pcap", &fparser.Options{Filter: "4\n40 0 0 12\n21 0 1 2048\n6 0 0 1\n7 0 0 0"}, filter.ErrProgram},
 		{"testdata", nil, fparser.ErrNoSource},
 	} {
 		_, err := fparser.Open(tc.source, tc.opts)

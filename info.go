@@ -18,6 +18,7 @@ type Info struct {
 	Elapsed time.Duration
 
 	PacketsSeen     uint64 // frames handed to the datapath
+	Filtered        uint64 // rejected by the filter, and not parsed further
 	PacketsAccepted uint64 // counted in a TCP or UDP flow
 	AcceptedTCP     uint64
 	AcceptedUDP     uint64
@@ -45,7 +46,7 @@ func (p *Parser) Info() Info {
 			TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
 			TimeCollecting: st.Collecting,
 			Elapsed:        time.Duration(st.Now - st.Start),
-			PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted,
+			PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted, Filtered: c.Filtered,
 			AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
 			NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
 			Fragments: c.Fragments, Unattributed: c.Unattributed,

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/loader"
 	"github.com/fparser/fparser/userspace"
 )
@@ -43,9 +44,13 @@ func monotonic(coarse bool) int64 {
 }
 
 // openLive loads the kernel datapath and attaches it to the interface.
-func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error {
+func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
 	mode := loader.Mode(o.Attach)
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock})
+	prog, err := compileLive(f)
+	if err != nil {
+		return fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
@@ -73,6 +78,18 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error 
 		}
 		return last
 	}
+	p.setFilter = func(f *filter.Filter) error {
+		prog, err := compileLive(f)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if d == nil {
+			return ErrStopped
+		}
+		return d.SetFilter(prog)
+	}
 	p.run = func(ctx context.Context) error { return p.runLive(ctx, d, events, t) }
 	p.release = func() error {
 		mu.Lock()
@@ -85,6 +102,14 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options) error 
 		return err
 	}
 	return nil
+}
+
+// compileLive compiles a filter for the kernel datapath, which sees Ethernet frames.
+func compileLive(f *filter.Filter) (*filter.Program, error) {
+	if f == nil {
+		return nil, nil
+	}
+	return f.Compile(filter.Ethernet)
 }
 
 // runLive is the live parser's loop: the kernel counts; this goroutine keeps the

@@ -77,6 +77,26 @@ func liveNamespaces(t *testing.T) (host, peer string) {
 	return host, peer
 }
 
+// liveNamespacesAndServer makes the namespaces, starts TestLiveServer in the peer's,
+// waits until it serves, and returns the host namespace.
+func liveNamespacesAndServer(t *testing.T) string {
+	host, peer := liveNamespaces(t)
+	server := reexec(peer, "TestLiveServer", envRole+"=server")
+	out, err := server.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
+	ready := bufio.NewScanner(out)
+	for ready.Scan() && !strings.Contains(ready.Text(), "server ready") {
+	}
+	go io.Copy(io.Discard, out)
+	return host
+}
+
 // reexec runs this test binary inside a namespace, running only the named test.
 func reexec(ns, test string, env ...string) *exec.Cmd {
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
@@ -92,20 +112,7 @@ func TestLive(t *testing.T) {
 	liveSkip(t)
 	for _, mode := range []string{"auto", "auto-coarse", "tc", "tc-legacy", "xdp"} {
 		t.Run(mode, func(t *testing.T) {
-			host, peer := liveNamespaces(t)
-			server := reexec(peer, "TestLiveServer", envRole+"=server")
-			out, err := server.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := server.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { server.Process.Kill(); server.Wait() })
-			ready := bufio.NewScanner(out)
-			for ready.Scan() && !strings.Contains(ready.Text(), "server ready") {
-			}
-			go io.Copy(io.Discard, out)
+			host := liveNamespacesAndServer(t)
 
 			client := reexec(host, "TestLiveClient", envRole+"=client", envMode+"="+mode)
 			b, err := client.CombinedOutput()

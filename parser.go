@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/offline"
 	"github.com/fparser/fparser/userspace"
 )
@@ -28,13 +30,20 @@ var (
 	ErrUnsupportedLink = offline.ErrUnsupportedLink
 	// ErrNoSource: the source is neither a readable file nor a network interface.
 	ErrNoSource = errors.New("no such capture file or network interface")
-	// ErrFilter: the filter expression is not accepted.
-	ErrFilter = errors.New("filter not supported")
+	// ErrFilter: the filter is not valid, not supported, or cannot apply to the
+	// capture's link type. The error names the expression, and the column where
+	// it is wrong; filter.ErrSyntax, filter.ErrUnsupported, filter.ErrHostName and
+	// filter.ErrLinkType tell the cases apart.
+	ErrFilter = filter.ErrFilter
 	// ErrOption: an option has a value out of its range.
 	ErrOption = errors.New("invalid option")
+	// ErrStopped: the parser has stopped, and SetFilter has nothing to change.
+	ErrStopped = errors.New("the parser has stopped")
 )
 
-// DefaultFilter is the filter used when none is given: all IPv4 and IPv6 traffic.
+// DefaultFilter says what is counted when no filter is given: all IPv4 and IPv6
+// traffic. No filter runs then; given explicitly, it runs, and non-IP packets count
+// as filtered rather than as non-IP.
 const DefaultFilter = "ip or ip6"
 
 // DefaultSnaplen is the capture length used when none is given: libpcap's maximum.
@@ -50,8 +59,13 @@ type Options struct {
 	// ActiveTimeout, when positive, ends a flow this long after its first packet,
 	// however busy; the next packet starts a new flow. Default off.
 	ActiveTimeout time.Duration
-	// Filter selects the packets to count, in pcap-filter syntax. Only the default,
-	// all IPv4 and IPv6 ("ip or ip6", or empty), is accepted in this version.
+	// Filter selects the packets to count, in pcap-filter syntax, as tcpdump takes
+	// it ("tcp port 443", "net 10.0.0.0/8 and not port 22"), or a program as
+	// "tcpdump -ddd" prints it. It is compiled to classic BPF by fparser itself: host
+	// and port names are not resolved. Live, it runs in the kernel, before the flow
+	// update; offline, on each frame, compiled for the capture's link type. Packets
+	// it rejects count only in Info.Filtered. The default, empty, counts all IPv4 and
+	// IPv6 traffic without running a filter.
 	Filter string
 	// Snaplen cuts every frame of a capture file to this many bytes before it is
 	// parsed, as a capture would. Byte counts come from the IP header and do not
@@ -101,8 +115,10 @@ type Parser struct {
 	run      func(ctx context.Context) error
 	release  func() error
 	counters func() userspace.DatapathCounters
-	offset   int64
-	coarse   bool // live: the kernel stamps packets with the coarse clock
+	// setFilter swaps the datapath's packet filter (nil: none).
+	setFilter func(*filter.Filter) error
+	offset    int64
+	coarse    bool // live: the kernel stamps packets with the coarse clock
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
@@ -142,6 +158,10 @@ func New(source string, opts *Options) (*Parser, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
+	f, err := parseFilter(o.Filter)
+	if err != nil {
+		return nil, err
+	}
 	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
@@ -157,11 +177,11 @@ func New(source string, opts *Options) (*Parser, error) {
 	fi, statErr := os.Stat(source)
 	switch {
 	case statErr == nil && !fi.IsDir():
-		if err := p.openFile(source, timeouts, o.Snaplen); err != nil {
+		if err := p.openFile(source, timeouts, o.Snaplen, f); err != nil {
 			return nil, err
 		}
 	case isInterface(source):
-		if err := p.openLive(source, timeouts, &o); err != nil {
+		if err := p.openLive(source, timeouts, &o, f); err != nil {
 			return nil, err
 		}
 	case statErr != nil && !errors.Is(statErr, fs.ErrNotExist):
@@ -180,7 +200,7 @@ func isInterface(name string) bool {
 }
 
 // openFile sets the parser up to replay a capture file.
-func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int) error {
+func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int, f *filter.Filter) error {
 	src, err := offline.Open(path) // its errors name the file already
 	if err != nil {
 		return err
@@ -188,7 +208,24 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int) error 
 	table := userspace.NewFlowTable(1024)
 	p.eng = userspace.NewEngine(table, t)
 	dp := offline.NewDatapath(p.eng, table, snaplen)
-	p.run = func(ctx context.Context) error { return offline.Replay(ctx, src, dp, p.eng, p.deliver) }
+	var links []uint32
+	if lt, ok := src.LinkType(); ok {
+		links = append(links, lt)
+	}
+	p.setFilter = func(f *filter.Filter) (err error) {
+		p.eng.Do(func() { err = dp.SetFilter(f, src.BigEndian(), links...) })
+		if err != nil {
+			err = fmt.Errorf("%s: %w", path, err)
+		}
+		return err
+	}
+	if err := p.setFilter(f); err != nil {
+		src.Close()
+		return err
+	}
+	p.run = func(ctx context.Context) error {
+		return offline.Replay(ctx, src, dp, p.eng, p.deliver)
+	}
 	p.release = src.Close
 	p.counters = func() userspace.DatapathCounters { return dp.DatapathCounters }
 	return nil
@@ -215,12 +252,27 @@ func (o *Options) check() error {
 	if o.Snaplen == 0 {
 		o.Snaplen = DefaultSnaplen
 	}
-	switch o.Filter {
-	case "", DefaultFilter:
-	default:
-		return fmt.Errorf("%w: %q: only the default (%s) is accepted in this version", ErrFilter, o.Filter, DefaultFilter)
-	}
 	return nil
+}
+
+// parseFilter parses a filter option; "" is no filter.
+func parseFilter(expr string) (*filter.Filter, error) {
+	if strings.TrimSpace(expr) == "" {
+		return nil, nil
+	}
+	return filter.Parse(expr)
+}
+
+// SetFilter replaces the packet filter while the parser runs (see Options.Filter;
+// "" counts everything again). No flow and no count is lost: live, the kernel's
+// programs are swapped in place, keeping their maps; offline, the new filter applies
+// from the next batch of packets. On error the old filter stays.
+func (p *Parser) SetFilter(expr string) error {
+	f, err := parseFilter(expr)
+	if err != nil {
+		return err
+	}
+	return p.setFilter(f)
 }
 
 // Start starts counting in the background. Calling it again does nothing.

@@ -21,6 +21,8 @@ const Default = "ip or ip6"
 
 // Errors that callers test with errors.Is.
 var (
+	// ErrFilter matches every error of this package.
+	ErrFilter = errors.New("bad filter")
 	// ErrSyntax: the expression is not valid pcap-filter syntax, or uses it wrongly.
 	ErrSyntax = errors.New("filter syntax error")
 	// ErrUnsupported: valid pcap-filter syntax that fparser does not compile.
@@ -31,7 +33,7 @@ var (
 	// Ethernet address on raw IP, say), or the link type is unknown to the compiler.
 	ErrLinkType = errors.New("filter does not apply to this link type")
 	// ErrProgram: a classic BPF program (from tcpdump -ddd) is malformed.
-	ErrProgram = errors.New("bad BPF program")
+	ErrProgram = fmt.Errorf("%w: bad BPF program", ErrFilter)
 )
 
 // Error is an error in an expression, at a column (1-based, in bytes).
@@ -58,9 +60,12 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Is makes the error match ErrSyntax, ErrUnsupported, ErrHostName or ErrLinkType.
+// Is makes the error match ErrFilter, and ErrSyntax, ErrUnsupported, ErrHostName or
+// ErrLinkType.
 func (e *Error) Is(target error) bool {
 	switch target {
+	case ErrFilter:
+		return true
 	case ErrSyntax:
 		return !e.unsupported && !e.link
 	case ErrUnsupported:

@@ -217,9 +217,18 @@ func parse(expr string) (node, error) {
 		return nil, err
 	}
 	if t := p.peek(); t.kind != tEOF {
-		return nil, p.errAt(t, "unexpected %s", describe(t))
+		return nil, p.errAt(t, "%s", describe(t)+" where 'and', 'or' or the end was expected")
 	}
 	return n, nil
+}
+
+var otherKeywords = map[string]bool{"and": true, "or": true, "not": true, "vlan": true, "greater": true, "less": true,
+	"broadcast": true, "multicast": true, "len": true, "mask": true}
+
+func isKeyword(w string) bool {
+	_, unsupported := unsupportedWords[w]
+	_, named := namedConsts[w]
+	return unsupported || named || otherKeywords[w] || protoQuals[w] || protoOnly[w] || dirWords[w] || typeWords[w]
 }
 
 func describe(t token) string {
@@ -229,6 +238,9 @@ func describe(t token) string {
 	case tWord:
 		if _, ok := unsupportedWords[t.text]; ok {
 			return fmt.Sprintf("%q", t.text)
+		}
+		if !isKeyword(t.text) {
+			return fmt.Sprintf("unknown word %q", t.text)
 		}
 		return fmt.Sprintf("word %q", t.text)
 	default:

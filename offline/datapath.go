@@ -1,6 +1,9 @@
 package offline
 
 import (
+	"fmt"
+
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/userspace"
 )
 
@@ -14,6 +17,73 @@ type Datapath struct {
 	frags   fragTable
 	snaplen int
 	userspace.DatapathCounters
+
+	// The packet filter, compiled once per link type the capture uses.
+	filter    *filter.Filter
+	bigEndian bool
+	progs     []linkProgram
+	last      linkProgram // the program of the last frame's link type
+	err       error       // the filter cannot apply to a link type met in the capture
+}
+
+type linkProgram struct {
+	link uint32
+	prog *filter.Program
+}
+
+// SetFilter makes the datapath count only the frames f matches (nil: every frame),
+// compiled for the link types given and then for each new one the capture brings.
+// bigEndian is the capture's byte order (Source.BigEndian), which one link type's
+// header depends on. If f cannot apply to one of the link types given, SetFilter
+// changes nothing and says why. Call it inside Engine.Do.
+func (d *Datapath) SetFilter(f *filter.Filter, bigEndian bool, links ...uint32) error {
+	var progs []linkProgram
+	if f != nil {
+		for _, lt := range append(links, d.linksSeen()...) {
+			p, err := f.Compile(filter.Link{Type: lt, BigEndian: bigEndian})
+			if err != nil {
+				return err
+			}
+			progs = append(progs, linkProgram{lt, p})
+		}
+	}
+	d.filter, d.bigEndian, d.progs, d.last = f, bigEndian, progs, linkProgram{}
+	return nil
+}
+
+func (d *Datapath) linksSeen() []uint32 {
+	var lts []uint32
+	for _, lp := range d.progs {
+		lts = append(lts, lp.link)
+	}
+	return lts
+}
+
+// Err reports a filter that could not be compiled for a frame's link type; that
+// frame and those after it were not counted.
+func (d *Datapath) Err() error { return d.err }
+
+// program returns the filter program for link type lt, compiling it the first time.
+func (d *Datapath) program(lt uint32) *filter.Program {
+	if d.last.prog != nil && d.last.link == lt {
+		return d.last.prog
+	}
+	for _, lp := range d.progs {
+		if lp.link == lt {
+			d.last = lp
+			return lp.prog
+		}
+	}
+	p, err := d.filter.Compile(filter.Link{Type: lt, BigEndian: d.bigEndian})
+	if err != nil {
+		if d.err == nil {
+			d.err = fmt.Errorf("a frame of link type %d: %w", lt, err)
+		}
+		return nil
+	}
+	d.progs = append(d.progs, linkProgram{lt, p})
+	d.last = d.progs[len(d.progs)-1]
+	return p
 }
 
 // NewDatapath returns a datapath that counts into table and reports the flows it ends
@@ -49,6 +119,12 @@ func (d *Datapath) Parse(pp *Parsed, frame []byte, wire int, lt uint32, ts int64
 		frame = frame[:d.snaplen]
 	}
 	pp.ts = ts
+	if d.filter != nil {
+		if p := d.program(lt); p == nil || !p.Match(frame, wire) {
+			pp.v = vFiltered
+			return
+		}
+	}
 	pp.v = parse(&pp.p, frame, lt, wire)
 	if pp.v == vFlow {
 		pp.srcIsA = pp.p.key.Canonicalize()
@@ -95,6 +171,8 @@ func (d *Datapath) Count(pp *Parsed) {
 		d.OtherL4++
 	case vMalformed:
 		d.Malformed++
+	case vFiltered:
+		d.Filtered++
 	}
 }
 

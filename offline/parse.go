@@ -38,6 +38,7 @@ const (
 	vNonIP                    // not IPv4 or IPv6 (ARP, LLC, a third VLAN tag, ...)
 	vOtherL4                  // IP, but not TCP or UDP
 	vMalformed                // a header cut short or inconsistent
+	vFiltered                 // rejected by the packet filter, before parsing
 )
 
 // Fragment roles of a packet.

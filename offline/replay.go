@@ -2,6 +2,7 @@ package offline
 
 import (
 	"context"
+	"fmt"
 	"io"
 
 	"github.com/fparser/fparser/userspace"
@@ -19,8 +20,9 @@ const group = 16
 // Replay runs every packet of src through dp. After each batch it calls delivered, so
 // the caller can hand out the flows that ended. When the file ends, or fails, every
 // flow still active is flushed with reason end-of-capture and delivered before Replay
-// returns the file's error (nil at a clean end). When ctx is done first, the flows are
-// flushed with reason stopped and Replay returns ctx's error.
+// returns the file's error (nil at a clean end), or the filter's when it cannot apply
+// to a link type the capture turns to. When ctx is done first, the flows are flushed
+// with reason stopped and Replay returns ctx's error.
 func Replay(ctx context.Context, src *Source, dp *Datapath, eng *userspace.Engine, delivered func()) error {
 	var f Frame
 	var pp [group]Parsed
@@ -38,6 +40,10 @@ func Replay(ctx context.Context, src *Source, dp *Datapath, eng *userspace.Engin
 						break
 					}
 					dp.Parse(&pp[n], f.Data, f.Wire, f.LinkType, f.Time)
+					if dp.err != nil {
+						err = fmt.Errorf("%s: packet %d: %w", src.path, src.n, dp.err)
+						break
+					}
 				}
 				for i := range n {
 					dp.Prefetch(&pp[i])

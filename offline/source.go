@@ -67,6 +67,10 @@ type Source struct {
 	big    bool     // written big-endian (pcapng: its first section)
 }
 
+// LinkType is the file's link type; ok is false for pcapng, whose interfaces each
+// have their own, known as the packets arrive.
+func (s *Source) LinkType() (lt uint32, ok bool) { return s.link, s.pcap != nil }
+
 // BigEndian says the file was written big-endian (for pcapng, its first section).
 // A filter needs it for LINKTYPE_NULL, whose header is in the writer's byte order.
 func (s *Source) BigEndian() bool { return s.big }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/offline"
 )
 
 const usage = `fparser: print the TCP and UDP flows of a capture file or a network interface.
@@ -31,18 +33,27 @@ last packet once a FIN or RST was seen, when a new SYN reuses its ports, or when
 the capture ends (with -i: when stopped by Ctrl-C or SIGTERM, after which the
 kernel programs detach). A one-line summary goes to standard error at the end.
 
+The filter is in tcpdump's syntax (pcap-filter(7)) and compiled by fparser
+itself; with -i it runs in the kernel. Host and port names are not resolved.
+--dump-filter prints the compiled program as tcpdump -ddd does; a program in that
+form is also accepted in place of an expression (with -F FILE, say).
+
 Examples:
   fparser -r testdata/http.pcap                   read a capture (pcap, pcapng, .gz)
   fparser -r trace.pcap -o csv > flows.csv        export to CSV
   fparser -r trace.pcap -o json | jq .            JSON lines
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
   sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
+  sudo fparser -i eth0 tcp port 443               only TLS over TCP, filtered in the kernel
+  fparser -r trace.pcap 'net 10.0.0.0/8 and not port 22'
 
 Options:
 `
 
 type config struct {
 	read, iface, format, filter string
+	filterFile                  string
+	dumpFilter                  bool
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -67,6 +78,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.coarse, "coarse-clock", false, "with -i, stamp packets with the kernel's tick clock (ms resolution): cheaper per packet")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
+	fs.StringVar(&c.filterFile, "F", "", "read the filter expression (or a tcpdump -ddd program) from `FILE`")
+	fs.BoolVar(&c.dumpFilter, "dump-filter", false, "print the compiled filter as tcpdump -ddd does (for the -r file's link type, or Ethernet), and exit")
 	fs.DurationVar(&c.flowTimeout, "flow-timeout", 600*time.Second, "end a flow after this long without packets")
 	fs.DurationVar(&c.finTimeout, "fin-timeout", 30*time.Second, "end a flow this long after its last packet once FIN or RST was seen")
 	fs.DurationVar(&c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
@@ -77,18 +90,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if rest := fs.Args(); len(rest) > 0 {
-		if c.filter != "" {
-			fmt.Fprintln(stderr, "fparser: give the filter with -f or as trailing words, not both")
+	// Options may follow the filter words, as with tcpdump: parse again from each
+	// word that looks like an option ("-o", "--flow-timeout"), keeping the others.
+	var words []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
 			return 2
 		}
-		c.filter = strings.Join(rest, " ")
+		rest := fs.Args()
+		i := 0
+		for i < len(rest) && !looksLikeOption(rest[i]) {
+			i++
+		}
+		words = append(words, rest[:i]...)
+		if i == len(rest) {
+			break
+		}
+		args = rest[i:]
+	}
+	given := 0
+	if c.filter != "" {
+		given++
+	}
+	if len(words) > 0 {
+		given++
+		c.filter = strings.Join(words, " ")
+	}
+	if c.filterFile != "" {
+		given++
+		b, err := os.ReadFile(c.filterFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "fparser: -F: %v\n", err)
+			return 2
+		}
+		c.filter = string(b)
+	}
+	if given > 1 {
+		fmt.Fprintln(stderr, "fparser: give the filter once: with -f, -F or as trailing words")
+		return 2
+	}
+	if c.dumpFilter {
+		return dumpFilter(c.filter, c.read, stdout, stderr)
 	}
 	source := c.read
 	switch {
@@ -165,14 +210,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// looksLikeOption says a word is an option rather than part of a filter expression,
+// where a lone "-" or "-1" is arithmetic.
+func looksLikeOption(w string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(w, "-"), "-")
+	return strings.HasPrefix(w, "-") && name != "" && (name[0] >= 'a' && name[0] <= 'z' || name[0] >= 'A' && name[0] <= 'Z')
+}
+
+// dumpFilter prints expr compiled for the link type of capture (Ethernet without
+// one), in tcpdump -ddd's form.
+func dumpFilter(expr, capture string, stdout, stderr io.Writer) int {
+	if strings.TrimSpace(expr) == "" {
+		expr = fparser.DefaultFilter
+	}
+	link := filter.Ethernet
+	if capture != "" {
+		src, err := offline.Open(capture)
+		if err != nil {
+			fmt.Fprintf(stderr, "fparser: %v\n", err)
+			return 1
+		}
+		if lt, ok := src.LinkType(); ok {
+			link = filter.Link{Type: lt, BigEndian: src.BigEndian()}
+		}
+		src.Close()
+	}
+	prog, err := filter.Compile(expr, link)
+	if err != nil {
+		fmt.Fprintf(stderr, "fparser: %v\n", err)
+		return 1
+	}
+	fmt.Fprint(stdout, prog.DDD())
+	return 0
+}
+
 // summary is Info in one line.
 func summary(in *fparser.Info) string {
 	var ended uint64
 	for _, n := range in.FlowsEnded {
 		ended += n
 	}
-	s := fmt.Sprintf("fparser: %d packets, %d in flows (tcp %d, udp %d), %d non-IP, %d other L4, %d malformed, %d fragments (%d unattributed); %d flows; avg %.1f pps over %v; %v collecting",
-		in.PacketsSeen, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP, in.NonIP, in.OtherL4, in.Malformed,
+	filtered := ""
+	if in.Filtered > 0 {
+		filtered = fmt.Sprintf(", %d filtered out", in.Filtered)
+	}
+	s := fmt.Sprintf("fparser: %d packets%s, %d in flows (tcp %d, udp %d), %d non-IP, %d other L4, %d malformed, %d fragments (%d unattributed); %d flows; avg %.1f pps over %v; %v collecting",
+		in.PacketsSeen, filtered, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP, in.NonIP, in.OtherL4, in.Malformed,
 		in.Fragments, in.Unattributed, ended, in.AvgPPS, in.Elapsed.Round(time.Millisecond), in.TimeCollecting.Round(time.Microsecond))
 	if in.CallbackPanics > 0 {
 		s += fmt.Sprintf("; %d callback panics", in.CallbackPanics)

@@ -102,7 +102,10 @@ func TestUsageAndErrors(t *testing.T) {
 		{[]string{"-r", garbage, "-o", "xml"}, 2, `unknown output format "xml"`},
 		{[]string{"-r", filepath.Join(dir, "missing.pcap")}, 1, "no such capture file or network interface"},
 		{[]string{"-r", garbage}, 1, garbage + ": at byte 0: not a pcap or pcapng file"},
-		{[]string{"-r", garbage, "tcp", "port", "80"}, 1, `filter not supported: "tcp port 80"`},
+		{[]string{"-r", garbage, "tcp", "prot", "80"}, 1, `filter "tcp prot 80": column 5 ("prot"): unknown word "prot"`},
+		{[]string{"-r", garbage, "host", "example.com"}, 1, `host names are not resolved`},
+		{[]string{"-r", garbage, "-f", "tcp", "udp"}, 2, "give the filter once"},
+		{[]string{"-F", filepath.Join(dir, "missing.filter"), "-r", garbage}, 2, "-F: open"},
 		{[]string{"-r", garbage, "--flow-timeout", "ten"}, 2, "invalid value"},
 	} {
 		var stdout, stderr bytes.Buffer
