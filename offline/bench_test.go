@@ -17,6 +17,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	pb "github.com/fparser/fparser/internal/pktbuild"
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/userspace"
 )
 
@@ -120,8 +121,25 @@ func writeBenchCapture(path string) error {
 // BenchmarkReplay replays the workload through the whole offline path: reading the
 // file, parsing, the flow table, sweeps, the final flush and handing out the ended
 // flows. One op is one replay of the file.
-func BenchmarkReplay(b *testing.B) {
+func BenchmarkReplay(b *testing.B) { replayBench(b, "", benchFlows, benchPackets) }
+
+// BenchmarkReplayFiltered is BenchmarkReplay with a filter that keeps the TCP half
+// of the workload: the filter's cost per packet is the difference.
+func BenchmarkReplayFiltered(b *testing.B) {
+	for _, expr := range []string{"tcp port 443", "net 10.0.0.0/8 and tcp[tcpflags] & tcp-ack != 0"} {
+		b.Run(expr, func(b *testing.B) { replayBench(b, expr, benchFlows/2, benchPackets/2) })
+	}
+}
+
+func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 	path := benchFile(b)
+	var f *filter.Filter
+	if expr != "" {
+		var err error
+		if f, err = filter.Parse(expr); err != nil {
+			b.Fatal(err)
+		}
+	}
 	var ms0, ms1 runtime.MemStats
 	var mallocs uint64
 	for b.Loop() {
@@ -133,6 +151,12 @@ func BenchmarkReplay(b *testing.B) {
 		tab := userspace.NewFlowTable(0) // grows as a real run does
 		eng := userspace.NewEngine(tab, userspace.DefaultTimeouts)
 		dp := NewDatapath(eng, tab, 0)
+		if f != nil {
+			eng.Do(func() { err = dp.SetFilter(f, false, LinkEthernet) })
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 		ended := 0
 		var spare []userspace.Record
 		runtime.ReadMemStats(&ms0)
@@ -149,7 +173,7 @@ func BenchmarkReplay(b *testing.B) {
 		b.StopTimer()
 		runtime.ReadMemStats(&ms1)
 		mallocs += ms1.Mallocs - ms0.Mallocs
-		if err != nil || ended != benchFlows || dp.Accepted != benchPackets {
+		if err != nil || ended != wantFlows || dp.Accepted != uint64(wantPackets) {
 			b.Fatalf("%v: %d flows, %d packets accepted", err, ended, dp.Accepted)
 		}
 		src.Close()
@@ -159,7 +183,9 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportMetric(perPacket, "ns/packet")
 	b.ReportMetric(1e9/perPacket, "packets/s")
 	b.ReportMetric(float64(mallocs)/float64(b.N)/benchPackets, "allocs/packet")
-	b.ReportMetric(heapPerFlow(b, path), "heap-B/flow")
+	if expr == "" {
+		b.ReportMetric(heapPerFlow(b, path), "heap-B/flow")
+	}
 }
 
 // heapPerFlow replays the workload up to its last packet, with every flow still
