@@ -16,8 +16,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/filter"
+	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/userspace"
 )
 
