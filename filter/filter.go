@@ -133,7 +133,7 @@ var Ethernet = Link{Type: 1}
 // whatever the link type.
 func (f *Filter) Compile(l Link) (*Program, error) {
 	if f.raw != nil {
-		return newProgram(f.raw)
+		return NewProgram(f.raw)
 	}
 	insns, err := generate(f.root, l)
 	if err != nil {
@@ -143,7 +143,7 @@ func (f *Filter) Compile(l Link) (*Program, error) {
 		}
 		return nil, err
 	}
-	return newProgram(insns)
+	return NewProgram(insns)
 }
 
 // Compile parses and compiles expr for a link type in one step.

@@ -142,12 +142,22 @@ const (
 	opRetA
 	opTax
 	opTxa
+	// A load followed by a conditional jump on A against a constant, fused so that
+	// the pair costs one dispatch: cop is the jump, k2 its constant, jt and jf count
+	// from the load.
+	opLdWJ
+	opLdHJ
+	opLdBJ
+	opLdIndWJ
+	opLdIndHJ
+	opLdIndBJ
 )
 
 type vmInsn struct {
 	op     uint8
-	jt, jf uint8
-	k      uint32
+	cop    uint8 // fused jump: opJeqK, opJgtK, opJgeK or opJsetK
+	jt, jf uint16
+	k, k2  uint32
 }
 
 var aluOps = map[uint16][2]uint8{
@@ -158,19 +168,20 @@ var aluOps = map[uint16][2]uint8{
 
 var jmpOps = map[uint16][2]uint8{jJEQ: {opJeqK, opJeqX}, jJGT: {opJgtK, opJgtX}, jJGE: {opJgeK, opJgeX}, jJSET: {opJsetK, opJsetX}}
 
-// newProgram validates a program by the rules of the kernel's classic BPF checker
+// NewProgram validates a classic BPF program by the rules of the kernel's checker
 // and decodes it for the interpreter. Loads at negative offsets (the Linux socket
 // filter extensions) are refused: a capture file has no such metadata.
-func newProgram(raw []bpf.RawInstruction) (*Program, error) {
+func NewProgram(raw []bpf.RawInstruction) (*Program, error) {
 	if len(raw) == 0 || len(raw) > maxInsns {
 		return nil, fmt.Errorf("%w: %d instructions (1 to %d allowed)", ErrProgram, len(raw), maxInsns)
 	}
+	raw = append([]bpf.RawInstruction(nil), raw...)
 	p := &Program{raw: raw, code: make([]vmInsn, len(raw))}
 	bad := func(i int, why string) error {
 		return fmt.Errorf("%w: instruction %d (code %#x k %d): %s", ErrProgram, i, raw[i].Op, raw[i].K, why)
 	}
 	for i, r := range raw {
-		v := vmInsn{jt: r.Jt, jf: r.Jf, k: r.K}
+		v := vmInsn{jt: uint16(r.Jt), jf: uint16(r.Jf), k: r.K}
 		op := r.Op
 		switch op & 0x07 {
 		case clsLD, clsLDX:
@@ -289,7 +300,33 @@ func newProgram(raw []bpf.RawInstruction) (*Program, error) {
 	if last := raw[len(raw)-1].Op; last != clsRET|retK && last != clsRET|retA {
 		return nil, fmt.Errorf("%w: the last instruction must return", ErrProgram)
 	}
+	p.fuse()
 	return p, nil
+}
+
+// fuse turns a load at a constant or X-relative offset followed by a conditional
+// jump against a constant into one instruction, unless something jumps to the jump
+// itself (it would then need A from elsewhere). The jump stays in place, unused.
+func (p *Program) fuse() {
+	target := make([]bool, len(p.code)+1)
+	for i, in := range p.code {
+		switch {
+		case in.op == opJa:
+			target[i+1+int(in.k)] = true
+		case in.op >= opJeqK && in.op <= opJsetX:
+			target[i+1+int(in.jt)] = true
+			target[i+1+int(in.jf)] = true
+		}
+	}
+	for i := 0; i+1 < len(p.code); i++ {
+		in, next := &p.code[i], p.code[i+1]
+		if in.op > opLdIndB || target[i+1] || next.op < opJeqK || next.op > opJsetK {
+			continue
+		}
+		in.op += opLdWJ - opLdW
+		in.cop, in.k2 = next.op, next.k
+		in.jt, in.jf = next.jt+1, next.jf+1
+	}
 }
 
 // Match runs the program on a packet: pkt is the captured bytes, wire its length on
@@ -435,12 +472,74 @@ func (p *Program) Match(pkt []byte, wire int) bool {
 			x = a
 		case opTxa:
 			a = x
+		case opLdWJ:
+			k := uint64(in.k)
+			if k+4 > n {
+				return false
+			}
+			a = uint32(pkt[k])<<24 | uint32(pkt[k+1])<<16 | uint32(pkt[k+2])<<8 | uint32(pkt[k+3])
+			goto jump
+		case opLdHJ:
+			k := uint64(in.k)
+			if k+2 > n {
+				return false
+			}
+			a = uint32(pkt[k])<<8 | uint32(pkt[k+1])
+			goto jump
+		case opLdBJ:
+			k := uint64(in.k)
+			if k >= n {
+				return false
+			}
+			a = uint32(pkt[k])
+			goto jump
+		case opLdIndWJ:
+			k := uint64(x) + uint64(in.k)
+			if k+4 > n {
+				return false
+			}
+			a = uint32(pkt[k])<<24 | uint32(pkt[k+1])<<16 | uint32(pkt[k+2])<<8 | uint32(pkt[k+3])
+			goto jump
+		case opLdIndHJ:
+			k := uint64(x) + uint64(in.k)
+			if k+2 > n {
+				return false
+			}
+			a = uint32(pkt[k])<<8 | uint32(pkt[k+1])
+			goto jump
+		case opLdIndBJ:
+			k := uint64(x) + uint64(in.k)
+			if k >= n {
+				return false
+			}
+			a = uint32(pkt[k])
+			goto jump
+		}
+		continue
+	jump:
+		{
+			var c bool
+			switch in.cop {
+			case opJeqK:
+				c = a == in.k2
+			case opJgtK:
+				c = a > in.k2
+			case opJgeK:
+				c = a >= in.k2
+			default:
+				c = a&in.k2 != 0
+			}
+			if c {
+				pc += int(in.jt)
+			} else {
+				pc += int(in.jf)
+			}
 		}
 	}
 	return false
 }
 
-func pick(c bool, t, f uint8) uint8 {
+func pick(c bool, t, f uint16) uint16 {
 	if c {
 		return t
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/fparser/fparser/internal/kerneltest"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/internal/testpackets"
+	"github.com/fparser/fparser/offline"
 )
 
 const (
@@ -56,16 +57,17 @@ func probeDecisions(t *testing.T, probe *ebpf.Program, frames [][]byte) []bool {
 	return out
 }
 
-// testFrames are the Ethernet packets of testdata and the corpus, cut to what
+// testFrames are the packets of testdata and the corpus as Ethernet frames (the
+// others rewrapped, as the XDP program would see them), cut to what
 // BPF_PROG_TEST_RUN takes. The kernel sees a frame's length as its wire length, so
 // the Go side is given the same.
 func testFrames(t *testing.T) [][]byte {
 	var frames [][]byte
 	for _, p := range testpackets.Load(t) {
-		if p.Link.Type != 1 || len(p.Data) < 14 {
+		f, ok := asEthernet(&offline.Frame{Data: p.Data, Wire: p.Wire, LinkType: p.Link.Type})
+		if !ok || len(f) < 14 {
 			continue
 		}
-		f := p.Data
 		if len(f) > maxTestFrame {
 			f = f[:maxTestFrame]
 		}
@@ -75,7 +77,7 @@ func testFrames(t *testing.T) [][]byte {
 }
 
 // TestFilterDifferential: for every expression the oracle test uses and every
-// Ethernet packet, the filter translated to eBPF and run in the kernel decides as
+// packet (as an Ethernet frame), the filter translated to eBPF and run in the kernel decides as
 // the Go interpreter does.
 func TestFilterDifferential(t *testing.T) {
 	kerneltest.RequireRoot(t, "filter differential tests")
@@ -197,7 +199,7 @@ func TestTranslateRandom(t *testing.T) {
 	programs, disagreements, matched := 0, 0, 0
 	for range 300 {
 		raw := randomProgram(r)
-		prog, err := filter.Compile(ddd(raw), filter.Ethernet)
+		prog, err := filter.NewProgram(raw)
 		if err != nil {
 			t.Fatalf("random program refused: %v\n%s", err, ddd(raw))
 		}
@@ -299,7 +301,7 @@ func TestFilterPassesTheVerifier(t *testing.T) {
 	}
 	for range 100 {
 		raw := randomProgram(r)
-		prog, err := filter.Compile(ddd(raw), filter.Ethernet)
+		prog, err := filter.NewProgram(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
