@@ -119,7 +119,7 @@ var (
 		"sc": "", "ilmic": "", "connectmsg": "", "metaconnect": "", "fisu": "", "lssu": "", "msu": "", "sio": "",
 		"opc": "", "dpc": "", "sls": "", "hfisu": "", "hlssu": "", "hmsu": "", "hsio": "", "hopc": "", "hdpc": "",
 		"hsls": "", "igrp": "", "slip": "", "ppp": "", "ra": "", "ta": "", "addr1": "", "addr2": "", "addr3": "",
-		"addr4": "", "bssid": "", "hdpc ": "",
+		"addr4": "", "bssid": "",
 	}
 	// Named constants of pcap-filter(7).
 	namedConsts = map[string]uint32{

@@ -1,7 +1,8 @@
 // Package loader puts fparser's kernel datapath in place: it loads the programs and
-// maps compiled from bpf/, sets their load-time constants, attaches them to a network
-// interface with bpf_links (so a process that dies leaves nothing attached), and owns
-// the objects until Close.
+// maps compiled from bpf/, sets their load-time constants, splices in the packet
+// filter (translated from classic BPF), attaches them to a network interface with
+// bpf_links (so a process that dies leaves nothing attached), and owns the objects
+// until Close.
 package loader
 
 import (
