@@ -129,7 +129,12 @@ func randomProgram(r *rand.Rand) []bpf.RawInstruction {
 		}
 		return []uint32{0, 1, 0x7fffffff, 0x80000000, 0xffffffff, 0xfff0, 0xffff}[r.IntN(7)]
 	}
-	off := func() uint32 { return uint32(r.IntN(90)) }
+	off := func() uint32 {
+		if r.IntN(12) == 0 { // at or past the verifier's packet bound
+			return []uint32{65530, 65534, 65535, 70000, 0x7fffffff}[r.IntN(5)]
+		}
+		return uint32(r.IntN(90))
+	}
 	sizes := []uint16{0x00, 0x08, 0x10}
 	alus := []uint16{0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x90, 0xa0}
 	jmps := []uint16{0x10, 0x20, 0x30, 0x40}
@@ -140,7 +145,7 @@ func randomProgram(r *rand.Rand) []bpf.RawInstruction {
 		case 0:
 			in = bpf.RawInstruction{Op: 0x00 | sizes[r.IntN(3)] | 0x20, K: off()}
 		case 1:
-			in = bpf.RawInstruction{Op: 0x00 | sizes[r.IntN(3)] | 0x40, K: uint32(r.IntN(40))}
+			in = bpf.RawInstruction{Op: 0x00 | sizes[r.IntN(3)] | 0x40, K: off() % 70001}
 		case 2:
 			in = bpf.RawInstruction{Op: 0x01 | 0x10 | 0xa0, K: off()} // ldxb msh
 		case 3:
@@ -197,7 +202,7 @@ func TestTranslateRandom(t *testing.T) {
 		}
 	}
 	programs, disagreements, matched := 0, 0, 0
-	for range 300 {
+	for range 500 {
 		raw := randomProgram(r)
 		prog, err := filter.NewProgram(raw)
 		if err != nil {
@@ -245,6 +250,10 @@ var verifierExpressions = []string{
 	"ip[12:4] > 0x80000000 and len % 3 = 1",
 	"ether host 02:00:00:00:00:01 and not arp",
 	"port 53 or port 80 or port 443 or port 8080 or host 192.0.2.1 or net 10.0.0.0/8 or icmp6",
+	// Loads past any packet the verifier allows: the code after them is reached only
+	// from elsewhere.
+	"ether[70000] = 1 or udp",
+	"ip[65530:4] = 1 or tcp[65535] = 2 or tcp",
 }
 
 // verifierFrames are synthetic frames for the tests that also run on older kernels,

@@ -34,6 +34,12 @@ const (
 // maxPacketOff is the verifier's bound on a packet offset (MAX_PACKET_OFF).
 const maxPacketOff = 0xffff
 
+// maxVarOff bounds a load's offset from X: a mask, so the verifier can apply it, and
+// small enough that the 4 bytes after it stay within maxPacketOff. A load from X
+// past 32 KiB does not match in the kernel; no XDP frame, and no headers in an skb's
+// linear part, reach that far.
+const maxVarOff = 0x7fff
+
 // Classic BPF fields.
 const (
 	cLD, cLDX, cST, cSTX, cALU, cJMP, cRET, cMISC        = 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07
@@ -85,6 +91,21 @@ func jmpReg(op asm.JumpOp, dst, src asm.Register) asm.Instruction {
 
 func scratch(k uint32) int16 { return -4 * int16(k+1) }
 
+// pastAnyPacket says r loads at a constant offset beyond what the verifier lets a
+// program read: it always fails, so what follows it is reached only from elsewhere.
+func pastAnyPacket(r bpf.RawInstruction) bool {
+	var n uint64
+	switch {
+	case r.Op&0x07 == cLD && r.Op&0xe0 == modeABS:
+		n = uint64(loadSize[r.Op&0x18].n)
+	case r.Op == cLDX|sizeB|modeMSH:
+		n = 1
+	default:
+		return false
+	}
+	return uint64(r.K)+n > maxPacketOff
+}
+
 // reachable marks the classic instructions control can reach: the verifier refuses
 // code that nothing reaches.
 func reachable(raw []bpf.RawInstruction) []bool {
@@ -95,7 +116,7 @@ func reachable(raw []bpf.RawInstruction) []bool {
 			continue
 		}
 		switch {
-		case r.Op&0x07 == cRET:
+		case r.Op&0x07 == cRET, pastAnyPacket(r):
 		case r.Op == cJMP: // ja
 			seen[i+1+int(r.K)] = true
 		case r.Op&0x07 == cJMP:
@@ -137,7 +158,7 @@ func Translate(p *filter.Program) (asm.Instructions, error) {
 			continue
 		}
 		t.start[i] = len(t.out)
-		if err := t.insn(i, r, live); err != nil {
+		if err := t.insn(i, r); err != nil {
 			return nil, fmt.Errorf("%w: instruction %d (code %#x k %d): %v", filter.ErrProgram, i, r.Op, r.K, err)
 		}
 	}
@@ -162,17 +183,18 @@ func Translate(p *filter.Program) (asm.Instructions, error) {
 	return t.out, nil
 }
 
-// loadChecked loads size bytes at R1 + off (a constant) into dst.
-func (t *translator) loadChecked(dst asm.Register, off uint32, n int32, size asm.Size) {
+// loadChecked loads size bytes at R1 + off (a constant) into dst, and says whether
+// code follows: a load past any packet only jumps to the rejection.
+func (t *translator) loadChecked(dst asm.Register, off uint32, n int32, size asm.Size) bool {
 	if uint64(off)+uint64(n) > maxPacketOff {
-		// Past any packet the verifier lets a program read.
-		t.jump(ja(), -1)
-		return
+		t.jump(ja(), -1) // pastAnyPacket: nothing falls through from here
+		return false
 	}
 	end := int32(off) + n
 	t.emit(asm.Mov.Reg(regT1, regData), asm.Add.Imm(regT1, end))
 	t.jump(jmpReg(asm.JGT, regT1, regDataEnd), -1)
 	t.emit(asm.LoadMem(dst, regT1, int16(-n), size))
+	return true
 }
 
 func (t *translator) swap(n int32) {
@@ -193,7 +215,7 @@ func (t *translator) constReg(k uint32) bool {
 	return true
 }
 
-func (t *translator) insn(i int, r bpf.RawInstruction, live []bool) error {
+func (t *translator) insn(i int, r bpf.RawInstruction) error {
 	cls := r.Op & 0x07
 	switch cls {
 	case cLD, cLDX:
@@ -203,13 +225,15 @@ func (t *translator) insn(i int, r bpf.RawInstruction, live []bool) error {
 		}
 		switch mode, sz := r.Op&0xe0, r.Op&0x18; mode {
 		case modeABS:
-			s := loadSize[sz]
-			t.loadChecked(regA, r.K, s.n, s.size)
-			t.swap(s.n)
+			if s := loadSize[sz]; t.loadChecked(regA, r.K, s.n, s.size) {
+				t.swap(s.n)
+			}
 		case modeIND:
 			s := loadSize[sz]
-			// T1 = X + k, at most maxPacketOff - n, so that the verifier can bound
-			// T1 + R1 and the n bytes after it.
+			// T1 = X + k. Past maxVarOff it does not match. The AND changes nothing
+			// then, but gives the verifier a bound on T1 that no branch analysis can
+			// lose (a branch it cannot take may leave it believing anything), so
+			// that R1 + T1 and the n bytes after it stay within its packet bound.
 			t.emit(asm.Mov.Reg(regT1, regX))
 			if r.K != 0 {
 				if t.constReg(r.K) {
@@ -218,14 +242,16 @@ func (t *translator) insn(i int, r bpf.RawInstruction, live []bool) error {
 					t.emit(asm.Add.Imm(regT1, int32(r.K)))
 				}
 			}
-			t.jump(jmpImm(asm.JGT, regT1, maxPacketOff-s.n), -1)
+			t.jump(jmpImm(asm.JGT, regT1, maxVarOff), -1)
+			t.emit(asm.And.Imm(regT1, maxVarOff))
 			t.emit(asm.Add.Reg(regT1, regData), asm.Mov.Reg(regT2, regT1), asm.Add.Imm(regT2, s.n))
 			t.jump(jmpReg(asm.JGT, regT2, regDataEnd), -1)
 			t.emit(asm.LoadMem(regA, regT1, 0, s.size))
 			t.swap(s.n)
 		case modeMSH:
-			t.loadChecked(regX, r.K, 1, asm.Byte)
-			t.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
+			if t.loadChecked(regX, r.K, 1, asm.Byte) {
+				t.emit(asm.And.Imm32(regX, 0xf), asm.LSh.Imm32(regX, 2))
+			}
 		case modeIMM:
 			t.emit(asm.Mov.Imm32(dst, int32(r.K)))
 		case modeMEM:
