@@ -129,7 +129,7 @@ func TestStopFromCallback(t *testing.T) {
 		FlowTimeout: 2 * time.Second,
 		OnUDP: func(f fparser.Flow) {
 			reasons[f.EndReason]++
-			delivered += f.Packets()
+			delivered += f.PacketCount()
 			p.Stop()
 			p.Stop() // idempotent
 		},

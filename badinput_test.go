@@ -104,7 +104,7 @@ func TestBadInput(t *testing.T) {
 					t.Errorf("flow ended %v, want end-of-capture", f.EndReason)
 				}
 			}
-			if len(flows) < 2 || flows[0].Packets() != 12 || flows[1].Packets() != 17 {
+			if len(flows) < 2 || flows[0].PacketCount() != 12 || flows[1].PacketCount() != 17 {
 				t.Errorf("the complete connections were not reported whole: %+v", flows)
 			}
 			checkConservation(t, flows, info)

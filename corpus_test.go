@@ -121,7 +121,7 @@ func TestCorpus(t *testing.T) {
 			// Conservation: every accepted packet is in exactly one reported flow.
 			var sum uint64
 			for i := range flows {
-				sum += flows[i].Packets()
+				sum += flows[i].PacketCount()
 			}
 			if sum != info.PacketsAccepted {
 				t.Errorf("reported packets %d != accepted %d", sum, info.PacketsAccepted)

@@ -65,7 +65,7 @@ func ExampleParser_FindTCPFlow() {
 		FinTimeout: time.Millisecond,
 		OnTCP: func(ended fparser.Flow) {
 			if f, ok := p.FindTCPFlow(server, client); ok && ended.EndReason == fparser.EndFIN {
-				fmt.Printf("%v -> %v: %d packets so far\n", f.Src, f.Dst, f.Packets())
+				fmt.Printf("%v -> %v: %d packets so far\n", f.Src, f.Dst, f.PacketCount())
 			}
 		},
 	})

@@ -118,7 +118,7 @@ func TestSetFilterOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := p.Info()
-	if len(got) != 1 || !got[0].Src.Addr().Is6() || info.Filtered != info.PacketsSeen-got[0].Packets() {
+	if len(got) != 1 || !got[0].Src.Addr().Is6() || info.Filtered != info.PacketsSeen-got[0].PacketCount() {
 		t.Errorf("with ip6: flows %v, %+v", got, info)
 	}
 }

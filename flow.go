@@ -1,6 +1,7 @@
 package fparser
 
 import (
+	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -93,19 +94,79 @@ type Flow struct {
 	LastSeen  time.Time
 	// EndReason is set on flows handed to a callback; it is zero on active flows.
 	EndReason EndReason
+
+	history *userspace.History
+	aToB    bool  // the history's direction 0 is Src to Dst
+	offset  int64 // turns the history's clock into Unix ns
 }
 
-// Packets is the number of packets in both directions.
-func (f *Flow) Packets() uint64 { return f.Fwd.Packets + f.Rev.Packets }
+// PacketCount is the number of packets in both directions.
+func (f *Flow) PacketCount() uint64 { return f.Fwd.Packets + f.Rev.Packets }
 
-// Bytes is the number of bytes in both directions.
-func (f *Flow) Bytes() uint64 { return f.Fwd.Bytes + f.Rev.Bytes }
+// ByteCount is the number of bytes in both directions.
+func (f *Flow) ByteCount() uint64 { return f.Fwd.Bytes + f.Rev.Bytes }
+
+// Packet is the headers of one packet of a flow, as the history keeps them
+// (Options.Packets). Seq, Ack and Window are zero for UDP and for IP fragments after
+// the first; IPID is zero for IPv6, whose TTL is the hop limit.
+type Packet struct {
+	Time    time.Time
+	Reverse bool // Dst to Src; false: Src to Dst
+	IPID    uint16
+	TTL     uint8
+	Length  uint32 // IP length
+	Flags   TCPFlags
+	Seq     uint32
+	Ack     uint32
+	Window  uint16
+}
+
+// Packets yields the flow's packets in arrival order, as the original FParser's flow
+// iteration does: all of them, or the first Options.Packets. It yields nothing when
+// the history is off. The history of an active flow (from Flows or Find) holds the
+// packets up to when it was taken.
+func (f *Flow) Packets() iter.Seq[Packet] {
+	return func(yield func(Packet) bool) {
+		if f.history == nil {
+			return
+		}
+		for r := range f.history.All() {
+			p := Packet{
+				Time:    time.Unix(0, r.Time+f.offset).UTC(),
+				Reverse: (r.Dir == 0) != f.aToB,
+				IPID:    r.IPID, TTL: r.TTL, Length: r.Length, Flags: TCPFlags(r.Flags),
+				Seq: r.Seq, Ack: r.Ack, Window: r.Window,
+			}
+			if !yield(p) {
+				return
+			}
+		}
+	}
+}
+
+// PacketsIncomplete says packets are missing from the flow's history: storing
+// stopped at Options.MaxPacketMemory, or (live) records were lost.
+func (f *Flow) PacketsIncomplete() bool { return f.history != nil && f.history.Incomplete() }
+
+// PacketsStored is the number of packets in the flow's history.
+func (f *Flow) PacketsStored() int {
+	if f.history == nil {
+		return 0
+	}
+	return f.history.Len()
+}
 
 // Duration is the time from the first packet to the last.
 func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
 // flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
-func flowOf(k *userspace.Key, s *userspace.State, reason EndReason, offset int64) Flow {
+func flowOf(r *userspace.Record, offset int64) Flow {
+	f := flowOfState(&r.Key, &r.State, r.Reason, offset)
+	f.history, f.offset = r.History, offset
+	return f
+}
+
+func flowOfState(k *userspace.Key, s *userspace.State, reason EndReason, offset int64) Flow {
 	fwd, rev := 0, 1
 	src, dst := k.EndpointA(), k.EndpointB()
 	if s.Initiator == 1 {
@@ -122,6 +183,7 @@ func flowOf(k *userspace.Key, s *userspace.State, reason EndReason, offset int64
 		FirstSeen: time.Unix(0, s.FirstSeen()+offset).UTC(),
 		LastSeen:  time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason: reason,
+		aToB:      s.Initiator == 0,
 	}
 }
 

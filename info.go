@@ -28,6 +28,13 @@ type Info struct {
 	Fragments       uint64 // IP fragments seen, first and later
 	Unattributed    uint64 // later fragments with no earlier first fragment: not counted
 
+	// With Options.Packets: packets whose headers were stored, per protocol, in all
+	// flows so far; the memory the histories of active flows hold; packets not
+	// stored because of MaxPacketMemory.
+	StoredTCPPackets, StoredUDPPackets uint64
+	PacketMemory                       int64
+	PacketsNotStored                   uint64
+
 	FlowsCreated uint64
 	FlowsEnded   map[EndReason]uint64
 	// Evictions are flows the table dropped for lack of room: created − ended − active.
@@ -40,6 +47,7 @@ func (p *Parser) Info() Info {
 	var in Info
 	p.eng.Do(func() {
 		st := p.eng.StatsLocked()
+		hs := p.eng.HistoryStatsLocked()
 		c := p.counters()
 		in = Info{
 			TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
@@ -50,8 +58,10 @@ func (p *Parser) Info() Info {
 			AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
 			NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
 			Fragments: c.Fragments, Unattributed: c.Unattributed,
-			FlowsCreated: c.NewFlows,
-			FlowsEnded:   make(map[EndReason]uint64),
+			FlowsCreated:     c.NewFlows,
+			StoredTCPPackets: hs.StoredTCP, StoredUDPPackets: hs.StoredUDP,
+			PacketMemory: hs.Bytes, PacketsNotStored: hs.Capped + hs.Lost,
+			FlowsEnded: make(map[EndReason]uint64),
 		}
 		var ended uint64
 		for r, n := range st.Counts.FlowsEnded {

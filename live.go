@@ -45,6 +45,9 @@ func monotonic(coarse bool) int64 {
 
 // openLive loads the kernel datapath and attaches it to the interface.
 func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
+	if o.Packets != 0 {
+		return fmt.Errorf("%w: Packets: the per-packet history is kept for capture files only in this version", ErrOption)
+	}
 	mode := loader.Mode(o.Attach)
 	prog, err := compileLive(f)
 	if err != nil {

@@ -97,7 +97,7 @@ func TestLiveFilterClient(t *testing.T) {
 		t.Fatalf("%d flows reported at stop, want 2: %+v", len(flows), flows)
 	}
 	for _, f := range flows {
-		if f.EndReason != fparser.EndStopped || f.Packets() != 10 && f.Packets() != 8 {
+		if f.EndReason != fparser.EndStopped || f.PacketCount() != 10 && f.PacketCount() != 8 {
 			t.Errorf("flow at stop: %+v", f)
 		}
 	}

@@ -268,10 +268,10 @@ func TestLiveClient(t *testing.T) {
 		f, ok := p.FindUDPFlow(ends[0], ends[1])
 		if want := uint64(10); mode == "xdp" {
 			want = 5
-			if !ok || f.Packets() != want {
-				t.Errorf("FindUDPFlow(%v, %v) = %v packets, %v; want %d", ends[0], ends[1], f.Packets(), ok, want)
+			if !ok || f.PacketCount() != want {
+				t.Errorf("FindUDPFlow(%v, %v) = %v packets, %v; want %d", ends[0], ends[1], f.PacketCount(), ok, want)
 			}
-		} else if !ok || f.Packets() != want || f.Src != hostEnd {
+		} else if !ok || f.PacketCount() != want || f.Src != hostEnd {
 			t.Errorf("FindUDPFlow(%v, %v) = %+v, %v; want %d packets from %v", ends[0], ends[1], f, ok, want, hostEnd)
 		}
 	}
@@ -375,7 +375,7 @@ func TestLiveClient(t *testing.T) {
 	}
 	var sum uint64
 	for _, f := range flows {
-		sum += f.Packets()
+		sum += f.PacketCount()
 	}
 	if sum != info.PacketsAccepted {
 		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)

@@ -46,6 +46,12 @@ var (
 // as filtered rather than as non-IP.
 const DefaultFilter = "ip or ip6"
 
+// AllPackets, as Options.Packets, keeps every packet of every flow.
+const AllPackets = -1
+
+// DefaultMaxPacketMemory is the default of Options.MaxPacketMemory.
+const DefaultMaxPacketMemory = 1 << 30
+
 // DefaultSnaplen is the capture length used when none is given: libpcap's maximum.
 const DefaultSnaplen = 262144
 
@@ -67,6 +73,13 @@ type Options struct {
 	// it rejects count only in Info.Filtered. The default, empty, counts all IPv4 and
 	// IPv6 traffic without running a filter.
 	Filter string
+	// Packets keeps the headers of each flow's packets, for Flow.Packets: 0 (the
+	// default) keeps none, N keeps the first N of each flow, AllPackets keeps all.
+	Packets int
+	// MaxPacketMemory caps the memory the histories of active flows may take
+	// (default 1 GiB). When it is reached, storing stops, the flows that miss
+	// packets say so (Flow.PacketsIncomplete), and Info counts the packets not kept.
+	MaxPacketMemory int64
 	// Snaplen cuts every frame of a capture file to this many bytes before it is
 	// parsed, as a capture would. Byte counts come from the IP header and do not
 	// change. Default 262144. The kernel datapath reads headers only and ignores it.
@@ -123,6 +136,7 @@ type Parser struct {
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
 	panics       atomic.Uint64
+	capLogged    bool // the history's memory cap was logged; touched by the reading goroutine only
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -177,7 +191,7 @@ func New(source string, opts *Options) (*Parser, error) {
 	fi, statErr := os.Stat(source)
 	switch {
 	case statErr == nil && !fi.IsDir():
-		if err := p.openFile(source, timeouts, o.Snaplen, f); err != nil {
+		if err := p.openFile(source, timeouts, o.Snaplen, f, o.history()); err != nil {
 			return nil, err
 		}
 	case isInterface(source):
@@ -200,13 +214,14 @@ func isInterface(name string) bool {
 }
 
 // openFile sets the parser up to replay a capture file.
-func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int, f *filter.Filter) error {
+func (p *Parser) openFile(path string, t userspace.Timeouts, snaplen int, f *filter.Filter, hist userspace.HistoryConfig) error {
 	src, err := offline.Open(path) // its errors name the file already
 	if err != nil {
 		return err
 	}
 	table := userspace.NewFlowTable(1024)
 	p.eng = userspace.NewEngine(table, t)
+	p.eng.SetHistory(hist)
 	dp := offline.NewDatapath(p.eng, table, snaplen)
 	var links []uint32
 	if lt, ok := src.LinkType(); ok {
@@ -241,6 +256,10 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: ActiveTimeout %v is negative", ErrOption, o.ActiveTimeout)
 	case o.Snaplen < 0:
 		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
+	case o.MaxPacketMemory < 0:
+		return fmt.Errorf("%w: MaxPacketMemory %d is negative", ErrOption, o.MaxPacketMemory)
+	case o.Packets < AllPackets:
+		return fmt.Errorf("%w: Packets %d (want 0, a positive count, or AllPackets)", ErrOption, o.Packets)
 	case o.MaxFlows < 0 || o.MaxFlows > 1<<30:
 		return fmt.Errorf("%w: MaxFlows %d is out of range (0 to 2^30)", ErrOption, o.MaxFlows)
 	}
@@ -253,6 +272,15 @@ func (o *Options) check() error {
 		o.Snaplen = DefaultSnaplen
 	}
 	return nil
+}
+
+// history is the engine's history configuration for the options.
+func (o *Options) history() userspace.HistoryConfig {
+	c := userspace.HistoryConfig{Limit: o.Packets, MaxBytes: o.MaxPacketMemory}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = DefaultMaxPacketMemory
+	}
+	return c
 }
 
 // parseFilter parses a filter option; "" is no filter.
@@ -315,13 +343,21 @@ func (p *Parser) start() {
 // goroutine that reads the source, between batches and outside the engine's lock, so
 // a callback sees the table as it was when its flow ended and may call any method.
 func (p *Parser) deliver() {
+	if p.eng.HistoryOn() && !p.capLogged {
+		var st userspace.HistoryStats
+		p.eng.Do(func() { st = p.eng.HistoryStatsLocked() })
+		if st.Capped > 0 {
+			p.capLogged = true
+			p.log.Warn("packet history reached MaxPacketMemory: storing stopped; flows that miss packets say so", "bytes", st.Bytes)
+		}
+	}
 	recs := p.eng.TakeEnded(p.spare)
 	if recs == nil {
 		return
 	}
 	for i := range recs {
 		r := &recs[i]
-		f := flowOf(&r.Key, &r.State, r.Reason, p.offset)
+		f := flowOf(r, p.offset)
 		cb := p.onUDP.Load()
 		if f.Protocol == TCP {
 			cb = p.onTCP.Load()
@@ -404,7 +440,7 @@ func (p *Parser) Done() <-chan struct{} { return p.done }
 func (p *Parser) Flows() iter.Seq[Flow] {
 	return func(yield func(Flow) bool) {
 		for _, r := range p.eng.Snapshot(nil) {
-			if !yield(flowOf(&r.Key, &r.State, 0, p.offset)) {
+			if !yield(flowOf(&r, p.offset)) {
 				return
 			}
 		}
@@ -423,9 +459,9 @@ func (p *Parser) FindUDPFlow(a, b netip.AddrPort) (Flow, bool) { return p.FindFl
 // given in either direction.
 func (p *Parser) FindFlow(proto Protocol, vlan uint16, a, b netip.AddrPort) (Flow, bool) {
 	k := userspace.KeyOf(uint8(proto), vlan, a, b)
-	s, ok := p.eng.Lookup(&k)
+	r, ok := p.eng.LookupRecord(&k)
 	if !ok {
 		return Flow{}, false
 	}
-	return flowOf(&k, &s, 0, p.offset), true
+	return flowOf(&r, p.offset), true
 }

@@ -79,7 +79,7 @@ func checkConservation(t *testing.T, flows []fparser.Flow, info fparser.Info) {
 	t.Helper()
 	var sum uint64
 	for i := range flows {
-		sum += flows[i].Packets()
+		sum += flows[i].PacketCount()
 	}
 	if sum != info.PacketsAccepted {
 		t.Errorf("reported packets %d != accepted %d", sum, info.PacketsAccepted)
@@ -202,7 +202,7 @@ func TestPortReuseAfterFIN(t *testing.T) {
 	}
 	for i, want := range []fparser.EndReason{fparser.EndReused, fparser.EndEndOfCapture} {
 		f := flows[i]
-		if f.EndReason != want || f.Src != ap("192.0.2.1:45000") || f.Packets() != 12 || f.Fwd.Flags&fparser.SYN == 0 {
+		if f.EndReason != want || f.Src != ap("192.0.2.1:45000") || f.PacketCount() != 12 || f.Fwd.Flags&fparser.SYN == 0 {
 			t.Errorf("flow %d: %+v, want 12 packets from 192.0.2.1:45000 ending %v", i, f, want)
 		}
 	}

@@ -121,17 +121,21 @@ func writeBenchCapture(path string) error {
 // BenchmarkReplay replays the workload through the whole offline path: reading the
 // file, parsing, the flow table, sweeps, the final flush and handing out the ended
 // flows. One op is one replay of the file.
-func BenchmarkReplay(b *testing.B) { replayBench(b, "", benchFlows, benchPackets) }
+func BenchmarkReplay(b *testing.B) { replayBench(b, "", 0, benchFlows, benchPackets) }
+
+// BenchmarkReplayHistory is BenchmarkReplay keeping every packet's headers
+// (Options.Packets = AllPackets): the history's cost per packet and its size.
+func BenchmarkReplayHistory(b *testing.B) { replayBench(b, "", -1, benchFlows, benchPackets) }
 
 // BenchmarkReplayFiltered is BenchmarkReplay with a filter that keeps the TCP half
 // of the workload: the filter's cost per packet is the difference.
 func BenchmarkReplayFiltered(b *testing.B) {
 	for _, expr := range []string{"tcp port 443", "net 10.0.0.0/8 and tcp[tcpflags] & tcp-ack != 0"} {
-		b.Run(expr, func(b *testing.B) { replayBench(b, expr, benchFlows/2, benchPackets/2) })
+		b.Run(expr, func(b *testing.B) { replayBench(b, expr, 0, benchFlows/2, benchPackets/2) })
 	}
 }
 
-func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
+func replayBench(b *testing.B, expr string, history, wantFlows, wantPackets int) {
 	path := benchFile(b)
 	var f *filter.Filter
 	if expr != "" {
@@ -142,6 +146,7 @@ func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 	}
 	var ms0, ms1 runtime.MemStats
 	var mallocs uint64
+	var stored, storedBytes int
 	for b.Loop() {
 		b.StopTimer()
 		src, err := Open(path)
@@ -150,6 +155,7 @@ func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 		}
 		tab := userspace.NewFlowTable(0) // grows as a real run does
 		eng := userspace.NewEngine(tab, userspace.DefaultTimeouts)
+		eng.SetHistory(userspace.HistoryConfig{Limit: history})
 		dp := NewDatapath(eng, tab, 0)
 		if f != nil {
 			eng.Do(func() { err = dp.SetFilter(f, false, LinkEthernet) })
@@ -159,6 +165,7 @@ func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 		}
 		ended := 0
 		var spare []userspace.Record
+		stored, storedBytes = 0, 0
 		runtime.ReadMemStats(&ms0)
 		b.StartTimer()
 
@@ -166,6 +173,12 @@ func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 		err = Replay(context.Background(), src, dp, eng, func() {
 			if recs := eng.TakeEnded(spare); recs != nil {
 				ended += len(recs)
+				for i := range recs {
+					if h := recs[i].History; h != nil {
+						stored += h.Len()
+						storedBytes += h.Size()
+					}
+				}
 				spare = recs[:0]
 			}
 		})
@@ -183,8 +196,14 @@ func replayBench(b *testing.B, expr string, wantFlows, wantPackets int) {
 	b.ReportMetric(perPacket, "ns/packet")
 	b.ReportMetric(1e9/perPacket, "packets/s")
 	b.ReportMetric(float64(mallocs)/float64(b.N)/benchPackets, "allocs/packet")
-	if expr == "" {
+	if expr == "" && history == 0 {
 		b.ReportMetric(heapPerFlow(b, path), "heap-B/flow")
+	}
+	if history != 0 {
+		if stored != wantPackets {
+			b.Fatalf("%d packets stored, want %d", stored, wantPackets)
+		}
+		b.ReportMetric(float64(storedBytes)/float64(stored), "history-B/packet")
 	}
 }
 

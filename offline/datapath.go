@@ -16,6 +16,7 @@ type Datapath struct {
 	timeout userspace.Timeouts
 	frags   fragTable
 	snaplen int
+	history bool // the engine keeps packet histories
 	userspace.DatapathCounters
 
 	// The packet filter, compiled once per link type the capture uses.
@@ -90,7 +91,7 @@ func (d *Datapath) program(lt uint32) *filter.Program {
 // to eng. Frames longer than snaplen are cut to it first, as a capture would have cut
 // them; 0 means no limit.
 func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int) *Datapath {
-	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen}
+	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn()}
 }
 
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
@@ -109,6 +110,7 @@ type Parsed struct {
 	srcIsA bool
 	hash   uint64
 	ts     int64
+	rec    userspace.PacketRecord // filled when the engine keeps histories
 }
 
 // Parse parses a frame and starts loading the flow table memory its flow will use.
@@ -126,6 +128,10 @@ func (d *Datapath) Parse(pp *Parsed, frame []byte, wire int, lt uint32, ts int64
 		}
 	}
 	pp.v = parse(&pp.p, frame, lt, wire)
+	if d.history && (pp.v == vFlow || pp.v == vLaterFrag) {
+		readRecord(&pp.rec, frame, &pp.p)
+		pp.rec.Time = ts
+	}
 	if pp.v == vFlow {
 		pp.srcIsA = pp.p.key.Canonicalize()
 		pp.hash = d.table.Hash(&pp.p.key)
@@ -156,7 +162,7 @@ func (d *Datapath) Count(pp *Parsed) {
 			}
 			d.frags.put(fragKey{src: *src, dst: *dst, id: p.fragID, proto: p.key.Proto}, &p.key, pp.srcIsA)
 		}
-		d.update(&p.key, pp.hash, pp.srcIsA, p.length, p.flags, now)
+		d.update(&p.key, pp.hash, pp.srcIsA, p.length, p.flags, now, &pp.rec)
 	case vLaterFrag:
 		d.Fragments++
 		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
@@ -164,7 +170,7 @@ func (d *Datapath) Count(pp *Parsed) {
 			d.Unattributed++
 			return
 		}
-		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now)
+		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now, &pp.rec)
 	case vNonIP:
 		d.NonIP++
 	case vOtherL4:
@@ -178,7 +184,7 @@ func (d *Datapath) Count(pp *Parsed) {
 
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
-func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64) {
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord) {
 	s, created := d.table.UpsertHash(k, hash)
 	if !created {
 		if reason, end, over := d.timeout.Expired(s, now); over {
@@ -221,6 +227,12 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		if flags&userspace.FlagRST != 0 {
 			s.Marks |= userspace.MarkRST
 		}
+	}
+	if d.history {
+		// The kernel sends this record through its ring buffer while the flow is
+		// below the limit; the engine counts to the limit the same way.
+		rec.Dir = uint8(dir)
+		d.eng.RecordLocked(k, rec)
 	}
 	d.Accepted++
 	if k.Proto == userspace.ProtoTCP {

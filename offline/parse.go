@@ -67,6 +67,8 @@ type packet struct {
 	frag   uint8
 	length uint32 // IP length: IPv4 total length, IPv6 payload length + 40
 	fragID uint32
+	ipOff  int32 // where the IP header starts
+	l4Off  int32 // where the TCP or UDP header starts; 0 for a non-first fragment
 }
 
 var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
@@ -141,6 +143,7 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 
 	var l4 int    // offset of the TCP/UDP header
 	var l4len int // its length by the IP header
+	p.ipOff, p.l4Off = int32(off), 0
 	switch etype {
 	case etherIPv4:
 		if len(d) < off+20 || d[off]>>4 != 4 {
@@ -246,5 +249,23 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 	}
 	p.key.PortA = binary.BigEndian.Uint16(d[l4:])
 	p.key.PortB = binary.BigEndian.Uint16(d[l4+2:])
+	p.l4Off = int32(l4)
 	return vFlow
+}
+
+// readRecord fills the history record of a frame that parse accepted (vFlow or
+// vLaterFrag): parse checked that these headers are in the frame.
+func readRecord(r *userspace.PacketRecord, d []byte, p *packet) {
+	ip := d[p.ipOff:]
+	*r = userspace.PacketRecord{Length: p.length, Flags: p.flags}
+	if ip[0]>>4 == 4 {
+		r.IPID, r.TTL = binary.BigEndian.Uint16(ip[4:]), ip[8]
+	} else {
+		r.TTL = ip[7]
+	}
+	if p.l4Off > 0 && p.key.Proto == userspace.ProtoTCP {
+		tcp := d[p.l4Off:]
+		r.Seq, r.Ack = binary.BigEndian.Uint32(tcp[4:]), binary.BigEndian.Uint32(tcp[8:])
+		r.Window = binary.BigEndian.Uint16(tcp[14:])
+	}
 }

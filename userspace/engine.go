@@ -30,6 +30,8 @@ type Engine struct {
 	counts  EngineCounts
 	scratch []Record // reused by every sweep
 	order   []int32
+
+	hist *histories // per-packet history, nil when off
 }
 
 // EngineCounts are the engine's own counters.
@@ -99,7 +101,7 @@ func (e *Engine) ScheduleLocked(t int64) {
 
 // EndLocked queues a flow that the datapath ended.
 func (e *Engine) EndLocked(k *Key, s *State, reason EndReason, end int64) {
-	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end})
+	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end, History: e.hist.take(k)})
 	e.counts.FlowsEnded[reason]++
 }
 
@@ -122,7 +124,7 @@ func (e *Engine) sweepLocked() {
 		// removes after), so the reason comes from the final state. A packet that
 		// landed in between moved the deadline: the flow still ends now, with it.
 		reason, end := e.timeout.Deadline(s)
-		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now)})
+		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now), History: e.hist.take(k)})
 	})
 	e.nextDue = due
 	e.wake = max(e.nextSweep, e.nextDue)
@@ -141,7 +143,7 @@ const FlushChunk = 4096
 // same order.
 func (e *Engine) FlushLocked(reason EndReason) (more bool) {
 	return e.table.Drain(FlushChunk, func(k *Key, s *State) {
-		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now})
+		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now, History: e.hist.take(k)})
 		e.counts.FlowsEnded[reason]++
 	})
 }
@@ -204,10 +206,21 @@ func (e *Engine) Snapshot(dst []Record) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.table.Range(func(k *Key, s *State) bool {
-		dst = append(dst, Record{Key: *k, State: *s})
+		dst = append(dst, Record{Key: *k, State: *s, History: e.hist.copyOf(k)})
 		return true
 	})
 	return dst
+}
+
+// LookupRecord returns the active flow with key k, with a copy of its history.
+func (e *Engine) LookupRecord(k *Key) (Record, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.table.Lookup(k)
+	if !ok {
+		return Record{}, false
+	}
+	return Record{Key: *k, State: s, History: e.hist.copyOf(k)}, true
 }
 
 // Stats describes the engine at one instant.

@@ -147,10 +147,11 @@ func (r EndReason) String() string {
 
 // Record is a flow that has ended, with its final counters.
 type Record struct {
-	Key    Key
-	State  State
-	Reason EndReason
-	End    int64 // when the engine considers it ended, ns since the epoch
+	Key     Key
+	State   State
+	Reason  EndReason
+	End     int64    // when the engine considers it ended, ns since the epoch
+	History *History // the packets, when the engine keeps them
 }
 
 // DatapathCounters are a datapath's counters: the fields of the kernel program's

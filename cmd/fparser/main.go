@@ -54,6 +54,7 @@ type config struct {
 	read, iface, format, filter string
 	filterFile                  string
 	dumpFilter                  bool
+	packets                     int
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -84,6 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.finTimeout, "fin-timeout", 30*time.Second, "end a flow this long after its last packet once FIN or RST was seen")
 	fs.DurationVar(&c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
 	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "cut each packet to `snaplen` bytes before parsing")
+	fs.IntVar(&c.packets, "packets", 0, "with -r, keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
 	fs.Usage = func() {
@@ -151,7 +153,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout))
+	if c.packets != 0 && c.format == "csv" {
+		fmt.Fprintln(stderr, "fparser: --packets needs -o text or -o json")
+		return 2
+	}
+	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0)
 	if err != nil {
 		fmt.Fprintf(stderr, "fparser: -o: %v\n", err)
 		return 2
@@ -178,6 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ActiveTimeout: c.activeTimeout,
 		Filter:        c.filter,
 		Snaplen:       c.snaplen,
+		Packets:       c.packets,
 		Attach:        c.attach,
 		MaxFlows:      c.maxFlows,
 		CoarseClock:   c.coarse,

@@ -25,21 +25,22 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // flowWriter writes ended flows in one format. Write errors stick: the first one is
 // returned by every later call, so the caller can stop at once.
 type flowWriter struct {
-	w      *bufio.Writer
-	format string
-	flush  bool // flush after every flow: the output is a terminal
-	buf    []byte
-	err    error
-	header bool
+	w       *bufio.Writer
+	format  string
+	flush   bool // flush after every flow: the output is a terminal
+	buf     []byte
+	err     error
+	header  bool
+	packets bool // JSON: embed each flow's packets
 }
 
-func newFlowWriter(w io.Writer, format string, flushEach bool) (*flowWriter, error) {
+func newFlowWriter(w io.Writer, format string, flushEach, packets bool) (*flowWriter, error) {
 	switch format {
 	case "text", "json", "csv":
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want text, json or csv)", format)
 	}
-	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach}, nil
+	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets}, nil
 }
 
 func (fw *flowWriter) write(f *fparser.Flow) error {
@@ -65,6 +66,20 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 			f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes,
 			flagsText(f, f.Fwd.Flags), flagsText(f, f.Rev.Flags),
 			f.FirstSeen.Format(timeLayout), f.Duration().Round(time.Microsecond), f.EndReason)
+		for pk := range f.Packets() {
+			dir := ">"
+			if pk.Reverse {
+				dir = "<"
+			}
+			b = fmt.Appendf(b, "      %s %s id=%d ttl=%d len=%d", pk.Time.Format(timeLayout), dir, pk.IPID, pk.TTL, pk.Length)
+			if f.Protocol == fparser.TCP {
+				b = fmt.Appendf(b, " flags=%s seq=%d ack=%d win=%d", flagsText(f, pk.Flags), pk.Seq, pk.Ack, pk.Window)
+			}
+			b = append(b, '\n')
+		}
+		if f.PacketsIncomplete() {
+			b = append(b, "      (packets missing: the history reached its memory cap)\n"...)
+		}
 	case "json":
 		b = append(b, `{"protocol":"`...)
 		b = append(b, f.Protocol.String()...)
@@ -92,7 +107,11 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 		b = f.LastSeen.AppendFormat(b, timeLayout)
 		b = append(b, `","end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
-		b = append(b, "\"}\n"...)
+		b = append(b, '"')
+		if fw.packets {
+			b = appendPacketsJSON(b, f)
+		}
+		b = append(b, "}\n"...)
 	case "csv":
 		b = append(b, f.Protocol.String()...)
 		b = append(b, ',')
@@ -124,6 +143,33 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 		return fw.Flush()
 	}
 	return nil
+}
+
+// appendPacketsJSON appends the flow's packets as a "packets" array: time, dir
+// ("src2dst" or "dst2src"), ip_id, ttl, ip_len, and for TCP flags, seq, ack, window.
+func appendPacketsJSON(b []byte, f *fparser.Flow) []byte {
+	b = append(b, `,"packets":[`...)
+	first := true
+	for pk := range f.Packets() {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		dir := "src2dst"
+		if pk.Reverse {
+			dir = "dst2src"
+		}
+		b = fmt.Appendf(b, `{"time":"%s","dir":"%s","ip_id":%d,"ttl":%d,"ip_len":%d`, pk.Time.Format(timeLayout), dir, pk.IPID, pk.TTL, pk.Length)
+		if f.Protocol == fparser.TCP {
+			b = fmt.Appendf(b, `,"flags":"%s","seq":%d,"ack":%d,"window":%d`, flagsText(f, pk.Flags), pk.Seq, pk.Ack, pk.Window)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if f.PacketsIncomplete() {
+		b = append(b, `,"packets_incomplete":true`...)
+	}
+	return b
 }
 
 func flagsText(f *fparser.Flow, flags fparser.TCPFlags) string {

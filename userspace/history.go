@@ -1,0 +1,215 @@
+package userspace
+
+import (
+	"encoding/binary"
+	"iter"
+)
+
+// PacketRecord is what the history keeps of one packet: its time and the header
+// fields the original FParser stores. L4 fields are zero for UDP and for non-first
+// fragments; IPID is zero for IPv6.
+type PacketRecord struct {
+	Time   int64 // ns, the datapath's clock
+	Dir    uint8 // 0: endpoint A to B; 1: B to A
+	TTL    uint8 // hop limit for IPv6
+	Flags  uint8
+	IPID   uint16
+	Window uint16
+	Length uint32 // IP length
+	Seq    uint32
+	Ack    uint32
+}
+
+// History is the compressed record of a flow's packets, in arrival order.
+//
+// Each record starts with a byte of bits: the direction, and which fields are not
+// what the previous record of the same direction predicts. The prediction is "the
+// same" for TTL, length, flags and window, "one more" for the IP id, and "the same
+// step as last time" for sequence and acknowledgement numbers, so a bulk transfer
+// costs the byte, the time since the previous packet (a varint, in µs when whole),
+// and little else.
+type History struct {
+	buf        []byte
+	n          int
+	incomplete bool
+	enc        historyState
+}
+
+type historyState struct {
+	last int64
+	dir  [2]dirPrediction
+}
+
+type dirPrediction struct {
+	ipid         uint16
+	ttl, flags   uint8
+	window       uint16
+	length       uint32
+	seq, seqStep uint32
+	ack, ackStep uint32
+}
+
+const (
+	hDir = 1 << iota
+	hIPID
+	hTTL
+	hLength
+	hFlags
+	hSeq
+	hAck
+	hWindow
+)
+
+// Len is the number of packets recorded.
+func (h *History) Len() int { return h.n }
+
+// Size is the encoded size in bytes.
+func (h *History) Size() int { return len(h.buf) }
+
+// Incomplete says packets of the flow are missing from the history: it stopped at
+// a memory cap, or records were lost on the way.
+func (h *History) Incomplete() bool { return h.incomplete }
+
+// MarkIncomplete records that a packet is missing.
+func (h *History) MarkIncomplete() { h.incomplete = true }
+
+// Clone returns an independent copy.
+func (h *History) Clone() *History {
+	c := *h
+	c.buf = append([]byte(nil), h.buf...)
+	return &c
+}
+
+// timeDelta encodes a time step: in µs when it is whole µs (most captures), else ns.
+func appendTimeDelta(b []byte, d int64) []byte {
+	if d%1000 == 0 {
+		return binary.AppendVarint(b, d/1000<<1|1)
+	}
+	return binary.AppendVarint(b, d<<1)
+}
+
+func readTimeDelta(v int64) int64 {
+	if v&1 != 0 {
+		return v >> 1 * 1000
+	}
+	return v >> 1
+}
+
+// Append adds a packet.
+func (h *History) Append(r *PacketRecord) {
+	p := &h.enc.dir[r.Dir&1]
+	var bits byte
+	if r.Dir&1 != 0 {
+		bits |= hDir
+	}
+	if r.IPID != p.ipid+1 {
+		bits |= hIPID
+	}
+	if r.TTL != p.ttl {
+		bits |= hTTL
+	}
+	if r.Length != p.length {
+		bits |= hLength
+	}
+	if r.Flags != p.flags {
+		bits |= hFlags
+	}
+	if r.Seq != p.seq+p.seqStep {
+		bits |= hSeq
+	}
+	if r.Ack != p.ack+p.ackStep {
+		bits |= hAck
+	}
+	if r.Window != p.window {
+		bits |= hWindow
+	}
+	b := append(h.buf, bits)
+	b = appendTimeDelta(b, r.Time-h.enc.last)
+	if bits&hIPID != 0 {
+		b = binary.AppendVarint(b, int64(int16(r.IPID-p.ipid-1)))
+	}
+	if bits&hTTL != 0 {
+		b = append(b, r.TTL)
+	}
+	if bits&hLength != 0 {
+		b = binary.AppendUvarint(b, uint64(r.Length))
+	}
+	if bits&hFlags != 0 {
+		b = append(b, r.Flags)
+	}
+	if bits&hSeq != 0 {
+		b = binary.AppendVarint(b, int64(int32(r.Seq-p.seq-p.seqStep)))
+	}
+	if bits&hAck != 0 {
+		b = binary.AppendVarint(b, int64(int32(r.Ack-p.ack-p.ackStep)))
+	}
+	if bits&hWindow != 0 {
+		b = binary.AppendVarint(b, int64(int16(r.Window-p.window)))
+	}
+	h.buf = b
+	h.n++
+	h.enc.last = r.Time
+	p.advance(r)
+}
+
+func (p *dirPrediction) advance(r *PacketRecord) {
+	p.seqStep, p.seq = r.Seq-p.seq, r.Seq
+	p.ackStep, p.ack = r.Ack-p.ack, r.Ack
+	p.ipid, p.ttl, p.flags, p.window, p.length = r.IPID, r.TTL, r.Flags, r.Window, r.Length
+}
+
+// All yields the packets in arrival order.
+func (h *History) All() iter.Seq[PacketRecord] {
+	return func(yield func(PacketRecord) bool) {
+		var st historyState
+		b := h.buf
+		for len(b) > 0 {
+			bits := b[0]
+			b = b[1:]
+			var r PacketRecord
+			r.Dir = bits & hDir
+			p := &st.dir[r.Dir]
+			v, n := binary.Varint(b)
+			b = b[n:]
+			r.Time = st.last + readTimeDelta(v)
+			r.IPID, r.TTL, r.Length, r.Flags = p.ipid+1, p.ttl, p.length, p.flags
+			r.Seq, r.Ack, r.Window = p.seq+p.seqStep, p.ack+p.ackStep, p.window
+			if bits&hIPID != 0 {
+				v, n = binary.Varint(b)
+				b = b[n:]
+				r.IPID += uint16(v)
+			}
+			if bits&hTTL != 0 {
+				r.TTL, b = b[0], b[1:]
+			}
+			if bits&hLength != 0 {
+				u, n := binary.Uvarint(b)
+				b = b[n:]
+				r.Length = uint32(u)
+			}
+			if bits&hFlags != 0 {
+				r.Flags, b = b[0], b[1:]
+			}
+			if bits&hSeq != 0 {
+				v, n = binary.Varint(b)
+				b = b[n:]
+				r.Seq += uint32(v)
+			}
+			if bits&hAck != 0 {
+				v, n = binary.Varint(b)
+				b = b[n:]
+				r.Ack += uint32(v)
+			}
+			if bits&hWindow != 0 {
+				v, n = binary.Varint(b)
+				b = b[n:]
+				r.Window += uint16(v)
+			}
+			st.last = r.Time
+			p.advance(&r)
+			if !yield(r) {
+				return
+			}
+		}
+	}
+}
