@@ -113,9 +113,6 @@ func Parse(expr string) (*Filter, error) {
 // String returns the expression as given.
 func (f *Filter) String() string { return f.expr }
 
-// IsRaw says the filter is a tcpdump -ddd program rather than an expression.
-func (f *Filter) IsRaw() bool { return f.raw != nil }
-
 // Link is the link type a program is compiled for.
 type Link struct {
 	// Type is the LINKTYPE_* value of the capture (1 is Ethernet).

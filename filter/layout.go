@@ -414,10 +414,10 @@ func (e *emitter) threadJumps() {
 			a = regValue{}
 		}
 		switch {
-		case isJA(p.pinsnValue()):
+		case isJA(*p):
 			p.jt = resolve(p.jt, k)
 			flow(at(p.jt), k, a)
-		case isCond(p.pinsnValue()):
+		case isCond(*p):
 			kt, kf := k, k
 			if a.known && p.raw.Op&srcX == 0 {
 				if p.raw.Op&0xf0 == jJEQ {
@@ -435,8 +435,6 @@ func (e *emitter) threadJumps() {
 		}
 	}
 }
-
-func (p *pinsn) pinsnValue() pinsn { return *p }
 
 func isLoadABS(r bpf.RawInstruction) bool {
 	return r.Op&0x07 == clsLD && r.Op&0xe0 == mABS

@@ -24,15 +24,6 @@ type Program struct {
 // Raw returns the program's instructions.
 func (p *Program) Raw() []bpf.RawInstruction { return p.raw }
 
-// Instructions returns the program decoded, for printing.
-func (p *Program) Instructions() []bpf.Instruction {
-	out := make([]bpf.Instruction, len(p.raw))
-	for i, r := range p.raw {
-		out[i] = r.Disassemble()
-	}
-	return out
-}
-
 // DDD prints the program as tcpdump -ddd does.
 func (p *Program) DDD() string {
 	var b strings.Builder

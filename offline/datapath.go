@@ -40,24 +40,34 @@ type linkProgram struct {
 func (d *Datapath) SetFilter(f *filter.Filter, bigEndian bool, links ...uint32) error {
 	var progs []linkProgram
 	if f != nil {
-		for _, lt := range append(links, d.linksSeen()...) {
-			p, err := f.Compile(filter.Link{Type: lt, BigEndian: bigEndian})
-			if err != nil {
+		for _, lt := range links {
+			if err := compileOnce(&progs, f, lt, bigEndian); err != nil {
 				return err
 			}
-			progs = append(progs, linkProgram{lt, p})
+		}
+		for _, lp := range d.progs {
+			if err := compileOnce(&progs, f, lp.link, bigEndian); err != nil {
+				return err
+			}
 		}
 	}
 	d.filter, d.bigEndian, d.progs, d.last = f, bigEndian, progs, linkProgram{}
 	return nil
 }
 
-func (d *Datapath) linksSeen() []uint32 {
-	var lts []uint32
-	for _, lp := range d.progs {
-		lts = append(lts, lp.link)
+// compileOnce adds f compiled for link type lt to progs, unless it is there.
+func compileOnce(progs *[]linkProgram, f *filter.Filter, lt uint32, bigEndian bool) error {
+	for _, lp := range *progs {
+		if lp.link == lt {
+			return nil
+		}
 	}
-	return lts
+	p, err := f.Compile(filter.Link{Type: lt, BigEndian: bigEndian})
+	if err != nil {
+		return err
+	}
+	*progs = append(*progs, linkProgram{lt, p})
+	return nil
 }
 
 // Err reports a filter that could not be compiled for a frame's link type; that
