@@ -2,6 +2,8 @@ package fparser
 
 import (
 	"iter"
+	"math"
+	"math/bits"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -80,6 +82,32 @@ type Counters struct {
 	Flags   TCPFlags
 	First   time.Time // zero when the direction has no packet
 	Last    time.Time
+
+	// Statistics, as NFStream's post-mortem features, kept by the datapath per
+	// packet (in the kernel, live).
+	Size        SizeStats  // packet sizes
+	Gap         GapStats   // inter-arrival times
+	FlagPackets FlagCounts // packets that carried each TCP flag
+}
+
+// SizeStats summarize a direction's packet sizes, IP lengths in bytes as Bytes
+// counts them. Stddev is the sample standard deviation, 0 below two packets.
+type SizeStats struct {
+	Min, Max     uint32
+	Mean, Stddev float64
+}
+
+// GapStats summarize the gaps between a direction's consecutive packets (Packets-1
+// of them), each in whole microseconds, truncated. Stddev is the sample standard
+// deviation, 0 below two gaps. A gap is 0 where the clock went backwards: live, when
+// two CPUs count packets of the same direction at once.
+type GapStats struct {
+	Min, Max, Mean, Stddev time.Duration
+}
+
+// FlagCounts count a direction's packets that carried each TCP flag.
+type FlagCounts struct {
+	FIN, SYN, RST, PSH, ACK, URG, ECE, CWR uint32
 }
 
 // Flow is a bidirectional TCP or UDP flow. Src is the endpoint that initiated it: the
@@ -178,8 +206,8 @@ func flowOfState(k *userspace.Key, s *userspace.State, reason EndReason, offset 
 		Src:       src,
 		Dst:       dst,
 		VLAN:      k.VLAN,
-		Fwd:       countersOf(&s.Dir[fwd], s.Flags[fwd], offset),
-		Rev:       countersOf(&s.Dir[rev], s.Flags[rev], offset),
+		Fwd:       countersOf(&s.Dir[fwd], s.Flags[fwd], &s.Stats[fwd], offset),
+		Rev:       countersOf(&s.Dir[rev], s.Flags[rev], &s.Stats[rev], offset),
 		FirstSeen: time.Unix(0, s.FirstSeen()+offset).UTC(),
 		LastSeen:  time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason: reason,
@@ -187,11 +215,45 @@ func flowOfState(k *userspace.Key, s *userspace.State, reason EndReason, offset 
 	}
 }
 
-func countersOf(c *userspace.Counters, flags uint8, offset int64) Counters {
+func countersOf(c *userspace.Counters, flags uint8, st *userspace.DirStats, offset int64) Counters {
 	out := Counters{Packets: c.Packets, Bytes: c.Bytes, Flags: TCPFlags(flags)}
-	if c.Packets > 0 {
-		out.First = time.Unix(0, c.First+offset).UTC()
-		out.Last = time.Unix(0, c.Last+offset).UTC()
+	if c.Packets == 0 {
+		return out
 	}
+	out.First = time.Unix(0, c.First+offset).UTC()
+	out.Last = time.Unix(0, c.Last+offset).UTC()
+	out.Size = SizeStats{
+		Min: st.SizeMin, Max: st.SizeMax,
+		Mean:   float64(c.Bytes) / float64(c.Packets),
+		Stddev: stddev(c.Packets, c.Bytes, st.SizeSquares),
+	}
+	if gaps := c.Packets - 1; gaps > 0 {
+		out.Gap = GapStats{
+			Min:    time.Duration(st.GapMin) * time.Microsecond,
+			Max:    time.Duration(st.GapMax) * time.Microsecond,
+			Mean:   time.Duration(float64(st.GapSum) / float64(gaps) * 1e3),
+			Stddev: time.Duration(stddev(gaps, st.GapSum, st.GapSquares) * 1e3),
+		}
+	}
+	f := &st.FlagPackets
+	out.FlagPackets = FlagCounts{FIN: f[0], SYN: f[1], RST: f[2], PSH: f[3], ACK: f[4], URG: f[5], ECE: f[6], CWR: f[7]}
 	return out
+}
+
+// stddev is the sample standard deviation of n values from their sum and the sum of
+// their squares. The numerator n·Σx² − (Σx)² is computed exactly in 128 bits, so
+// large values near each other lose nothing to cancellation.
+func stddev(n, sum, squares uint64) float64 {
+	if n < 2 {
+		return 0
+	}
+	hi1, lo1 := bits.Mul64(n, squares)
+	hi2, lo2 := bits.Mul64(sum, sum)
+	lo, borrow := bits.Sub64(lo1, lo2, 0)
+	hi, _ := bits.Sub64(hi1, hi2, borrow)
+	if hi>>63 != 0 {
+		return 0 // overflowed sums: never with the datapath's bounds
+	}
+	num := float64(hi)*0x1p64 + float64(lo)
+	return math.Sqrt(num / (float64(n) * float64(n-1)))
 }

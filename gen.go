@@ -4,4 +4,4 @@ package fparser
 // bindings, into package loader. The outputs are committed, so building fparser
 // needs only Go; CI regenerates them with clang and fails on any difference.
 //
-//go:generate go tool bpf2go -go-package loader -output-dir loader -output-stem fparser -target bpfel -cflags "-O2 -g -mcpu=v3 -Wall -Werror" -type event fparser bpf/fparser.c
+//go:generate go tool bpf2go -go-package loader -output-dir loader -output-stem fparser -target bpfel -cflags "-O2 -g -mcpu=v3 -Wall -Werror" -type event -type record fparser bpf/fparser.c

@@ -2,7 +2,6 @@ package fparser_test
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -166,7 +165,7 @@ func TestPacketHistoryMatchesTshark(t *testing.T) {
 }
 
 // TestPacketHistoryOptions: the first N packets per flow; the memory cap marks the
-// flows, counts the packets not kept and logs once; no history live in this version.
+// flows, counts the packets not kept and logs once.
 func TestPacketHistoryOptions(t *testing.T) {
 	var flows []fparser.Flow
 	add := func(f fparser.Flow) { flows = append(flows, f) }
@@ -206,9 +205,6 @@ func TestPacketHistoryOptions(t *testing.T) {
 		t.Errorf("cap: %d flows incomplete, %d packets not stored, log %q", incomplete, info.PacketsNotStored, logged.String())
 	}
 
-	if _, err := fparser.New("lo", &fparser.Options{Packets: 10}); !errors.Is(err, fparser.ErrOption) {
-		t.Errorf("live with Packets: %v, want ErrOption", err)
-	}
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -45,15 +45,12 @@ func monotonic(coarse bool) int64 {
 
 // openLive loads the kernel datapath and attaches it to the interface.
 func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
-	if o.Packets != 0 {
-		return fmt.Errorf("%w: Packets: the per-packet history is kept for capture files only in this version", ErrOption)
-	}
 	mode := loader.Mode(o.Attach)
 	prog, err := compileLive(f)
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog})
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
@@ -67,6 +64,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	p.coarse = o.CoarseClock
 	p.offset = time.Now().UnixNano() - monotonic(p.coarse)
 	p.eng = userspace.NewEngine(d.Table(), t)
+	p.eng.SetHistory(o.history())
 	p.log.Debug("attached", "interface", iface, "where", d.Attached())
 
 	var mu sync.Mutex // counters are read by Info while the run loop may be closing d
@@ -117,11 +115,28 @@ func compileLive(f *filter.Filter) (*filter.Program, error) {
 
 // runLive is the live parser's loop: the kernel counts; this goroutine keeps the
 // clock, sweeps, and hands out flows; another reads the kernel's events into the
-// engine. On stop it detaches the programs first, so that no packet is counted after
-// the last flush, reads the events left, then flushes every flow with reason stopped.
+// engine. Before each sweep the reader catches up with the ring buffer, so the packet
+// records of a flow the sweep ends are in its history. On stop it detaches the
+// programs first, so that no packet is counted after the last flush, reads the events
+// left, then flushes every flow with reason stopped.
 func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader.Events, t userspace.Timeouts) error {
 	read := make(chan error, 1)
-	go func() { read <- p.readEvents(events, t) }()
+	caughtUp := make(chan struct{})
+	go func() { read <- p.readEvents(events, t, caughtUp) }()
+	// catchUp waits until the reader has taken every event sent so far; false if
+	// the reader stopped.
+	catchUp := func() bool {
+		if err := events.Flush(); err != nil {
+			return false
+		}
+		select {
+		case <-caughtUp:
+			return true
+		case err := <-read:
+			read <- err
+			return false
+		}
+	}
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
@@ -129,13 +144,13 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 		case <-ctx.Done():
 			detachErr := d.Detach()
 			// Events the kernel sent before it stopped may still be in the ring
-			// buffer: the reader takes them all, then stops.
-			events.Flush()
+			// buffer: the reader takes them all.
+			catchUp()
+			events.Close()
 			err := <-read
 			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
 			p.eng.Flush(userspace.EndStopped, p.deliver)
-			events.Close()
 			if err != nil {
 				return err
 			}
@@ -151,26 +166,33 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			}
 			read <- nil
 		case <-ticker.C:
+			catchUp()
 			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
 		}
 	}
 }
 
-// readEvents moves the kernel's events into the engine until a Flush has delivered the
-// last of them, or reading fails.
-func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts) error {
+// readEvents moves the kernel's events into the engine until the ring buffer is
+// closed or reading fails. Each time it has taken every event before a Flush, it
+// says so on caughtUp.
+func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtUp chan<- struct{}) error {
 	var ev loader.Event
 	for {
 		err := events.Read(&ev)
 		switch {
 		case err == nil:
-		case loader.IsFlushed(err) || loader.IsClosed(err):
+		case loader.IsFlushed(err):
+			caughtUp <- struct{}{}
+			continue
+		case loader.IsClosed(err):
 			return nil
 		default:
 			return err
 		}
 		switch ev.Kind {
+		case loader.EventPacket:
+			p.eng.Do(func() { p.eng.RecordLocked(&ev.Key, &ev.Packet) })
 		case loader.EventEnded:
 			p.eng.Do(func() { p.eng.EndLocked(&ev.Key, &ev.State, ev.Reason, ev.Time) })
 		case loader.EventMark:

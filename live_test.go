@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,6 +252,7 @@ func TestLiveClient(t *testing.T) {
 		CoarseClock: coarse,
 		FinTimeout:  300 * time.Millisecond,
 		FlowTimeout: 1500 * time.Millisecond,
+		Packets:     fparser.AllPackets,
 		OnTCP:       log.add,
 		OnUDP:       log.add,
 		Logger:      discard(),
@@ -357,7 +359,7 @@ func TestLiveClient(t *testing.T) {
 		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))
 	}
 	// The same packets as tcpdump saw, flow by flow.
-	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour})
+	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,6 +381,10 @@ func TestLiveClient(t *testing.T) {
 	}
 	if sum != info.PacketsAccepted {
 		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)
+	}
+	comparePacketRecords(t, flows, offline)
+	if stored := info.StoredTCPPackets + info.StoredUDPPackets; stored != sum || info.PacketsNotStored != 0 {
+		t.Errorf("Info: %d packets stored and %d not, want all %d stored", stored, info.PacketsNotStored, sum)
 	}
 
 	// What the test itself sent.
@@ -410,6 +416,61 @@ func TestLiveClient(t *testing.T) {
 		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
 		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
 	}
+}
+
+// comparePacketRecords compares the packet records and statistics of flows counted
+// live with those of the same flows replayed from tcpdump's capture: every field but
+// the times, which come from different clocks.
+func comparePacketRecords(t *testing.T, live, dump []fparser.Flow) {
+	t.Helper()
+	type tuple struct {
+		proto    fparser.Protocol
+		src, dst netip.AddrPort
+	}
+	byTuple := func(flows []fparser.Flow) map[tuple][]fparser.Flow {
+		m := map[tuple][]fparser.Flow{}
+		for _, f := range flows {
+			k := tuple{f.Protocol, f.Src, f.Dst}
+			m[k] = append(m[k], f)
+		}
+		for _, fs := range m {
+			slices.SortFunc(fs, func(a, b fparser.Flow) int { return a.FirstSeen.Compare(b.FirstSeen) })
+		}
+		return m
+	}
+	records := func(f *fparser.Flow) []string {
+		var out []string
+		for p := range f.Packets() {
+			p.Time = time.Time{}
+			out = append(out, fmt.Sprintf("%+v", p))
+		}
+		return out
+	}
+	dumped := byTuple(dump)
+	compared := 0
+	for k, fs := range byTuple(live) {
+		ds := dumped[k]
+		if len(ds) != len(fs) {
+			t.Errorf("%v: %d flows live, %d replayed", k, len(fs), len(ds))
+			continue
+		}
+		for i := range fs {
+			f, d := &fs[i], &ds[i]
+			if f.PacketsIncomplete() || f.PacketsStored() != int(f.PacketCount()) {
+				t.Errorf("%v: live history has %d of %d packets, incomplete %v", k, f.PacketsStored(), f.PacketCount(), f.PacketsIncomplete())
+			}
+			if g, w := records(f), records(d); !slices.Equal(g, w) {
+				t.Errorf("%v: live packet records differ from the replay's:\n live %q\n dump %q", k, g, w)
+			}
+			for dir, c := range [][2]fparser.Counters{{f.Fwd, d.Fwd}, {f.Rev, d.Rev}} {
+				if c[0].Size != c[1].Size || c[0].FlagPackets != c[1].FlagPackets {
+					t.Errorf("%v dir %d: live sizes %+v flags %+v, replay %+v %+v", k, dir, c[0].Size, c[0].FlagPackets, c[1].Size, c[1].FlagPackets)
+				}
+			}
+			compared++
+		}
+	}
+	t.Logf("packet records and statistics of %d flows equal the replay's", compared)
 }
 
 // udpEcho sends n datagrams of size bytes from the host's port to the peer's echo

@@ -137,6 +137,7 @@ type Parser struct {
 	onKill       func()
 	panics       atomic.Uint64
 	capLogged    bool // the history's memory cap was logged; touched by the reading goroutine only
+	lostLogged   bool // likewise, lost packet records
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -343,12 +344,16 @@ func (p *Parser) start() {
 // goroutine that reads the source, between batches and outside the engine's lock, so
 // a callback sees the table as it was when its flow ended and may call any method.
 func (p *Parser) deliver() {
-	if p.eng.HistoryOn() && !p.capLogged {
+	if p.eng.HistoryOn() && !(p.capLogged && p.lostLogged) {
 		var st userspace.HistoryStats
 		p.eng.Do(func() { st = p.eng.HistoryStatsLocked() })
-		if st.Capped > 0 {
+		if st.Capped > 0 && !p.capLogged {
 			p.capLogged = true
 			p.log.Warn("packet history reached MaxPacketMemory: storing stopped; flows that miss packets say so", "bytes", st.Bytes)
+		}
+		if st.Lost > 0 && !p.lostLogged {
+			p.lostLogged = true
+			p.log.Warn("packet records lost: the kernel's ring buffer was full; flows that miss packets say so, Info.PacketsNotStored counts them", "lost", st.Lost)
 		}
 	}
 	recs := p.eng.TakeEnded(p.spare)

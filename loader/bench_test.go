@@ -68,6 +68,26 @@ func BenchmarkKernelPacket(b *testing.B) {
 		prog  *ebpf.Program
 		frame []byte
 	}{"hot-tcp-coarse-clock", coarse.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)})
+	// With every packet recorded for the history, into a ring buffer large enough
+	// for the whole run (no reader), and with the flow past its limit of 1 record.
+	recording, err := Load(Config{HistoryLimit: -1, ringbufBytes: 1 << 29})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer recording.Close()
+	pastLimit, err := Load(Config{HistoryLimit: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pastLimit.Close()
+	cases = append(cases, []struct {
+		name  string
+		prog  *ebpf.Program
+		frame []byte
+	}{
+		{"hot-tcp-history", recording.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		{"hot-tcp-history-past-limit", pastLimit.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+	}...)
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			_, per, err := c.prog.Benchmark(c.frame, b.N, nil)

@@ -36,6 +36,9 @@ type flowRecord struct {
 type sideResult struct {
 	records  map[flowRecord]int
 	counters userspace.DatapathCounters
+	// packets are the packet records per flow key, in arrival order: those of a
+	// key's successive flows one after the other.
+	packets map[userspace.Key][]userspace.PacketRecord
 }
 
 // kernelSide runs frames through the XDP program with the given clock readings and
@@ -79,10 +82,13 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 		t.Fatal(err)
 	}
 
-	res := sideResult{records: map[flowRecord]int{}, counters: want}
+	res := sideResult{records: map[flowRecord]int{}, counters: want, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	for _, ev := range evs {
-		if ev.Kind == EventEnded {
+		switch ev.Kind {
+		case EventEnded:
 			res.records[flowRecord{ev.Key, ev.State, ev.Reason == userspace.EndReused}]++
+		case EventPacket:
+			res.packets[ev.Key] = append(res.packets[ev.Key], ev.Packet)
 		}
 	}
 	d.Table().Range(func(k *userspace.Key, s *userspace.State) bool {
@@ -93,11 +99,12 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 }
 
 // goSide runs the same frames through the Go datapath.
-func goSide(frames [][]byte, times []int64, to userspace.Timeouts) sideResult {
+func goSide(frames [][]byte, times []int64, to userspace.Timeouts, history int) sideResult {
 	tab := userspace.NewFlowTable(1024)
 	eng := userspace.NewEngine(tab, to)
+	eng.SetHistory(userspace.HistoryConfig{Limit: history})
 	dp := offline.NewDatapath(eng, tab, 0)
-	res := sideResult{records: map[flowRecord]int{}}
+	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	eng.Do(func() {
 		for i, f := range frames {
 			dp.Packet(f, len(f), offline.LinkEthernet, times[i])
@@ -108,6 +115,11 @@ func goSide(frames [][]byte, times []int64, to userspace.Timeouts) sideResult {
 	})
 	for _, r := range eng.TakeEnded(nil) {
 		res.records[flowRecord{r.Key, r.State, r.Reason == userspace.EndReused}]++
+		if r.History != nil {
+			for pr := range r.History.All() {
+				res.packets[r.Key] = append(res.packets[r.Key], pr)
+			}
+		}
 	}
 	return res
 }
@@ -201,24 +213,26 @@ func readEthernetFrames(t *testing.T, path string) (frames [][]byte, times []int
 	return frames, times, skipped
 }
 
-func differential(t *testing.T, d *Datapath, path string, to userspace.Timeouts) {
+func differential(t *testing.T, d *Datapath, path string, to userspace.Timeouts, history int) {
 	frames, times, skipped := readEthernetFrames(t, path)
 	if len(frames) == 0 {
 		t.Skipf("no frames that Ethernet can carry (%d skipped)", skipped)
 	}
-	compareSides(t, d, frames, times, to)
+	compareSides(t, d, frames, times, to, history)
 }
 
-// compareSides runs frames through both datapaths, from empty, and compares them.
-func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64, to userspace.Timeouts) {
+// compareSides runs frames through both datapaths, from empty, and compares them:
+// counters, flows, and with history (d's HistoryLimit) the packet records.
+func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64, to userspace.Timeouts, history int) {
 	clearMaps(t, d)
 	kern := kernelSide(t, d, frames, times)
-	gos := goSide(frames, times, to)
+	gos := goSide(frames, times, to, history)
 	kc, gc := kern.counters, gos.counters
-	kc.RingbufFailed, kc.LostInserts = 0, 0
-	if kern.counters.RingbufFailed != 0 || kern.counters.LostInserts != 0 {
-		t.Errorf("kernel lost %d events and %d inserts", kern.counters.RingbufFailed, kern.counters.LostInserts)
+	kc.RingbufFailed, kc.LostInserts, kc.RecordsLost = 0, 0, 0
+	if kern.counters.RingbufFailed != 0 || kern.counters.LostInserts != 0 || kern.counters.RecordsLost != 0 {
+		t.Errorf("kernel lost %d events, %d inserts and %d records", kern.counters.RingbufFailed, kern.counters.LostInserts, kern.counters.RecordsLost)
 	}
+	comparePackets(t, kern.packets, gos.packets)
 	if kc != gc {
 		t.Errorf("counters differ:\nkernel %+v\n    go %+v", kc, gc)
 	}
@@ -236,6 +250,32 @@ func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64, to 
 	if len(diffs) > 0 {
 		slices.Sort(diffs)
 		t.Errorf("%d flow records differ (of %d):\n  %s", len(diffs), len(gos.records), strings.Join(diffs[:min(6, len(diffs))], "\n  "))
+	}
+}
+
+// comparePackets compares the packet records of each flow key.
+func comparePackets(t *testing.T, kern, gos map[userspace.Key][]userspace.PacketRecord) {
+	t.Helper()
+	var diffs []string
+	n := 0
+	for k, g := range gos {
+		n += len(g)
+		if kr := kern[k]; !slices.Equal(kr, g) {
+			i := 0
+			for i < min(len(kr), len(g)) && kr[i] == g[i] {
+				i++
+			}
+			diffs = append(diffs, fmt.Sprintf("%v - %v proto %d: go %d records, kernel %d, first difference at %d", k.EndpointA(), k.EndpointB(), k.Proto, len(g), len(kr), i))
+		}
+	}
+	for k, kr := range kern {
+		if _, ok := gos[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%v - %v proto %d: go 0 records, kernel %d", k.EndpointA(), k.EndpointB(), k.Proto, len(kr)))
+		}
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		t.Errorf("packet records of %d flow keys differ (of %d keys, %d records):\n  %s", len(diffs), len(gos), n, strings.Join(diffs[:min(6, len(diffs))], "\n  "))
 	}
 }
 
@@ -266,9 +306,9 @@ func clearMaps(t *testing.T, d *Datapath) {
 	}
 }
 
-func loadForTest(t testing.TB, to userspace.Timeouts) *Datapath {
+func loadForTest(t testing.TB, to userspace.Timeouts, history int) *Datapath {
 	requireBPF(t)
-	d, err := Load(Config{Timeouts: to, testClock: true})
+	d, err := Load(Config{Timeouts: to, testClock: true, HistoryLimit: history})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,25 +317,30 @@ func loadForTest(t testing.TB, to userspace.Timeouts) *Datapath {
 }
 
 // TestDifferentialTestdata: every capture in testdata, through the kernel and through
-// Go, gives the same flows, counters, and reuse events: with the default timeouts, and
-// with timeouts short enough that the datapath ends flows itself on idle, FIN and
-// active timeouts.
+// Go, gives the same flows (statistics included), counters, and reuse events: with
+// the default timeouts, and with timeouts short enough that the datapath ends flows
+// itself on idle, FIN and active timeouts; and with the packet history on, the same
+// packet records, all of them or the first 3 of each flow.
 func TestDifferentialTestdata(t *testing.T) {
 	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	short := userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}
 	for _, tc := range []struct {
-		name string
-		to   userspace.Timeouts
+		name    string
+		to      userspace.Timeouts
+		history int
 	}{
-		{"default", userspace.DefaultTimeouts},
-		{"short", userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}},
+		{"default", userspace.DefaultTimeouts, 0},
+		{"short", short, 0},
+		{"history", userspace.DefaultTimeouts, -1},
+		{"history-3-short", short, 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := loadForTest(t, tc.to)
+			d := loadForTest(t, tc.to, tc.history)
 			for _, p := range paths {
 				if strings.HasSuffix(p, ".csv") {
 					continue
 				}
-				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, tc.to) })
+				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, tc.to, tc.history) })
 			}
 		})
 	}
@@ -310,12 +355,15 @@ func TestDifferentialCorpus(t *testing.T) {
 	}
 	defer f.Close()
 	to := userspace.Timeouts{Idle: 30 * time.Second, FIN: 5 * time.Second}
-	d := loadForTest(t, to)
+	// The first 8 packets of each flow: every capture's records fit in the ring
+	// buffer while the test runs.
+	const history = 8
+	d := loadForTest(t, to, history)
 	sc := bufio.NewScanner(f)
 	sc.Scan()
 	for sc.Scan() {
 		path := strings.SplitN(sc.Text(), "\t", 2)[0]
-		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path), to) })
+		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path), to, history) })
 	}
 }
 
@@ -341,12 +389,12 @@ func FuzzDifferential(f *testing.F) {
 		src.Close()
 	}
 	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 500 * time.Millisecond}
-	d := loadForTest(f, to)
+	d := loadForTest(f, to, -1)
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > maxTestFrame {
 			t.Skip("BPF_PROG_TEST_RUN takes 14 to a page of bytes")
 		}
 		base := int64(1e18)
-		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9}, to)
+		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9}, to, -1)
 	})
 }

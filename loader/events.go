@@ -12,8 +12,9 @@ import (
 
 // Event kinds the kernel sends.
 const (
-	EventMark  = 1 // a FIN or RST first marked the flow at Time
-	EventEnded = 2 // the kernel ended the flow (Reason, at Time) and started it anew
+	EventMark   = 1 // a FIN or RST first marked the flow at Time
+	EventEnded  = 2 // the kernel ended the flow (Reason, at Time) and started it anew
+	EventPacket = 3 // a packet of the flow, for its history (Packet)
 )
 
 // Event is a record from the kernel's ring buffer.
@@ -22,12 +23,14 @@ type Event struct {
 	Reason userspace.EndReason
 	Time   int64 // the kernel's monotonic clock, ns
 	Key    userspace.Key
-	State  userspace.State // EventEnded: the flow's final counters
+	State  userspace.State        // EventEnded: the flow's final counters
+	Packet userspace.PacketRecord // EventPacket: the packet, Time included
 }
 
 // Events reads the kernel's events until Close.
 type Events struct {
-	rd *ringbuf.Reader
+	rd  *ringbuf.Reader
+	rec ringbuf.Record // reused: reading allocates nothing
 }
 
 // Events opens the ring buffer.
@@ -40,22 +43,42 @@ func (d *Datapath) Events() (*Events, error) {
 }
 
 // Read blocks until an event arrives, a Flush has delivered every event before it
-// (IsFlushed), or Close is called (IsClosed).
+// (IsFlushed), or Close is called (IsClosed). It fills only the fields of ev that
+// the event's kind uses.
 func (e *Events) Read(ev *Event) error {
-	rec, err := e.rd.Read()
-	if err != nil {
+	if err := e.rd.ReadInto(&e.rec); err != nil {
 		return err
 	}
-	if len(rec.RawSample) < int(unsafe.Sizeof(fparserEvent{})) {
-		return fmt.Errorf("short event: %d bytes", len(rec.RawSample))
+	raw := e.rec.RawSample
+	if len(raw) == 0 {
+		return fmt.Errorf("empty event")
 	}
-	raw := (*fparserEvent)(unsafe.Pointer(&rec.RawSample[0]))
-	*ev = Event{
-		Kind:   raw.Type,
-		Reason: userspace.EndReason(raw.Reason),
-		Time:   raw.Time,
-		Key:    *(*userspace.Key)(unsafe.Pointer(&raw.Key)),
-		State:  *(*userspace.State)(unsafe.Pointer(&raw.State)),
+	ev.Kind = raw[0]
+	switch ev.Kind {
+	case EventPacket:
+		if len(raw) < int(unsafe.Sizeof(fparserRecord{})) {
+			return fmt.Errorf("short packet record: %d bytes", len(raw))
+		}
+		r := (*fparserRecord)(unsafe.Pointer(&raw[0]))
+		ev.Time = r.Time
+		ev.Key = *(*userspace.Key)(unsafe.Pointer(&r.Key))
+		ev.Packet = userspace.PacketRecord{
+			Time: r.Time, Dir: r.Dir, TTL: r.Ttl, Flags: r.Flags, IPID: r.Ipid,
+			Window: r.Window, Length: r.Length, Seq: r.Seq, Ack: r.Ack,
+		}
+	case EventMark, EventEnded:
+		if len(raw) < int(unsafe.Sizeof(fparserEvent{})) {
+			return fmt.Errorf("short event: %d bytes", len(raw))
+		}
+		r := (*fparserEvent)(unsafe.Pointer(&raw[0]))
+		ev.Reason = userspace.EndReason(r.Reason)
+		ev.Time = r.Time
+		ev.Key = *(*userspace.Key)(unsafe.Pointer(&r.Key))
+		if ev.Kind == EventEnded {
+			ev.State = *(*userspace.State)(unsafe.Pointer(&r.State))
+		}
+	default:
+		return fmt.Errorf("unknown event kind %d", ev.Kind)
 	}
 	return nil
 }

@@ -43,8 +43,19 @@ type fparserFlowState struct {
 		First   int64
 		Last    int64
 	}
-	Bits uint32
-	Pad  uint32
+	Bits     uint32
+	Recorded uint32
+	St       [2]struct {
+		_           structs.HostLayout
+		SizeMin     uint32
+		SizeMax     uint32
+		SizeSquares uint64
+		GapMin      uint64
+		GapMax      uint64
+		GapSum      uint64
+		GapSquares  uint64
+		FlagPackets [8]uint32
+	}
 }
 
 type fparserFragFlow struct {
@@ -63,6 +74,22 @@ type fparserFragKey struct {
 	Pad   [3]uint8
 }
 
+type fparserRecord struct {
+	_      structs.HostLayout
+	Type   uint8
+	Dir    uint8
+	Flags  uint8
+	Ttl    uint8
+	Ipid   uint16
+	Window uint16
+	Length uint32
+	Seq    uint32
+	Ack    uint32
+	Pad    uint32
+	Time   int64
+	Key    fparserFlowKey
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -70,6 +97,7 @@ const (
 	fparserMapEvents              = "events"
 	fparserMapFlows               = "flows"
 	fparserMapFrags               = "frags"
+	fparserMapScratch             = "scratch"
 	fparserMapStats               = "stats"
 	fparserProgFparserFilterProbe = "fparser_filter_probe"
 	fparserProgFparserTc          = "fparser_tc"
@@ -78,10 +106,12 @@ const (
 	fparserVarCoarseClock         = "coarse_clock"
 	fparserVarFilterOn            = "filter_on"
 	fparserVarFinNs               = "fin_ns"
+	fparserVarHistoryLimit        = "history_limit"
 	fparserVarIdleNs              = "idle_ns"
 	fparserVarTestClock           = "test_clock"
 	fparserVarTestNow             = "test_now"
 	fparserVarUnusedEvent         = "unused_event"
+	fparserVarUnusedRecord        = "unused_record"
 )
 
 // loadFparser returns the embedded CollectionSpec for fparser.
@@ -135,24 +165,27 @@ type fparserProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Flows  *ebpf.MapSpec `ebpf:"flows"`
-	Frags  *ebpf.MapSpec `ebpf:"frags"`
-	Stats  *ebpf.MapSpec `ebpf:"stats"`
+	Events  *ebpf.MapSpec `ebpf:"events"`
+	Flows   *ebpf.MapSpec `ebpf:"flows"`
+	Frags   *ebpf.MapSpec `ebpf:"frags"`
+	Scratch *ebpf.MapSpec `ebpf:"scratch"`
+	Stats   *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // fparserVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserVariableSpecs struct {
-	ActiveNs    *ebpf.VariableSpec `ebpf:"active_ns"`
-	CoarseClock *ebpf.VariableSpec `ebpf:"coarse_clock"`
-	FilterOn    *ebpf.VariableSpec `ebpf:"filter_on"`
-	FinNs       *ebpf.VariableSpec `ebpf:"fin_ns"`
-	IdleNs      *ebpf.VariableSpec `ebpf:"idle_ns"`
-	TestClock   *ebpf.VariableSpec `ebpf:"test_clock"`
-	TestNow     *ebpf.VariableSpec `ebpf:"test_now"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	ActiveNs     *ebpf.VariableSpec `ebpf:"active_ns"`
+	CoarseClock  *ebpf.VariableSpec `ebpf:"coarse_clock"`
+	FilterOn     *ebpf.VariableSpec `ebpf:"filter_on"`
+	FinNs        *ebpf.VariableSpec `ebpf:"fin_ns"`
+	HistoryLimit *ebpf.VariableSpec `ebpf:"history_limit"`
+	IdleNs       *ebpf.VariableSpec `ebpf:"idle_ns"`
+	TestClock    *ebpf.VariableSpec `ebpf:"test_clock"`
+	TestNow      *ebpf.VariableSpec `ebpf:"test_now"`
+	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
 // fparserObjects contains all objects after they have been loaded into the kernel.
@@ -175,10 +208,11 @@ func (o *fparserObjects) Close() error {
 //
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Flows  *ebpf.Map `ebpf:"flows"`
-	Frags  *ebpf.Map `ebpf:"frags"`
-	Stats  *ebpf.Map `ebpf:"stats"`
+	Events  *ebpf.Map `ebpf:"events"`
+	Flows   *ebpf.Map `ebpf:"flows"`
+	Frags   *ebpf.Map `ebpf:"frags"`
+	Scratch *ebpf.Map `ebpf:"scratch"`
+	Stats   *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *fparserMaps) Close() error {
@@ -186,6 +220,7 @@ func (m *fparserMaps) Close() error {
 		m.Events,
 		m.Flows,
 		m.Frags,
+		m.Scratch,
 		m.Stats,
 	)
 }
@@ -194,14 +229,16 @@ func (m *fparserMaps) Close() error {
 //
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserVariables struct {
-	ActiveNs    *ebpf.Variable `ebpf:"active_ns"`
-	CoarseClock *ebpf.Variable `ebpf:"coarse_clock"`
-	FilterOn    *ebpf.Variable `ebpf:"filter_on"`
-	FinNs       *ebpf.Variable `ebpf:"fin_ns"`
-	IdleNs      *ebpf.Variable `ebpf:"idle_ns"`
-	TestClock   *ebpf.Variable `ebpf:"test_clock"`
-	TestNow     *ebpf.Variable `ebpf:"test_now"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	ActiveNs     *ebpf.Variable `ebpf:"active_ns"`
+	CoarseClock  *ebpf.Variable `ebpf:"coarse_clock"`
+	FilterOn     *ebpf.Variable `ebpf:"filter_on"`
+	FinNs        *ebpf.Variable `ebpf:"fin_ns"`
+	HistoryLimit *ebpf.Variable `ebpf:"history_limit"`
+	IdleNs       *ebpf.Variable `ebpf:"idle_ns"`
+	TestClock    *ebpf.Variable `ebpf:"test_clock"`
+	TestNow      *ebpf.Variable `ebpf:"test_now"`
+	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
+	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }
 
 // fparserPrograms contains all programs after they have been loaded into the kernel.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -66,11 +67,16 @@ type Config struct {
 	// packet, with timestamps a few ms apart at best.
 	CoarseClock bool
 
+	// HistoryLimit is how many packets of each flow the kernel sends a record of
+	// (EventPacket): 0 none, a negative number all.
+	HistoryLimit int
+
 	// Filter, when set, is the classic BPF program (compiled for Ethernet) that
 	// decides which packets count; the others count only as filtered.
 	Filter *filter.Program
 
-	testClock bool // the differential test sets the clock before each run
+	testClock    bool   // the differential test sets the clock before each run
+	ringbufBytes uint32 // the ring buffer's size, when a test wants it small
 }
 
 // programs are the two attachable programs; the filter probe is loaded only by
@@ -156,8 +162,16 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 			}
 		}
 	}
+	if limit := historyLimit(cfg.HistoryLimit); limit != 0 {
+		if err := spec.Variables["history_limit"].Set(limit); err != nil {
+			return nil, fmt.Errorf("set history_limit: %w", err)
+		}
+	}
 	if cfg.MaxFlows > 0 {
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
+	}
+	if cfg.ringbufBytes > 0 {
+		spec.Maps["events"].MaxEntries = cfg.ringbufBytes
 	}
 	if f != nil {
 		if err := spliceFilter(spec, f); err != nil {
@@ -165,6 +179,14 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 		}
 	}
 	return spec, nil
+}
+
+// historyLimit is the kernel's history_limit for Config.HistoryLimit.
+func historyLimit(n int) uint32 {
+	if n < 0 || uint64(n) >= math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(n)
 }
 
 // filterFunc is the placeholder function in bpf/fparser.c whose body the filter

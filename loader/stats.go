@@ -21,6 +21,7 @@ const (
 	statRingbufFailed
 	statLostInsert
 	statFiltered
+	statRecordsLost
 	statCount
 )
 
@@ -44,5 +45,6 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
 		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],
+		RecordsLost: sums[statRecordsLost],
 	}, nil
 }

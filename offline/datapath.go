@@ -11,12 +11,13 @@ import (
 // and updates the flow's state in place, under the same rules. Every method must be
 // called inside [userspace.Engine.Do].
 type Datapath struct {
-	eng     *userspace.Engine
-	table   *userspace.FlowTable
-	timeout userspace.Timeouts
-	frags   fragTable
-	snaplen int
-	history bool // the engine keeps packet histories
+	eng          *userspace.Engine
+	table        *userspace.FlowTable
+	timeout      userspace.Timeouts
+	frags        fragTable
+	snaplen      int
+	history      bool   // the engine keeps packet histories
+	historyLimit uint32 // records per flow, as the kernel's history_limit; 0 when off
 	userspace.DatapathCounters
 
 	// The packet filter, compiled once per link type the capture uses.
@@ -101,7 +102,7 @@ func (d *Datapath) program(lt uint32) *filter.Program {
 // to eng. Frames longer than snaplen are cut to it first, as a capture would have cut
 // them; 0 means no limit.
 func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int) *Datapath {
-	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn()}
+	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn(), historyLimit: eng.HistoryLimit()}
 }
 
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
@@ -217,14 +218,7 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		}
 		d.NewFlows++
 	}
-	c := &s.Dir[dir]
-	if c.Packets == 0 {
-		c.First = now
-	}
-	c.Packets++
-	c.Bytes += uint64(length)
-	c.Last = now
-	s.Flags[dir] |= flags
+	s.AddPacket(dir, length, flags, now)
 	if flags&(userspace.FlagFIN|userspace.FlagRST) != 0 {
 		if s.Marks == 0 {
 			// The kernel sends an event here; the engine learns the flow may now end
@@ -238,9 +232,10 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 			s.Marks |= userspace.MarkRST
 		}
 	}
-	if d.history {
+	if s.Recorded < d.historyLimit {
 		// The kernel sends this record through its ring buffer while the flow is
-		// below the limit; the engine counts to the limit the same way.
+		// below the limit.
+		s.Recorded++
 		rec.Dir = uint8(dir)
 		d.eng.RecordLocked(k, rec)
 	}

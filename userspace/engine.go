@@ -101,7 +101,7 @@ func (e *Engine) ScheduleLocked(t int64) {
 
 // EndLocked queues a flow that the datapath ended.
 func (e *Engine) EndLocked(k *Key, s *State, reason EndReason, end int64) {
-	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end, History: e.hist.take(k)})
+	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end, History: e.hist.take(k, s)})
 	e.counts.FlowsEnded[reason]++
 }
 
@@ -112,10 +112,14 @@ func (e *Engine) sweepLocked() {
 	// Flows created from now on live at least the unmarked timeout; those that
 	// stay set their own bound.
 	due := now + int64(e.timeout.unmarked())
-	e.table.Reap(func(_ *Key, s *State) bool {
+	hs := e.hist
+	e.table.Reap(func(k *Key, s *State) bool {
 		_, end := e.timeout.Deadline(s)
 		if end <= now {
 			return true
+		}
+		if hs != nil {
+			hs.sawActive(k)
 		}
 		due = min(due, end)
 		return false
@@ -124,8 +128,11 @@ func (e *Engine) sweepLocked() {
 		// removes after), so the reason comes from the final state. A packet that
 		// landed in between moved the deadline: the flow still ends now, with it.
 		reason, end := e.timeout.Deadline(s)
-		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now), History: e.hist.take(k)})
+		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
+	if hs != nil {
+		hs.endSweep()
+	}
 	e.nextDue = due
 	e.wake = max(e.nextSweep, e.nextDue)
 	e.queue(batch)
@@ -143,7 +150,7 @@ const FlushChunk = 4096
 // same order.
 func (e *Engine) FlushLocked(reason EndReason) (more bool) {
 	return e.table.Drain(FlushChunk, func(k *Key, s *State) {
-		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now, History: e.hist.take(k)})
+		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now, History: e.hist.take(k, s)})
 		e.counts.FlowsEnded[reason]++
 	})
 }

@@ -2,6 +2,7 @@ package userspace
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 )
 
@@ -86,13 +87,72 @@ type Counters struct {
 
 // State is the value the datapath keeps per flow: counters indexed by canonical
 // direction (0: A to B, 1: B to A), the OR of TCP flags per direction, which endpoint
-// initiated, and the end marks left by FIN and RST. 72 bytes, the kernel's layout.
+// initiated, the end marks left by FIN and RST, how many packet records it sent, and
+// each direction's statistics. 232 bytes, the kernel's layout.
 type State struct {
 	Dir       [2]Counters
 	Flags     [2]uint8
 	Initiator uint8 // 0: A initiated, 1: B initiated
 	Marks     uint8 // MarkFIN | MarkRST
-	_         uint32
+	// Recorded is how many of the flow's packets the datapath recorded for the
+	// history (HistoryConfig.Limit); live, a record the ring buffer had no room for
+	// is in Recorded but never arrives.
+	Recorded uint32
+	Stats    [2]DirStats
+}
+
+// DirStats are one direction's statistics, kept as sums so that the kernel can update
+// them in place with no loop and no division: packet sizes (IP lengths, as Bytes),
+// gaps between consecutive packets in whole microseconds, and how many packets
+// carried each TCP flag. The means and standard deviations derive from them.
+type DirStats struct {
+	SizeMin, SizeMax uint32
+	SizeSquares      uint64    // the sum of each size squared
+	GapMin, GapMax   uint64    // µs; Packets-1 gaps
+	GapSum           uint64    // µs
+	GapSquares       uint64    // µs²
+	FlagPackets      [8]uint32 // packets with each flag, by bit: FIN, SYN, RST, PSH, ACK, URG, ECE, CWR
+}
+
+// gapMicros is the gap between a direction's previous packet (at prev) and this one,
+// in whole microseconds: 0 when the clock went backwards (live, two CPUs).
+func gapMicros(prev, now int64) uint64 {
+	if now <= prev {
+		return 0
+	}
+	return uint64(now-prev) / 1000
+}
+
+// AddPacket counts a packet of length bytes with TCP flags into direction dir at
+// time now: the counters, flags and statistics, as the kernel program's fresh_state
+// and add_packet update them. The caller handles the flow's creation, its end, its
+// marks and its records.
+func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64) {
+	c, st := &s.Dir[dir], &s.Stats[dir]
+	size := uint64(length)
+	before := c.Packets
+	c.Packets++
+	c.Bytes += size
+	st.SizeSquares += size * size
+	if before == 0 {
+		c.First, c.Last = now, now
+		st.SizeMin, st.SizeMax = length, length
+	} else {
+		gap := gapMicros(c.Last, now)
+		c.Last = now
+		st.GapSum += gap
+		st.GapSquares += gap * gap
+		if before == 1 {
+			st.GapMin, st.GapMax = gap, gap
+		} else {
+			st.GapMin, st.GapMax = min(st.GapMin, gap), max(st.GapMax, gap)
+		}
+		st.SizeMin, st.SizeMax = min(st.SizeMin, length), max(st.SizeMax, length)
+	}
+	for f := flags; f != 0; f &= f - 1 {
+		st.FlagPackets[bits.TrailingZeros8(f)]++
+	}
+	s.Flags[dir] |= flags
 }
 
 // End marks in State.Marks.
@@ -170,4 +230,5 @@ type DatapathCounters struct {
 	NewFlows      uint64
 	RingbufFailed uint64 // kernel events lost because the ring buffer was full
 	LostInserts   uint64 // kernel: a new flow evicted before its first packet was counted
+	RecordsLost   uint64 // kernel: packet records for the history the ring buffer had no room for
 }

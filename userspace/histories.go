@@ -1,5 +1,7 @@
 package userspace
 
+import "math"
+
 // HistoryConfig says which packets the engine keeps the headers of.
 type HistoryConfig struct {
 	// Limit is the number of packets kept per flow, from its first; 0 keeps none,
@@ -24,6 +26,7 @@ type histories struct {
 	cfg   HistoryConfig
 	m     map[Key]*History
 	stats HistoryStats
+	sweep uint32 // sweeps so far, to find histories left by ended flows
 }
 
 // SetHistory turns the per-packet history on (Limit != 0) or off. Call it before
@@ -40,6 +43,18 @@ func (e *Engine) SetHistory(c HistoryConfig) {
 
 // HistoryOn says the engine keeps packet histories.
 func (e *Engine) HistoryOn() bool { return e.hist != nil }
+
+// HistoryLimit is the number of packets recorded per flow, as the kernel's
+// history_limit counts it: 0 when the history is off, the largest uint32 for all.
+func (e *Engine) HistoryLimit() uint32 {
+	switch {
+	case e.hist == nil:
+		return 0
+	case e.hist.cfg.Limit < 0 || uint64(e.hist.cfg.Limit) >= math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(e.hist.cfg.Limit)
+}
 
 // HistoryStatsLocked returns the history's counters.
 func (e *Engine) HistoryStatsLocked() HistoryStats {
@@ -58,7 +73,7 @@ func (e *Engine) RecordLocked(k *Key, r *PacketRecord) {
 	}
 	h := hs.m[*k]
 	if h == nil {
-		h = &History{}
+		h = &History{swept: hs.sweep}
 		hs.m[*k] = h
 	}
 	if hs.cfg.Limit > 0 && h.n >= hs.cfg.Limit {
@@ -66,6 +81,7 @@ func (e *Engine) RecordLocked(k *Key, r *PacketRecord) {
 	}
 	if hs.cfg.MaxBytes > 0 && hs.stats.Bytes >= hs.cfg.MaxBytes {
 		h.incomplete = true
+		h.capped++
 		hs.stats.Capped++
 		return
 	}
@@ -79,20 +95,10 @@ func (e *Engine) RecordLocked(k *Key, r *PacketRecord) {
 	}
 }
 
-// LostLocked marks the flow with key k as missing a packet record.
-func (e *Engine) LostLocked(k *Key) {
-	if hs := e.hist; hs != nil {
-		hs.stats.Lost++
-		if h := hs.m[*k]; h != nil {
-			h.incomplete = true
-		} else {
-			hs.m[*k] = &History{incomplete: true}
-		}
-	}
-}
-
-// take removes and returns the history of a flow that ended.
-func (hs *histories) take(k *Key) *History {
+// take removes and returns the history of a flow that ended with state s. Records
+// the datapath counted (s.Recorded) but that never arrived, live when the kernel's
+// ring buffer was full, mark it incomplete and count as lost.
+func (hs *histories) take(k *Key, s *State) *History {
 	if hs == nil {
 		return nil
 	}
@@ -100,8 +106,38 @@ func (hs *histories) take(k *Key) *History {
 	if h != nil {
 		delete(hs.m, *k)
 		hs.stats.Bytes -= int64(cap(h.buf))
+	} else if s.Recorded > 0 {
+		h = &History{}
+	}
+	if h != nil {
+		if missing := int64(s.Recorded) - int64(h.n) - int64(h.capped); missing > 0 {
+			h.incomplete = true
+			hs.stats.Lost += uint64(missing)
+		}
 	}
 	return h
+}
+
+// sawActive notes that a sweep found the flow with key k active.
+func (hs *histories) sawActive(k *Key) {
+	if h := hs.m[*k]; h != nil {
+		h.swept = hs.sweep
+	}
+}
+
+// endSweep drops the histories of flows that two sweeps in a row did not find
+// active. Live, a packet's record can reach the engine just after the sweep that
+// ended its flow (the kernel counts the packet first, then sends the record); its
+// flow was reported with the record counted as lost, and the record has no flow left
+// to go to. Offline, records reach the engine with their packets and none is left.
+func (hs *histories) endSweep() {
+	for k, h := range hs.m {
+		if hs.sweep-h.swept >= 2 {
+			delete(hs.m, k)
+			hs.stats.Bytes -= int64(cap(h.buf))
+		}
+	}
+	hs.sweep++
 }
 
 // copyOf returns a copy of an active flow's history.

@@ -32,6 +32,8 @@ type History struct {
 	buf        []byte
 	n          int
 	incomplete bool
+	capped     uint32 // records not stored for MaxBytes
+	swept      uint32 // the last sweep that found the flow active
 	enc        historyState
 }
 
