@@ -84,7 +84,7 @@ type Counters struct {
 	Last    time.Time
 
 	// Statistics, as NFStream's post-mortem features, kept by the datapath per
-	// packet (in the kernel, live).
+	// packet (in the kernel, live) with Options.Statistics; zero without.
 	Size        SizeStats  // packet sizes
 	Gap         GapStats   // inter-arrival times
 	FlagPackets FlagCounts // packets that carried each TCP flag
@@ -122,6 +122,11 @@ type Flow struct {
 	LastSeen  time.Time
 	// EndReason is set on flows handed to a callback; it is zero on active flows.
 	EndReason EndReason
+	// PacketRate and ByteRate are the flow's moving rates, per second, as of its
+	// last packet: from exponential moving averages of the gap between its packets
+	// (both directions) and of their size, each new packet weighing 1/8. 0 below
+	// two packets.
+	PacketRate, ByteRate float64
 
 	history *userspace.History
 	aToB    bool  // the history's direction 0 is Src to Dst
@@ -189,30 +194,41 @@ func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
 // flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
 func flowOf(r *userspace.Record, offset int64) Flow {
-	f := flowOfState(&r.Key, &r.State, r.Reason, offset)
+	f := flowOfState(&r.Key, &r.State, r.Stats, r.Reason, offset)
 	f.history, f.offset = r.History, offset
 	return f
 }
 
-func flowOfState(k *userspace.Key, s *userspace.State, reason EndReason, offset int64) Flow {
+func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, reason EndReason, offset int64) Flow {
 	fwd, rev := 0, 1
 	src, dst := k.EndpointA(), k.EndpointB()
 	if s.Initiator == 1 {
 		fwd, rev = 1, 0
 		src, dst = dst, src
 	}
+	pps, bps := s.Rates()
 	return Flow{
-		Protocol:  Protocol(k.Proto),
-		Src:       src,
-		Dst:       dst,
-		VLAN:      k.VLAN,
-		Fwd:       countersOf(&s.Dir[fwd], s.Flags[fwd], &s.Stats[fwd], offset),
-		Rev:       countersOf(&s.Dir[rev], s.Flags[rev], &s.Stats[rev], offset),
-		FirstSeen: time.Unix(0, s.FirstSeen()+offset).UTC(),
-		LastSeen:  time.Unix(0, s.LastSeen()+offset).UTC(),
-		EndReason: reason,
-		aToB:      s.Initiator == 0,
+		PacketRate: pps,
+		ByteRate:   bps,
+		Protocol:   Protocol(k.Proto),
+		Src:        src,
+		Dst:        dst,
+		VLAN:       k.VLAN,
+		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], dirStats(st, fwd), offset),
+		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], dirStats(st, rev), offset),
+		FirstSeen:  time.Unix(0, s.FirstSeen()+offset).UTC(),
+		LastSeen:   time.Unix(0, s.LastSeen()+offset).UTC(),
+		EndReason:  reason,
+		aToB:       s.Initiator == 0,
 	}
+}
+
+// dirStats returns direction dir's statistics, or nil when none were kept.
+func dirStats(st *userspace.FlowStats, dir int) *userspace.DirStats {
+	if st == nil {
+		return nil
+	}
+	return &st[dir]
 }
 
 func countersOf(c *userspace.Counters, flags uint8, st *userspace.DirStats, offset int64) Counters {
@@ -222,6 +238,9 @@ func countersOf(c *userspace.Counters, flags uint8, st *userspace.DirStats, offs
 	}
 	out.First = time.Unix(0, c.First+offset).UTC()
 	out.Last = time.Unix(0, c.Last+offset).UTC()
+	if st == nil {
+		return out
+	}
 	out.Size = SizeStats{
 		Min: st.SizeMin, Max: st.SizeMax,
 		Mean:   float64(c.Bytes) / float64(c.Packets),
@@ -252,7 +271,9 @@ func stddev(n, sum, squares uint64) float64 {
 	lo, borrow := bits.Sub64(lo1, lo2, 0)
 	hi, _ := bits.Sub64(hi1, hi2, borrow)
 	if hi>>63 != 0 {
-		return 0 // overflowed sums: never with the datapath's bounds
+		// Negative: a sum of squares overflowed 64 bits (README, Flow statistics),
+		// or live, a race lost one packet's square.
+		return 0
 	}
 	num := float64(hi)*0x1p64 + float64(lo)
 	return math.Sqrt(num / (float64(n) * float64(n-1)))

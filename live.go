@@ -50,7 +50,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets})
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets, Statistics: o.Statistics})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
@@ -62,6 +62,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	// The kernel stamps packets with the monotonic clock; one reading of both clocks
 	// maps it to wall time for the flows handed out.
 	p.coarse = o.CoarseClock
+	p.statistics = o.Statistics
 	p.offset = time.Now().UnixNano() - monotonic(p.coarse)
 	p.eng = userspace.NewEngine(d.Table(), t)
 	p.eng.SetHistory(o.history())
@@ -194,7 +195,11 @@ func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtU
 		case loader.EventPacket:
 			p.eng.Do(func() { p.eng.RecordLocked(&ev.Key, &ev.Packet) })
 		case loader.EventEnded:
-			p.eng.Do(func() { p.eng.EndLocked(&ev.Key, &ev.State, ev.Reason, ev.Time) })
+			var st *userspace.FlowStats
+			if p.statistics {
+				st = &ev.Stats
+			}
+			p.eng.Do(func() { p.eng.EndLocked(&ev.Key, &ev.State, st, ev.Reason, ev.Time) })
 		case loader.EventMark:
 			p.eng.Do(func() { p.eng.ScheduleLocked(ev.Time + int64(t.FIN)) })
 		}

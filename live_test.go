@@ -253,6 +253,7 @@ func TestLiveClient(t *testing.T) {
 		FinTimeout:  300 * time.Millisecond,
 		FlowTimeout: 1500 * time.Millisecond,
 		Packets:     fparser.AllPackets,
+		Statistics:  true,
 		OnTCP:       log.add,
 		OnUDP:       log.add,
 		Logger:      discard(),
@@ -359,7 +360,7 @@ func TestLiveClient(t *testing.T) {
 		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))
 	}
 	// The same packets as tcpdump saw, flow by flow.
-	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets})
+	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets, Statistics: true})
 	if err != nil {
 		t.Fatal(err)
 	}

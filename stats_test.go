@@ -96,7 +96,7 @@ func TestStatisticsFromPackets(t *testing.T) {
 		}
 		var flows []fparser.Flow
 		add := func(f fparser.Flow) { flows = append(flows, f) }
-		p, err := fparser.New(path, &fparser.Options{Packets: fparser.AllPackets, OnTCP: add, OnUDP: add, Logger: discard()})
+		p, err := fparser.New(path, &fparser.Options{Packets: fparser.AllPackets, Statistics: true, OnTCP: add, OnUDP: add, Logger: discard()})
 		if err != nil {
 			continue // not a capture fparser reads: tested elsewhere
 		}

@@ -21,6 +21,9 @@ __u64 test_now;
 volatile const __u8 coarse_clock = 0;
 /* Set by the loader when it has spliced a packet filter into fparser_filter. */
 volatile const __u8 filter_on = 0;
+/* When set, each packet also updates its direction's statistics (struct dir_stats):
+ * two more cache lines and a few ns a packet, so only when asked for. */
+volatile const __u8 stats_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */
 volatile const __u32 history_limit = 0;
@@ -53,8 +56,8 @@ struct counters {
 	__s64 last;
 };
 
-/* userspace.DirStats: sums, so that a packet updates them in place with atomics.
- * Gaps between a direction's packets are in whole microseconds. */
+/* userspace.DirStats: sums, so that a packet updates them in place with no loop and
+ * no division. Gaps between a direction's packets are in whole microseconds. */
 struct dir_stats {
 	__u32 size_min;
 	__u32 size_max;
@@ -69,11 +72,17 @@ struct dir_stats {
 /* userspace.State. bits holds, from its low byte up: TCP flags of direction 0 (A to
  * B), TCP flags of direction 1, the initiator (0: A, 1: B), the FIN/RST marks: one
  * atomic OR updates flags and marks at once. recorded counts the packet records
- * sent (or lost), up to history_limit. */
+ * sent (or lost), up to history_limit. gap_avg and size_avg16 are moving averages
+ * over both directions, each packet weighing 1/8: the gap since the flow's previous
+ * packet (ns), and the size in 1/16 bytes. What every packet touches comes first,
+ * in two cache lines; the statistics, when on, follow. */
 struct flow_state {
 	struct counters dir[2];
 	__u32 bits;
 	__u32 recorded;
+	__u64 gap_avg;
+	__u32 size_avg16;
+	__u32 pad;
 	struct dir_stats st[2];
 };
 
@@ -163,6 +172,11 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
+
+/* Packet records wake the reader once per 2^19 bytes waiting: an eighth of the
+ * ring. A record takes its 72 bytes and the ring's 8-byte header. */
+#define RECORDS_WAKE_SHIFT 19
+#define RECORD_BYTES (sizeof(struct record) + 8)
 
 /* Datapath counters (userspace.DatapathCounters). A packet increments exactly one of
  * the first six, its fate; userspace adds them up into "seen" and "accepted". */
@@ -414,9 +428,13 @@ static __always_inline void send_event(__u8 type, __u8 reason, __s64 time, struc
 	e->reason = reason;
 	e->time = time;
 	e->key = *k;
-	if (s)
+	if (s && stats_on)
 		e->state = *s;
-	else
+	else if (s) {
+		/* Without statistics the map value ends where they would start. */
+		__builtin_memcpy(&e->state, s, __builtin_offsetof(struct flow_state, st));
+		__builtin_memset(&e->state.st, 0, sizeof(e->state.st));
+	} else
 		__builtin_memset(&e->state, 0, sizeof(e->state));
 	bpf_ringbuf_submit(e, 0);
 }
@@ -463,53 +481,19 @@ static __always_inline void count_flags(struct dir_stats *st, __u8 flags)
 			st->flag_packets[i] += 1;
 }
 
-/* fresh_state is a new flow's state after its first packet (userspace.State.AddPacket
- * on a zero state). */
-static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+/* add_stats adds a packet to its direction's statistics (userspace.DirStats.add):
+ * before is the direction's packet count before it, prev the time of the one before
+ * it. Plain reads and writes: atomics for them measured 36 ns a packet, and a
+ * direction's packets reach one CPU at a time but in rare cases, where a statistic
+ * may miss one packet's share. */
+static __always_inline void add_stats(struct dir_stats *st, __u64 before, __s64 prev, __u32 length, __u8 flags, __s64 now)
 {
-	__builtin_memset(s, 0, sizeof(*s));
-	__u32 initiator = dir;
-	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
-		initiator ^= 1; /* the capture began after the SYN */
-	s->dir[dir].packets = 1;
-	s->dir[dir].bytes = length;
-	s->dir[dir].first = now;
-	s->dir[dir].last = now;
-	struct dir_stats *st = &s->st[dir];
-	st->size_min = length;
-	st->size_max = length;
-	st->size_squares = (__u64)length * length;
-	count_flags(st, flags);
-	__u32 marks = 0;
-	if (flags & TCP_FIN)
-		marks |= MARK_FIN;
-	if (flags & TCP_RST)
-		marks |= MARK_RST;
-	s->bits = ((__u32)flags << (dir * 8)) | (initiator << 16) | (marks << 24);
-}
-
-/* add_packet counts a packet into an existing flow, in place: a hit makes no map
- * update call (userspace.State.AddPacket). The counts use atomics and are exact. The
- * statistics are plain reads and writes: atomics for them measured 36 ns a packet
- * (125 against 89), and a direction's packets reach one CPU at a time but in rare
- * cases, where a statistic may miss one packet's share. */
-static __always_inline void add_packet(struct flow_key *k, struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
-{
-	struct counters *c = &s->dir[dir];
-	struct dir_stats *st = &s->st[dir];
 	__u64 size = length;
-	__u64 before = __sync_fetch_and_add(&c->packets, 1);
-	__sync_fetch_and_add(&c->bytes, size);
 	st->size_squares += size * size;
 	if (before == 0) {
-		/* the direction's first packet */
-		c->first = now;
-		c->last = now;
 		st->size_min = length;
 		st->size_max = length;
 	} else {
-		__s64 prev = c->last;
-		c->last = now;
 		__u64 gap = now <= prev ? 0 : (__u64)(now - prev) / 1000;
 		/* The monotonic clock is never 0: a 0 is the direction's first packet,
 		 * counted on another CPU, that has not stored its time yet. The test
@@ -528,6 +512,58 @@ static __always_inline void add_packet(struct flow_key *k, struct flow_state *s,
 			st->size_max = length;
 	}
 	count_flags(st, flags);
+}
+
+/* fresh_state is a new flow's state after its first packet (userspace.State.AddPacket
+ * on a zero state). */
+static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+{
+	/* Without statistics their part of the value is never written: it stays 0. */
+	if (stats_on)
+		__builtin_memset(s, 0, sizeof(*s));
+	else
+		__builtin_memset(s, 0, __builtin_offsetof(struct flow_state, st));
+	__u32 initiator = dir;
+	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
+		initiator ^= 1; /* the capture began after the SYN */
+	s->dir[dir].packets = 1;
+	s->dir[dir].bytes = length;
+	s->dir[dir].first = now;
+	s->dir[dir].last = now;
+	s->size_avg16 = length << 4;
+	if (stats_on)
+		add_stats(&s->st[dir], 0, 0, length, flags, now);
+	__u32 marks = 0;
+	if (flags & TCP_FIN)
+		marks |= MARK_FIN;
+	if (flags & TCP_RST)
+		marks |= MARK_RST;
+	s->bits = ((__u32)flags << (dir * 8)) | (initiator << 16) | (marks << 24);
+}
+
+/* add_packet counts a packet into an existing flow, in place: a hit makes no map
+ * update call (userspace.State.AddPacket). The counts use atomics and are exact; the
+ * moving averages, like the statistics, are plain reads and writes. */
+static __always_inline void add_packet(struct flow_key *k, struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+{
+	struct counters *c = &s->dir[dir];
+
+	__s64 flow_last = s->dir[0].last > s->dir[1].last ? s->dir[0].last : s->dir[1].last;
+	__u64 flow_gap = now > flow_last ? (__u64)(now - flow_last) : 0;
+	if (s->dir[0].packets + s->dir[1].packets == 1)
+		s->gap_avg = flow_gap;
+	else
+		s->gap_avg = s->gap_avg - (s->gap_avg >> 3) + (flow_gap >> 3);
+	s->size_avg16 = s->size_avg16 - (s->size_avg16 >> 3) + (length << 1);
+
+	__u64 before = __sync_fetch_and_add(&c->packets, 1);
+	__sync_fetch_and_add(&c->bytes, (__u64)length);
+	__s64 prev = c->last;
+	c->last = now;
+	if (before == 0)
+		c->first = now; /* the direction's first packet */
+	if (stats_on)
+		add_stats(&s->st[dir], before, prev, length, flags, now);
 	__u32 marks = 0;
 	if (flags & TCP_FIN)
 		marks |= MARK_FIN;
@@ -564,7 +600,13 @@ static __always_inline void send_record(struct flow_key *k, struct packet *p, in
 	r->pad = 0;
 	r->time = now;
 	r->key = *k;
-	bpf_ringbuf_submit(r, 0);
+	/* Waking the reader for each record (what the default does whenever it has
+	 * caught up) costs more than the record. Records wake it each time the data
+	 * waiting crosses a multiple of RECORDS_WAKE_BYTES; the reader also catches up
+	 * before each sweep. The data waiting includes this record, reserved. */
+	__u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 crossed = (waiting >> RECORDS_WAKE_SHIFT) != ((waiting - RECORD_BYTES) >> RECORDS_WAKE_SHIFT);
+	bpf_ringbuf_submit(r, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 /* record sends the packet's record while the flow is below history_limit. */
@@ -576,21 +618,12 @@ static __always_inline void record(struct flow_key *k, struct flow_state *s, str
 		send_record(k, p, dir, now);
 }
 
-/* fparser_update finds or creates the flow, ends it first if it is already over or
- * a new connection reuses its 5-tuple, then counts the packet
- * (offline.Datapath.update). p supplies the length, the flags and the record's
- * fields. It returns 0 only when the packet could not be counted.
- *
- * A global function, which the verifier checks once, on its own: inlined, it would
- * be checked again for each of the parser's many paths that reach it. */
-__attribute__((noinline)) int fparser_update(struct flow_key *key, int src_is_a, struct packet *p, __s64 now)
+/* update finds or creates the flow, ends it first if it is already over or a new
+ * connection reuses its 5-tuple, then counts the packet (offline.Datapath.update).
+ * p supplies the length, the flags and the record's fields. It returns 0 only when
+ * the packet could not be counted. */
+static __always_inline int update(struct flow_key *k, int src_is_a, struct packet *p, __s64 now)
 {
-	if (!key || !p)
-		return 0;
-	/* The 6.1 verifier takes only a stack or map pointer as a map key, and a global
-	 * function's pointer arguments are neither. */
-	struct flow_key kcopy = *key;
-	struct flow_key *k = &kcopy;
 	int dir = src_is_a ? 0 : 1;
 	__u32 length = p->length;
 	__u8 flags = p->flags;
@@ -704,7 +737,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 			bpf_map_update_elem(&frags, &fk, &ff, BPF_ANY);
 			stat_inc(STAT_FRAGMENTS);
 		}
-		if (!fparser_update(&p.key, src_is_a, &p, now))
+		if (!update(&p.key, src_is_a, &p, now))
 			return;
 	} else {
 		/* V_LATER_FRAG */
@@ -721,7 +754,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		}
 		struct flow_key k = ff->key;
 		p.flags = 0;
-		if (!fparser_update(&k, ff->src_is_a, &p, now))
+		if (!update(&k, ff->src_is_a, &p, now))
 			return;
 	}
 	stat_inc(p.key.proto == PROTO_TCP ? STAT_ACCEPTED_TCP : STAT_ACCEPTED_UDP);

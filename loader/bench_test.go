@@ -69,7 +69,8 @@ func BenchmarkKernelPacket(b *testing.B) {
 		frame []byte
 	}{"hot-tcp-coarse-clock", coarse.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)})
 	// With every packet recorded for the history, into a ring buffer large enough
-	// for the whole run (no reader), and with the flow past its limit of 1 record.
+	// for the whole run (no reader); with the flow past its limit of 1 record; and
+	// with statistics.
 	recording, err := Load(Config{HistoryLimit: -1, ringbufBytes: 1 << 29})
 	if err != nil {
 		b.Fatal(err)
@@ -80,6 +81,11 @@ func BenchmarkKernelPacket(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pastLimit.Close()
+	withStats, err := Load(Config{Statistics: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer withStats.Close()
 	cases = append(cases, []struct {
 		name  string
 		prog  *ebpf.Program
@@ -87,6 +93,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	}{
 		{"hot-tcp-history", recording.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		{"hot-tcp-history-past-limit", pastLimit.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		{"hot-tcp-statistics", withStats.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 	}...)
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
@@ -188,10 +195,10 @@ func BenchmarkKernelSweep(b *testing.B) {
 					case "scan":
 						t.Reap(func(*userspace.Key, *userspace.State) bool { seen++; return false }, nil)
 					case "reap":
-						t.Reap(func(*userspace.Key, *userspace.State) bool { return true }, func(*userspace.Key, *userspace.State) { seen++ })
+						t.Reap(func(*userspace.Key, *userspace.State) bool { return true }, func(*userspace.Key, *userspace.State, *userspace.FlowStats) { seen++ })
 					case "drain":
 						for more := true; more; {
-							more = t.Drain(userspace.FlushChunk, func(*userspace.Key, *userspace.State) { seen++ })
+							more = t.Drain(userspace.FlushChunk, func(*userspace.Key, *userspace.State, *userspace.FlowStats) { seen++ })
 						}
 					}
 					total += time.Since(began)
@@ -265,4 +272,92 @@ func BenchmarkKernelFilter(b *testing.B) {
 		}
 		d.Close()
 	}
+}
+
+// BenchmarkRecords measures the packet history's ring buffer from the reading side:
+// "drain" reads records the kernel already wrote into the engine's histories
+// (records/s is what userspace can take); "sustained" runs the XDP program on one CPU
+// as fast as it goes, a record per packet, while the reader drains on the other, and
+// reports what arrived per second and the share the full ring buffer lost.
+func BenchmarkRecords(b *testing.B) {
+	requireBPF(b)
+	frame := tcpFrame(benchA, 40000, pb.ACK)
+	newEngine := func(d *Datapath) *userspace.Engine {
+		eng := userspace.NewEngine(d.Table(), userspace.DefaultTimeouts)
+		eng.SetHistory(userspace.HistoryConfig{Limit: -1})
+		return eng
+	}
+	// drain reads every event into eng until the Flush that follows the last.
+	drain := func(b *testing.B, events *Events, eng *userspace.Engine) (n int) {
+		var ev Event
+		for {
+			err := events.Read(&ev)
+			if IsFlushed(err) {
+				return n
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if ev.Kind == EventPacket {
+				eng.Do(func() { eng.RecordLocked(&ev.Key, &ev.Packet) })
+				n++
+			}
+		}
+	}
+
+	b.Run("drain", func(b *testing.B) {
+		size := uint32(1 << 12)
+		for size < uint32(b.N)*80 {
+			size <<= 1
+		}
+		d, err := Load(Config{HistoryLimit: -1, ringbufBytes: size})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		if _, _, err := d.objs.FparserXdp.Benchmark(frame, b.N, nil); err != nil {
+			b.Fatal(err)
+		}
+		events, err := d.Events()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer events.Close()
+		eng := newEngine(d)
+		b.ResetTimer()
+		events.Flush()
+		if n := drain(b, events, eng); n != b.N {
+			b.Fatalf("%d records read, %d sent", n, b.N)
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+
+	b.Run("sustained", func(b *testing.B) {
+		d, err := Load(Config{HistoryLimit: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer d.Close()
+		events, err := d.Events()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer events.Close()
+		eng := newEngine(d)
+		got := make(chan int)
+		go func() { got <- drain(b, events, eng) }()
+		b.ResetTimer()
+		if _, _, err := d.objs.FparserXdp.Benchmark(frame, b.N, nil); err != nil {
+			b.Fatal(err)
+		}
+		sent := b.Elapsed()
+		events.Flush()
+		n := <-got
+		c, _ := d.Counters()
+		if uint64(n)+c.RecordsLost != uint64(b.N) {
+			b.Fatalf("%d records read and %d lost, %d sent", n, c.RecordsLost, b.N)
+		}
+		b.ReportMetric(float64(n)/sent.Seconds(), "records/s")
+		b.ReportMetric(100*float64(c.RecordsLost)/float64(b.N), "%lost")
+	})
 }

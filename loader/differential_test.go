@@ -30,7 +30,15 @@ const maxTestFrame = 3000
 type flowRecord struct {
 	key    userspace.Key
 	state  userspace.State
+	stats  userspace.FlowStats // zero when not kept
 	reused bool
+}
+
+func statsOf(st *userspace.FlowStats) userspace.FlowStats {
+	if st == nil {
+		return userspace.FlowStats{}
+	}
+	return *st
 }
 
 type sideResult struct {
@@ -86,24 +94,27 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 	for _, ev := range evs {
 		switch ev.Kind {
 		case EventEnded:
-			res.records[flowRecord{ev.Key, ev.State, ev.Reason == userspace.EndReused}]++
+			res.records[flowRecord{ev.Key, ev.State, ev.Stats, ev.Reason == userspace.EndReused}]++
 		case EventPacket:
 			res.packets[ev.Key] = append(res.packets[ev.Key], ev.Packet)
 		}
 	}
-	d.Table().Range(func(k *userspace.Key, s *userspace.State) bool {
-		res.records[flowRecord{*k, *s, false}]++
+	d.Table().Range(func(k *userspace.Key, s *userspace.State, st *userspace.FlowStats) bool {
+		res.records[flowRecord{*k, *s, statsOf(st), false}]++
 		return true
 	})
 	return res
 }
 
 // goSide runs the same frames through the Go datapath.
-func goSide(frames [][]byte, times []int64, to userspace.Timeouts, history int) sideResult {
+func goSide(frames [][]byte, times []int64, cfg Config) sideResult {
 	tab := userspace.NewFlowTable(1024)
-	eng := userspace.NewEngine(tab, to)
-	eng.SetHistory(userspace.HistoryConfig{Limit: history})
+	eng := userspace.NewEngine(tab, cfg.Timeouts)
+	eng.SetHistory(userspace.HistoryConfig{Limit: cfg.HistoryLimit})
 	dp := offline.NewDatapath(eng, tab, 0)
+	if cfg.Statistics {
+		dp.KeepStatistics()
+	}
 	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	eng.Do(func() {
 		for i, f := range frames {
@@ -114,7 +125,7 @@ func goSide(frames [][]byte, times []int64, to userspace.Timeouts, history int) 
 		res.counters = dp.DatapathCounters
 	})
 	for _, r := range eng.TakeEnded(nil) {
-		res.records[flowRecord{r.Key, r.State, r.Reason == userspace.EndReused}]++
+		res.records[flowRecord{r.Key, r.State, statsOf(r.Stats), r.Reason == userspace.EndReused}]++
 		if r.History != nil {
 			for pr := range r.History.All() {
 				res.packets[r.Key] = append(res.packets[r.Key], pr)
@@ -213,20 +224,21 @@ func readEthernetFrames(t *testing.T, path string) (frames [][]byte, times []int
 	return frames, times, skipped
 }
 
-func differential(t *testing.T, d *Datapath, path string, to userspace.Timeouts, history int) {
+func differential(t *testing.T, d *Datapath, path string) {
 	frames, times, skipped := readEthernetFrames(t, path)
 	if len(frames) == 0 {
 		t.Skipf("no frames that Ethernet can carry (%d skipped)", skipped)
 	}
-	compareSides(t, d, frames, times, to, history)
+	compareSides(t, d, frames, times)
 }
 
-// compareSides runs frames through both datapaths, from empty, and compares them:
-// counters, flows, and with history (d's HistoryLimit) the packet records.
-func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64, to userspace.Timeouts, history int) {
+// compareSides runs frames through both datapaths, from empty, with d's
+// configuration, and compares them: counters, flows (statistics included when on),
+// and with history the packet records.
+func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64) {
 	clearMaps(t, d)
 	kern := kernelSide(t, d, frames, times)
-	gos := goSide(frames, times, to, history)
+	gos := goSide(frames, times, d.cfg)
 	kc, gc := kern.counters, gos.counters
 	kc.RingbufFailed, kc.LostInserts, kc.RecordsLost = 0, 0, 0
 	if kern.counters.RingbufFailed != 0 || kern.counters.LostInserts != 0 || kern.counters.RecordsLost != 0 {
@@ -306,9 +318,10 @@ func clearMaps(t *testing.T, d *Datapath) {
 	}
 }
 
-func loadForTest(t testing.TB, to userspace.Timeouts, history int) *Datapath {
+func loadForTest(t testing.TB, cfg Config) *Datapath {
 	requireBPF(t)
-	d, err := Load(Config{Timeouts: to, testClock: true, HistoryLimit: history})
+	cfg.testClock = true
+	d, err := Load(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,22 +338,23 @@ func TestDifferentialTestdata(t *testing.T) {
 	paths, _ := filepath.Glob("../testdata/*.pcap*")
 	short := userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}
 	for _, tc := range []struct {
-		name    string
-		to      userspace.Timeouts
-		history int
+		name string
+		cfg  Config
 	}{
-		{"default", userspace.DefaultTimeouts, 0},
-		{"short", short, 0},
-		{"history", userspace.DefaultTimeouts, -1},
-		{"history-3-short", short, 3},
+		{"default", Config{Timeouts: userspace.DefaultTimeouts}},
+		{"short", Config{Timeouts: short}},
+		{"statistics", Config{Timeouts: userspace.DefaultTimeouts, Statistics: true}},
+		{"statistics-short", Config{Timeouts: short, Statistics: true}},
+		{"history", Config{Timeouts: userspace.DefaultTimeouts, HistoryLimit: -1, Statistics: true}},
+		{"history-3-short", Config{Timeouts: short, HistoryLimit: 3}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := loadForTest(t, tc.to, tc.history)
+			d := loadForTest(t, tc.cfg)
 			for _, p := range paths {
 				if strings.HasSuffix(p, ".csv") {
 					continue
 				}
-				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, tc.to, tc.history) })
+				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p) })
 			}
 		})
 	}
@@ -355,15 +369,14 @@ func TestDifferentialCorpus(t *testing.T) {
 	}
 	defer f.Close()
 	to := userspace.Timeouts{Idle: 30 * time.Second, FIN: 5 * time.Second}
-	// The first 8 packets of each flow: every capture's records fit in the ring
-	// buffer while the test runs.
-	const history = 8
-	d := loadForTest(t, to, history)
+	// With statistics, and the first 8 packets of each flow: every capture's
+	// records fit in the ring buffer while the test runs.
+	d := loadForTest(t, Config{Timeouts: to, Statistics: true, HistoryLimit: 8})
 	sc := bufio.NewScanner(f)
 	sc.Scan()
 	for sc.Scan() {
 		path := strings.SplitN(sc.Text(), "\t", 2)[0]
-		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path), to, history) })
+		t.Run(path, func(t *testing.T) { differential(t, d, filepath.Join(filepath.Dir(manifest), path)) })
 	}
 }
 
@@ -389,12 +402,12 @@ func FuzzDifferential(f *testing.F) {
 		src.Close()
 	}
 	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 500 * time.Millisecond}
-	d := loadForTest(f, to, -1)
+	d := loadForTest(f, Config{Timeouts: to, Statistics: true, HistoryLimit: -1})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > maxTestFrame {
 			t.Skip("BPF_PROG_TEST_RUN takes 14 to a page of bytes")
 		}
 		base := int64(1e18)
-		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9}, to, -1)
+		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9})
 	})
 }

@@ -24,6 +24,7 @@ type Event struct {
 	Time   int64 // the kernel's monotonic clock, ns
 	Key    userspace.Key
 	State  userspace.State        // EventEnded: the flow's final counters
+	Stats  userspace.FlowStats    // EventEnded: its statistics, zero unless kept
 	Packet userspace.PacketRecord // EventPacket: the packet, Time included
 }
 
@@ -75,7 +76,8 @@ func (e *Events) Read(ev *Event) error {
 		ev.Time = r.Time
 		ev.Key = *(*userspace.Key)(unsafe.Pointer(&r.Key))
 		if ev.Kind == EventEnded {
-			ev.State = *(*userspace.State)(unsafe.Pointer(&r.State))
+			v := (*fullValue)(unsafe.Pointer(&r.State))
+			ev.State, ev.Stats = v.State, v.Stats
 		}
 	default:
 		return fmt.Errorf("unknown event kind %d", ev.Kind)

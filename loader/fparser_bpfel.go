@@ -43,9 +43,12 @@ type fparserFlowState struct {
 		First   int64
 		Last    int64
 	}
-	Bits     uint32
-	Recorded uint32
-	St       [2]struct {
+	Bits      uint32
+	Recorded  uint32
+	GapAvg    uint64
+	SizeAvg16 uint32
+	Pad       uint32
+	St        [2]struct {
 		_           structs.HostLayout
 		SizeMin     uint32
 		SizeMax     uint32
@@ -108,6 +111,7 @@ const (
 	fparserVarFinNs               = "fin_ns"
 	fparserVarHistoryLimit        = "history_limit"
 	fparserVarIdleNs              = "idle_ns"
+	fparserVarStatsOn             = "stats_on"
 	fparserVarTestClock           = "test_clock"
 	fparserVarTestNow             = "test_now"
 	fparserVarUnusedEvent         = "unused_event"
@@ -182,6 +186,7 @@ type fparserVariableSpecs struct {
 	FinNs        *ebpf.VariableSpec `ebpf:"fin_ns"`
 	HistoryLimit *ebpf.VariableSpec `ebpf:"history_limit"`
 	IdleNs       *ebpf.VariableSpec `ebpf:"idle_ns"`
+	StatsOn      *ebpf.VariableSpec `ebpf:"stats_on"`
 	TestClock    *ebpf.VariableSpec `ebpf:"test_clock"`
 	TestNow      *ebpf.VariableSpec `ebpf:"test_now"`
 	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -235,6 +240,7 @@ type fparserVariables struct {
 	FinNs        *ebpf.Variable `ebpf:"fin_ns"`
 	HistoryLimit *ebpf.Variable `ebpf:"history_limit"`
 	IdleNs       *ebpf.Variable `ebpf:"idle_ns"`
+	StatsOn      *ebpf.Variable `ebpf:"stats_on"`
 	TestClock    *ebpf.Variable `ebpf:"test_clock"`
 	TestNow      *ebpf.Variable `ebpf:"test_now"`
 	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -66,6 +67,10 @@ type Config struct {
 	// resolution, CLOCK_MONOTONIC_COARSE) instead of the precise one: cheaper per
 	// packet, with timestamps a few ms apart at best.
 	CoarseClock bool
+
+	// Statistics makes the kernel keep each direction's statistics in the flow's
+	// map value (userspace.DirStats).
+	Statistics bool
 
 	// HistoryLimit is how many packets of each flow the kernel sends a record of
 	// (EventPacket): 0 none, a negative number all.
@@ -155,7 +160,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil} {
+	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil, "stats_on": cfg.Statistics} {
 		if on {
 			if err := spec.Variables[name].Set(uint8(1)); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -170,6 +175,13 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 	if cfg.MaxFlows > 0 {
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
 	}
+	if !cfg.Statistics {
+		// The map's values end where the statistics would start: smaller entries
+		// make a new flow cheaper, as the kernel writes fewer cold cache lines.
+		flows := spec.Maps["flows"]
+		flows.ValueSize = uint32(coreSize)
+		flows.Value = coreType(flows.Value)
+	}
 	if cfg.ringbufBytes > 0 {
 		spec.Maps["events"].MaxEntries = cfg.ringbufBytes
 	}
@@ -179,6 +191,24 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 		}
 	}
 	return spec, nil
+}
+
+// coreType is the flow map's value type cut before its statistics, or nil (no
+// type) if it is not the struct expected.
+func coreType(t btf.Type) btf.Type {
+	st, ok := t.(*btf.Struct)
+	if !ok {
+		return nil
+	}
+	core := btf.Copy(st).(*btf.Struct)
+	for i, m := range core.Members {
+		if m.Name == "st" && m.Offset.Bytes() == uint32(coreSize) {
+			core.Members = core.Members[:i]
+			core.Size = uint32(coreSize)
+			return core
+		}
+	}
+	return nil
 }
 
 // historyLimit is the kernel's history_limit for Config.HistoryLimit.

@@ -9,14 +9,26 @@ import (
 	"github.com/fparser/fparser/userspace"
 )
 
-// The kernel's key and value have userspace.Key's and userspace.State's layouts, byte
-// for byte, so the maps read straight into them.
+// The kernel's key has userspace.Key's layout, and its value userspace.State's
+// followed by userspace.FlowStats', byte for byte, so the maps read straight into
+// them. Without statistics the map's values end where they would start.
 var (
 	_ [unsafe.Sizeof(fparserFlowKey{}) - unsafe.Sizeof(userspace.Key{})]struct{}
 	_ [unsafe.Sizeof(userspace.Key{}) - unsafe.Sizeof(fparserFlowKey{})]struct{}
-	_ [unsafe.Sizeof(fparserFlowState{}) - unsafe.Sizeof(userspace.State{})]struct{}
-	_ [unsafe.Sizeof(userspace.State{}) - unsafe.Sizeof(fparserFlowState{})]struct{}
+	_ [unsafe.Sizeof(fparserFlowState{}) - unsafe.Sizeof(fullValue{})]struct{}
+	_ [unsafe.Sizeof(fullValue{}) - unsafe.Sizeof(fparserFlowState{})]struct{}
+	_ [unsafe.Offsetof(fparserFlowState{}.St) - unsafe.Sizeof(userspace.State{})]struct{}
+	_ [unsafe.Sizeof(userspace.State{}) - unsafe.Offsetof(fparserFlowState{}.St)]struct{}
 )
+
+// fullValue is a flow map value with statistics.
+type fullValue struct {
+	State userspace.State
+	Stats userspace.FlowStats
+}
+
+// coreSize is the flow map's value size without statistics.
+const coreSize = unsafe.Sizeof(userspace.State{})
 
 // batch is how many flows one batched map call moves.
 const batch = 4096
@@ -28,8 +40,9 @@ const batch = 4096
 type Table struct {
 	m       *ebpf.Map
 	keys    []userspace.Key
-	states  []userspace.State
-	noBatch bool // the kernel lacks batch lookup on this map: iterate instead
+	states  []userspace.State // the values read, without statistics
+	full    []fullValue       // the values read, with statistics
+	noBatch bool              // the kernel lacks batch lookup on this map: iterate instead
 	// drain continues a Drain where the last call stopped, so the kernel does not
 	// walk the emptied buckets again; nil when no drain is under way.
 	drain *ebpf.MapBatchCursor
@@ -37,17 +50,58 @@ type Table struct {
 
 // Table returns the flow map as a userspace.Table.
 func (d *Datapath) Table() *Table {
-	return &Table{m: d.objs.Flows, keys: make([]userspace.Key, batch), states: make([]userspace.State, batch)}
+	t := &Table{m: d.objs.Flows, keys: make([]userspace.Key, batch)}
+	if d.cfg.Statistics {
+		t.full = make([]fullValue, batch)
+	} else {
+		t.states = make([]userspace.State, batch)
+	}
+	return t
+}
+
+// values is where a batch of n values is read into.
+func (t *Table) values(n int) any {
+	if t.full != nil {
+		return t.full[:n]
+	}
+	return t.states[:n]
+}
+
+// value returns the i-th value of the last batch read.
+func (t *Table) value(i int) (*userspace.State, *userspace.FlowStats) {
+	if t.full != nil {
+		return &t.full[i].State, &t.full[i].Stats
+	}
+	return &t.states[i], nil
+}
+
+// get reads (del: and removes) the flow with key k.
+func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.FlowStats, error) {
+	var v fullValue
+	var out any = &v.State
+	if t.full != nil {
+		out = &v
+	}
+	var err error
+	if del {
+		err = t.m.LookupAndDelete(k, out)
+	} else {
+		err = t.m.Lookup(k, out)
+	}
+	if err != nil || t.full == nil {
+		return v.State, nil, err
+	}
+	return v.State, &v.Stats, nil
 }
 
 // each calls fn for every flow in the map, a batch at a time, until fn returns false.
-func (t *Table) each(fn func(k *userspace.Key, s *userspace.State) bool) error {
+func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace.FlowStats) bool) error {
 	if !t.noBatch {
 		var cursor ebpf.MapBatchCursor
 		for {
-			n, err := t.m.BatchLookup(&cursor, t.keys, t.states, nil)
+			n, err := t.m.BatchLookup(&cursor, t.keys, t.values(len(t.keys)), nil)
 			for i := range n {
-				if !fn(&t.keys[i], &t.states[i]) {
+				if s, st := t.value(i); !fn(&t.keys[i], s, st) {
 					return nil
 				}
 			}
@@ -64,10 +118,15 @@ func (t *Table) each(fn func(k *userspace.Key, s *userspace.State) bool) error {
 		}
 	}
 	var k userspace.Key
-	var s userspace.State
+	var v fullValue
+	var out any = &v.State
+	var st *userspace.FlowStats
+	if t.full != nil {
+		out, st = &v, &v.Stats
+	}
 	it := t.m.Iterate()
-	for it.Next(&k, &s) {
-		if !fn(&k, &s) {
+	for it.Next(&k, out) {
+		if !fn(&k, &v.State, st) {
 			return nil
 		}
 	}
@@ -77,55 +136,53 @@ func (t *Table) each(fn func(k *userspace.Key, s *userspace.State) bool) error {
 // Len is the number of flows in the map. It reads the whole map.
 func (t *Table) Len() int {
 	n := 0
-	t.each(func(*userspace.Key, *userspace.State) bool { n++; return true })
+	t.each(func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool { n++; return true })
 	return n
 }
 
-// Lookup returns the state of the flow with key k.
-func (t *Table) Lookup(k *userspace.Key) (userspace.State, bool) {
-	var s userspace.State
-	if err := t.m.Lookup(k, &s); err != nil {
-		return s, false
-	}
-	return s, true
+// Lookup returns the state of the flow with key k, and its statistics.
+func (t *Table) Lookup(k *userspace.Key) (userspace.State, *userspace.FlowStats, bool) {
+	s, st, err := t.get(k, false)
+	return s, st, err == nil
 }
 
 // Range calls yield for every flow until it returns false.
-func (t *Table) Range(yield func(*userspace.Key, *userspace.State) bool) {
+func (t *Table) Range(yield func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool) {
 	t.each(yield)
 }
 
 // Reap removes every flow for which due returns true, passing its final state, read
 // as it is removed, to ended.
-func (t *Table) Reap(due func(*userspace.Key, *userspace.State) bool, ended func(*userspace.Key, *userspace.State)) {
+func (t *Table) Reap(due func(*userspace.Key, *userspace.State) bool, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) {
 	var gone []userspace.Key
-	t.each(func(k *userspace.Key, s *userspace.State) bool {
+	t.each(func(k *userspace.Key, s *userspace.State, _ *userspace.FlowStats) bool {
 		if due(k, s) {
 			gone = append(gone, *k)
 		}
 		return true
 	})
 	for i := range gone {
-		var s userspace.State
-		if err := t.m.LookupAndDelete(&gone[i], &s); err != nil {
+		s, st, err := t.get(&gone[i], true)
+		if err != nil {
 			continue // the kernel evicted it meanwhile
 		}
-		ended(&gone[i], &s)
+		ended(&gone[i], &s, st)
 	}
 }
 
 // Drain removes up to max flows and passes each final state to ended, and reports
 // whether flows remain. It uses the kernel's batched lookup-and-delete where it has
 // one.
-func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State)) (more bool) {
+func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) (more bool) {
 	max = min(max, len(t.keys))
 	if !t.noBatch {
 		if t.drain == nil {
 			t.drain = new(ebpf.MapBatchCursor)
 		}
-		n, err := t.m.BatchLookupAndDelete(t.drain, t.keys[:max], t.states[:max], nil)
+		n, err := t.m.BatchLookupAndDelete(t.drain, t.keys[:max], t.values(max), nil)
 		for i := range n {
-			ended(&t.keys[i], &t.states[i])
+			s, st := t.value(i)
+			ended(&t.keys[i], s, st)
 		}
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
@@ -147,14 +204,13 @@ func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State)) (mo
 		t.noBatch = true
 	}
 	var gone []userspace.Key
-	t.each(func(k *userspace.Key, _ *userspace.State) bool {
+	t.each(func(k *userspace.Key, _ *userspace.State, _ *userspace.FlowStats) bool {
 		gone = append(gone, *k)
 		return len(gone) < max
 	})
 	for i := range gone {
-		var s userspace.State
-		if err := t.m.LookupAndDelete(&gone[i], &s); err == nil {
-			ended(&gone[i], &s)
+		if s, st, err := t.get(&gone[i], true); err == nil {
+			ended(&gone[i], &s, st)
 		}
 	}
 	var k userspace.Key

@@ -121,21 +121,25 @@ func writeBenchCapture(path string) error {
 // BenchmarkReplay replays the workload through the whole offline path: reading the
 // file, parsing, the flow table, sweeps, the final flush and handing out the ended
 // flows. One op is one replay of the file.
-func BenchmarkReplay(b *testing.B) { replayBench(b, "", 0, benchFlows, benchPackets) }
+func BenchmarkReplay(b *testing.B) { replayBench(b, "", 0, false, benchFlows, benchPackets) }
+
+// BenchmarkReplayStatistics is BenchmarkReplay keeping each direction's statistics
+// (Options.Statistics).
+func BenchmarkReplayStatistics(b *testing.B) { replayBench(b, "", 0, true, benchFlows, benchPackets) }
 
 // BenchmarkReplayHistory is BenchmarkReplay keeping every packet's headers
 // (Options.Packets = AllPackets): the history's cost per packet and its size.
-func BenchmarkReplayHistory(b *testing.B) { replayBench(b, "", -1, benchFlows, benchPackets) }
+func BenchmarkReplayHistory(b *testing.B) { replayBench(b, "", -1, false, benchFlows, benchPackets) }
 
 // BenchmarkReplayFiltered is BenchmarkReplay with a filter that keeps the TCP half
 // of the workload: the filter's cost per packet is the difference.
 func BenchmarkReplayFiltered(b *testing.B) {
 	for _, expr := range []string{"tcp port 443", "net 10.0.0.0/8 and tcp[tcpflags] & tcp-ack != 0"} {
-		b.Run(expr, func(b *testing.B) { replayBench(b, expr, 0, benchFlows/2, benchPackets/2) })
+		b.Run(expr, func(b *testing.B) { replayBench(b, expr, 0, false, benchFlows/2, benchPackets/2) })
 	}
 }
 
-func replayBench(b *testing.B, expr string, history, wantFlows, wantPackets int) {
+func replayBench(b *testing.B, expr string, history int, stats bool, wantFlows, wantPackets int) {
 	path := benchFile(b)
 	var f *filter.Filter
 	if expr != "" {
@@ -157,6 +161,9 @@ func replayBench(b *testing.B, expr string, history, wantFlows, wantPackets int)
 		eng := userspace.NewEngine(tab, userspace.DefaultTimeouts)
 		eng.SetHistory(userspace.HistoryConfig{Limit: history})
 		dp := NewDatapath(eng, tab, 0)
+		if stats {
+			dp.KeepStatistics()
+		}
 		if f != nil {
 			eng.Do(func() { err = dp.SetFilter(f, false, LinkEthernet) })
 			if err != nil {
@@ -196,7 +203,7 @@ func replayBench(b *testing.B, expr string, history, wantFlows, wantPackets int)
 	b.ReportMetric(perPacket, "ns/packet")
 	b.ReportMetric(1e9/perPacket, "packets/s")
 	b.ReportMetric(float64(mallocs)/float64(b.N)/benchPackets, "allocs/packet")
-	if expr == "" && history == 0 {
+	if expr == "" && history == 0 && !stats {
 		b.ReportMetric(heapPerFlow(b, path), "heap-B/flow")
 	}
 	if history != 0 {

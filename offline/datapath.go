@@ -105,6 +105,11 @@ func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int)
 	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn(), historyLimit: eng.HistoryLimit()}
 }
 
+// KeepStatistics makes the datapath keep each direction's statistics
+// (userspace.DirStats), as the kernel program does with stats_on. Call it before the
+// first packet.
+func (d *Datapath) KeepStatistics() { d.table.KeepStatistics() }
+
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
 // (ns since the epoch).
 func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) {
@@ -196,14 +201,17 @@ func (d *Datapath) Count(pp *Parsed) {
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
 func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord) {
-	s, created := d.table.UpsertHash(k, hash)
+	s, st, created := d.table.UpsertHash(k, hash)
 	if !created {
 		if reason, end, over := d.timeout.Expired(s, now); over {
-			d.eng.EndLocked(k, s, reason, end)
+			d.eng.EndLocked(k, s, st, reason, end)
 			created = true
 		} else if s.Marks != 0 && flags&(userspace.FlagSYN|userspace.FlagACK) == userspace.FlagSYN {
-			d.eng.EndLocked(k, s, userspace.EndReused, now)
+			d.eng.EndLocked(k, s, st, userspace.EndReused, now)
 			created = true
+		}
+		if created && st != nil {
+			*st = userspace.FlowStats{}
 		}
 	}
 	dir := 0
@@ -218,7 +226,7 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		}
 		d.NewFlows++
 	}
-	s.AddPacket(dir, length, flags, now)
+	s.AddPacket(dir, length, flags, now, st)
 	if flags&(userspace.FlagFIN|userspace.FlagRST) != 0 {
 		if s.Marks == 0 {
 			// The kernel sends an event here; the engine learns the flow may now end

@@ -99,9 +99,10 @@ func (e *Engine) ScheduleLocked(t int64) {
 	e.wake = max(e.nextSweep, e.nextDue)
 }
 
-// EndLocked queues a flow that the datapath ended.
-func (e *Engine) EndLocked(k *Key, s *State, reason EndReason, end int64) {
-	e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: end, History: e.hist.take(k, s)})
+// EndLocked queues a flow that the datapath ended, with its statistics (nil when
+// they are not kept), which it copies.
+func (e *Engine) EndLocked(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
+	e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: end, History: e.hist.take(k, s)})
 	e.counts.FlowsEnded[reason]++
 }
 
@@ -123,12 +124,12 @@ func (e *Engine) sweepLocked() {
 		}
 		due = min(due, end)
 		return false
-	}, func(k *Key, s *State) {
+	}, func(k *Key, s *State, st *FlowStats) {
 		// ended may come after every due call (the kernel's table decides first and
 		// removes after), so the reason comes from the final state. A packet that
 		// landed in between moved the deadline: the flow still ends now, with it.
 		reason, end := e.timeout.Deadline(s)
-		batch = append(batch, Record{Key: *k, State: *s, Reason: reason, End: min(end, now), History: hs.take(k, s)})
+		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
 	if hs != nil {
 		hs.endSweep()
@@ -149,8 +150,8 @@ const FlushChunk = 4096
 // table's order, which depends only on the packets: a replay always reports in the
 // same order.
 func (e *Engine) FlushLocked(reason EndReason) (more bool) {
-	return e.table.Drain(FlushChunk, func(k *Key, s *State) {
-		e.ended = append(e.ended, Record{Key: *k, State: *s, Reason: reason, End: e.now, History: e.hist.take(k, s)})
+	return e.table.Drain(FlushChunk, func(k *Key, s *State, st *FlowStats) {
+		e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: e.now, History: e.hist.take(k, s)})
 		e.counts.FlowsEnded[reason]++
 	})
 }
@@ -203,7 +204,8 @@ func (e *Engine) TakeEnded(buf []Record) []Record {
 func (e *Engine) Lookup(k *Key) (State, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.table.Lookup(k)
+	s, _, ok := e.table.Lookup(k)
+	return s, ok
 }
 
 // Snapshot appends every active flow to dst and returns it. The flows are copies taken
@@ -212,8 +214,8 @@ func (e *Engine) Lookup(k *Key) (State, bool) {
 func (e *Engine) Snapshot(dst []Record) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.table.Range(func(k *Key, s *State) bool {
-		dst = append(dst, Record{Key: *k, State: *s, History: e.hist.copyOf(k)})
+	e.table.Range(func(k *Key, s *State, st *FlowStats) bool {
+		dst = append(dst, Record{Key: *k, State: *s, Stats: copyStats(st), History: e.hist.copyOf(k)})
 		return true
 	})
 	return dst
@@ -223,11 +225,11 @@ func (e *Engine) Snapshot(dst []Record) []Record {
 func (e *Engine) LookupRecord(k *Key) (Record, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s, ok := e.table.Lookup(k)
+	s, st, ok := e.table.Lookup(k)
 	if !ok {
 		return Record{}, false
 	}
-	return Record{Key: *k, State: s, History: e.hist.copyOf(k)}, true
+	return Record{Key: *k, State: s, Stats: st, History: e.hist.copyOf(k)}, true
 }
 
 // Stats describes the engine at one instant.
@@ -243,7 +245,7 @@ type Stats struct {
 // per active flow.
 func (e *Engine) StatsLocked() Stats {
 	st := Stats{Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts}
-	e.table.Range(func(k *Key, s *State) bool {
+	e.table.Range(func(k *Key, s *State, _ *FlowStats) bool {
 		if k.Proto == ProtoTCP {
 			st.TCPFlows++
 			st.TCPPackets += s.Packets()

@@ -88,7 +88,8 @@ type Counters struct {
 // State is the value the datapath keeps per flow: counters indexed by canonical
 // direction (0: A to B, 1: B to A), the OR of TCP flags per direction, which endpoint
 // initiated, the end marks left by FIN and RST, how many packet records it sent, and
-// each direction's statistics. 232 bytes, the kernel's layout.
+// the moving averages behind the flow's rates. 88 bytes, the kernel's layout; when
+// the datapath keeps statistics, its FlowStats follow in the kernel's map value.
 type State struct {
 	Dir       [2]Counters
 	Flags     [2]uint8
@@ -98,7 +99,25 @@ type State struct {
 	// history (HistoryConfig.Limit); live, a record the ring buffer had no room for
 	// is in Recorded but never arrives.
 	Recorded uint32
-	Stats    [2]DirStats
+	// Moving averages over both directions, each new packet weighing 1/8: the gap
+	// since the flow's previous packet, and the packet size in 1/16 bytes.
+	GapAvg    uint64 // ns
+	SizeAvg16 uint32
+	_         uint32
+}
+
+// FlowStats are a flow's statistics, by canonical direction, when the datapath keeps
+// them.
+type FlowStats [2]DirStats
+
+// Rates are the flow's moving packet and byte rates, per second, from its moving
+// averages: 0 below two packets.
+func (s *State) Rates() (pps, bps float64) {
+	if s.Packets() < 2 {
+		return 0, 0
+	}
+	pps = 1e9 / float64(max(s.GapAvg, 1))
+	return pps, pps * float64(s.SizeAvg16) / 16
 }
 
 // DirStats are one direction's statistics, kept as sums so that the kernel can update
@@ -124,22 +143,48 @@ func gapMicros(prev, now int64) uint64 {
 }
 
 // AddPacket counts a packet of length bytes with TCP flags into direction dir at
-// time now: the counters, flags and statistics, as the kernel program's fresh_state
-// and add_packet update them. The caller handles the flow's creation, its end, its
-// marks and its records.
-func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64) {
-	c, st := &s.Dir[dir], &s.Stats[dir]
-	size := uint64(length)
-	before := c.Packets
+// time now, and into stats unless it is nil, as the kernel program's fresh_state and
+// add_packet do. The caller handles the flow's creation, its end, its marks and its
+// records.
+func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64, stats *FlowStats) {
+	c := &s.Dir[dir]
+	switch total := s.Dir[0].Packets + s.Dir[1].Packets; total {
+	case 0:
+		s.SizeAvg16 = length << 4
+	default:
+		var flowGap uint64
+		if last := max(s.Dir[0].Last, s.Dir[1].Last); now > last {
+			flowGap = uint64(now - last)
+		}
+		if total == 1 {
+			s.GapAvg = flowGap
+		} else {
+			s.GapAvg = s.GapAvg - s.GapAvg>>3 + flowGap>>3
+		}
+		s.SizeAvg16 = s.SizeAvg16 - s.SizeAvg16>>3 + length<<1
+	}
+	before, prev := c.Packets, c.Last
 	c.Packets++
-	c.Bytes += size
+	c.Bytes += uint64(length)
+	c.Last = now
+	if before == 0 {
+		c.First = now
+	}
+	if stats != nil {
+		stats[dir].add(before, prev, length, flags, now)
+	}
+	s.Flags[dir] |= flags
+}
+
+// add adds a packet to the statistics, as the kernel's add_stats: before is the
+// direction's packet count before it, prev the time of the one before it.
+func (st *DirStats) add(before uint64, prev int64, length uint32, flags uint8, now int64) {
+	size := uint64(length)
 	st.SizeSquares += size * size
 	if before == 0 {
-		c.First, c.Last = now, now
 		st.SizeMin, st.SizeMax = length, length
 	} else {
-		gap := gapMicros(c.Last, now)
-		c.Last = now
+		gap := gapMicros(prev, now)
 		st.GapSum += gap
 		st.GapSquares += gap * gap
 		if before == 1 {
@@ -152,7 +197,15 @@ func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64) {
 	for f := flags; f != 0; f &= f - 1 {
 		st.FlagPackets[bits.TrailingZeros8(f)]++
 	}
-	s.Flags[dir] |= flags
+}
+
+// copyStats returns a copy of st, or nil.
+func copyStats(st *FlowStats) *FlowStats {
+	if st == nil {
+		return nil
+	}
+	c := *st
+	return &c
 }
 
 // End marks in State.Marks.
@@ -209,6 +262,7 @@ func (r EndReason) String() string {
 type Record struct {
 	Key     Key
 	State   State
+	Stats   *FlowStats // when the datapath keeps statistics
 	Reason  EndReason
 	End     int64    // when the engine considers it ended, ns since the epoch
 	History *History // the packets, when the engine keeps them

@@ -116,7 +116,7 @@ func TestHistoryMemoryCap(t *testing.T) {
 	if st.Capped == 0 || !h.Incomplete() || h.Len()+int(st.Capped) != len(recs) || st.Bytes < 256 {
 		t.Errorf("stats %+v, history of %d packets, incomplete %v", st, h.Len(), h.Incomplete())
 	}
-	eng.Do(func() { eng.EndLocked(&k, &State{}, EndIdle, 0) })
+	eng.Do(func() { eng.EndLocked(&k, &State{}, nil, EndIdle, 0) })
 	if ended := eng.TakeEnded(nil); len(ended) != 1 || ended[0].History != h || eng.HistoryStatsLocked().Bytes != 0 {
 		t.Errorf("the ended flow's history was not handed out, or its memory not released")
 	}

@@ -10,22 +10,24 @@ import (
 // Table is the flow table as the engine sees it: the kernel's LRU map on the live path,
 // a [FlowTable] on the offline path. The datapath writes it; the engine only reads and
 // removes.
+//
+// The statistics passed with a state are nil when the table keeps none.
 type Table interface {
 	// Len is the number of flows in the table.
 	Len() int
-	// Lookup returns the state of the flow with key k.
-	Lookup(k *Key) (State, bool)
+	// Lookup returns the state of the flow with key k, and a copy of its statistics.
+	Lookup(k *Key) (State, *FlowStats, bool)
 	// Range calls yield for every flow until it returns false. yield must not change
 	// the table.
-	Range(yield func(*Key, *State) bool)
+	Range(yield func(*Key, *State, *FlowStats) bool)
 	// Reap removes every flow for which due returns true and passes its final state to
 	// ended. Removal and the read of the final state are one step, so a packet counted
 	// while Reap runs is either in the state ended gets or still in the table. ended
 	// may be called right after its flow's due, or after every due call.
-	Reap(due func(*Key, *State) bool, ended func(*Key, *State))
+	Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats))
 	// Drain removes up to max flows, oldest first where the table knows, passes
 	// each final state to ended, and reports whether flows remain.
-	Drain(max int, ended func(*Key, *State)) (more bool)
+	Drain(max int, ended func(*Key, *State, *FlowStats)) (more bool)
 }
 
 // FlowTable is an open-addressing hash table from Key to State, built for the Go
@@ -39,7 +41,9 @@ type FlowTable struct {
 	slots []uint64
 	mask  uint64
 	pages []*[pageSize]flowEntry
-	base  int // entries in use: indices base .. n-1; base > 0 only while draining
+	stats []*[pageSize]FlowStats // beside the pages, when the table keeps statistics
+	keep  bool                   // keep statistics
+	base  int                    // entries in use: indices base .. n-1; base > 0 only while draining
 	n     int
 	seed  uint64
 }
@@ -51,6 +55,19 @@ const (
 )
 
 func (t *FlowTable) entry(i int) *flowEntry { return &t.pages[i>>pageShift][i&pageMask] }
+
+// statsOf returns entry i's statistics, or nil when the table keeps none.
+func (t *FlowTable) statsOf(i int) *FlowStats {
+	if !t.keep {
+		return nil
+	}
+	return &t.stats[i>>pageShift][i&pageMask]
+}
+
+// KeepStatistics makes the table keep a FlowStats per flow, in pages of their own
+// so that a table without them costs nothing for them. Call it while the table is
+// empty.
+func (t *FlowTable) KeepStatistics() { t.keep = true }
 
 type flowEntry struct {
 	key   Key
@@ -110,14 +127,15 @@ func (t *FlowTable) PrefetchEntry(h uint64) {
 	}
 }
 
-// Upsert returns the state for k, inserting a zero state when k is absent; created
-// reports the insert. The pointer is valid until the next Upsert or removal.
-func (t *FlowTable) Upsert(k *Key) (s *State, created bool) {
+// Upsert returns the state and statistics (nil unless kept) for k, inserting zero
+// ones when k is absent; created reports the insert. The pointers are valid until
+// the next Upsert or removal.
+func (t *FlowTable) Upsert(k *Key) (s *State, st *FlowStats, created bool) {
 	return t.UpsertHash(k, t.hash(k))
 }
 
 // UpsertHash is Upsert for a key whose Hash is h.
-func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, created bool) {
+func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, created bool) {
 	tag := h >> 32 << 32
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		slot := t.slots[i]
@@ -129,16 +147,24 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, created bool) {
 			if t.n>>pageShift == len(t.pages) {
 				t.pages = append(t.pages, new([pageSize]flowEntry))
 			}
+			if t.keep && t.n>>pageShift == len(t.stats) {
+				t.stats = append(t.stats, new([pageSize]FlowStats))
+			}
 			e := t.entry(t.n)
 			*e = flowEntry{key: *k}
+			st = t.statsOf(t.n)
+			if st != nil {
+				*st = FlowStats{}
+			}
 			t.n++
 			t.slots[i] = tag | uint64(t.n)
-			return &e.state, true
+			return &e.state, st, true
 		}
 		if slot&^0xFFFFFFFF == tag {
-			e := t.entry(int(uint32(slot)) - 1)
+			idx := int(uint32(slot)) - 1
+			e := t.entry(idx)
 			if keysEqual(&e.key, k) {
-				return &e.state, false
+				return &e.state, t.statsOf(idx), false
 			}
 		}
 	}
@@ -159,20 +185,21 @@ func (t *FlowTable) find(k *Key) int {
 	}
 }
 
-// Lookup returns the state of the flow with key k.
-func (t *FlowTable) Lookup(k *Key) (State, bool) {
+// Lookup returns the state of the flow with key k, and a copy of its statistics.
+func (t *FlowTable) Lookup(k *Key) (State, *FlowStats, bool) {
 	i := t.find(k)
 	if i < 0 {
-		return State{}, false
+		return State{}, nil, false
 	}
-	return t.entry(int(uint32(t.slots[i])) - 1).state, true
+	idx := int(uint32(t.slots[i])) - 1
+	return t.entry(idx).state, copyStats(t.statsOf(idx)), true
 }
 
 // Range calls yield for every flow until it returns false.
-func (t *FlowTable) Range(yield func(*Key, *State) bool) {
+func (t *FlowTable) Range(yield func(*Key, *State, *FlowStats) bool) {
 	for i := t.base; i < t.n; i++ {
 		e := t.entry(i)
-		if !yield(&e.key, &e.state) {
+		if !yield(&e.key, &e.state, t.statsOf(i)) {
 			return
 		}
 	}
@@ -180,12 +207,12 @@ func (t *FlowTable) Range(yield func(*Key, *State) bool) {
 
 // Reap removes every flow for which due returns true and passes its final state to
 // ended.
-func (t *FlowTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State)) {
+func (t *FlowTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats)) {
 	// Walk down, so the entry that fills a removed hole has already been visited.
 	for i := t.n - 1; i >= t.base; i-- {
 		e := t.entry(i)
 		if due(&e.key, &e.state) {
-			ended(&e.key, &e.state)
+			ended(&e.key, &e.state, t.statsOf(i))
 			t.removeEntry(i)
 		}
 	}
@@ -194,11 +221,11 @@ func (t *FlowTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State)) 
 // Drain removes up to max flows in the order of the table (the order they were
 // created, but for flows moved into the holes that removals left), passes each to
 // ended, and reports whether flows remain. Draining from the front moves no entry.
-func (t *FlowTable) Drain(max int, ended func(*Key, *State)) (more bool) {
+func (t *FlowTable) Drain(max int, ended func(*Key, *State, *FlowStats)) (more bool) {
 	end := min(t.n, t.base+max)
 	for ; t.base < end; t.base++ {
 		e := t.entry(t.base)
-		ended(&e.key, &e.state)
+		ended(&e.key, &e.state, t.statsOf(t.base))
 		t.clearSlot(t.slotOf(t.base))
 	}
 	if t.base == t.n {
@@ -226,6 +253,9 @@ func (t *FlowTable) removeEntry(idx int) {
 	if idx != last {
 		s := t.slotOf(last)
 		*t.entry(idx) = *t.entry(last)
+		if t.keep {
+			*t.statsOf(idx) = *t.statsOf(last)
+		}
 		t.slots[s] = t.slots[s]&^0xFFFFFFFF | uint64(idx+1)
 	}
 	t.n--

@@ -24,7 +24,7 @@ func TestFlowTableAgainstMap(t *testing.T) {
 		k := testKey(rng.IntN(3000))
 		switch op := rng.IntN(10); {
 		case op < 6:
-			s, created := tab.Upsert(&k)
+			s, _, created := tab.Upsert(&k)
 			_, had := model[k]
 			if created == had {
 				t.Fatalf("step %d: created=%v but model had=%v", step, created, had)
@@ -40,7 +40,7 @@ func TestFlowTableAgainstMap(t *testing.T) {
 		default:
 			// Reap every flow with an odd count.
 			n := 0
-			tab.Reap(func(_ *Key, s *State) bool { return s.Dir[0].Packets%2 == 1 }, func(k *Key, s *State) {
+			tab.Reap(func(_ *Key, s *State) bool { return s.Dir[0].Packets%2 == 1 }, func(k *Key, s *State, _ *FlowStats) {
 				if model[*k] != s.Dir[0].Packets {
 					t.Fatalf("step %d: reaped %d packets, model %d", step, s.Dir[0].Packets, model[*k])
 				}
@@ -53,13 +53,13 @@ func TestFlowTableAgainstMap(t *testing.T) {
 		}
 	}
 	for k, n := range model {
-		s, ok := tab.Lookup(&k)
+		s, _, ok := tab.Lookup(&k)
 		if !ok || s.Dir[0].Packets != n {
 			t.Fatalf("lookup %v: %v %v, want %d", k, s.Dir[0].Packets, ok, n)
 		}
 	}
 	seen := 0
-	tab.Range(func(k *Key, s *State) bool {
+	tab.Range(func(k *Key, s *State, _ *FlowStats) bool {
 		if model[*k] != s.Dir[0].Packets {
 			t.Fatalf("range: %v has %d, model %d", *k, s.Dir[0].Packets, model[*k])
 		}
@@ -80,7 +80,7 @@ func TestFlowTableUpsertAllocatesNothing(t *testing.T) {
 	}
 	i := 0
 	allocs := testing.AllocsPerRun(10000, func() {
-		s, _ := tab.Upsert(&keys[i%len(keys)])
+		s, _, _ := tab.Upsert(&keys[i%len(keys)])
 		s.Dir[0].Packets++
 		i++
 	})
@@ -107,7 +107,7 @@ func TestDrainInChunks(t *testing.T) {
 	}
 	var order []Key
 	for more := true; more; {
-		more = tab.Drain(1000, func(k *Key, _ *State) {
+		more = tab.Drain(1000, func(k *Key, _ *State, _ *FlowStats) {
 			if !left[*k] {
 				t.Fatalf("%v drained twice or never inserted", *k)
 			}
@@ -118,18 +118,54 @@ func TestDrainInChunks(t *testing.T) {
 			t.Fatalf("len %d, %d left, more %v", tab.Len(), len(left), more)
 		}
 		for k := range left {
-			if _, ok := tab.Lookup(&k); !ok {
+			if _, _, ok := tab.Lookup(&k); !ok {
 				t.Fatalf("undrained %v not found", k)
 			}
 		}
 		for _, k := range order[max(0, len(order)-50):] {
-			if _, ok := tab.Lookup(&k); ok {
+			if _, _, ok := tab.Lookup(&k); ok {
 				t.Fatalf("drained %v still found", k)
 			}
 		}
 	}
 	k := testKey(1)
-	if _, created := tab.Upsert(&k); !created || tab.Len() != 1 {
+	if _, _, created := tab.Upsert(&k); !created || tab.Len() != 1 {
 		t.Fatal("the drained table does not take a new flow")
+	}
+}
+
+// TestFlowTableStatisticsFollowTheirFlow: with statistics kept, each flow's stay with
+// it when reaping moves entries into the holes, and a reinserted key starts from zero.
+func TestFlowTableStatisticsFollowTheirFlow(t *testing.T) {
+	tab := NewFlowTable(4)
+	tab.KeepStatistics()
+	for i := range 10000 {
+		k := testKey(i)
+		s, st, created := tab.Upsert(&k)
+		if !created || st == nil || *st != (FlowStats{}) {
+			t.Fatalf("insert %d: created %v, stats %v", i, created, st)
+		}
+		s.Dir[0].Packets = uint64(i)
+		st[1].GapSum = uint64(i)
+	}
+	tab.Reap(func(_ *Key, s *State) bool { return s.Dir[0].Packets%3 == 0 }, func(_ *Key, s *State, st *FlowStats) {
+		if st[1].GapSum != s.Dir[0].Packets {
+			t.Fatalf("reaped flow %d has the statistics of %d", s.Dir[0].Packets, st[1].GapSum)
+		}
+	})
+	n := 0
+	tab.Range(func(_ *Key, s *State, st *FlowStats) bool {
+		n++
+		if st[1].GapSum != s.Dir[0].Packets {
+			t.Fatalf("flow %d has the statistics of %d", s.Dir[0].Packets, st[1].GapSum)
+		}
+		return true
+	})
+	k := testKey(3)
+	if _, st, created := tab.Upsert(&k); n != 6666 || !created || *st != (FlowStats{}) {
+		t.Fatalf("%d flows left; reinserted key: created %v, stats %v", n, created, st)
+	}
+	if _, st, _ := NewFlowTable(4).Upsert(&k); st != nil {
+		t.Fatal("a table without statistics returned some")
 	}
 }

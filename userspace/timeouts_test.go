@@ -54,7 +54,7 @@ func TestSweepOnSyntheticClock(t *testing.T) {
 	e := NewEngine(tab, Timeouts{Idle: 10 * time.Second, FIN: 2 * time.Second})
 	add := func(i int, last int64, marks uint8) {
 		k := testKey(i)
-		s, _ := tab.Upsert(&k)
+		s, _, _ := tab.Upsert(&k)
 		*s = state(last, last, marks)
 		if marks != 0 {
 			e.ScheduleLocked(last + int64(e.Timeouts().FIN)) // as a datapath does
@@ -97,18 +97,18 @@ func TestSweepOnSyntheticClock(t *testing.T) {
 // removals, so ended never follows its own due.
 type decideFirstTable struct{ *FlowTable }
 
-func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State)) {
+func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats)) {
 	var keys []Key
-	t.FlowTable.Range(func(k *Key, s *State) bool {
+	t.FlowTable.Range(func(k *Key, s *State, _ *FlowStats) bool {
 		if due(k, s) {
 			keys = append(keys, *k)
 		}
 		return true
 	})
 	for i := range keys {
-		s, _ := t.Lookup(&keys[i])
+		s, st, _ := t.Lookup(&keys[i])
 		t.Delete(&keys[i])
-		ended(&keys[i], &s)
+		ended(&keys[i], &s, st)
 	}
 }
 
@@ -121,7 +121,7 @@ func TestSweepReasonsComeFromEachFlow(t *testing.T) {
 		e.AdvanceLocked(1 * sec)
 		for i, marks := range []uint8{MarkRST, 0, MarkFIN} {
 			k := testKey(i)
-			s, _ := tab.Upsert(&k)
+			s, _, _ := tab.Upsert(&k)
 			*s = state(sec, sec, marks)
 		}
 		e.ScheduleLocked(3 * sec)

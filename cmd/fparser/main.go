@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -55,6 +56,8 @@ type config struct {
 	filterFile                  string
 	dumpFilter                  bool
 	packets                     int
+	features                    bool
+	sort                        string
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -85,7 +88,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.finTimeout, "fin-timeout", 30*time.Second, "end a flow this long after its last packet once FIN or RST was seen")
 	fs.DurationVar(&c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
 	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "cut each packet to `snaplen` bytes before parsing")
-	fs.IntVar(&c.packets, "packets", 0, "with -r, keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
+	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
+	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
+	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
 	fs.Usage = func() {
@@ -157,7 +162,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fparser: --packets needs -o text or -o json")
 		return 2
 	}
-	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0)
+	if c.features && c.format == "text" {
+		fmt.Fprintln(stderr, "fparser: --features needs -o csv or -o json")
+		return 2
+	}
+	var order fparser.SortOrder
+	if c.sort != "" {
+		o, err := fparser.ParseSortOrder(c.sort)
+		if err != nil {
+			fmt.Fprintf(stderr, "fparser: --sort: %v\n", err)
+			return 2
+		}
+		order = o
+	}
+	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features)
 	if err != nil {
 		fmt.Fprintf(stderr, "fparser: -o: %v\n", err)
 		return 2
@@ -170,7 +188,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var p *fparser.Parser
 	var writeErr error
+	var held []fparser.Flow // with --sort, until the end
 	emit := func(f fparser.Flow) {
+		if order != 0 {
+			held = append(held, f)
+			return
+		}
 		if writeErr != nil {
 			return
 		}
@@ -185,6 +208,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Filter:        c.filter,
 		Snaplen:       c.snaplen,
 		Packets:       c.packets,
+		Statistics:    c.features,
 		Attach:        c.attach,
 		MaxFlows:      c.maxFlows,
 		CoarseClock:   c.coarse,
@@ -199,6 +223,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	runErr := p.Run(ctx)
 	stop()
+	if order != 0 {
+		slices.SortFunc(held, func(a, b fparser.Flow) int { return order.Compare(&a, &b) })
+		for i := range held {
+			if writeErr = out.write(&held[i]); writeErr != nil {
+				break
+			}
+		}
+	}
 	info := p.Info()
 	if writeErr == nil {
 		writeErr = out.Flush()

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -117,4 +121,63 @@ func TestUsageAndErrors(t *testing.T) {
 			t.Errorf("fparser %v: want a one-line error, got %q", tc.args, stderr.String())
 		}
 	}
+}
+
+// TestFeaturesAndSort: --features adds NFStream's statistics by name, in CSV and in
+// JSON, with the same values; --sort prints the flows largest first.
+func TestFeaturesAndSort(t *testing.T) {
+	c := filepath.Join("..", "..", "testdata", "http.pcap")
+	var csvOut, jsonOut, stderr bytes.Buffer
+	if code := run([]string{"-r", c, "-o", "csv", "-q", "--features", "--sort", "bytes"}, &csvOut, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if code := run([]string{"-r", c, "-o", "json", "-q", "--features", "--sort", "bytes"}, &jsonOut, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(csvOut.String()), "\n")
+	header := strings.Split(lines[0], ",")
+	if want := len(fields) + 34; len(header) != want || header[13] != "src2dst_min_ps" || header[len(header)-1] != "byte_rate" {
+		t.Fatalf("header has %d fields, want %d: %v", len(header), want, header)
+	}
+	var prevBytes int
+	for i, line := range lines[1:] {
+		row := strings.Split(line, ",")
+		col := func(name string) string { return row[slices.Index(header, name)] }
+		bytes := atoi(t, col("src2dst_bytes")) + atoi(t, col("dst2src_bytes"))
+		if i > 0 && bytes > prevBytes {
+			t.Errorf("row %d has %d bytes, more than the row before (%d): not sorted", i, bytes, prevBytes)
+		}
+		prevBytes = bytes
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(strings.Split(strings.TrimSpace(jsonOut.String()), "\n")[i]), &obj); err != nil {
+			t.Fatal(err)
+		}
+		for j, name := range header[13:] {
+			if got := fmt.Sprint(obj[name]); got != row[13+j] && strconv.Quote(row[13+j]) != got {
+				if v, err := strconv.ParseFloat(row[13+j], 64); err != nil || v != obj[name] {
+					t.Errorf("row %d: %s is %s in CSV, %v in JSON", i, name, row[13+j], obj[name])
+				}
+			}
+		}
+	}
+	// The first flow of http.pcap by bytes: the IPv4 download, 9 packets out and 8 in.
+	first := strings.Split(lines[1], ",")
+	if first[1] != "192.0.2.1" || first[13] != "52" || first[16] != "138" || first[21] != "1" || first[25] != "8" {
+		t.Errorf("first row %v", first)
+	}
+
+	for _, args := range [][]string{{"--features"}, {"--sort", "size"}} {
+		var out, errOut bytes.Buffer
+		if code := run(append([]string{"-r", c}, args...), &out, &errOut); code != 2 || errOut.Len() == 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and a reason", args, code, errOut.String())
+		}
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

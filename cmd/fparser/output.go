@@ -18,6 +18,50 @@ var fields = []string{
 	"first_seen", "last_seen", "end_reason",
 }
 
+// featureFields are the fields --features adds, after fields: NFStream's names for
+// its post-mortem statistics, per direction, then the flow's moving rates.
+var featureFields = func() []string {
+	var f []string
+	for _, d := range []string{"src2dst", "dst2src"} {
+		for _, n := range []string{
+			"min_ps", "mean_ps", "stddev_ps", "max_ps",
+			"min_piat_ms", "mean_piat_ms", "stddev_piat_ms", "max_piat_ms",
+			"syn_packets", "cwr_packets", "ece_packets", "urg_packets", "ack_packets", "psh_packets", "rst_packets", "fin_packets",
+		} {
+			f = append(f, d+"_"+n)
+		}
+	}
+	return append(f, "packet_rate", "byte_rate")
+}()
+
+// featureValues appends the values of featureFields, each preceded by sep(i).
+func featureValues(b []byte, f *fparser.Flow, sep func(b []byte, i int) []byte) []byte {
+	i := 0
+	num := func(v float64) {
+		b = sep(b, i)
+		b = strconv.AppendFloat(b, v, 'f', -1, 64)
+		i++
+	}
+	ms := func(d time.Duration) { num(float64(d) / 1e6) }
+	for _, c := range []*fparser.Counters{&f.Fwd, &f.Rev} {
+		num(float64(c.Size.Min))
+		num(c.Size.Mean)
+		num(c.Size.Stddev)
+		num(float64(c.Size.Max))
+		ms(c.Gap.Min)
+		ms(c.Gap.Mean)
+		ms(c.Gap.Stddev)
+		ms(c.Gap.Max)
+		fc := &c.FlagPackets
+		for _, n := range []uint32{fc.SYN, fc.CWR, fc.ECE, fc.URG, fc.ACK, fc.PSH, fc.RST, fc.FIN} {
+			num(float64(n))
+		}
+	}
+	num(f.PacketRate)
+	num(f.ByteRate)
+	return b
+}
+
 // timeLayout is RFC 3339 with all nine digits of nanoseconds, so columns line up and
 // every reader parses it.
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
@@ -25,22 +69,23 @@ const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 // flowWriter writes ended flows in one format. Write errors stick: the first one is
 // returned by every later call, so the caller can stop at once.
 type flowWriter struct {
-	w       *bufio.Writer
-	format  string
-	flush   bool // flush after every flow: the output is a terminal
-	buf     []byte
-	err     error
-	header  bool
-	packets bool // JSON: embed each flow's packets
+	w        *bufio.Writer
+	format   string
+	flush    bool // flush after every flow: the output is a terminal
+	buf      []byte
+	err      error
+	header   bool
+	packets  bool // JSON: embed each flow's packets
+	features bool // CSV and JSON: add featureFields
 }
 
-func newFlowWriter(w io.Writer, format string, flushEach, packets bool) (*flowWriter, error) {
+func newFlowWriter(w io.Writer, format string, flushEach, packets, features bool) (*flowWriter, error) {
 	switch format {
 	case "text", "json", "csv":
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want text, json or csv)", format)
 	}
-	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets}, nil
+	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets, features: features}, nil
 }
 
 func (fw *flowWriter) write(f *fparser.Flow) error {
@@ -53,6 +98,10 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 		switch fw.format {
 		case "csv":
 			b = append(b, strings.Join(fields, ",")...)
+			if fw.features {
+				b = append(b, ',')
+				b = append(b, strings.Join(featureFields, ",")...)
+			}
 			b = append(b, '\n')
 		case "text":
 			b = fmt.Appendf(b, "%-5s %-23s %-23s %4s %8s %10s %8s %10s %-7s %-7s %-30s %12s %s\n",
@@ -108,6 +157,13 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 		b = append(b, `","end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
 		b = append(b, '"')
+		if fw.features {
+			b = featureValues(b, f, func(b []byte, i int) []byte {
+				b = append(b, `,"`...)
+				b = append(b, featureFields[i]...)
+				return append(b, `":`...)
+			})
+		}
 		if fw.packets {
 			b = appendPacketsJSON(b, f)
 		}
@@ -132,6 +188,9 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 		b = f.LastSeen.AppendFormat(b, timeLayout)
 		b = append(b, ',')
 		b = append(b, f.EndReason.String()...)
+		if fw.features {
+			b = featureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
+		}
 		b = append(b, '\n')
 	}
 	fw.buf = b
