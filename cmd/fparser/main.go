@@ -44,6 +44,8 @@ Examples:
   fparser -r trace.pcap -o csv > flows.csv        export to CSV
   fparser -r trace.pcap -o json | jq .            JSON lines
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
+  fparser -r trace.pcap -o csv --features         NFStream's statistics per direction
+  fparser -r trace.pcap --sort bytes --packets 5  largest flows first, each with its first 5 packets
   sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
   sudo fparser -i eth0 tcp port 443               only TLS over TCP, filtered in the kernel
   fparser -r trace.pcap 'net 10.0.0.0/8 and not port 22'

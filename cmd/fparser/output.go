@@ -127,7 +127,7 @@ func (fw *flowWriter) write(f *fparser.Flow) error {
 			b = append(b, '\n')
 		}
 		if f.PacketsIncomplete() {
-			b = append(b, "      (packets missing: the history reached its memory cap)\n"...)
+			b = append(b, "      (packets missing: the history reached its memory cap, or live, the ring buffer was full)\n"...)
 		}
 	case "json":
 		b = append(b, `{"protocol":"`...)
