@@ -23,9 +23,10 @@ type PacketRecord struct {
 // History is the compressed record of a flow's packets, in arrival order.
 //
 // Each record starts with a byte of bits: the direction, and which fields are not
-// what the previous record of the same direction predicts. The prediction is "the
-// same" for TTL, length, flags and window, "one more" for the IP id, and "the same
-// step as last time" for sequence and acknowledgement numbers, so a bulk transfer
+// what the previous records predict. The prediction is "the same as this direction's
+// last" for TTL, length, flags and window, "one more" for the IP id, "the same step
+// as last time" for the sequence number, and for the acknowledgement number, what
+// acknowledges the other direction's last packet (predictAck). A bulk transfer
 // costs the byte, the time since the previous packet (a varint, in µs when whole),
 // and little else.
 type History struct {
@@ -48,7 +49,22 @@ type dirPrediction struct {
 	window       uint16
 	length       uint32
 	seq, seqStep uint32
-	ack, ackStep uint32
+	ack          uint32
+	seen         bool // a packet of this direction was recorded
+}
+
+// predictAck is the acknowledgement number expected from a packet of direction p:
+// what acknowledges the other direction's last packet, taking its payload to be
+// the step its sequence numbers last made (1 for a SYN); the same as before when
+// the other direction has sent nothing.
+func predictAck(p, o *dirPrediction) uint32 {
+	switch {
+	case !o.seen:
+		return p.ack
+	case o.flags&(FlagSYN|FlagFIN) != 0:
+		return o.seq + 1
+	}
+	return o.seq + o.seqStep
 }
 
 const (
@@ -99,7 +115,8 @@ func readTimeDelta(v int64) int64 {
 
 // Append adds a packet.
 func (h *History) Append(r *PacketRecord) {
-	p := &h.enc.dir[r.Dir&1]
+	p, o := &h.enc.dir[r.Dir&1], &h.enc.dir[r.Dir&1^1]
+	ack := predictAck(p, o)
 	var bits byte
 	if r.Dir&1 != 0 {
 		bits |= hDir
@@ -119,7 +136,7 @@ func (h *History) Append(r *PacketRecord) {
 	if r.Seq != p.seq+p.seqStep {
 		bits |= hSeq
 	}
-	if r.Ack != p.ack+p.ackStep {
+	if r.Ack != ack {
 		bits |= hAck
 	}
 	if r.Window != p.window {
@@ -143,7 +160,7 @@ func (h *History) Append(r *PacketRecord) {
 		b = binary.AppendVarint(b, int64(int32(r.Seq-p.seq-p.seqStep)))
 	}
 	if bits&hAck != 0 {
-		b = binary.AppendVarint(b, int64(int32(r.Ack-p.ack-p.ackStep)))
+		b = binary.AppendVarint(b, int64(int32(r.Ack-ack)))
 	}
 	if bits&hWindow != 0 {
 		b = binary.AppendVarint(b, int64(int16(r.Window-p.window)))
@@ -156,7 +173,7 @@ func (h *History) Append(r *PacketRecord) {
 
 func (p *dirPrediction) advance(r *PacketRecord) {
 	p.seqStep, p.seq = r.Seq-p.seq, r.Seq
-	p.ackStep, p.ack = r.Ack-p.ack, r.Ack
+	p.ack, p.seen = r.Ack, true
 	p.ipid, p.ttl, p.flags, p.window, p.length = r.IPID, r.TTL, r.Flags, r.Window, r.Length
 }
 
@@ -170,12 +187,12 @@ func (h *History) All() iter.Seq[PacketRecord] {
 			b = b[1:]
 			var r PacketRecord
 			r.Dir = bits & hDir
-			p := &st.dir[r.Dir]
+			p, o := &st.dir[r.Dir], &st.dir[r.Dir^1]
 			v, n := binary.Varint(b)
 			b = b[n:]
 			r.Time = st.last + readTimeDelta(v)
 			r.IPID, r.TTL, r.Length, r.Flags = p.ipid+1, p.ttl, p.length, p.flags
-			r.Seq, r.Ack, r.Window = p.seq+p.seqStep, p.ack+p.ackStep, p.window
+			r.Seq, r.Ack, r.Window = p.seq+p.seqStep, predictAck(p, o), p.window
 			if bits&hIPID != 0 {
 				v, n = binary.Varint(b)
 				b = b[n:]
