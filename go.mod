@@ -9,6 +9,7 @@ require (
 )
 
 require (
+	github.com/netsampler/goflow2/v2 v2.2.6
 	github.com/vishvananda/netlink v1.3.1
 	golang.org/x/net v0.55.0
 )

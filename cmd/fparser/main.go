@@ -18,6 +18,7 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/offline"
 )
 
@@ -46,6 +47,7 @@ Examples:
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
   fparser -r trace.pcap -o csv --features         NFStream's statistics per direction
   fparser -r trace.pcap --sort bytes --packets 5  largest flows first, each with its first 5 packets
+  sudo fparser -i eth0 --ipfix 127.0.0.1:4739     export to an IPFIX collector (nfcapd -p 4739)
   sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
   sudo fparser -i eth0 tcp port 443               only TLS over TCP, filtered in the kernel
   fparser -r trace.pcap 'net 10.0.0.0/8 and not port 22'
@@ -60,6 +62,8 @@ type config struct {
 	packets                     int
 	features                    bool
 	sort                        string
+	ipfix, ipfixProto           string
+	ipfixUniflow                bool
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -93,6 +97,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
+	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
+	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
+	fs.BoolVar(&c.ipfixUniflow, "ipfix-uniflow", false, "with --ipfix: two records per flow, one per direction, instead of one with RFC 5103 reverse counts")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
 	fs.Usage = func() {
@@ -188,10 +195,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	var exporter *ipfix.Exporter
+	if c.ipfix != "" {
+		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow})
+		if errors.Is(err, ipfix.ErrConfig) {
+			fmt.Fprintf(stderr, "fparser: --ipfix: %v\n", err)
+			return 2
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "fparser: %v\n", err)
+			return 1
+		}
+	}
+
 	var p *fparser.Parser
-	var writeErr error
+	var writeErr, exportErr error
 	var held []fparser.Flow // with --sort, until the end
 	emit := func(f fparser.Flow) {
+		if exporter != nil {
+			if err := exporter.Export(&f); err != nil && exportErr == nil {
+				exportErr = err // counted by the exporter; reported at the end
+			}
+		}
 		if order != 0 {
 			held = append(held, f)
 			return
@@ -219,6 +244,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		OnUDP:         emit,
 	})
 	if err != nil {
+		if exporter != nil {
+			exporter.Close()
+		}
 		fmt.Fprintf(stderr, "fparser: %v\n", err)
 		return 1
 	}
@@ -237,12 +265,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if writeErr == nil {
 		writeErr = out.Flush()
 	}
+	if exporter != nil {
+		if err := exporter.Close(); err != nil && exportErr == nil {
+			exportErr = err
+		}
+	}
 	if !c.quiet {
 		fmt.Fprintln(stderr, summary(&info))
+		if exporter != nil {
+			st := exporter.Stats()
+			fmt.Fprintf(stderr, "fparser: ipfix: %d flows in %d messages (%d records) to %s over %s; %d flows not sent\n",
+				st.Flows, st.Messages, st.Records, c.ipfix, c.ipfixProto, st.NotSentFlows)
+		}
 	}
 	switch {
 	case writeErr != nil:
 		fmt.Fprintf(stderr, "fparser: writing flows: %v\n", writeErr)
+		return 1
+	case exportErr != nil:
+		fmt.Fprintf(stderr, "fparser: %v\n", exportErr)
 		return 1
 	case runErr != nil:
 		fmt.Fprintf(stderr, "fparser: %v\n", runErr)

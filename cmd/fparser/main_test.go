@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.flows.csv from the current output")
@@ -180,4 +184,46 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestIPFIXOption: --ipfix exports every flow the CLI prints to a collector, here a
+// UDP socket of the test decoded with goflow2; a bad --ipfix-proto is a usage error.
+func TestIPFIXOption(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	c := filepath.Join("..", "..", "testdata", "http.pcap")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-r", c, "-o", "csv", "--ipfix", pc.LocalAddr().String()}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	flows := strings.Count(stdout.String(), "\n") - 1
+	ts := netflow.CreateTemplateSystem()
+	records := 0
+	buf := make([]byte, 65536)
+	for {
+		pc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		var p netflow.IPFIXPacket
+		if err := netflow.DecodeMessageVersion(bytes.NewBuffer(buf[:n]), ts, nil, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, fs := range p.FlowSets {
+			if d, ok := fs.(netflow.DataFlowSet); ok {
+				records += len(d.Records)
+			}
+		}
+	}
+	if flows < 2 || records != flows || !strings.Contains(stderr.String(), fmt.Sprintf("ipfix: %d flows in", flows)) {
+		t.Errorf("%d flows printed, %d IPFIX records received; stderr %q", flows, records, stderr.String())
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"-r", c, "--ipfix", pc.LocalAddr().String(), "--ipfix-proto", "sctp"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "sctp") {
+		t.Errorf("--ipfix-proto sctp: exit %d, %q", code, errOut.String())
+	}
 }

@@ -1,0 +1,453 @@
+// Package ipfix exports fparser's flows as IPFIX (RFC 7011) to a collector, over UDP
+// or TCP: one biflow record per flow, its reverse counts as RFC 5103 reverse
+// information elements, or two uniflow records for collectors that do not read
+// those. The templates, the sequence numbers and message sizes follow RFC 7011; an
+// options record carries the exporter's own counters.
+package ipfix
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/fparser/fparser"
+)
+
+// Config says where and how to export.
+type Config struct {
+	// Network is "udp" (the default) or "tcp".
+	Network string
+	// Address is the collector's host:port.
+	Address string
+	// ObservationDomain is the IPFIX observation domain id in every message.
+	ObservationDomain uint32
+	// Uniflow sends two records per flow, one per direction, with no reverse
+	// elements, for collectors without RFC 5103 support. A direction without
+	// packets is not sent.
+	Uniflow bool
+	// MaxMessage is the largest message sent, in bytes: with UDP, the path's MTU
+	// less the IP and UDP headers. Default 1400, which fits an Ethernet MTU over
+	// IPv4 or IPv6.
+	MaxMessage int
+	// TemplateRefresh is how often templates are sent again over UDP, where the
+	// collector may have missed them or restarted; they are also sent in every
+	// TemplateRefreshMessages-th message. Defaults 60 s and 100. Over TCP they are
+	// sent once, when the connection opens.
+	TemplateRefresh         time.Duration
+	TemplateRefreshMessages int
+	// DialTimeout bounds the TCP connect. Default 5 s.
+	DialTimeout time.Duration
+}
+
+// Stats are the exporter's counters.
+type Stats struct {
+	Messages     uint64 // messages sent
+	Records      uint64 // data records sent (flow records, and options records)
+	Flows        uint64 // flows exported
+	NotSentFlows uint64 // flows whose message could not be sent
+	Errors       uint64 // failed sends
+}
+
+// ErrConfig is a bad configuration; errors.Is finds it.
+var ErrConfig = errors.New("ipfix: bad configuration")
+
+// Template ids.
+const (
+	tmplV4Biflow  = 256
+	tmplV6Biflow  = 257
+	tmplV4Uniflow = 258
+	tmplV6Uniflow = 259
+	tmplOptions   = 260
+)
+
+// Information elements (IANA IPFIX registry), and RFC 5103's reverse PEN.
+const (
+	ieOctetDeltaCount              = 1
+	iePacketDeltaCount             = 2
+	ieProtocolIdentifier           = 4
+	ieTCPControlBits               = 6
+	ieSourceTransportPort          = 7
+	ieSourceIPv4Address            = 8
+	ieDestinationTransportPort     = 11
+	ieDestinationIPv4Address       = 12
+	ieSourceIPv6Address            = 27
+	ieDestinationIPv6Address       = 28
+	ieExportedMessageTotalCount    = 41
+	ieExportedFlowRecordTotalCount = 42
+	ieVlanID                       = 58
+	ieFlowEndReason                = 136
+	ieObservationDomainID          = 149
+	ieFlowStartMilliseconds        = 152
+	ieFlowEndMilliseconds          = 153
+	ieNotSentFlowTotalCount        = 166
+
+	reversePEN = 29305
+)
+
+type field struct {
+	id     uint16
+	length uint16
+	pen    uint32 // 0: IANA
+}
+
+func flowFields(v6, biflow bool) []field {
+	fs := []field{{ieSourceIPv4Address, 4, 0}, {ieDestinationIPv4Address, 4, 0}}
+	if v6 {
+		fs = []field{{ieSourceIPv6Address, 16, 0}, {ieDestinationIPv6Address, 16, 0}}
+	}
+	fs = append(fs,
+		field{ieSourceTransportPort, 2, 0}, field{ieDestinationTransportPort, 2, 0},
+		field{ieProtocolIdentifier, 1, 0}, field{ieVlanID, 2, 0},
+		field{ieFlowStartMilliseconds, 8, 0}, field{ieFlowEndMilliseconds, 8, 0},
+		field{ieTCPControlBits, 2, 0}, field{ieFlowEndReason, 1, 0},
+		field{ieOctetDeltaCount, 8, 0}, field{iePacketDeltaCount, 8, 0},
+	)
+	if biflow {
+		// Only the reverse counts: nfdump reads other reverse elements as their
+		// forward ones and would overwrite them.
+		fs = append(fs, field{ieOctetDeltaCount, 8, reversePEN}, field{iePacketDeltaCount, 8, reversePEN})
+	}
+	return fs
+}
+
+// optionsScope and optionsFields describe the options record: the exporter's
+// counters, scoped to its observation domain.
+var (
+	optionsScope  = []field{{ieObservationDomainID, 4, 0}}
+	optionsFields = []field{{ieExportedMessageTotalCount, 8, 0}, {ieExportedFlowRecordTotalCount, 8, 0}, {ieNotSentFlowTotalCount, 8, 0}}
+)
+
+func recordSize(fs []field) int {
+	n := 0
+	for _, f := range fs {
+		n += int(f.length)
+	}
+	return n
+}
+
+// Exporter sends flows to one collector. Its methods are safe for concurrent use.
+type Exporter struct {
+	cfg  Config
+	conn net.Conn
+	tcp  bool
+
+	mu           sync.Mutex
+	msg          []byte // the message being filled: header, then sets
+	set          int    // where the open data set's header is, or -1
+	setTemplate  uint16
+	records      int // data records in msg
+	flowsInMsg   int
+	seq          uint32 // data records sent before msg
+	lastTemplate time.Time
+	sinceTmpl    int
+	stats        Stats
+	err          error // the first send error, returned by Flush and Close
+	now          func() time.Time
+}
+
+// Dial opens an exporter to cfg.Address. Over TCP it connects now, and fails if the
+// collector does not accept; over UDP nothing is sent until the first flush.
+func Dial(cfg Config) (*Exporter, error) {
+	switch cfg.Network {
+	case "":
+		cfg.Network = "udp"
+	case "udp", "tcp":
+	default:
+		return nil, fmt.Errorf("%w: network %q (want udp or tcp)", ErrConfig, cfg.Network)
+	}
+	if cfg.MaxMessage == 0 {
+		cfg.MaxMessage = 1400
+	}
+	if cfg.MaxMessage < 512 || cfg.MaxMessage > 65535 {
+		return nil, fmt.Errorf("%w: MaxMessage %d (want 512 to 65535)", ErrConfig, cfg.MaxMessage)
+	}
+	if cfg.TemplateRefresh <= 0 {
+		cfg.TemplateRefresh = time.Minute
+	}
+	if cfg.TemplateRefreshMessages <= 0 {
+		cfg.TemplateRefreshMessages = 100
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
+		return nil, fmt.Errorf("%w: collector address %q: %v", ErrConfig, cfg.Address, err)
+	}
+	conn, err := net.DialTimeout(cfg.Network, cfg.Address, cfg.DialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("ipfix: connect to collector %s over %s: %w", cfg.Address, cfg.Network, err)
+	}
+	e := &Exporter{cfg: cfg, conn: conn, tcp: cfg.Network == "tcp", set: -1, now: time.Now}
+	return e, nil
+}
+
+// Export adds a flow to the message being built, and sends the message when the
+// next record would not fit. A send error is returned once, and counted.
+func (e *Exporter) Export(f *fparser.Flow) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v6 := f.Src.Addr().Is6()
+	if e.cfg.Uniflow {
+		tmpl, fs := uint16(tmplV4Uniflow), flowFields(v6, false)
+		if v6 {
+			tmpl = tmplV6Uniflow
+		}
+		var err error
+		sent := false
+		for _, rev := range []bool{false, true} {
+			c := &f.Fwd
+			if rev {
+				c = &f.Rev
+			}
+			if c.Packets == 0 {
+				continue
+			}
+			if err2 := e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendUniflow(b, f, rev) }, !sent); err2 != nil && err == nil {
+				err = err2
+			}
+			sent = true
+		}
+		return err
+	}
+	tmpl, fs := uint16(tmplV4Biflow), flowFields(v6, true)
+	if v6 {
+		tmpl = tmplV6Biflow
+	}
+	return e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendBiflow(b, f) }, true)
+}
+
+// add appends one data record of template tmpl, size bytes long, written by write;
+// newFlow says the record starts a flow, for the flow counters.
+func (e *Exporter) add(tmpl uint16, size int, write func([]byte) []byte, newFlow bool) error {
+	var err error
+	if len(e.msg) > 0 {
+		extra := size
+		if e.set < 0 || e.setTemplate != tmpl {
+			extra += 4
+		}
+		if len(e.msg)+extra > e.cfg.MaxMessage {
+			err = e.sendLocked()
+		}
+	}
+	if len(e.msg) == 0 {
+		e.startLocked()
+	}
+	if e.set < 0 || e.setTemplate != tmpl {
+		e.closeSetLocked()
+		e.set, e.setTemplate = len(e.msg), tmpl
+		e.msg = binary.BigEndian.AppendUint16(e.msg, tmpl)
+		e.msg = append(e.msg, 0, 0) // the set's length, when it closes
+	}
+	e.msg = write(e.msg)
+	e.records++
+	if newFlow {
+		e.flowsInMsg++
+	}
+	return err
+}
+
+// startLocked begins a message: the header, and the templates when they are due.
+func (e *Exporter) startLocked() {
+	e.msg = append(e.msg[:0], make([]byte, 16)...)
+	e.set, e.records, e.flowsInMsg = -1, 0, 0
+	now := e.now()
+	due := e.stats.Messages == 0 && e.lastTemplate.IsZero()
+	if !e.tcp && (now.Sub(e.lastTemplate) >= e.cfg.TemplateRefresh || e.sinceTmpl >= e.cfg.TemplateRefreshMessages) {
+		due = true
+	}
+	if due {
+		e.msg = appendTemplates(e.msg)
+		e.lastTemplate, e.sinceTmpl = now, 0
+	}
+}
+
+// closeSetLocked writes the open data set's length.
+func (e *Exporter) closeSetLocked() {
+	if e.set >= 0 {
+		binary.BigEndian.PutUint16(e.msg[e.set+2:], uint16(len(e.msg)-e.set))
+		e.set = -1
+	}
+}
+
+// sendLocked finishes the message and sends it.
+func (e *Exporter) sendLocked() error {
+	if len(e.msg) == 0 {
+		return nil
+	}
+	e.closeSetLocked()
+	h := e.msg[:16]
+	binary.BigEndian.PutUint16(h[0:], 10)
+	binary.BigEndian.PutUint16(h[2:], uint16(len(e.msg)))
+	binary.BigEndian.PutUint32(h[4:], uint32(e.now().Unix()))
+	binary.BigEndian.PutUint32(h[8:], e.seq)
+	binary.BigEndian.PutUint32(h[12:], e.cfg.ObservationDomain)
+	_, err := e.conn.Write(e.msg)
+	records, flows := e.records, e.flowsInMsg
+	e.msg = e.msg[:0]
+	e.records, e.flowsInMsg = 0, 0
+	if err != nil {
+		e.stats.Errors++
+		e.stats.NotSentFlows += uint64(flows)
+		err = fmt.Errorf("ipfix: send to %s: %w", e.cfg.Address, err)
+		if e.err == nil {
+			e.err = err
+		}
+		return err
+	}
+	// Sequence numbers count the data records sent, so a collector can count
+	// what it missed.
+	e.seq += uint32(records)
+	e.stats.Messages++
+	e.stats.Records += uint64(records)
+	e.stats.Flows += uint64(flows)
+	e.sinceTmpl++
+	return nil
+}
+
+// Flush sends what is buffered.
+func (e *Exporter) Flush() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sendLocked()
+}
+
+// Stats returns the exporter's counters.
+func (e *Exporter) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// Close sends what is buffered, then an options record with the exporter's counters,
+// and closes the connection. It returns the first send error of the exporter's life.
+func (e *Exporter) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sendLocked()
+	e.startLocked()
+	if len(e.msg) == 16 && !e.tcp {
+		// Over UDP the options template goes with its record; over TCP the
+		// first message defined it for the session.
+		e.msg = appendTemplates(e.msg)
+	}
+	st := e.stats
+	e.msg = binary.BigEndian.AppendUint16(e.msg, tmplOptions)
+	e.msg = binary.BigEndian.AppendUint16(e.msg, uint16(4+recordSize(optionsScope)+recordSize(optionsFields)))
+	e.msg = binary.BigEndian.AppendUint32(e.msg, e.cfg.ObservationDomain)
+	e.msg = binary.BigEndian.AppendUint64(e.msg, st.Messages+1) // this one included
+	e.msg = binary.BigEndian.AppendUint64(e.msg, st.Records)
+	e.msg = binary.BigEndian.AppendUint64(e.msg, st.NotSentFlows)
+	e.records++
+	e.sendLocked()
+	return errors.Join(e.err, e.conn.Close())
+}
+
+// appendTemplates appends the template set and the options template set.
+func appendTemplates(b []byte) []byte {
+	start := len(b)
+	b = append(b, 0, 2, 0, 0) // template set; length below
+	for _, t := range []struct {
+		id     uint16
+		v6, bi bool
+	}{{tmplV4Biflow, false, true}, {tmplV6Biflow, true, true}, {tmplV4Uniflow, false, false}, {tmplV6Uniflow, true, false}} {
+		fs := flowFields(t.v6, t.bi)
+		b = binary.BigEndian.AppendUint16(b, t.id)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
+		b = appendFieldSpecs(b, fs)
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+
+	start = len(b)
+	b = append(b, 0, 3, 0, 0) // options template set
+	b = binary.BigEndian.AppendUint16(b, tmplOptions)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)+len(optionsFields)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(optionsScope)))
+	b = appendFieldSpecs(b, optionsScope)
+	b = appendFieldSpecs(b, optionsFields)
+	for (len(b)-start)%4 != 0 {
+		b = append(b, 0) // padding, allowed at a set's end
+	}
+	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
+	return b
+}
+
+func appendFieldSpecs(b []byte, fs []field) []byte {
+	for _, f := range fs {
+		if f.pen != 0 {
+			b = binary.BigEndian.AppendUint16(b, f.id|0x8000)
+			b = binary.BigEndian.AppendUint16(b, f.length)
+			b = binary.BigEndian.AppendUint32(b, f.pen)
+			continue
+		}
+		b = binary.BigEndian.AppendUint16(b, f.id)
+		b = binary.BigEndian.AppendUint16(b, f.length)
+	}
+	return b
+}
+
+// EndReason is the IPFIX flowEndReason (RFC 5102) of a flow's end.
+func EndReason(r fparser.EndReason) uint8 {
+	switch r {
+	case fparser.EndIdle:
+		return 1 // idle timeout
+	case fparser.EndActive:
+		return 2 // active timeout
+	case fparser.EndFIN, fparser.EndRST, fparser.EndReused:
+		return 3 // end of flow detected
+	case fparser.EndEvicted:
+		return 5 // lack of resources
+	}
+	return 4 // forced end: end of capture, stopped
+}
+
+func appendKey(b []byte, src, dst netip.AddrPort, proto fparser.Protocol, vlan uint16) []byte {
+	if src.Addr().Is4() {
+		a, d := src.Addr().As4(), dst.Addr().As4()
+		b = append(b, a[:]...)
+		b = append(b, d[:]...)
+	} else {
+		a, d := src.Addr().As16(), dst.Addr().As16()
+		b = append(b, a[:]...)
+		b = append(b, d[:]...)
+	}
+	b = binary.BigEndian.AppendUint16(b, src.Port())
+	b = binary.BigEndian.AppendUint16(b, dst.Port())
+	b = append(b, byte(proto))
+	return binary.BigEndian.AppendUint16(b, vlan)
+}
+
+func appendTimes(b []byte, first, last time.Time) []byte {
+	b = binary.BigEndian.AppendUint64(b, uint64(first.UnixMilli()))
+	return binary.BigEndian.AppendUint64(b, uint64(last.UnixMilli()))
+}
+
+// appendBiflow writes a flow as one record: forward from the initiator, the
+// reverse counts in the reverse elements, the TCP flags of both directions.
+func appendBiflow(b []byte, f *fparser.Flow) []byte {
+	b = appendKey(b, f.Src, f.Dst, f.Protocol, f.VLAN)
+	b = appendTimes(b, f.FirstSeen, f.LastSeen)
+	b = binary.BigEndian.AppendUint16(b, uint16(f.Fwd.Flags|f.Rev.Flags))
+	b = append(b, EndReason(f.EndReason))
+	b = binary.BigEndian.AppendUint64(b, f.Fwd.Bytes)
+	b = binary.BigEndian.AppendUint64(b, f.Fwd.Packets)
+	b = binary.BigEndian.AppendUint64(b, f.Rev.Bytes)
+	return binary.BigEndian.AppendUint64(b, f.Rev.Packets)
+}
+
+// appendUniflow writes one direction of a flow as a record of its own.
+func appendUniflow(b []byte, f *fparser.Flow, rev bool) []byte {
+	src, dst, c := f.Src, f.Dst, &f.Fwd
+	if rev {
+		src, dst, c = f.Dst, f.Src, &f.Rev
+	}
+	b = appendKey(b, src, dst, f.Protocol, f.VLAN)
+	b = appendTimes(b, c.First, c.Last)
+	b = binary.BigEndian.AppendUint16(b, uint16(c.Flags))
+	b = append(b, EndReason(f.EndReason))
+	b = binary.BigEndian.AppendUint64(b, c.Bytes)
+	return binary.BigEndian.AppendUint64(b, c.Packets)
+}

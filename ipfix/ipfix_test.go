@@ -1,0 +1,298 @@
+package ipfix_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/ipfix"
+)
+
+// capture runs a collector of its own on loopback, exports flows through an exporter
+// dialled with cfg (Address filled in), closes it, and returns the messages received.
+func capture(t *testing.T, cfg ipfix.Config, flows []fparser.Flow) [][]byte {
+	t.Helper()
+	got := make(chan [][]byte, 1)
+	switch cfg.Network {
+	case "tcp":
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		cfg.Address = ln.Addr().String()
+		go func() {
+			var msgs [][]byte
+			defer func() { got <- msgs }()
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			for {
+				h := make([]byte, 16)
+				if _, err := io.ReadFull(c, h); err != nil {
+					return
+				}
+				m := make([]byte, binary.BigEndian.Uint16(h[2:]))
+				copy(m, h)
+				if _, err := io.ReadFull(c, m[16:]); err != nil {
+					return
+				}
+				msgs = append(msgs, m)
+			}
+		}()
+	default:
+		pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		cfg.Address = pc.LocalAddr().String()
+		go func() {
+			var msgs [][]byte
+			defer func() { got <- msgs }()
+			buf := make([]byte, 65536)
+			for {
+				pc.SetReadDeadline(time.Now().Add(time.Second))
+				n, _, err := pc.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				msgs = append(msgs, bytes.Clone(buf[:n]))
+				if isOptionsOnly(buf[:n]) {
+					return // Close's message comes last
+				}
+			}
+		}()
+	}
+	e, err := ipfix.Dial(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range flows {
+		if err := e.Export(&flows[i]); err != nil {
+			t.Fatal(err)
+		}
+		if i%16 == 15 {
+			time.Sleep(time.Millisecond) // loopback UDP: let the reader keep up
+		}
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return <-got
+}
+
+// isOptionsOnly reports whether a message carries the options data set.
+func isOptionsOnly(m []byte) bool {
+	for b := m[16:]; len(b) >= 4; {
+		id, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
+		if id == 260 {
+			return true
+		}
+		if n < 4 || n > len(b) {
+			return false
+		}
+		b = b[n:]
+	}
+	return false
+}
+
+type decoded struct {
+	packets  []netflow.IPFIXPacket
+	records  []map[uint32][]byte // data records: IE id | enterprise bit << 16 -> value
+	options  []netflow.OptionsDataRecord
+	withTmpl []bool // which messages carried templates
+}
+
+func decodeAll(t *testing.T, msgs [][]byte) decoded {
+	t.Helper()
+	ts := netflow.CreateTemplateSystem()
+	var d decoded
+	for i, m := range msgs {
+		var p netflow.IPFIXPacket
+		if err := netflow.DecodeMessageVersion(bytes.NewBuffer(m), ts, nil, &p); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if int(p.Length) != len(m) {
+			t.Fatalf("message %d: header says %d bytes, %d received", i, p.Length, len(m))
+		}
+		tmpl := false
+		for _, fs := range p.FlowSets {
+			switch s := fs.(type) {
+			case netflow.TemplateFlowSet:
+				tmpl = true
+			case netflow.DataFlowSet:
+				for _, r := range s.Records {
+					rec := map[uint32][]byte{}
+					for _, v := range r.Values {
+						key := uint32(v.Type)
+						if v.PenProvided {
+							if v.Pen != 29305 {
+								t.Fatalf("PEN %d", v.Pen)
+							}
+							key |= 1 << 16
+						}
+						rec[key] = v.Value.([]byte)
+					}
+					d.records = append(d.records, rec)
+				}
+			case netflow.OptionsDataFlowSet:
+				d.options = append(d.options, s.Records...)
+			case netflow.RawFlowSet:
+				t.Fatalf("message %d: a set without its template (id %d)", i, s.Id)
+			}
+		}
+		d.packets = append(d.packets, p)
+		d.withTmpl = append(d.withTmpl, tmpl)
+	}
+	return d
+}
+
+func u64(b []byte) uint64 {
+	var v uint64
+	for _, c := range b {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+func addrOf(b []byte) netip.Addr {
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// TestMessagesDecodeWithGoflow2: what the exporter sends, decoded with goflow2's IPFIX
+// decoder, says what the flows say, field for field; messages fit MaxMessage, the
+// sequence numbers count the data records before each message, templates are sent
+// first and again every TemplateRefreshMessages messages over UDP, once over TCP,
+// and the options record carries the exporter's counters.
+func TestMessagesDecodeWithGoflow2(t *testing.T) {
+	// Four times over, so that the messages refresh their templates a few times.
+	// A few testdata captures: TCP and UDP, IPv4 and IPv6, VLANs, several end
+	// reasons.
+	var paths []string
+	for _, c := range []string{"http.pcap", "reuse.pcap", "vlan.pcap", "dns.pcap", "reset.pcap", "fragments.pcap", "ipv6ext.pcap"} {
+		paths = append(paths, "../testdata/"+c)
+	}
+	one := replay(t, paths, 10)
+	var flows []fparser.Flow
+	for range 4 {
+		flows = append(flows, one...)
+	}
+	for _, tc := range []struct {
+		name    string
+		network string
+		uniflow bool
+	}{{"udp-biflow", "udp", false}, {"udp-uniflow", "udp", true}, {"tcp-biflow", "tcp", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const maxMessage, refresh = 600, 4
+			msgs := capture(t, ipfix.Config{Network: tc.network, Uniflow: tc.uniflow, MaxMessage: maxMessage, TemplateRefreshMessages: refresh, ObservationDomain: 7}, flows)
+			d := decodeAll(t, msgs)
+			var seq uint32
+			for i, p := range d.packets {
+				if len(msgs[i]) > maxMessage || p.ObservationDomainId != 7 || p.SequenceNumber != seq {
+					t.Fatalf("message %d: %d bytes (max %d), domain %d, sequence %d (want %d)", i, len(msgs[i]), maxMessage, p.ObservationDomainId, p.SequenceNumber, seq)
+				}
+				for _, fs := range p.FlowSets {
+					switch s := fs.(type) {
+					case netflow.DataFlowSet:
+						seq += uint32(len(s.Records))
+					case netflow.OptionsDataFlowSet:
+						seq += uint32(len(s.Records))
+					}
+				}
+				wantTmpl := i == 0 || tc.network == "udp" && (i%refresh == 0 || i == len(d.packets)-1)
+				if d.withTmpl[i] != wantTmpl {
+					t.Errorf("message %d of %d: templates %v, want %v", i, len(d.packets), d.withTmpl[i], wantTmpl)
+				}
+			}
+
+			// The records, in the order the flows were exported.
+			r := 0
+			for _, f := range flows {
+				dirs := []bool{false}
+				if tc.uniflow {
+					dirs = nil
+					if f.Fwd.Packets > 0 {
+						dirs = append(dirs, false)
+					}
+					if f.Rev.Packets > 0 {
+						dirs = append(dirs, true)
+					}
+				}
+				for _, rev := range dirs {
+					rec := d.records[r]
+					r++
+					src, dst, c, flags, first, last := f.Src, f.Dst, f.Fwd, f.Fwd.Flags|f.Rev.Flags, f.FirstSeen, f.LastSeen
+					if tc.uniflow {
+						flags, first, last = f.Fwd.Flags, f.Fwd.First, f.Fwd.Last
+						if rev {
+							src, dst, c, flags, first, last = f.Dst, f.Src, f.Rev, f.Rev.Flags, f.Rev.First, f.Rev.Last
+						}
+					}
+					sa, da := addrOf(rec[8]), addrOf(rec[12])
+					if src.Addr().Is6() {
+						sa, da = addrOf(rec[27]), addrOf(rec[28])
+					}
+					ok := sa == src.Addr() && da == dst.Addr() &&
+						u64(rec[7]) == uint64(src.Port()) && u64(rec[11]) == uint64(dst.Port()) &&
+						u64(rec[4]) == uint64(f.Protocol) && u64(rec[58]) == uint64(f.VLAN) &&
+						u64(rec[152]) == uint64(first.UnixMilli()) && u64(rec[153]) == uint64(last.UnixMilli()) &&
+						u64(rec[6]) == uint64(flags) && u64(rec[136]) == uint64(ipfix.EndReason(f.EndReason)) &&
+						u64(rec[1]) == c.Bytes && u64(rec[2]) == c.Packets
+					if !tc.uniflow {
+						ok = ok && u64(rec[1|1<<16]) == f.Rev.Bytes && u64(rec[2|1<<16]) == f.Rev.Packets
+					} else if _, has := rec[1|1<<16]; has {
+						ok = false
+					}
+					if !ok {
+						t.Fatalf("record %d (flow %v -> %v, reverse %v) decodes as %v", r-1, f.Src, f.Dst, rev, rec)
+					}
+				}
+			}
+			if r != len(d.records) {
+				t.Fatalf("%d data records, %d expected", len(d.records), r)
+			}
+			if len(d.options) != 1 {
+				t.Fatalf("%d options records, want 1", len(d.options))
+			}
+			o := d.options[0]
+			if u64(o.ScopesValues[0].Value.([]byte)) != 7 || u64(o.OptionsValues[0].Value.([]byte)) != uint64(len(msgs)) ||
+				u64(o.OptionsValues[1].Value.([]byte)) != uint64(r) || u64(o.OptionsValues[2].Value.([]byte)) != 0 {
+				t.Errorf("options record %v: want domain 7, %d messages, %d records, 0 not sent", o, len(msgs), r)
+			}
+			t.Logf("%d flows, %d records in %d messages", len(flows), r, len(msgs))
+		})
+	}
+}
+
+// TestDialErrors: a bad configuration and a collector that is not there are refused
+// with errors that name them.
+func TestDialErrors(t *testing.T) {
+	if _, err := ipfix.Dial(ipfix.Config{Network: "sctp", Address: "127.0.0.1:4739"}); !errors.Is(err, ipfix.ErrConfig) {
+		t.Errorf("sctp: %v", err)
+	}
+	if _, err := ipfix.Dial(ipfix.Config{Address: "nowhere"}); !errors.Is(err, ipfix.ErrConfig) || !strings.Contains(err.Error(), "nowhere") {
+		t.Errorf("address without a port: %v", err)
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	if _, err := ipfix.Dial(ipfix.Config{Network: "tcp", Address: addr}); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Errorf("TCP to a closed port: %v", err)
+	}
+}
