@@ -1,6 +1,10 @@
 package fparser
 
-import "time"
+import (
+	"time"
+
+	"github.com/fparser/fparser/userspace"
+)
 
 // Info describes a parser at one instant: the original FParser's info() and the loss
 // and parse counters of the datapath.
@@ -12,6 +16,7 @@ type Info struct {
 	// packets counted in them.
 	TCPFlows, UDPFlows     int
 	TCPPackets, UDPPackets uint64
+	TCPBytes, UDPBytes     uint64 // in the active flows, as TCPPackets and UDPPackets
 	// TimeCollecting is the time spent sweeping the flow table for ended flows.
 	TimeCollecting time.Duration
 	// Elapsed is the span of the parser's clock, from the first packet to now.
@@ -35,11 +40,32 @@ type Info struct {
 	PacketMemory                       int64
 	PacketsNotStored                   uint64
 
+	// EndedPackets and EndedBytes are the packets and bytes of the flows that
+	// ended, all reasons together.
+	EndedPackets, EndedBytes uint64
+	// EventsLost are kernel events the ring buffer had no room for: a FIN or RST
+	// mark, or a flow the kernel ended, whose final counters are then missing.
+	EventsLost uint64
+	// SweepTimes counts the sweeps that looked for ended flows, by duration.
+	SweepTimes SweepHistogram
+
 	FlowsCreated uint64
 	FlowsEnded   map[EndReason]uint64
 	// Evictions are flows the table dropped for lack of room: created − ended − active.
 	Evictions      uint64
 	CallbackPanics uint64
+}
+
+// SweepHistogram counts durations: Counts[i] those up to Bounds[i], the last those
+// longer than every bound.
+type SweepHistogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Sum    time.Duration
+}
+
+func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
+	return SweepHistogram{Bounds: userspace.SweepBounds[:], Counts: append([]uint64(nil), h.Counts[:]...), Sum: h.Sum}
 }
 
 // Info reads the parser's counters. It visits every active flow once.
@@ -52,6 +78,10 @@ func (p *Parser) Info() Info {
 		in = Info{
 			TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
 			TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
+			TCPBytes: st.TCPBytes, UDPBytes: st.UDPBytes,
+			EndedPackets: st.Counts.EndedPackets, EndedBytes: st.Counts.EndedBytes,
+			EventsLost:     c.RingbufFailed,
+			SweepTimes:     sweepHistogram(&st.Counts.Sweeps),
 			TimeCollecting: st.Collecting,
 			Elapsed:        time.Duration(st.Now - st.Start),
 			PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted, Filtered: c.Filtered,

@@ -36,7 +36,40 @@ type Engine struct {
 
 // EngineCounts are the engine's own counters.
 type EngineCounts struct {
-	FlowsEnded [EndEvicted + 1]uint64 // by reason
+	FlowsEnded               [EndEvicted + 1]uint64 // by reason
+	EndedPackets, EndedBytes uint64                 // in the flows that ended
+	Sweeps                   SweepHistogram
+}
+
+// SweepBounds are the upper bounds of SweepHistogram's buckets: 10 µs to 10 s, a
+// factor of √10 apart, then everything longer.
+var SweepBounds = [...]time.Duration{
+	10 * time.Microsecond, 32 * time.Microsecond, 100 * time.Microsecond, 316 * time.Microsecond,
+	time.Millisecond, 3162 * time.Microsecond, 10 * time.Millisecond, 31623 * time.Microsecond,
+	100 * time.Millisecond, 316228 * time.Microsecond, time.Second, 3162278 * time.Microsecond, 10 * time.Second,
+}
+
+// SweepHistogram counts sweeps by duration: Counts[i] those up to SweepBounds[i],
+// the last those longer than every bound.
+type SweepHistogram struct {
+	Counts [len(SweepBounds) + 1]uint64
+	Sum    time.Duration
+}
+
+func (h *SweepHistogram) observe(d time.Duration) {
+	i := 0
+	for i < len(SweepBounds) && d > SweepBounds[i] {
+		i++
+	}
+	h.Counts[i]++
+	h.Sum += d
+}
+
+// ended counts a flow that ended.
+func (c *EngineCounts) ended(r *Record) {
+	c.FlowsEnded[r.Reason]++
+	c.EndedPackets += r.State.Packets()
+	c.EndedBytes += r.State.Dir[0].Bytes + r.State.Dir[1].Bytes
 }
 
 // NewEngine returns an engine over table with the given timeouts. Zero durations take
@@ -103,7 +136,7 @@ func (e *Engine) ScheduleLocked(t int64) {
 // they are not kept), which it copies.
 func (e *Engine) EndLocked(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 	e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: end, History: e.hist.take(k, s)})
-	e.counts.FlowsEnded[reason]++
+	e.counts.ended(&e.ended[len(e.ended)-1])
 }
 
 func (e *Engine) sweepLocked() {
@@ -137,7 +170,9 @@ func (e *Engine) sweepLocked() {
 	e.nextDue = due
 	e.wake = max(e.nextSweep, e.nextDue)
 	e.queue(batch)
-	e.collecting += time.Since(began)
+	took := time.Since(began)
+	e.collecting += took
+	e.counts.Sweeps.observe(took)
 }
 
 // FlushChunk is how many flows FlushLocked ends at a time: the queue of ended flows
@@ -152,7 +187,7 @@ const FlushChunk = 4096
 func (e *Engine) FlushLocked(reason EndReason) (more bool) {
 	return e.table.Drain(FlushChunk, func(k *Key, s *State, st *FlowStats) {
 		e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: e.now, History: e.hist.take(k, s)})
-		e.counts.FlowsEnded[reason]++
+		e.counts.ended(&e.ended[len(e.ended)-1])
 	})
 }
 
@@ -174,7 +209,7 @@ func (e *Engine) queue(batch []Record) {
 	order := e.order[:0]
 	for i := range batch {
 		order = append(order, int32(i))
-		e.counts.FlowsEnded[batch[i].Reason]++
+		e.counts.ended(&batch[i])
 	}
 	slices.SortStableFunc(order, func(a, b int32) int {
 		return cmpInt64(batch[a].End, batch[b].End)
@@ -236,6 +271,7 @@ func (e *Engine) LookupRecord(k *Key) (Record, bool) {
 type Stats struct {
 	TCPFlows, UDPFlows     int    // active
 	TCPPackets, UDPPackets uint64 // in active flows
+	TCPBytes, UDPBytes     uint64 // in active flows
 	Start, Now             int64  // the clock's first and current readings
 	Collecting             time.Duration
 	Counts                 EngineCounts
@@ -249,9 +285,11 @@ func (e *Engine) StatsLocked() Stats {
 		if k.Proto == ProtoTCP {
 			st.TCPFlows++
 			st.TCPPackets += s.Packets()
+			st.TCPBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
 		} else {
 			st.UDPFlows++
 			st.UDPPackets += s.Packets()
+			st.UDPBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
 		}
 		return true
 	})

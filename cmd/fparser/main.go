@@ -19,6 +19,7 @@ import (
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/ipfix"
+	"github.com/fparser/fparser/metrics"
 	"github.com/fparser/fparser/offline"
 )
 
@@ -64,6 +65,7 @@ type config struct {
 	sort                        string
 	ipfix, ipfixProto           string
 	ipfixUniflow                bool
+	metrics                     string
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -100,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
 	fs.BoolVar(&c.ipfixUniflow, "ipfix-uniflow", false, "with --ipfix: two records per flow, one per direction, instead of one with RFC 5103 reverse counts")
+	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
 	fs.Usage = func() {
@@ -249,6 +252,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "fparser: %v\n", err)
 		return 1
+	}
+	if c.metrics != "" {
+		srv, err := metrics.Serve(c.metrics, metrics.NewCollector(p, exporter))
+		if err != nil {
+			if exporter != nil {
+				exporter.Close()
+			}
+			fmt.Fprintf(stderr, "fparser: --metrics: %v\n", err)
+			return 1
+		}
+		defer srv.Close()
+		logger.Info("serving metrics", "url", "http://"+srv.Addr().String()+"/metrics")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	runErr := p.Run(ctx)

@@ -1,0 +1,207 @@
+// Package metrics serves a parser's counters in Prometheus's text format: the
+// datapath's packet counters, flows active, created and ended, losses, sweep times,
+// and an IPFIX exporter's counters. It reads Parser.Info once per scrape and keeps
+// no per-flow label.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/ipfix"
+)
+
+// Source is what the collector reads: a *fparser.Parser.
+type Source interface{ Info() fparser.Info }
+
+// Collector is a prometheus.Collector over a parser and, optionally, an IPFIX
+// exporter.
+type Collector struct {
+	src      Source
+	exporter *ipfix.Exporter
+	version  string
+}
+
+// NewCollector returns a collector of src's counters, and of exporter's when it is
+// not nil.
+func NewCollector(src Source, exporter *ipfix.Exporter) *Collector {
+	version := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	return &Collector{src: src, exporter: exporter, version: version}
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc("fparser_"+name, help, labels, nil)
+}
+
+var (
+	descPackets       = desc("packets_total", "Frames handed to the datapath, by what became of them.", "result")
+	descFragments     = desc("fragments_total", "IP fragments seen, first and later.")
+	descFlowsActive   = desc("flows_active", "Flows being tracked.", "protocol")
+	descActivePackets = desc("flow_packets_active", "Packets counted in the flows being tracked.", "protocol")
+	descActiveBytes   = desc("flow_bytes_active", "Bytes (IP lengths) counted in the flows being tracked.", "protocol")
+	descFlowsCreated  = desc("flows_created_total", "Flows the datapath created.")
+	descFlowsEnded    = desc("flows_ended_total", "Flows that ended, by reason.", "reason")
+	descEndedPackets  = desc("flow_packets_ended_total", "Packets of the flows that ended.")
+	descEndedBytes    = desc("flow_bytes_ended_total", "Bytes (IP lengths) of the flows that ended.")
+	descEvicted       = desc("flows_evicted", "Flows the table dropped for lack of room: created - ended - active.")
+	descEventsLost    = desc("kernel_events_lost_total", "Kernel events the ring buffer had no room for.")
+	descStored        = desc("history_packets_stored_total", "Packets whose headers the history stored.", "protocol")
+	descNotStored     = desc("history_packets_not_stored_total", "Packets missing from histories: memory cap, or records lost in the ring buffer.")
+	descPanics        = desc("callback_panics_total", "Callbacks that panicked, recovered.")
+	descSweeps        = desc("sweep_duration_seconds", "Time the sweeps that look for ended flows took.")
+	descIPFIXMessages = desc("ipfix_messages_total", "IPFIX messages sent.")
+	descIPFIXRecords  = desc("ipfix_records_total", "IPFIX data records sent.")
+	descIPFIXFlows    = desc("ipfix_flows_total", "Flows exported over IPFIX.")
+	descIPFIXNotSent  = desc("ipfix_flows_not_sent_total", "Flows whose IPFIX message could not be sent.")
+	descIPFIXErrors   = desc("ipfix_errors_total", "IPFIX messages that failed to send.")
+	descBuildInfo     = desc("build_info", "Always 1; the labels say which build runs.", "version", "goversion")
+	flowReasons       = []fparser.EndReason{fparser.EndIdle, fparser.EndFIN, fparser.EndRST, fparser.EndReused, fparser.EndActive, fparser.EndEndOfCapture, fparser.EndStopped, fparser.EndEvicted}
+)
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descFragments, descFlowsActive, descActivePackets, descActiveBytes,
+		descFlowsCreated, descFlowsEnded, descEndedPackets, descEndedBytes, descEvicted, descEventsLost, descStored,
+		descNotStored, descPanics, descSweeps, descBuildInfo} {
+		ch <- d
+	}
+	if c.exporter != nil {
+		for _, d := range []*prometheus.Desc{descIPFIXMessages, descIPFIXRecords, descIPFIXFlows, descIPFIXNotSent, descIPFIXErrors} {
+			ch <- d
+		}
+	}
+}
+
+// Collect reads Info once and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	in := c.src.Info()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for _, r := range []struct {
+		name string
+		v    uint64
+	}{{"accepted_tcp", in.AcceptedTCP}, {"accepted_udp", in.AcceptedUDP}, {"filtered", in.Filtered}, {"non_ip", in.NonIP},
+		{"other_l4", in.OtherL4}, {"malformed", in.Malformed}, {"unattributed", in.Unattributed}} {
+		counter(descPackets, r.v, r.name)
+	}
+	counter(descFragments, in.Fragments)
+	gauge(descFlowsActive, float64(in.TCPFlows), "tcp")
+	gauge(descFlowsActive, float64(in.UDPFlows), "udp")
+	gauge(descActivePackets, float64(in.TCPPackets), "tcp")
+	gauge(descActivePackets, float64(in.UDPPackets), "udp")
+	gauge(descActiveBytes, float64(in.TCPBytes), "tcp")
+	gauge(descActiveBytes, float64(in.UDPBytes), "udp")
+	counter(descFlowsCreated, in.FlowsCreated)
+	for _, r := range flowReasons {
+		counter(descFlowsEnded, in.FlowsEnded[r], r.String())
+	}
+	counter(descEndedPackets, in.EndedPackets)
+	counter(descEndedBytes, in.EndedBytes)
+	gauge(descEvicted, float64(in.Evictions))
+	counter(descEventsLost, in.EventsLost)
+	counter(descStored, in.StoredTCPPackets, "tcp")
+	counter(descStored, in.StoredUDPPackets, "udp")
+	counter(descNotStored, in.PacketsNotStored)
+	counter(descPanics, in.CallbackPanics)
+
+	sw := &in.SweepTimes
+	buckets := make(map[float64]uint64, len(sw.Bounds))
+	var total uint64
+	for i, n := range sw.Counts {
+		total += n
+		if i < len(sw.Bounds) {
+			buckets[sw.Bounds[i].Seconds()] = total
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(descSweeps, total, sw.Sum.Seconds(), buckets)
+
+	if c.exporter != nil {
+		st := c.exporter.Stats()
+		counter(descIPFIXMessages, st.Messages)
+		counter(descIPFIXRecords, st.Records)
+		counter(descIPFIXFlows, st.Flows)
+		counter(descIPFIXNotSent, st.NotSentFlows)
+		counter(descIPFIXErrors, st.Errors)
+	}
+	gauge(descBuildInfo, 1, c.version, runtimeVersion())
+}
+
+// Handler serves the collector's metrics, and those of the Go runtime and the
+// process, in a registry of its own.
+func Handler(c *Collector) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+}
+
+// ListenAddress is where Serve listens for addr: on loopback unless addr names a
+// host, so that nothing is exposed unless asked for. ":9464" and "9464" mean
+// 127.0.0.1:9464.
+func ListenAddress(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		// A bare port.
+		if _, perr := net.LookupPort("tcp", addr); perr != nil {
+			return "", fmt.Errorf("metrics address %q: %w", addr, err)
+		}
+		host, port = "", addr
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Server serves /metrics until Close.
+type Server struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Serve listens on addr (see ListenAddress) and serves c at /metrics.
+func Serve(addr string, c *Collector) (*Server, error) {
+	a, err := ListenAddress(addr)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", a)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", a, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(c))
+	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			_ = err // the listener failed: scrapes fail, which is how Prometheus learns of it
+		}
+	}()
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops serving, letting scrapes in progress finish for up to a second.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s.srv.Shutdown(ctx)
+}
