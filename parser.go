@@ -147,6 +147,7 @@ type Parser struct {
 	capLogged    bool // the history's memory cap was logged; touched by the reading goroutine only
 	lostLogged   bool // likewise, lost packet records
 	statistics   bool // live: the kernel keeps statistics
+	progress     func() (read, size int64)
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -229,6 +230,7 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 	if err != nil {
 		return err
 	}
+	p.progress = src.Progress
 	table := userspace.NewFlowTable(1024)
 	p.eng = userspace.NewEngine(table, t)
 	p.eng.SetHistory(o.history())
@@ -462,6 +464,16 @@ func (p *Parser) Flows() iter.Seq[Flow] {
 			}
 		}
 	}
+}
+
+// Progress reports how far the replay of a capture file has read: bytes read of the
+// file (compressed, for a gzip file) and its size. For an interface it returns 0, 0.
+// Safe to call at any time, from any goroutine.
+func (p *Parser) Progress() (read, size int64) {
+	if p.progress == nil {
+		return 0, 0
+	}
+	return p.progress()
 }
 
 // SortOrder orders flows for FlowsSorted, largest first.

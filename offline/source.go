@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -57,6 +58,8 @@ type Frame struct {
 type Source struct {
 	path   string
 	file   *os.File
+	size   int64           // the file's size, for Progress
+	read   progressCounter // bytes read from the file (compressed, if it is)
 	count  *countingReader
 	pcap   *pcapgo.Reader
 	ng     *pcapgo.NgReader
@@ -74,6 +77,23 @@ func (s *Source) LinkType() (lt uint32, ok bool) { return s.link, s.pcap != nil 
 // BigEndian says the file was written big-endian (for pcapng, its first section).
 // A filter needs it for LINKTYPE_NULL, whose header is in the writer's byte order.
 func (s *Source) BigEndian() bool { return s.big }
+
+// progressCounter counts the bytes read from the file, for another goroutine to
+// read: one atomic add per read of the large buffer.
+type progressCounter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *progressCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Progress reports how much of the file was read, and its size: the compressed
+// bytes, for a gzip file. Safe to call from another goroutine.
+func (s *Source) Progress() (read, size int64) { return s.read.n.Load(), s.size }
 
 type countingReader struct {
 	r io.Reader
@@ -99,6 +119,10 @@ func Open(path string) (*Source, error) {
 		return nil, err
 	}
 	s := &Source{path: path, file: f}
+	if fi, err := f.Stat(); err == nil {
+		s.size = fi.Size()
+	}
+	s.read.r = f
 	if err := s.init(); err != nil {
 		f.Close()
 		return nil, err
@@ -122,7 +146,7 @@ func (s *Source) near() int64 {
 const readBuffer = 1024 << 10
 
 func (s *Source) init() error {
-	br := bufio.NewReaderSize(s.file, readBuffer)
+	br := bufio.NewReaderSize(&s.read, readBuffer)
 	var r io.Reader = br
 	head, _ := br.Peek(4)
 	if len(head) == 0 {

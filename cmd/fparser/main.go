@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -266,7 +267,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Info("serving metrics", "url", "http://"+srv.Addr().String()+"/metrics")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	var endProgress func()
+	if c.read != "" && !c.quiet && isTerminal(stderr) {
+		endProgress = showProgress(p, stderr)
+	}
 	runErr := p.Run(ctx)
+	if endProgress != nil {
+		endProgress()
+	}
 	stop()
 	if order != 0 {
 		slices.SortFunc(held, func(a, b fparser.Flow) int { return order.Compare(&a, &b) })
@@ -358,6 +366,64 @@ func summary(in *fparser.Info) string {
 		s += fmt.Sprintf("; %d callback panics", in.CallbackPanics)
 	}
 	return s
+}
+
+// progressEvery is how often the progress line is redrawn.
+const progressEvery = 500 * time.Millisecond
+
+// showProgress draws a line on w, a terminal, that says how far the replay has read,
+// at what rate and how many flows it has, redrawn every progressEvery until the
+// returned function is called, which erases it.
+func showProgress(p *fparser.Parser, w io.Writer) (end func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		var lastPackets uint64
+		last := time.Now()
+		for {
+			read, size := p.Progress()
+			in := p.Info()
+			now := time.Now()
+			rate := float64(in.PacketsSeen-lastPackets) / now.Sub(last).Seconds()
+			lastPackets, last = in.PacketsSeen, now
+			var ended uint64
+			for _, n := range in.FlowsEnded {
+				ended += n
+			}
+			fmt.Fprintf(w, "\rfparser: %s, %s packets/s, %d flows active, %d ended\033[K",
+				progressOf(read, size), si(rate), in.TCPFlows+in.UDPFlows, ended)
+			select {
+			case <-stop:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// progressOf says how much of size bytes were read.
+func progressOf(read, size int64) string {
+	if size <= 0 {
+		return si(float64(read)) + "B read"
+	}
+	return fmt.Sprintf("%.1f%% (%sB of %sB)", 100*float64(read)/float64(size), si(float64(read)), si(float64(size)))
+}
+
+// si writes v with an SI prefix and three significant digits.
+func si(v float64) string {
+	for _, p := range []struct {
+		f float64
+		s string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if v >= p.f {
+			return strconv.FormatFloat(v/p.f, 'f', 1, 64) + " " + p.s
+		}
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + " "
 }
 
 func isTerminal(w io.Writer) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -225,5 +226,35 @@ func TestIPFIXOption(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := run([]string{"-r", c, "--ipfix", pc.LocalAddr().String(), "--ipfix-proto", "sctp"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "sctp") {
 		t.Errorf("--ipfix-proto sctp: exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestProgressOnlyOnATerminal: with standard error on a terminal (a pty from
+// script(1)), -r draws a progress line and erases it at the end; with standard error
+// in a pipe, nothing of it appears.
+func TestProgressOnlyOnATerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("needs script(1), from util-linux")
+	}
+	bin := filepath.Join(t.TempDir(), "fparser")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	c := filepath.Join("..", "..", "testdata", "http.pcap")
+	tty, err := exec.Command("script", "-qfec", bin+" -r "+c+" -o csv > /dev/null", "/dev/null").Output()
+	if err != nil {
+		t.Fatalf("under script: %v", err)
+	}
+	if s := string(tty); !strings.Contains(s, "\rfparser: 100.0% (") || !strings.Contains(s, "packets/s") || !strings.Contains(s, "\r\033[K") {
+		t.Errorf("on a terminal, stderr was %q", s)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "-r", c, "-o", "csv")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(stderr.String(), "\r\033") || strings.Contains(stderr.String(), "%") {
+		t.Errorf("in a pipe, stderr was %q", stderr.String())
 	}
 }
