@@ -78,6 +78,10 @@ type Options struct {
 	// Packets keeps the headers of each flow's packets, for Flow.Packets: 0 (the
 	// default) keeps none, N keeps the first N of each flow, AllPackets keeps all.
 	Packets int
+	// ReplaySpeed replays a capture file at this multiple of its own pace: 1 as it
+	// was captured, 10 ten times faster. 0, the default, replays as fast as it can.
+	// The flows, their counts and times are the same either way.
+	ReplaySpeed float64
 	// Statistics makes the datapath keep each direction's statistics, NFStream's
 	// post-mortem features: packet sizes, gaps between packets and TCP flag counts
 	// (Counters.Size, Gap, FlagPackets), updated per packet, in the kernel live.
@@ -254,6 +258,9 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 		return err
 	}
 	p.run = func(ctx context.Context) error {
+		if o.ReplaySpeed > 0 {
+			return offline.ReplayPaced(ctx, src, dp, p.eng, p.deliver, o.ReplaySpeed)
+		}
 		return offline.Replay(ctx, src, dp, p.eng, p.deliver)
 	}
 	p.release = src.Close
@@ -273,6 +280,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
 	case o.MaxPacketMemory < 0:
 		return fmt.Errorf("%w: MaxPacketMemory %d is negative", ErrOption, o.MaxPacketMemory)
+	case o.ReplaySpeed < 0:
+		return fmt.Errorf("%w: ReplaySpeed %v is negative", ErrOption, o.ReplaySpeed)
 	case o.Packets < AllPackets:
 		return fmt.Errorf("%w: Packets %d (want 0, a positive count, or AllPackets)", ErrOption, o.Packets)
 	case o.MaxFlows < 0 || o.MaxFlows > 1<<30:
