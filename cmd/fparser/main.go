@@ -29,6 +29,7 @@ const usage = `fparser: print the TCP and UDP flows of a capture file or a netwo
 Usage:
   fparser -r FILE [options] [filter expression]
   fparser -i IFACE [--attach auto|xdp|tc] [options] [filter expression]
+  fparser top -i IFACE | -r FILE [options]     a live view (fparser top -h)
 
 A flow is both directions of one conversation: protocol, the two addresses and
 ports, and the outer VLAN. SRC is the side that started it. Each flow is printed
@@ -81,6 +82,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "top" {
+		return runTop(args[1:], os.Stdin, stdout, stderr)
+	}
 	var c config
 	fs := flag.NewFlagSet("fparser", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -236,10 +236,7 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Skip("needs script(1), from util-linux")
 	}
-	bin := filepath.Join(t.TempDir(), "fparser")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildCommand(t)
 	c := filepath.Join("..", "..", "testdata", "http.pcap")
 	tty, err := exec.Command("script", "-qfec", bin+" -r "+c+" -o csv > /dev/null", "/dev/null").Output()
 	if err != nil {
@@ -257,4 +254,59 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 	if strings.ContainsAny(stderr.String(), "\r\033") || strings.Contains(stderr.String(), "%") {
 		t.Errorf("in a pipe, stderr was %q", stderr.String())
 	}
+}
+
+// TestOutputFieldsArePinned: the CSV header and the JSON keys are these, in this
+// order, and the README's field tables name every one. Changing them breaks users'
+// scripts: this test makes it a deliberate act.
+func TestOutputFieldsArePinned(t *testing.T) {
+	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,first_seen,last_seen,end_reason"
+	c := filepath.Join("..", "..", "testdata", "http.pcap")
+	var csvOut, jsonOut, stderr bytes.Buffer
+	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features"}, &jsonOut, &stderr) != 0 {
+		t.Fatal(stderr.String())
+	}
+	if got, _, _ := strings.Cut(csvOut.String(), "\n"); got != header {
+		t.Errorf("CSV header\n got %s\nwant %s", got, header)
+	}
+	first, _, _ := strings.Cut(jsonOut.String(), "\n")
+	dec := json.NewDecoder(strings.NewReader(first))
+	dec.Token() // {
+	var keys []string
+	for dec.More() {
+		k, _ := dec.Token()
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		dec.Decode(&skip)
+	}
+	want := append(strings.Split(header, ","), featureFields...)
+	if !slices.Equal(keys, want) {
+		t.Errorf("JSON keys\n got %v\nwant %v", keys, want)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Split(header, ",") {
+		if !strings.Contains(string(readme), "`"+f+"`") {
+			t.Errorf("the README's field table lacks %s", f)
+		}
+	}
+	for _, f := range featureFields {
+		f = strings.TrimPrefix(strings.TrimPrefix(f, "src2dst"), "dst2src")
+		if !strings.Contains(string(readme), f+"`") {
+			t.Errorf("the README's feature table lacks %s", f)
+		}
+	}
+}
+
+// buildCommand builds the command into a temporary directory, for the tests that run
+// it on a terminal.
+func buildCommand(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fparser")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
 }
