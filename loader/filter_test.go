@@ -61,7 +61,7 @@ func probeDecisions(t *testing.T, probe *ebpf.Program, frames [][]byte) []bool {
 // others rewrapped, as the XDP program would see them), cut to what
 // BPF_PROG_TEST_RUN takes. The kernel sees a frame's length as its wire length, so
 // the Go side is given the same.
-func testFrames(t *testing.T) [][]byte {
+func testFrames(t testing.TB) [][]byte {
 	var frames [][]byte
 	for _, p := range testpackets.Load(t) {
 		f, ok := asEthernet(&offline.Frame{Data: p.Data, Wire: p.Wire, LinkType: p.Link.Type})

@@ -1,0 +1,82 @@
+package filter_test
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/offline"
+)
+
+// fuzzFrames are a few real frames of testdata, to run compiled programs on.
+func fuzzFrames(f *testing.F) [][]byte {
+	var frames [][]byte
+	paths, _ := filepath.Glob("../testdata/*.pcap")
+	for _, p := range paths {
+		src, err := offline.Open(p)
+		if err != nil {
+			continue
+		}
+		var fr offline.Frame
+		for i := 0; i < 4 && src.Next(&fr) == nil; i++ {
+			if fr.LinkType == offline.LinkEthernet {
+				frames = append(frames, append([]byte(nil), fr.Data...))
+			}
+		}
+		src.Close()
+	}
+	return frames
+}
+
+// FuzzCompile feeds arbitrary expressions to the filter compiler: it compiles them or
+// refuses them with an ErrFilter, never panics; what it compiles passes the classic
+// checker, runs on real frames, and round-trips through tcpdump -ddd's text.
+func FuzzCompile(f *testing.F) {
+	if file, err := os.Open("testdata/expressions.txt"); err == nil {
+		sc := bufio.NewScanner(file)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
+				f.Add(strings.TrimPrefix(line, "!"))
+			}
+		}
+		file.Close()
+	}
+	frames := fuzzFrames(f)
+	links := []filter.Link{filter.Ethernet, {Type: 101}, {Type: 113}, {Type: 276}, {Type: 0}, {Type: 0, BigEndian: true}}
+	f.Fuzz(func(t *testing.T, expr string) {
+		flt, err := filter.Parse(expr)
+		if err != nil {
+			if !errorsIsFilter(err) {
+				t.Fatalf("Parse(%q): %v, not an ErrFilter", expr, err)
+			}
+			return
+		}
+		for _, l := range links {
+			p, err := flt.Compile(l)
+			if err != nil {
+				if !errorsIsFilter(err) {
+					t.Fatalf("Compile(%q, %+v): %v, not an ErrFilter", expr, l, err)
+				}
+				continue
+			}
+			if _, err := filter.NewProgram(p.Raw()); err != nil {
+				t.Fatalf("%q compiled to a program the checker refuses: %v", expr, err)
+			}
+			raw, err := filter.ParseDDD(p.DDD())
+			if err != nil || !slices.Equal(raw, p.Raw()) {
+				t.Fatalf("%q: -ddd round trip: %v", expr, err)
+			}
+			for _, fr := range frames {
+				p.Match(fr, len(fr))
+				p.Match(fr[:len(fr)/2], len(fr))
+			}
+		}
+	})
+}
+
+func errorsIsFilter(err error) bool { return errors.Is(err, filter.ErrFilter) }
