@@ -78,6 +78,9 @@ type config struct {
 }
 
 func main() {
+	// A closed standard output is an error to report, not a signal that kills
+	// without a word: writes then return EPIPE.
+	signal.Ignore(syscall.SIGPIPE)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

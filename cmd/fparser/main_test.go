@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -309,4 +310,47 @@ func buildCommand(t *testing.T) string {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// TestOutputFaults: a full disk (/dev/full) or a standard output whose reader has
+// gone ends the command at once with a clear error and exit status 1, after the
+// summary; it does not hang or die by a signal.
+func TestOutputFaults(t *testing.T) {
+	bin := buildCommand(t)
+	c := filepath.Join("..", "..", "testdata", "http.pcap")
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("no /dev/full")
+	}
+	defer full.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	for _, tc := range []struct {
+		name string
+		out  *os.File
+		want string
+	}{{"full disk", full, "no space left on device"}, {"closed pipe", w, "broken pipe"}} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(bin, "-r", c, "-o", "json")
+		cmd.Stdout, cmd.Stderr = tc.out, &stderr
+		done := make(chan error, 1)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "writing flows: ") || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("%s: %v, stderr %q", tc.name, err, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("%s: hung", tc.name)
+		}
+	}
 }

@@ -1,0 +1,93 @@
+package fparser_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestLiveWithCapabilitiesOnly runs the command as user nobody with only CAP_BPF,
+// CAP_NET_ADMIN and CAP_PERFMON (granted with capsh), on real traffic: it counts the
+// flow exactly. As nobody without them, it refuses and names what it lacks.
+func TestLiveWithCapabilitiesOnly(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("inside a namespace")
+	}
+	liveSkip(t)
+	if _, err := exec.LookPath("capsh"); err != nil {
+		t.Skip("needs capsh (libcap2-bin)")
+	}
+	// A binary nobody may run.
+	dir, err := os.MkdirTemp("", "fparser-caps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := buildCLI(t, dir)
+
+	host := liveNamespacesAndServer(t)
+	asNobody := func(caps bool, args string) *exec.Cmd {
+		c := []string{"netns", "exec", host, "capsh"}
+		if caps {
+			c = append(c, "--caps=cap_setpcap,cap_setuid,cap_setgid+ep cap_bpf,cap_net_admin,cap_perfmon+eip", "--keep=1",
+				"--user=nobody", "--addamb=cap_bpf,cap_net_admin,cap_perfmon")
+		} else {
+			c = append(c, "--user=nobody")
+		}
+		return exec.Command("ip", append(c, "--", "-c", "exec "+bin+" "+args)...)
+	}
+
+	// Without the capabilities: refused, naming them.
+	out, err := asNobody(false, "-i "+liveIface).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "CAP_BPF") || !strings.Contains(string(out), "CAP_NET_ADMIN") {
+		t.Errorf("as nobody without capabilities: %v, %q", err, out)
+	}
+
+	// With them: attach, count, stop on SIGINT.
+	var stdout bytes.Buffer
+	stderr := &lockedBuffer{}
+	cmd := asNobody(true, "-i "+liveIface+" -o csv -v")
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "attached") })
+	client := reexec(host, "TestLiveCapsTraffic", envRole+"=caps-traffic")
+	if b, err := client.CombinedOutput(); err != nil {
+		t.Fatalf("traffic: %v\n%s", err, b)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("fparser as nobody with capabilities: %v\n%s", err, stderr.String())
+	}
+	want := "udp," + liveHostAddr + ",41200," + livePeerAddr + ",9000,0,5,640,5,640,"
+	if !strings.Contains(stdout.String(), want) {
+		t.Errorf("no flow %q in\n%s\n%s", want, stdout.String(), stderr.String())
+	}
+	t.Logf("as nobody with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON:\n%s%s", stdout.String(), stderr.String())
+}
+
+// TestLiveCapsTraffic sends the traffic TestLiveWithCapabilitiesOnly counts.
+func TestLiveCapsTraffic(t *testing.T) {
+	if os.Getenv(envRole) != "caps-traffic" {
+		t.Skip("run by TestLiveWithCapabilitiesOnly")
+	}
+	udpEcho(t, 41200, 5, 100)
+}
+
+// buildCLI builds the command into dir and returns its path.
+func buildCLI(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "fparser")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
