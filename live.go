@@ -2,7 +2,10 @@ package fparser
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -138,27 +141,36 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			return false
 		}
 	}
+	// finish detaches, takes the events left, and flushes every flow; why is what
+	// the run returns unless something fails on the way.
+	finish := func(why error, detach bool) error {
+		var detachErr error
+		if detach {
+			detachErr = d.Detach()
+		}
+		// Events the kernel sent before it stopped may still be in the ring
+		// buffer: the reader takes them all.
+		catchUp()
+		events.Close()
+		err := <-read
+		p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
+		p.deliver()
+		p.eng.Flush(userspace.EndStopped, p.deliver)
+		if err != nil {
+			return err
+		}
+		if detachErr != nil {
+			return fmt.Errorf("detach: %w", detachErr)
+		}
+		return why
+	}
+	watch := newInterfaceWatch(d.InterfaceIndex(), p.source)
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	for {
+	for ticks := 0; ; ticks++ {
 		select {
 		case <-ctx.Done():
-			detachErr := d.Detach()
-			// Events the kernel sent before it stopped may still be in the ring
-			// buffer: the reader takes them all.
-			catchUp()
-			events.Close()
-			err := <-read
-			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
-			p.deliver()
-			p.eng.Flush(userspace.EndStopped, p.deliver)
-			if err != nil {
-				return err
-			}
-			if detachErr != nil {
-				return fmt.Errorf("detach: %w", detachErr)
-			}
-			return ctx.Err()
+			return finish(ctx.Err(), true)
 		case err := <-read:
 			// The reader failed: stop as if asked to, and say why.
 			p.Stop()
@@ -170,8 +182,50 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			catchUp()
 			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
 			p.deliver()
+			if ticks%interfaceCheck == 0 {
+				if err := watch.check(p.log); err != nil {
+					// The kernel detached the programs with the interface.
+					return finish(err, false)
+				}
+			}
 		}
 	}
+}
+
+// interfaceCheck is how many ticks pass between looks at the interface's state.
+const interfaceCheck = 10
+
+// ErrInterfaceGone: the interface the parser counted on was deleted. The flows
+// counted until then are reported first, with reason stopped.
+var ErrInterfaceGone = errors.New("the network interface is gone")
+
+// interfaceWatch notices the interface going down, coming up, and going away.
+type interfaceWatch struct {
+	index int
+	name  string
+	down  bool
+}
+
+func newInterfaceWatch(index int, name string) *interfaceWatch {
+	return &interfaceWatch{index: index, name: name}
+}
+
+// check logs a change of state, and returns ErrInterfaceGone once the interface
+// no longer exists.
+func (w *interfaceWatch) check(log *slog.Logger) error {
+	ifc, err := net.InterfaceByIndex(w.index)
+	if err != nil || ifc.Name != w.name {
+		log.Error("the interface was deleted: stopping", "interface", w.name)
+		return fmt.Errorf("%s: %w", w.name, ErrInterfaceGone)
+	}
+	switch down := ifc.Flags&net.FlagUp == 0; {
+	case down && !w.down:
+		log.Warn("the interface is down: no packet arrives until it is up again; flows go on timing out", "interface", w.name)
+	case !down && w.down:
+		log.Warn("the interface is up again", "interface", w.name)
+	}
+	w.down = ifc.Flags&net.FlagUp == 0
+	return nil
 }
 
 // readEvents moves the kernel's events into the engine until the ring buffer is

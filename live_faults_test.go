@@ -1,16 +1,21 @@
 package fparser_test
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/fparser/fparser"
 )
 
 // TestLiveKill9LeavesNothingAttached: fparser killed with SIGKILL while attached (XDP
@@ -78,4 +83,76 @@ func TestLiveAttachedPrograms(t *testing.T) {
 	}
 	xdp := strings.Contains(string(out), "prog/xdp") || strings.Contains(string(out), "xdpgeneric") || strings.Contains(string(out), " xdp ")
 	fmt.Printf("attached: xdp=%v tcx-ingress=%d tcx-egress=%d\n", xdp, count(ebpf.AttachTCXIngress), count(ebpf.AttachTCXEgress))
+}
+
+// TestLiveInterfaceDownUpDeleted: the interface goes down, comes up, then is deleted
+// while the parser runs. Down and up are logged and counting goes on; deleted, the
+// parser logs it, reports its flows and ends with ErrInterfaceGone.
+func TestLiveInterfaceDownUpDeleted(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("inside a namespace")
+	}
+	liveSkip(t)
+	host := liveNamespacesAndServer(t)
+	out, err := reexec(host, "TestLiveInterfaceFlap", envRole+"=flap").CombinedOutput()
+	t.Logf("in %s:\n%s", host, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLiveInterfaceFlap is TestLiveInterfaceDownUpDeleted inside the namespace.
+func TestLiveInterfaceFlap(t *testing.T) {
+	if os.Getenv(envRole) != "flap" {
+		t.Skip("run by TestLiveInterfaceDownUpDeleted")
+	}
+	logged := &lockedBuffer{}
+	var flows flowLog
+	p, err := fparser.Open(liveIface, &fparser.Options{OnUDP: flows.add, OnTCP: flows.add, Logger: slog.New(slog.NewTextHandler(logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpEcho(t, 41300, 3, 100)
+	defer func() { t.Logf("log:\n%s", logged.String()) }()
+	sh(t, "ip", "link", "set", liveIface, "down")
+	waitFor(t, func() bool { return strings.Contains(logged.String(), "the interface is down") })
+	sh(t, "ip", "link", "set", liveIface, "up")
+	waitFor(t, func() bool { return strings.Contains(logged.String(), "the interface is up again") })
+	// Until the link carries traffic again, probed from another port.
+	waitFor(t, func() bool {
+		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41301}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.Write([]byte("probe"))
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		_, err = c.Read(make([]byte, 64))
+		return err == nil
+	})
+	udpEcho(t, 41300, 2, 100)
+	sh(t, "ip", "link", "del", liveIface)
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the parser did not end after its interface was deleted")
+	}
+	if err := p.Wait(); !errors.Is(err, fparser.ErrInterfaceGone) {
+		t.Errorf("Wait: %v, want ErrInterfaceGone", err)
+	}
+	if !strings.Contains(logged.String(), "the interface was deleted") {
+		t.Errorf("log:\n%s", logged.String())
+	}
+	found := false
+	for _, f := range flows.snapshot() {
+		if f.Src.Port() == 41300 {
+			found = true
+			if f.Fwd.Packets != 5 || f.Rev.Packets != 5 || f.EndReason != fparser.EndStopped {
+				t.Errorf("the flow across down and up: %d/%d packets, %v; want 5/5, stopped", f.Fwd.Packets, f.Rev.Packets, f.EndReason)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the flow was not reported: %+v", flows.snapshot())
+	}
 }

@@ -407,6 +407,9 @@ func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
 	return nil
 }
 
+// InterfaceIndex is the index of the interface the programs are attached to.
+func (d *Datapath) InterfaceIndex() int { return d.iface.Index }
+
 // Attached describes where the programs are attached, e.g. "xdp (native) ingress".
 func (d *Datapath) Attached() []string { return d.attached }
 
