@@ -24,6 +24,16 @@ func TestOpenNoSuchInterface(t *testing.T) {
 	if !errors.Is(err, ErrNoInterface) || !strings.Contains(err.Error(), `"fp-none0"`) {
 		t.Errorf("error %v, want ErrNoInterface naming the interface", err)
 	}
+	// Names that only resemble an interface's: no pattern, path or padding
+	// reaches another one.
+	for _, name := range []string{"lo*", "l?", "./lo", "/sys/class/net/lo", "lo ", " lo", "LO", "lo\x00", "", "1"} {
+		if d, err := Open(Config{Interface: name}); !errors.Is(err, ErrNoInterface) {
+			if d != nil {
+				d.Close()
+			}
+			t.Errorf("Open(%q): %v, want ErrNoInterface", name, err)
+		}
+	}
 	_, err = Open(Config{Interface: "lo", Mode: "ebpf"})
 	if !errors.Is(err, ErrAttachMode) {
 		t.Errorf("error %v, want ErrAttachMode", err)

@@ -1,0 +1,209 @@
+package fparser_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fparser/fparser"
+	pb "github.com/fparser/fparser/internal/pktbuild"
+)
+
+// The soak test runs only when FPARSER_SOAK says how long to send (for example 60s):
+// it is kept out of the default go test, and .ci/run runs it for a bounded time.
+const (
+	envSoak         = "FPARSER_SOAK"
+	envSoakMaxFlows = "FPARSER_SOAK_MAX_FLOWS"
+	soakSources     = 16    // source addresses
+	soakPorts       = 62500 // source ports per address: 16 × 62,500 = 1,000,000 flows
+)
+
+// soakResult is what the parser's side reports.
+type soakResult struct {
+	Seen, Accepted, Created, Evictions, EventsLost uint64
+	Reported, ReportedPackets                      uint64
+	Ended                                          map[string]uint64
+	PeakRSSKiB                                     int
+}
+
+// TestSoak sends UDP at full rate through a million distinct flows (a source port
+// sweep across 16 source addresses) from one namespace into another, where fparser
+// counts with XDP, for FPARSER_SOAK. With a map that has room, every packet that
+// arrived is counted and every flow is reported once; with a map far too small, the
+// evictions are counted and Info stays consistent. It reports the Go process's peak
+// RSS.
+func TestSoak(t *testing.T) {
+	d, err := time.ParseDuration(os.Getenv(envSoak))
+	if os.Getenv(envRole) != "" || err != nil {
+		t.Skipf("set %s=60s to run the soak test", envSoak)
+	}
+	liveSkip(t)
+	for _, tc := range []struct {
+		name     string
+		maxFlows int
+	}{{"room", 1 << 22}, {"evicting", 1 << 16}} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, peer := liveNamespaces(t)
+			parser := reexec(host, "TestSoakParser", envRole+"=soak-parser", envSoakMaxFlows+"="+strconv.Itoa(tc.maxFlows))
+			parser.Stderr = os.Stderr
+			out, err := parser.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := parser.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { parser.Process.Kill(); parser.Wait() })
+			lines := bufio.NewScanner(out)
+			for lines.Scan() && !strings.Contains(lines.Text(), "soak parser ready") {
+			}
+
+			gen := reexec(peer, "TestSoakGenerator", envRole+"=soak-gen", envSoak+"="+d.String())
+			b, err := gen.CombinedOutput()
+			if err != nil {
+				t.Fatalf("generator: %v\n%s", err, b)
+			}
+			var sent, dropped uint64
+			for _, l := range strings.Split(string(b), "\n") {
+				fmt.Sscanf(strings.TrimSpace(l), "soak sent %d dropped %d", &sent, &dropped)
+			}
+			time.Sleep(500 * time.Millisecond)
+			parser.Process.Signal(os.Interrupt)
+			var res soakResult
+			for lines.Scan() {
+				if j, ok := strings.CutPrefix(strings.TrimSpace(lines.Text()), "soak result "); ok {
+					if err := json.Unmarshal([]byte(j), &res); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			parser.Wait()
+			arrived := sent - dropped
+			t.Logf("%v: sent %d frames (%.0f k/s), %d dropped on the veth, %d arrived; fparser saw %d, accepted %d, created %d flows, reported %d with %d packets, %d evicted, %d events lost; peak RSS %d KiB",
+				d, sent, float64(sent)/d.Seconds()/1e3, dropped, arrived, res.Seen, res.Accepted, res.Created, res.Reported, res.ReportedPackets, res.Evictions, res.EventsLost, res.PeakRSSKiB)
+			// The namespace's own few frames (IPv6 neighbour discovery) are seen too,
+			// and counted as what they are.
+			if res.Accepted != arrived || res.Seen < arrived || res.Seen > arrived+100 {
+				t.Errorf("fparser saw %d and accepted %d of %d frames that arrived", res.Seen, res.Accepted, arrived)
+			}
+			if res.Reported+res.Evictions != res.Created {
+				t.Errorf("created %d flows, reported %d, evicted %d", res.Created, res.Reported, res.Evictions)
+			}
+			if tc.maxFlows > soakSources*soakPorts {
+				if res.Evictions != 0 || res.ReportedPackets != res.Accepted || res.Created < min(arrived, soakSources*soakPorts) {
+					t.Errorf("with room for every flow: %d evicted, %d packets reported of %d, %d flows created", res.Evictions, res.ReportedPackets, res.Accepted, res.Created)
+				}
+			} else if res.Evictions == 0 || res.ReportedPackets > res.Accepted {
+				t.Errorf("with a map of %d: %d evicted, %d packets reported of %d accepted", tc.maxFlows, res.Evictions, res.ReportedPackets, res.Accepted)
+			}
+			if res.PeakRSSKiB > 512<<10 {
+				t.Errorf("peak RSS %d KiB", res.PeakRSSKiB)
+			}
+		})
+	}
+}
+
+// TestSoakParser counts on the host side until interrupted, then reports.
+func TestSoakParser(t *testing.T) {
+	if os.Getenv(envRole) != "soak-parser" {
+		t.Skip("run by TestSoak")
+	}
+	maxFlows, _ := strconv.Atoi(os.Getenv(envSoakMaxFlows))
+	var reported, packets atomic.Uint64
+	count := func(f fparser.Flow) { reported.Add(1); packets.Add(f.PacketCount()) }
+	p, err := fparser.Open(liveIface, &fparser.Options{Attach: "xdp", MaxFlows: maxFlows, FlowTimeout: time.Hour, OnUDP: count, OnTCP: count, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt)
+	fmt.Println("soak parser ready")
+	<-sig
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	in := p.Info()
+	res := soakResult{Seen: in.PacketsSeen, Accepted: in.PacketsAccepted, Created: in.FlowsCreated, Evictions: in.Evictions,
+		EventsLost: in.EventsLost, Reported: reported.Load(), ReportedPackets: packets.Load(), Ended: map[string]uint64{}, PeakRSSKiB: peakRSS()}
+	for r, n := range in.FlowsEnded {
+		res.Ended[r.String()] = n
+	}
+	j, _ := json.Marshal(res)
+	fmt.Printf("soak result %s\n", j)
+}
+
+// peakRSS is the process's peak resident set, in KiB.
+func peakRSS() int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	return 0
+}
+
+// TestSoakGenerator sends the soak's frames from the peer side for FPARSER_SOAK,
+// through an AF_PACKET socket on the veth: UDP from 16 addresses and 62,500 source
+// ports each, to an address nobody has, so that the host's stack drops them cheaply
+// after fparser's XDP program has counted them.
+func TestSoakGenerator(t *testing.T) {
+	if os.Getenv(envRole) != "soak-gen" {
+		t.Skip("run by TestSoak")
+	}
+	d, _ := time.ParseDuration(os.Getenv(envSoak))
+	ifc, err := net.InterfaceByName("fpt1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	to := &syscall.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
+	dropped0 := txDropped(t)
+	ip := pb.IPv4{Src: netip.AddrFrom4([4]byte{10, 77, 0, 0}), Dst: netip.AddrFrom4([4]byte{198, 18, 78, 1}), Proto: pb.ProtoUDP, TTL: 64}
+	frame := pb.Ethernet(pb.EtherIPv4, nil, ip.Build(pb.UDP(1024, 9, make([]byte, 18))))
+	const srcAt, sportAt = 14 + 12, 14 + 20
+	var sent, failed uint64
+	end := time.Now().Add(d)
+	for n := 0; ; n++ {
+		if n%4096 == 0 && time.Now().After(end) {
+			break
+		}
+		flow := n % (soakSources * soakPorts)
+		frame[srcAt+2], frame[srcAt+3] = 0, byte(flow%soakSources)
+		binary.BigEndian.PutUint16(frame[sportAt:], uint16(1024+flow/soakSources))
+		if err := syscall.Sendto(fd, frame, 0, to); err != nil {
+			failed++
+			continue
+		}
+		sent++
+	}
+	fmt.Printf("soak sent %d dropped %d\n", sent, txDropped(t)-dropped0)
+	t.Logf("%d sends failed", failed)
+}
+
+// txDropped reads the veth's transmit drops: frames the receiving side had no room
+// for.
+func txDropped(t *testing.T) uint64 {
+	b, err := os.ReadFile("/sys/class/net/fpt1/statistics/tx_dropped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
