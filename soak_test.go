@@ -90,12 +90,15 @@ func TestSoak(t *testing.T) {
 			}
 			parser.Wait()
 			arrived := sent - dropped
-			t.Logf("%v: sent %d frames (%.0f k/s), %d dropped on the veth, %d arrived; fparser saw %d, accepted %d, created %d flows, reported %d with %d packets, %d evicted, %d events lost; peak RSS %d KiB",
+			t.Logf("%v: sent %d frames (%.0f k/s), %d dropped by the veth, %d certainly arrived; fparser saw %d, accepted %d, created %d flows, reported %d with %d packets, %d evicted, %d events lost; peak RSS %d KiB",
 				d, sent, float64(sent)/d.Seconds()/1e3, dropped, arrived, res.Seen, res.Accepted, res.Created, res.Reported, res.ReportedPackets, res.Evictions, res.EventsLost, res.PeakRSSKiB)
-			// The namespace's own few frames (IPv6 neighbour discovery) are seen too,
+			// Every frame sent reaches the XDP hook but those the veth dropped on
+			// the way; its drop counter also counts frames the receiving stack
+			// dropped after the hook, so the count lies between the two. The
+			// namespace's own few frames (IPv6 neighbour discovery) are seen too,
 			// and counted as what they are.
-			if res.Accepted != arrived || res.Seen < arrived || res.Seen > arrived+100 {
-				t.Errorf("fparser saw %d and accepted %d of %d frames that arrived", res.Seen, res.Accepted, arrived)
+			if res.Accepted < arrived || res.Accepted > sent || res.Seen < res.Accepted || res.Seen > res.Accepted+100 {
+				t.Errorf("fparser saw %d and accepted %d; %d frames sent, %d of them dropped by the veth", res.Seen, res.Accepted, sent, dropped)
 			}
 			if res.Reported+res.Evictions != res.Created {
 				t.Errorf("created %d flows, reported %d, evicted %d", res.Created, res.Reported, res.Evictions)
