@@ -53,7 +53,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets, Statistics: o.Statistics})
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets, Statistics: o.Statistics, PinDir: o.PinDir})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
@@ -70,6 +70,9 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	p.eng = userspace.NewEngine(d.Table(), t)
 	p.eng.SetHistory(o.history())
 	p.log.Debug("attached", "interface", iface, "where", d.Attached())
+	if d.Adopted() {
+		p.log.Info("adopted the maps and links pinned in "+o.PinDir, "interface", iface)
+	}
 
 	var mu sync.Mutex // counters are read by Info while the run loop may be closing d
 	var last userspace.DatapathCounters

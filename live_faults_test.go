@@ -156,3 +156,86 @@ func TestLiveInterfaceFlap(t *testing.T) {
 		t.Errorf("the flow was not reported: %+v", flows.snapshot())
 	}
 }
+
+// TestLivePinAdoptsAfterKill9: fparser --pin is killed with SIGKILL mid-flow; the
+// pinned programs go on counting while nothing runs; a new fparser with the same
+// --pin adopts the maps and links, and at its stop the flow has every packet sent
+// before, between and after, once. The pins are 0600 and a clean stop removes them.
+func TestLivePinAdoptsAfterKill9(t *testing.T) {
+	if os.Getenv(envRole) != "" {
+		t.Skip("inside a namespace")
+	}
+	liveSkip(t)
+	bin := buildCLI(t, t.TempDir())
+	host := liveNamespacesAndServer(t)
+	// A BPF filesystem of the test's own, visible inside the namespace.
+	fs := t.TempDir()
+	sh(t, "mount", "-t", "bpf", "bpf", fs)
+	t.Cleanup(func() { exec.Command("umount", fs).Run() })
+	pin := fs + "/fparser"
+
+	start := func() (*exec.Cmd, *lockedBuffer, *lockedBuffer) {
+		stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+		cmd := exec.Command("ip", "netns", "exec", host, bin, "-i", liveIface, "--pin", pin, "-o", "csv", "-v")
+		cmd.Stdout, cmd.Stderr = stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(stderr.String(), "attached") })
+		return cmd, stdout, stderr
+	}
+	traffic := func(n int) {
+		out, err := reexec(host, "TestLivePinTraffic", envRole+"=pin-traffic", fmt.Sprintf("FPARSER_PIN_N=%d", n)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("traffic: %v\n%s", err, out)
+		}
+	}
+
+	first, _, _ := start()
+	traffic(3)
+	for _, m := range []string{"flows", "events", "stats", "frags", "link-xdp", "link-tcx-egress"} {
+		fi, err := os.Stat(pin + "/" + m)
+		if err != nil {
+			t.Fatalf("pin %s: %v", m, err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("pin %s has mode %v; want no access for group and others", m, perm)
+		}
+	}
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	traffic(2) // nobody runs: the pinned programs count
+
+	second, stdout, stderr := start()
+	if !strings.Contains(stderr.String(), "adopted") {
+		t.Errorf("the restart did not say it adopted the pins:\n%s", stderr.String())
+	}
+	traffic(1)
+	second.Process.Signal(os.Interrupt)
+	if err := second.Wait(); err != nil {
+		t.Fatalf("second run: %v\n%s", err, stderr.String())
+	}
+	var rows []string
+	for _, l := range strings.Split(stdout.String(), "\n") {
+		if strings.Contains(l, ",41400,") {
+			rows = append(rows, l)
+		}
+	}
+	want := "udp," + liveHostAddr + ",41400," + livePeerAddr + ",9000,0,6,768,6,768,"
+	if len(rows) != 1 || !strings.HasPrefix(rows[0], want) {
+		t.Errorf("the flow across the restart: %q; want one row starting %q\n%s", rows, want, stderr.String())
+	}
+	if entries, err := os.ReadDir(pin); err == nil {
+		t.Errorf("after a clean stop the pins remain: %v", entries)
+	}
+}
+
+// TestLivePinTraffic sends FPARSER_PIN_N echoes from port 41400.
+func TestLivePinTraffic(t *testing.T) {
+	if os.Getenv(envRole) != "pin-traffic" {
+		t.Skip("run by TestLivePinAdoptsAfterKill9")
+	}
+	n := 0
+	fmt.Sscan(os.Getenv("FPARSER_PIN_N"), &n)
+	udpEcho(t, 41400, n, 100)
+}

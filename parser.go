@@ -104,6 +104,13 @@ type Options struct {
 	// "tc-legacy" forces that. Unlike TCX and XDP links, a clsact filter stays
 	// attached if the process is killed; a clean stop removes it.
 	Attach string
+	// PinDir, live, pins the kernel's maps and links in this directory of a BPF
+	// filesystem (for example /sys/fs/bpf/fparser): if the process dies, the
+	// programs go on counting, and the next parser opened with the same PinDir and
+	// options adopts them, its flows and counters included, without losing or
+	// counting twice a packet. A clean stop removes the pins. Packet histories and
+	// marks kept in the process are not adopted.
+	PinDir string
 	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
 	// it is full: give it headroom. Evicted flows show in Info.Evictions.
 	MaxFlows int
@@ -230,6 +237,9 @@ func isInterface(name string) bool {
 
 // openFile sets the parser up to replay a capture file.
 func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
+	if o.PinDir != "" {
+		return fmt.Errorf("%w: PinDir is for an interface, not a capture file", ErrOption)
+	}
 	src, err := offline.Open(path) // its errors name the file already
 	if err != nil {
 		return err

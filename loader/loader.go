@@ -72,6 +72,12 @@ type Config struct {
 	// map value (userspace.DirStats).
 	Statistics bool
 
+	// PinDir, when set, pins the maps and the links in this directory of a BPF
+	// filesystem: a process that dies leaves the programs counting into them, and
+	// the next one started with the same PinDir and options adopts them, flows and
+	// counters included. Only bpf_links pin: not with ModeTCLegacy.
+	PinDir string
+
 	// HistoryLimit is how many packets of each flow the kernel sends a record of
 	// (EventPacket): 0 none, a negative number all.
 	HistoryLimit int
@@ -122,7 +128,12 @@ type Datapath struct {
 	links    []attachment // bpf_links, and clsact filters on kernels without TCX
 	iface    *net.Interface
 	attached []string
+	adopted  bool // the maps were pinned by a previous process
 }
+
+// Adopted says the datapath took over the maps and links a previous process pinned
+// in Config.PinDir.
+func (d *Datapath) Adopted() bool { return d.adopted }
 
 // Load loads the programs with cfg's constants but attaches nothing: the result
 // serves tests that run the programs with BPF_PROG_TEST_RUN. Attach attaches it.
@@ -136,7 +147,17 @@ func Load(cfg Config) (*Datapath, error) {
 		return nil, err
 	}
 	d := &Datapath{cfg: cfg}
-	if err := spec.LoadAndAssign(&d.objs, nil); err != nil {
+	var opts *ebpf.CollectionOptions
+	if cfg.PinDir != "" {
+		if d.adopted, err = preparePin(cfg.PinDir, spec); err != nil {
+			return nil, err
+		}
+		opts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: cfg.PinDir}}
+	}
+	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+		if d.adopted && errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size): start with the same options, or remove %s: %v", ErrPin, cfg.PinDir, cfg.PinDir, err)
+		}
 		return nil, classify("load the programs", err)
 	}
 	return d, nil
@@ -328,6 +349,9 @@ func Open(cfg Config) (*Datapath, error) {
 	}
 	switch mode {
 	case ModeAuto, ModeXDP, ModeXDPNative, ModeXDPGeneric, ModeTC, ModeTCLegacy:
+		if mode == ModeTCLegacy && cfg.PinDir != "" {
+			return nil, fmt.Errorf("%w %q with a pin directory: clsact filters are not bpf_links and cannot be pinned", ErrAttachMode, mode)
+		}
 	default:
 		return nil, fmt.Errorf("%w %q (want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy)", ErrAttachMode, mode)
 	}
@@ -380,11 +404,21 @@ func (d *Datapath) attachXDP(mode Mode) error {
 	case ModeXDPGeneric:
 		try = try[1:]
 	}
+	if l, ok, err := d.adoptLink("xdp", d.objs.FparserXdp); err != nil || ok {
+		if ok {
+			d.links = append(d.links, xdpLink{l})
+			d.attached = append(d.attached, "xdp ingress (adopted)")
+		}
+		return err
+	}
 	var errs []error
 	for _, flags := range try {
 		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FparserXdp, Interface: d.iface.Index, Flags: flags})
 		if err == nil {
 			d.links = append(d.links, xdpLink{l})
+			if err := d.pinLink("xdp", l); err != nil {
+				return err
+			}
 			kind := "native"
 			if flags == link.XDPGenericMode {
 				kind = "generic"
@@ -398,13 +432,20 @@ func (d *Datapath) attachXDP(mode Mode) error {
 }
 
 func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
+	if l, ok, err := d.adoptLink("tcx-"+dir, d.objs.FparserTc); err != nil || ok {
+		if ok {
+			d.links = append(d.links, tcxLink{l})
+			d.attached = append(d.attached, "tcx "+dir+" (adopted)")
+		}
+		return err
+	}
 	l, err := link.AttachTCX(link.TCXOptions{Interface: d.iface.Index, Program: d.objs.FparserTc, Attach: at})
 	if err != nil {
 		return classifyAttach("attach TCX "+dir+" to "+d.iface.Name, err)
 	}
 	d.links = append(d.links, tcxLink{l})
 	d.attached = append(d.attached, "tcx "+dir)
-	return nil
+	return d.pinLink("tcx-"+dir, l)
 }
 
 // InterfaceIndex is the index of the interface the programs are attached to.
@@ -413,23 +454,26 @@ func (d *Datapath) InterfaceIndex() int { return d.iface.Index }
 // Attached describes where the programs are attached, e.g. "xdp (native) ingress".
 func (d *Datapath) Attached() []string { return d.attached }
 
-// Detach detaches the programs; the maps stay readable until Close.
+// Detach detaches the programs (a pinned link is unpinned first, or it would stay);
+// the maps stay readable until Close.
 func (d *Datapath) Detach() error {
 	var errs []error
 	for _, l := range d.links {
+		if p, ok := l.(interface{ Unpin() error }); ok && d.cfg.PinDir != "" {
+			if err := p.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
 		errs = append(errs, l.Close())
 	}
 	d.links = nil
 	return errors.Join(errs...)
 }
 
-// Close detaches the programs, then releases the maps and programs.
+// Close detaches the programs, then removes the pins and releases the maps and
+// programs.
 func (d *Datapath) Close() error {
-	var errs []error
-	for _, l := range d.links {
-		errs = append(errs, l.Close())
-	}
-	d.links = nil
+	errs := []error{d.Detach(), d.unpin()}
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
 }

@@ -68,6 +68,7 @@ type config struct {
 	ipfix, ipfixProto           string
 	ipfixUniflow                bool
 	metrics                     string
+	pin                         string
 	attach                      string
 	maxFlows                    int
 	coarse                      bool
@@ -95,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
 	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic, tc or tc-legacy (clsact)")
 	fs.IntVar(&c.maxFlows, "max-flows", 0, "with -i, size of the kernel's flow table (default 1048576)")
+	fs.StringVar(&c.pin, "pin", "", "with -i, pin the kernel's maps and links in `DIR` (on a BPF filesystem): a restarted fparser adopts them, flows and counts included")
 	fs.BoolVar(&c.coarse, "coarse-clock", false, "with -i, stamp packets with the kernel's tick clock (ms resolution): cheaper per packet")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
@@ -250,6 +252,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Attach:        c.attach,
 		MaxFlows:      c.maxFlows,
 		CoarseClock:   c.coarse,
+		PinDir:        c.pin,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,
