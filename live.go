@@ -53,7 +53,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}
-	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets, Statistics: o.Statistics, PinDir: o.PinDir})
+	d, err := loader.Open(loader.Config{Interface: iface, Mode: mode, Timeouts: t, MaxFlows: uint32(o.MaxFlows), CoarseClock: o.CoarseClock, Filter: prog, HistoryLimit: o.Packets, Statistics: o.Statistics, PinDir: o.PinDir, RingBufferSize: o.RingBufferSize})
 	if err != nil {
 		return fmt.Errorf("open interface %s: %w", iface, err)
 	}

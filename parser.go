@@ -111,6 +111,11 @@ type Options struct {
 	// counting twice a packet. A clean stop removes the pins. Packet histories and
 	// marks kept in the process are not adopted.
 	PinDir string
+	// RingBufferSize, live, sizes the ring buffer that carries the kernel's events
+	// and packet records to the process: a power of two from 4096 bytes to 1 GiB.
+	// Default 4 MiB. A record the ring has no room for is counted (Info), and its
+	// flow's history is marked incomplete.
+	RingBufferSize int
 	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
 	// it is full: give it headroom. Evicted flows show in Info.Evictions.
 	MaxFlows int
@@ -290,6 +295,8 @@ func (o *Options) check() error {
 		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
 	case o.MaxPacketMemory < 0:
 		return fmt.Errorf("%w: MaxPacketMemory %d is negative", ErrOption, o.MaxPacketMemory)
+	case o.RingBufferSize != 0 && (o.RingBufferSize < 4096 || o.RingBufferSize > 1<<30 || o.RingBufferSize&(o.RingBufferSize-1) != 0):
+		return fmt.Errorf("%w: RingBufferSize %d (want a power of two from 4096 to 1 GiB)", ErrOption, o.RingBufferSize)
 	case o.ReplaySpeed < 0:
 		return fmt.Errorf("%w: ReplaySpeed %v is negative", ErrOption, o.ReplaySpeed)
 	case o.Packets < AllPackets:

@@ -173,9 +173,10 @@ struct {
 	__uint(max_entries, 1 << 22);
 } events SEC(".maps");
 
-/* Packet records wake the reader once per 2^19 bytes waiting: an eighth of the
- * ring. A record takes its 72 bytes and the ring's 8-byte header. */
-#define RECORDS_WAKE_SHIFT 19
+/* Packet records wake the reader once per 2^records_wake_shift bytes waiting: an
+ * eighth of the ring, whose size the loader may change. A record takes its 72 bytes
+ * and the ring's 8-byte header. */
+volatile const __u32 records_wake_shift = 19;
 #define RECORD_BYTES (sizeof(struct record) + 8)
 
 /* Datapath counters (userspace.DatapathCounters). A packet increments exactly one of
@@ -602,10 +603,11 @@ static __always_inline void send_record(struct flow_key *k, struct packet *p, in
 	r->key = *k;
 	/* Waking the reader for each record (what the default does whenever it has
 	 * caught up) costs more than the record. Records wake it each time the data
-	 * waiting crosses a multiple of RECORDS_WAKE_BYTES; the reader also catches up
+	 * waiting crosses a multiple of 2^records_wake_shift; the reader also catches up
 	 * before each sweep. The data waiting includes this record, reserved. */
 	__u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 crossed = (waiting >> RECORDS_WAKE_SHIFT) != ((waiting - RECORD_BYTES) >> RECORDS_WAKE_SHIFT);
+	__u32 shift = records_wake_shift & 63;
+	__u64 crossed = (waiting >> shift) != ((waiting - RECORD_BYTES) >> shift);
 	bpf_ringbuf_submit(r, crossed ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 

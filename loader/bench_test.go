@@ -71,7 +71,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	// With every packet recorded for the history, into a ring buffer large enough
 	// for the whole run (no reader); with the flow past its limit of 1 record; and
 	// with statistics.
-	recording, err := Load(Config{HistoryLimit: -1, ringbufBytes: 1 << 29})
+	recording, err := Load(Config{HistoryLimit: -1, RingBufferSize: 1 << 29})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func BenchmarkRecords(b *testing.B) {
 		for size < uint32(b.N)*80 {
 			size <<= 1
 		}
-		d, err := Load(Config{HistoryLimit: -1, ringbufBytes: size})
+		d, err := Load(Config{HistoryLimit: -1, RingBufferSize: int(size)})
 		if err != nil {
 			b.Fatal(err)
 		}

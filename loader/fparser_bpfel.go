@@ -111,6 +111,7 @@ const (
 	fparserVarFinNs               = "fin_ns"
 	fparserVarHistoryLimit        = "history_limit"
 	fparserVarIdleNs              = "idle_ns"
+	fparserVarRecordsWakeShift    = "records_wake_shift"
 	fparserVarStatsOn             = "stats_on"
 	fparserVarTestClock           = "test_clock"
 	fparserVarTestNow             = "test_now"
@@ -180,17 +181,18 @@ type fparserMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserVariableSpecs struct {
-	ActiveNs     *ebpf.VariableSpec `ebpf:"active_ns"`
-	CoarseClock  *ebpf.VariableSpec `ebpf:"coarse_clock"`
-	FilterOn     *ebpf.VariableSpec `ebpf:"filter_on"`
-	FinNs        *ebpf.VariableSpec `ebpf:"fin_ns"`
-	HistoryLimit *ebpf.VariableSpec `ebpf:"history_limit"`
-	IdleNs       *ebpf.VariableSpec `ebpf:"idle_ns"`
-	StatsOn      *ebpf.VariableSpec `ebpf:"stats_on"`
-	TestClock    *ebpf.VariableSpec `ebpf:"test_clock"`
-	TestNow      *ebpf.VariableSpec `ebpf:"test_now"`
-	UnusedEvent  *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
+	ActiveNs         *ebpf.VariableSpec `ebpf:"active_ns"`
+	CoarseClock      *ebpf.VariableSpec `ebpf:"coarse_clock"`
+	FilterOn         *ebpf.VariableSpec `ebpf:"filter_on"`
+	FinNs            *ebpf.VariableSpec `ebpf:"fin_ns"`
+	HistoryLimit     *ebpf.VariableSpec `ebpf:"history_limit"`
+	IdleNs           *ebpf.VariableSpec `ebpf:"idle_ns"`
+	RecordsWakeShift *ebpf.VariableSpec `ebpf:"records_wake_shift"`
+	StatsOn          *ebpf.VariableSpec `ebpf:"stats_on"`
+	TestClock        *ebpf.VariableSpec `ebpf:"test_clock"`
+	TestNow          *ebpf.VariableSpec `ebpf:"test_now"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
 // fparserObjects contains all objects after they have been loaded into the kernel.
@@ -234,17 +236,18 @@ func (m *fparserMaps) Close() error {
 //
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserVariables struct {
-	ActiveNs     *ebpf.Variable `ebpf:"active_ns"`
-	CoarseClock  *ebpf.Variable `ebpf:"coarse_clock"`
-	FilterOn     *ebpf.Variable `ebpf:"filter_on"`
-	FinNs        *ebpf.Variable `ebpf:"fin_ns"`
-	HistoryLimit *ebpf.Variable `ebpf:"history_limit"`
-	IdleNs       *ebpf.Variable `ebpf:"idle_ns"`
-	StatsOn      *ebpf.Variable `ebpf:"stats_on"`
-	TestClock    *ebpf.Variable `ebpf:"test_clock"`
-	TestNow      *ebpf.Variable `ebpf:"test_now"`
-	UnusedEvent  *ebpf.Variable `ebpf:"unused_event"`
-	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
+	ActiveNs         *ebpf.Variable `ebpf:"active_ns"`
+	CoarseClock      *ebpf.Variable `ebpf:"coarse_clock"`
+	FilterOn         *ebpf.Variable `ebpf:"filter_on"`
+	FinNs            *ebpf.Variable `ebpf:"fin_ns"`
+	HistoryLimit     *ebpf.Variable `ebpf:"history_limit"`
+	IdleNs           *ebpf.Variable `ebpf:"idle_ns"`
+	RecordsWakeShift *ebpf.Variable `ebpf:"records_wake_shift"`
+	StatsOn          *ebpf.Variable `ebpf:"stats_on"`
+	TestClock        *ebpf.Variable `ebpf:"test_clock"`
+	TestNow          *ebpf.Variable `ebpf:"test_now"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
 }
 
 // fparserPrograms contains all programs after they have been loaded into the kernel.

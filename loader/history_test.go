@@ -17,7 +17,7 @@ import (
 func TestRecordsLost(t *testing.T) {
 	requireBPF(t)
 	pageSize := uint32(os.Getpagesize())
-	d, err := Load(Config{testClock: true, HistoryLimit: -1, ringbufBytes: pageSize})
+	d, err := Load(Config{testClock: true, HistoryLimit: -1, RingBufferSize: int(pageSize)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"net"
 	"os"
 	"strconv"
@@ -34,6 +35,7 @@ var (
 	ErrVerifier      = errors.New("the kernel's verifier rejected the program")
 	ErrAttachMode    = errors.New("unknown attach mode")
 	ErrAttachRefused = errors.New("attach refused")
+	ErrConfig        = errors.New("bad configuration")
 )
 
 // Mode says where the programs attach.
@@ -86,8 +88,11 @@ type Config struct {
 	// decides which packets count; the others count only as filtered.
 	Filter *filter.Program
 
-	testClock    bool   // the differential test sets the clock before each run
-	ringbufBytes uint32 // the ring buffer's size, when a test wants it small
+	// RingBufferSize is the size in bytes of the ring buffer that carries events
+	// and packet records to userspace: a power of two, at least a page. Default 4 MiB.
+	RingBufferSize int
+
+	testClock bool // the differential test sets the clock before each run
 }
 
 // programs are the two attachable programs; the filter probe is loaded only by
@@ -203,8 +208,16 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 		flows.ValueSize = uint32(coreSize)
 		flows.Value = coreType(flows.Value)
 	}
-	if cfg.ringbufBytes > 0 {
-		spec.Maps["events"].MaxEntries = cfg.ringbufBytes
+	if n := cfg.RingBufferSize; n != 0 {
+		if n < os.Getpagesize() || n&(n-1) != 0 || n > 1<<30 {
+			return nil, fmt.Errorf("%w: ring buffer size %d (want a power of two from %d to 1 GiB)", ErrConfig, n, os.Getpagesize())
+		}
+		spec.Maps["events"].MaxEntries = uint32(n)
+	}
+	// Packet records wake the reader each time an eighth of the ring fills.
+	ring := spec.Maps["events"].MaxEntries
+	if err := spec.Variables["records_wake_shift"].Set(uint32(max(bits.Len32(ring)-1-3, 3))); err != nil {
+		return nil, fmt.Errorf("set records_wake_shift: %w", err)
 	}
 	if f != nil {
 		if err := spliceFilter(spec, f); err != nil {
