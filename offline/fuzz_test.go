@@ -82,13 +82,14 @@ func gzipped(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b
 func FuzzDatapath(f *testing.F) {
 	links := []uint32{LinkNull, LinkEthernet, LinkRawBSD, LinkRawBSD2, LinkRaw, LinkLoop, LinkSLL, LinkIPv4, LinkIPv6, LinkSLL2}
 	paths, _ := filepath.Glob("../testdata/*.pcap*")
-	for _, p := range paths {
+	more, _ := filepath.Glob("../../shared/corpus/pcaps/*/*.pcap*")
+	for _, p := range append(paths, more...) {
 		src, err := Open(p)
 		if err != nil {
 			continue
 		}
 		var fr Frame
-		for i := 0; i < 50 && src.Next(&fr) == nil; i++ {
+		for i := 0; i < 8 && src.Next(&fr) == nil; i++ {
 			for j, lt := range links {
 				if lt == fr.LinkType {
 					f.Add(append([]byte(nil), fr.Data...), uint8(j))
