@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -140,7 +141,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descIPFIXNotSent, st.NotSentFlows)
 		counter(descIPFIXErrors, st.Errors)
 	}
-	gauge(descBuildInfo, 1, c.version, runtimeVersion())
+	gauge(descBuildInfo, 1, c.version, runtime.Version())
 }
 
 // Handler serves the collector's metrics, and those of the Go runtime and the

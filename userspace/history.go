@@ -88,9 +88,6 @@ func (h *History) Size() int { return len(h.buf) }
 // a memory cap, or records were lost on the way.
 func (h *History) Incomplete() bool { return h.incomplete }
 
-// MarkIncomplete records that a packet is missing.
-func (h *History) MarkIncomplete() { h.incomplete = true }
-
 // Clone returns an independent copy.
 func (h *History) Clone() *History {
 	c := *h
