@@ -231,34 +231,59 @@ func (w *interfaceWatch) check(log *slog.Logger) error {
 	return nil
 }
 
+// eventBatch is how many events readEvents moves into the engine per hold of its
+// lock, when that many are waiting: with packet records on, one lock per record
+// would cost more than the record.
+const eventBatch = 256
+
 // readEvents moves the kernel's events into the engine until the ring buffer is
 // closed or reading fails. Each time it has taken every event before a Flush, it
 // says so on caughtUp.
 func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtUp chan<- struct{}) error {
-	var ev loader.Event
+	batch := make([]loader.Event, eventBatch)
 	for {
-		err := events.Read(&ev)
+		n := 0
+		var err error
+		for n < eventBatch {
+			if err = events.Read(&batch[n]); err != nil {
+				break
+			}
+			n++
+			if !events.Pending() {
+				break
+			}
+		}
+		if n > 0 {
+			p.eng.Do(func() {
+				for i := range batch[:n] {
+					p.applyLocked(&batch[i], t)
+				}
+			})
+		}
 		switch {
 		case err == nil:
 		case loader.IsFlushed(err):
 			caughtUp <- struct{}{}
-			continue
 		case loader.IsClosed(err):
 			return nil
 		default:
 			return err
 		}
-		switch ev.Kind {
-		case loader.EventPacket:
-			p.eng.Do(func() { p.eng.RecordLocked(&ev.Key, &ev.Packet) })
-		case loader.EventEnded:
-			var st *userspace.FlowStats
-			if p.statistics {
-				st = &ev.Stats
-			}
-			p.eng.Do(func() { p.eng.EndLocked(&ev.Key, &ev.State, st, ev.Reason, ev.Time) })
-		case loader.EventMark:
-			p.eng.Do(func() { p.eng.ScheduleLocked(ev.Time + int64(t.FIN)) })
+	}
+}
+
+// applyLocked hands one kernel event to the engine.
+func (p *Parser) applyLocked(ev *loader.Event, t userspace.Timeouts) {
+	switch ev.Kind {
+	case loader.EventPacket:
+		p.eng.RecordLocked(&ev.Key, &ev.Packet)
+	case loader.EventEnded:
+		var st *userspace.FlowStats
+		if p.statistics {
+			st = &ev.Stats
 		}
+		p.eng.EndLocked(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
+	case loader.EventMark:
+		p.eng.ScheduleLocked(ev.Time + int64(t.FIN))
 	}
 }

@@ -85,6 +85,10 @@ func (e *Events) Read(ev *Event) error {
 	return nil
 }
 
+// Pending reports whether more events wait in the ring buffer, so that a Read
+// would not block.
+func (e *Events) Pending() bool { return e.rd.AvailableBytes() > 0 }
+
 // Flush makes Read return every event already in the ring buffer, then an error for
 // which IsFlushed is true. Unlike SetDeadline it may be called while Read blocks.
 func (e *Events) Flush() error { return e.rd.Flush() }
