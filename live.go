@@ -68,7 +68,9 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 	p.statistics = o.Statistics
 	p.offset = time.Now().UnixNano() - monotonic(p.coarse)
 	p.eng = userspace.NewEngine(d.Table(), t)
-	p.eng.SetHistory(o.history())
+	hist := o.history()
+	hist.Late = true
+	p.eng.SetHistory(hist)
 	p.log.Debug("attached", "interface", iface, "where", d.Attached())
 	if d.Adopted() {
 		p.log.Info("adopted the maps and links pinned in "+o.PinDir, "interface", iface)

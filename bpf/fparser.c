@@ -642,8 +642,8 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 		}
 		if (reason) {
 			send_event(EVENT_ENDED, reason, end, k, s);
-			/* In place, as the copy this replaced did: the state is too large
-			 * for a second copy on the stack. */
+			/* In place: the state, with statistics, is too large to build on
+			 * the stack beside the packet. */
 			fresh_state(s, dir, length, flags, now);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))

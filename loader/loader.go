@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"math/bits"
 	"net"
 	"os"
@@ -193,7 +192,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 			}
 		}
 	}
-	if limit := historyLimit(cfg.HistoryLimit); limit != 0 {
+	if limit := userspace.RecordLimit(cfg.HistoryLimit); limit != 0 {
 		if err := spec.Variables["history_limit"].Set(limit); err != nil {
 			return nil, fmt.Errorf("set history_limit: %w", err)
 		}
@@ -243,14 +242,6 @@ func coreType(t btf.Type) btf.Type {
 		}
 	}
 	return nil
-}
-
-// historyLimit is the kernel's history_limit for Config.HistoryLimit.
-func historyLimit(n int) uint32 {
-	if n < 0 || uint64(n) >= math.MaxUint32 {
-		return math.MaxUint32
-	}
-	return uint32(n)
 }
 
 // filterFunc is the placeholder function in bpf/fparser.c whose body the filter

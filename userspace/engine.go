@@ -147,12 +147,13 @@ func (e *Engine) sweepLocked() {
 	// stay set their own bound.
 	due := now + int64(e.timeout.unmarked())
 	hs := e.hist
+	late := hs != nil && hs.cfg.Late
 	e.table.Reap(func(k *Key, s *State) bool {
 		_, end := e.timeout.Deadline(s)
 		if end <= now {
 			return true
 		}
-		if hs != nil {
+		if late {
 			hs.sawActive(k)
 		}
 		due = min(due, end)
@@ -164,7 +165,7 @@ func (e *Engine) sweepLocked() {
 		reason, end := e.timeout.Deadline(s)
 		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
-	if hs != nil {
+	if late {
 		hs.endSweep()
 	}
 	e.nextDue = due

@@ -10,6 +10,20 @@ type HistoryConfig struct {
 	// MaxBytes caps the memory the histories of active flows take. When it is
 	// reached, storing stops: the flows that miss packets are marked incomplete.
 	MaxBytes int64
+	// Late says records may reach the engine after the sweep that ended their flow
+	// (live: the kernel counts a packet, then sends its record). The sweeps then drop
+	// the histories such records leave behind. Offline a record comes with its
+	// packet, and the sweeps skip that work.
+	Late bool
+}
+
+// RecordLimit is the number of packets recorded per flow for a Limit, as the
+// kernel's history_limit counts it: 0 for none, the largest uint32 for all.
+func RecordLimit(limit int) uint32 {
+	if limit < 0 || uint64(limit) >= math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(limit)
 }
 
 // HistoryStats are the history's counters.
@@ -47,13 +61,10 @@ func (e *Engine) HistoryOn() bool { return e.hist != nil }
 // HistoryLimit is the number of packets recorded per flow, as the kernel's
 // history_limit counts it: 0 when the history is off, the largest uint32 for all.
 func (e *Engine) HistoryLimit() uint32 {
-	switch {
-	case e.hist == nil:
+	if e.hist == nil {
 		return 0
-	case e.hist.cfg.Limit < 0 || uint64(e.hist.cfg.Limit) >= math.MaxUint32:
-		return math.MaxUint32
 	}
-	return uint32(e.hist.cfg.Limit)
+	return RecordLimit(e.hist.cfg.Limit)
 }
 
 // HistoryStatsLocked returns the history's counters.
