@@ -2,6 +2,7 @@ package loader
 
 import (
 	"encoding/binary"
+	"math"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -182,6 +183,7 @@ func BenchmarkKernelSweep(b *testing.B) {
 			b.Fatal(err)
 		}
 		t := d.Table()
+		t.SetTimeouts(userspace.DefaultTimeouts) // the flows were last seen at 1 ns
 		for _, op := range []string{"scan", "reap", "drain"} {
 			b.Run(op+"/flows="+strconv.Itoa(n), func(b *testing.B) {
 				var total time.Duration
@@ -193,9 +195,9 @@ func BenchmarkKernelSweep(b *testing.B) {
 					seen := 0
 					switch op {
 					case "scan":
-						t.Reap(func(*userspace.Key, *userspace.State) bool { seen++; return false }, nil)
+						t.Range(func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool { seen++; return true })
 					case "reap":
-						t.Reap(func(*userspace.Key, *userspace.State) bool { return true }, func(*userspace.Key, *userspace.State, *userspace.FlowStats) { seen++ })
+						t.Expire(math.MaxInt64, func(*userspace.Key, *userspace.State, *userspace.FlowStats, userspace.EndReason, int64) { seen++ })
 					case "drain":
 						for more := true; more; {
 							more = t.Drain(userspace.FlushChunk, func(*userspace.Key, *userspace.State, *userspace.FlowStats) { seen++ })

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"math"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -38,11 +39,12 @@ const batch = 4096
 // the final counters and removes the entry in one step, so a packet that lands during
 // a sweep is either in the counters returned or in the entry the kernel creates next.
 type Table struct {
-	m       *ebpf.Map
-	keys    []userspace.Key
-	states  []userspace.State // the values read, without statistics
-	full    []fullValue       // the values read, with statistics
-	noBatch bool              // the kernel lacks batch lookup on this map: iterate instead
+	m        *ebpf.Map
+	timeouts userspace.Timeouts
+	keys     []userspace.Key
+	states   []userspace.State // the values read, without statistics
+	full     []fullValue       // the values read, with statistics
+	noBatch  bool              // the kernel lacks batch lookup on this map: iterate instead
 	// drain continues a Drain where the last call stopped, so the kernel does not
 	// walk the emptied buckets again; nil when no drain is under way.
 	drain *ebpf.MapBatchCursor
@@ -151,13 +153,20 @@ func (t *Table) Range(yield func(*userspace.Key, *userspace.State, *userspace.Fl
 	t.each(yield)
 }
 
-// Reap removes every flow for which due returns true, passing its final state, read
-// as it is removed, to ended.
-func (t *Table) Reap(due func(*userspace.Key, *userspace.State) bool, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) {
+// SetTimeouts gives the table the timeouts that decide its flows' deadlines.
+func (t *Table) SetTimeouts(to userspace.Timeouts) { t.timeouts = to }
+
+// Expire removes the flows whose deadline passed at now, passing each one's final
+// state, read as it is removed, to ended, and returns the earliest deadline of the
+// flows left. It reads the whole map.
+func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats, userspace.EndReason, int64)) (next int64) {
+	next = math.MaxInt64
 	var gone []userspace.Key
 	t.each(func(k *userspace.Key, s *userspace.State, _ *userspace.FlowStats) bool {
-		if due(k, s) {
+		if _, end := t.timeouts.Deadline(s); end <= now {
 			gone = append(gone, *k)
+		} else {
+			next = min(next, end)
 		}
 		return true
 	})
@@ -166,8 +175,12 @@ func (t *Table) Reap(due func(*userspace.Key, *userspace.State) bool, ended func
 		if err != nil {
 			continue // the kernel evicted it meanwhile
 		}
-		ended(&gone[i], &s, st)
+		// A packet that landed since the read moved the deadline: the flow still
+		// ends now, with it, but for its own reason.
+		reason, end := t.timeouts.Deadline(&s)
+		ended(&gone[i], &s, st, reason, end)
 	}
+	return next
 }
 
 // Drain removes up to max flows and passes each final state to ended, and reports

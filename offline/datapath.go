@@ -201,7 +201,8 @@ func (d *Datapath) Count(pp *Parsed) {
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
 func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord) {
-	s, st, created := d.table.UpsertHash(k, hash)
+	s, st, ref, inserted := d.table.UpsertHash(k, hash)
+	created := inserted
 	if !created {
 		if reason, end, over := d.timeout.Expired(s, now); over {
 			d.eng.EndLocked(k, s, st, reason, end)
@@ -227,11 +228,13 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		d.NewFlows++
 	}
 	s.AddPacket(dir, length, flags, now, st)
+	marked := false
 	if flags&(userspace.FlagFIN|userspace.FlagRST) != 0 {
 		if s.Marks == 0 {
 			// The kernel sends an event here; the engine learns the flow may now end
 			// after the shorter FIN timeout.
 			d.eng.ScheduleLocked(now + int64(d.timeout.FIN))
+			marked = true
 		}
 		if flags&userspace.FlagFIN != 0 {
 			s.Marks |= userspace.MarkFIN
@@ -239,6 +242,12 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		if flags&userspace.FlagRST != 0 {
 			s.Marks |= userspace.MarkRST
 		}
+	}
+	if inserted || marked {
+		// A new flow is filed under its deadline, and a FIN or RST brings it
+		// closer; a flow that ended and began again in its entry keeps its place,
+		// which is earlier than its new deadline.
+		d.table.Track(ref)
 	}
 	if s.Recorded < d.historyLimit {
 		// The kernel sends this record through its ring buffer while the flow is
@@ -271,18 +280,21 @@ type fragFlow struct {
 
 // fragTable remembers the flow of each first fragment, so later fragments of the same
 // datagram count in it. It holds a bounded number of datagrams and forgets the oldest
-// first, which makes a replay's result independent of anything but the capture.
+// first, which makes a replay's result independent of anything but the capture. Its
+// memory is taken at the first fragment: most captures have none.
 type fragTable struct {
+	size int
 	m    map[fragKey]fragFlow
 	ring []fragKey
 	next int
 }
 
-func newFragTable(n int) fragTable {
-	return fragTable{m: make(map[fragKey]fragFlow, n), ring: make([]fragKey, 0, n)}
-}
+func newFragTable(n int) fragTable { return fragTable{size: n} }
 
 func (t *fragTable) put(fk fragKey, k *userspace.Key, srcIsA bool) {
+	if t.m == nil {
+		t.m, t.ring = make(map[fragKey]fragFlow, t.size), make([]fragKey, 0, t.size)
+	}
 	if _, ok := t.m[fk]; !ok {
 		if len(t.ring) < cap(t.ring) {
 			t.ring = append(t.ring, fk)
@@ -296,6 +308,6 @@ func (t *fragTable) put(fk fragKey, k *userspace.Key, srcIsA bool) {
 }
 
 func (t *fragTable) get(fk fragKey) (userspace.Key, bool, bool) {
-	f, ok := t.m[fk]
+	f, ok := t.m[fk] // a nil map finds nothing
 	return f.key, f.srcIsA, ok
 }

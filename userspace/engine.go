@@ -85,6 +85,9 @@ func NewEngine(table Table, t Timeouts) *Engine {
 	// expired flow itself when a packet arrives for it, so results do not depend on
 	// the sweep interval.
 	every := min(time.Second, t.shortest())
+	if tt, ok := table.(interface{ SetTimeouts(Timeouts) }); ok {
+		tt.SetTimeouts(t) // its deadlines follow the engine's timeouts
+	}
 	return &Engine{table: table, timeout: t, sweepEvery: every}
 }
 
@@ -143,32 +146,21 @@ func (e *Engine) sweepLocked() {
 	began := time.Now()
 	now := e.now
 	batch := e.scratch[:0]
-	// Flows created from now on live at least the unmarked timeout; those that
-	// stay set their own bound.
-	due := now + int64(e.timeout.unmarked())
 	hs := e.hist
 	late := hs != nil && hs.cfg.Late
-	e.table.Reap(func(k *Key, s *State) bool {
-		_, end := e.timeout.Deadline(s)
-		if end <= now {
-			return true
-		}
-		if late {
-			hs.sawActive(k)
-		}
-		due = min(due, end)
-		return false
-	}, func(k *Key, s *State, st *FlowStats) {
-		// ended may come after every due call (the kernel's table decides first and
-		// removes after), so the reason comes from the final state. A packet that
-		// landed in between moved the deadline: the flow still ends now, with it.
-		reason, end := e.timeout.Deadline(s)
+	next := e.table.Expire(now, func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
 	if late {
+		e.table.Range(func(k *Key, _ *State, _ *FlowStats) bool {
+			hs.sawActive(k)
+			return true
+		})
 		hs.endSweep()
 	}
-	e.nextDue = due
+	// Flows created from now on live at least the unmarked timeout; those that
+	// stay set their own bound.
+	e.nextDue = min(now+int64(e.timeout.unmarked()), next)
 	e.wake = max(e.nextSweep, e.nextDue)
 	e.queue(batch)
 	took := time.Since(began)

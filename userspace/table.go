@@ -20,11 +20,13 @@ type Table interface {
 	// Range calls yield for every flow until it returns false. yield must not change
 	// the table.
 	Range(yield func(*Key, *State, *FlowStats) bool)
-	// Reap removes every flow for which due returns true and passes its final state to
-	// ended. Removal and the read of the final state are one step, so a packet counted
-	// while Reap runs is either in the state ended gets or still in the table. ended
-	// may be called right after its flow's due, or after every due call.
-	Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats))
+	// Expire removes the flows whose deadline (Timeouts.Deadline) is at or before
+	// now and passes each one's final state, end reason and deadline to ended.
+	// Removal and the read of the final state are one step, so a packet counted
+	// while Expire runs is either in the state ended gets or still in the table. It
+	// returns the earliest deadline of the flows left, or math.MaxInt64 when it does
+	// not know it (or none is left).
+	Expire(now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) (next int64)
 	// Drain removes up to max flows, oldest first where the table knows, passes
 	// each final state to ended, and reports whether flows remain.
 	Drain(max int, ended func(*Key, *State, *FlowStats)) (more bool)
@@ -46,6 +48,8 @@ type FlowTable struct {
 	base  int                    // entries in use: indices base .. n-1; base > 0 only while draining
 	n     int
 	seed  uint64
+	wheel *deadlines // the deadline index, once SetTimeouts is called
+	scan  bool       // Expire walks the whole table instead (ScanExpiry)
 }
 
 const (
@@ -72,6 +76,10 @@ func (t *FlowTable) KeepStatistics() { t.keep = true }
 type flowEntry struct {
 	key   Key
 	state State
+	// The entry's place in the deadline index's lists: next is the next entry's
+	// index + 1 (0: last); prev the previous entry's index + 1, or when the entry
+	// comes first, -(its list's slot + 1); 0 when in no list.
+	next, prev int32
 }
 
 // NewFlowTable returns a table sized for about hint flows without growing.
@@ -131,11 +139,13 @@ func (t *FlowTable) PrefetchEntry(h uint64) {
 // ones when k is absent; created reports the insert. The pointers are valid until
 // the next Upsert or removal.
 func (t *FlowTable) Upsert(k *Key) (s *State, st *FlowStats, created bool) {
-	return t.UpsertHash(k, t.hash(k))
+	s, st, _, created = t.UpsertHash(k, t.hash(k))
+	return s, st, created
 }
 
-// UpsertHash is Upsert for a key whose Hash is h.
-func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, created bool) {
+// UpsertHash is Upsert for a key whose Hash is h. It also returns the entry's index,
+// for Track, valid until the next removal.
+func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int32, created bool) {
 	tag := h >> 32 << 32
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		slot := t.slots[i]
@@ -150,6 +160,7 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, creat
 			if t.keep && t.n>>pageShift == len(t.stats) {
 				t.stats = append(t.stats, new([pageSize]FlowStats))
 			}
+			idx := int32(t.n)
 			e := t.entry(t.n)
 			*e = flowEntry{key: *k}
 			st = t.statsOf(t.n)
@@ -158,13 +169,16 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, creat
 			}
 			t.n++
 			t.slots[i] = tag | uint64(t.n)
-			return &e.state, st, true
+			if t.wheel != nil {
+				t.linkSlot(idx, unfiled)
+			}
+			return &e.state, st, idx, true
 		}
 		if slot&^0xFFFFFFFF == tag {
 			idx := int(uint32(slot)) - 1
 			e := t.entry(idx)
 			if keysEqual(&e.key, k) {
-				return &e.state, t.statsOf(idx), false
+				return &e.state, t.statsOf(idx), int32(idx), false
 			}
 		}
 	}
@@ -227,6 +241,9 @@ func (t *FlowTable) Drain(max int, ended func(*Key, *State, *FlowStats)) (more b
 		e := t.entry(t.base)
 		ended(&e.key, &e.state, t.statsOf(t.base))
 		t.clearSlot(t.slotOf(t.base))
+		if t.wheel != nil {
+			t.unlink(int32(t.base))
+		}
 	}
 	if t.base == t.n {
 		t.Clear()
@@ -249,6 +266,9 @@ func (t *FlowTable) Delete(k *Key) bool {
 // and the last entry moves into its place.
 func (t *FlowTable) removeEntry(idx int) {
 	t.clearSlot(t.slotOf(idx))
+	if t.wheel != nil {
+		t.unlink(int32(idx))
+	}
 	last := t.n - 1 // idx >= base, so the hole is filled from the live entries
 	if idx != last {
 		s := t.slotOf(last)
@@ -257,6 +277,9 @@ func (t *FlowTable) removeEntry(idx int) {
 			*t.statsOf(idx) = *t.statsOf(last)
 		}
 		t.slots[s] = t.slots[s]&^0xFFFFFFFF | uint64(idx+1)
+		if t.wheel != nil {
+			t.relinked(int32(idx))
+		}
 	}
 	t.n--
 }
@@ -298,6 +321,10 @@ func (t *FlowTable) clearSlot(i uint64) {
 func (t *FlowTable) Clear() {
 	clear(t.slots)
 	t.base, t.n = 0, 0
+	if w := t.wheel; w != nil {
+		clear(w.heads)
+		clear(w.used)
+	}
 }
 
 func (t *FlowTable) grow() {

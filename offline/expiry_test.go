@@ -1,0 +1,183 @@
+package offline_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	pb "github.com/fparser/fparser/internal/pktbuild"
+	"github.com/fparser/fparser/internal/testpackets"
+	"github.com/fparser/fparser/offline"
+	"github.com/fparser/fparser/userspace"
+)
+
+// expiryConfigs are the timeouts the deadline index is checked under: the defaults,
+// short ones that end many flows within the captures, and an active timeout.
+var expiryConfigs = []userspace.Timeouts{
+	userspace.DefaultTimeouts,
+	{Idle: 10 * time.Second, FIN: 2 * time.Second},
+	{Idle: 60 * time.Second, FIN: 5 * time.Second, Active: 30 * time.Second},
+	{Idle: time.Second, FIN: 300 * time.Millisecond, Active: 2 * time.Second},
+}
+
+// endedFlows is what an engine reported, in the order it reported it.
+type endedFlows struct {
+	recs   []string
+	counts userspace.EngineCounts
+}
+
+func record(r *userspace.Record) string {
+	var st userspace.FlowStats
+	if r.Stats != nil {
+		st = *r.Stats
+	}
+	return fmt.Sprintf("%x %+v %+v %v %d", r.Key, r.State, st, r.Reason, r.End)
+}
+
+// replayWith replays a capture with the deadline index, or with the reference walk of
+// the whole table (scan), and returns every flow in the order it was handed out.
+func replayWith(t *testing.T, path string, to userspace.Timeouts, scan bool) endedFlows {
+	t.Helper()
+	src, err := offline.Open(path)
+	if err != nil {
+		t.Skipf("unreadable: %v", err)
+	}
+	defer src.Close()
+	tab := userspace.NewFlowTable(1024)
+	if scan {
+		tab.ScanExpiry()
+	}
+	eng := userspace.NewEngine(tab, to)
+	dp := offline.NewDatapath(eng, tab, 0)
+	dp.KeepStatistics()
+	var out endedFlows
+	var spare []userspace.Record
+	offline.Replay(context.Background(), src, dp, eng, func() {
+		recs := eng.TakeEnded(spare)
+		for i := range recs {
+			out.recs = append(out.recs, record(&recs[i]))
+		}
+		if recs != nil {
+			spare = recs[:0]
+		}
+	})
+	eng.Do(func() { out.counts = eng.StatsLocked().Counts })
+	out.counts.Sweeps = userspace.SweepHistogram{}
+	return out
+}
+
+func compareEnded(t *testing.T, got, want endedFlows) {
+	t.Helper()
+	if len(got.recs) != len(want.recs) {
+		t.Errorf("%d flows reported, the reference reports %d", len(got.recs), len(want.recs))
+	}
+	for i := range min(len(got.recs), len(want.recs)) {
+		if got.recs[i] != want.recs[i] {
+			t.Fatalf("flow %d differs:\n got %s\nwant %s", i, got.recs[i], want.recs[i])
+		}
+	}
+	if got.counts != want.counts {
+		t.Errorf("counts %+v, reference %+v", got.counts, want.counts)
+	}
+}
+
+// TestDeadlineIndexMatchesScan: on every capture of testdata and the corpus, under
+// several timeouts, the deadline index ends the same flows as a walk of the whole
+// table at every sweep, with the same reasons and end times, handed out in the same
+// order.
+func TestDeadlineIndexMatchesScan(t *testing.T) {
+	files := testpackets.Files(t)
+	if testing.Short() {
+		files = files[:min(len(files), 20)]
+	}
+	for _, path := range files {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			for _, to := range expiryConfigs {
+				compareEnded(t, replayWith(t, path, to, false), replayWith(t, path, to, true))
+			}
+		})
+	}
+}
+
+// TestDeadlineIndexMatchesScanRandom drives both with random conversations among few
+// endpoints, so that flows end by every reason, reuse their 5-tuples, and see time
+// jump past the wheel's span and go backwards.
+func TestDeadlineIndexMatchesScanRandom(t *testing.T) {
+	for seed := range uint64(40) {
+		r := rand.New(rand.NewPCG(seed, 7))
+		frames, times := randomTraffic(r, 3000)
+		for _, to := range expiryConfigs {
+			run := func(scan bool) endedFlows {
+				tab := userspace.NewFlowTable(16)
+				if scan {
+					tab.ScanExpiry()
+				}
+				eng := userspace.NewEngine(tab, to)
+				dp := offline.NewDatapath(eng, tab, 0)
+				var out endedFlows
+				eng.Do(func() {
+					for i, f := range frames {
+						dp.Packet(f, len(f), offline.LinkEthernet, times[i])
+					}
+				})
+				eng.Flush(userspace.EndEndOfCapture, func() {})
+				for _, rec := range eng.TakeEnded(nil) {
+					out.recs = append(out.recs, record(&rec))
+				}
+				eng.Do(func() { out.counts = eng.StatsLocked().Counts })
+				out.counts.Sweeps = userspace.SweepHistogram{}
+				return out
+			}
+			t.Run(fmt.Sprintf("seed=%d/%v", seed, to), func(t *testing.T) { compareEnded(t, run(false), run(true)) })
+		}
+	}
+}
+
+// randomTraffic returns n frames among a few TCP and UDP endpoints with random flags
+// and gaps: mostly short, some of seconds, a few of hours (past the wheel's span), and
+// a few timestamps that go backwards.
+func randomTraffic(r *rand.Rand, n int) (frames [][]byte, times []int64) {
+	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}
+	flagChoices := []uint8{pb.SYN, pb.SYN | pb.ACK, pb.ACK, pb.ACK, pb.ACK, pb.FIN | pb.ACK, pb.RST, pb.PSH | pb.ACK}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	for range n {
+		switch x := r.IntN(1000); {
+		case x < 5:
+			now += int64(r.IntN(20)) * int64(time.Hour)
+		case x < 15:
+			now -= int64(r.IntN(3000)) * int64(time.Millisecond)
+		case x < 200:
+			now += int64(r.IntN(20_000)) * int64(time.Millisecond)
+		default:
+			now += int64(r.IntN(500)) * int64(time.Millisecond)
+		}
+		v6 := r.IntN(2) == 1
+		a, b := addrs[r.IntN(2)], addrs[r.IntN(2)]
+		if v6 {
+			a, b = addrs[2+r.IntN(2)], addrs[2+r.IntN(2)]
+		}
+		sp, dp := uint16(1000+r.IntN(3)), uint16(80+r.IntN(2))
+		if r.IntN(2) == 0 {
+			a, b, sp, dp = b, a, dp, sp
+		}
+		var l4 []byte
+		proto := uint8(pb.ProtoUDP)
+		if r.IntN(3) != 0 {
+			l4, proto = pb.TCP(sp, dp, flagChoices[r.IntN(len(flagChoices))], 1, 1, nil), pb.ProtoTCP
+		} else {
+			l4 = pb.UDP(sp, dp, nil)
+		}
+		var f []byte
+		if v6 {
+			f = pb.Ethernet(pb.EtherIPv6, nil, pb.IPv6{Src: a, Dst: b, Next: proto, PayloadLen: -1}.Build(l4))
+		} else {
+			f = pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: a, Dst: b, Proto: proto}.Build(l4))
+		}
+		frames, times = append(frames, f), append(times, now)
+	}
+	return frames, times
+}
