@@ -57,8 +57,10 @@ func writeCapture(t testing.TB, pkts []pkt) string {
 }
 
 // TestCallbacksSeeTheParserWhenTheirFlowEnded: a flow that ends on its idle timeout
-// is delivered while the replay pauses, so its callback finds the other flow, active,
-// from either direction, and the iterator shows exactly that flow.
+// is delivered while the replay pauses, before the packet whose time ended it counts,
+// so its callback finds the other flow as it was then (its SYN counted, not the
+// SYN+ACK that came after), from either direction, and the iterator shows exactly
+// that flow.
 func TestCallbacksSeeTheParserWhenTheirFlowEnded(t *testing.T) {
 	path := writeCapture(t, []pkt{
 		{at: 0, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
@@ -72,7 +74,7 @@ func TestCallbacksSeeTheParserWhenTheirFlowEnded(t *testing.T) {
 			events = append(events, "udp "+f.EndReason.String())
 			for _, dir := range [][2]string{{"192.0.2.3:2000", "192.0.2.4:80"}, {"192.0.2.4:80", "192.0.2.3:2000"}} {
 				g, ok := p.FindTCPFlow(ap(dir[0]), ap(dir[1]))
-				if !ok || g.Src != ap("192.0.2.3:2000") || g.Fwd.Packets != 1 || g.Rev.Packets != 1 {
+				if !ok || g.Src != ap("192.0.2.3:2000") || g.Fwd.Packets != 1 || g.Rev.Packets != 0 {
 					t.Errorf("FindTCPFlow(%s, %s) = %+v, %v", dir[0], dir[1], g, ok)
 				}
 			}
@@ -87,7 +89,7 @@ func TestCallbacksSeeTheParserWhenTheirFlowEnded(t *testing.T) {
 			if len(active) != 1 || active[0].Protocol != fparser.TCP {
 				t.Errorf("active flows %+v", active)
 			}
-			if in := p.Info(); in.TCPFlows != 1 || in.UDPFlows != 0 || in.TCPPackets != 2 {
+			if in := p.Info(); in.TCPFlows != 1 || in.UDPFlows != 0 || in.TCPPackets != 1 || in.PacketsSeen != 2 {
 				t.Errorf("info in callback %+v", in)
 			}
 		},
@@ -178,6 +180,75 @@ func TestPanickingCallbackIsRecoveredAndCounted(t *testing.T) {
 	}
 	if n != 10 || p.Info().CallbackPanics != 5 {
 		t.Errorf("%d flows delivered, %d panics counted; want 10 and 5", n, p.Info().CallbackPanics)
+	}
+}
+
+// TestStopFromACallbackStopsAtTheNextPacket: a callback that stops the parser stops it
+// before the next packet, even in a capture far shorter than a batch: the flow still
+// active ends as stopped, and the packets after are not counted.
+func TestStopFromACallbackStopsAtTheNextPacket(t *testing.T) {
+	path := writeCapture(t, []pkt{
+		{at: 0, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
+		{at: 9 * time.Second, src: "192.0.2.3:2000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
+		{at: 10 * time.Second, src: "192.0.2.5:3000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
+		{at: 11 * time.Second, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
+	})
+	var ended []string
+	var p *fparser.Parser
+	p, err := fparser.New(path, &fparser.Options{FlowTimeout: 9500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	record := func(f fparser.Flow) { ended = append(ended, f.Src.String()+" "+f.EndReason.String()) }
+	p.SetTCPCallback(record)
+	p.SetUDPCallback(func(f fparser.Flow) {
+		record(f)
+		p.Stop()
+	})
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"192.0.2.1:1000 idle", "192.0.2.3:2000 stopped"}; !slices.Equal(ended, want) {
+		t.Errorf("flows %v, want %v", ended, want)
+	}
+	if in := p.Info(); in.PacketsSeen != 2 || in.PacketsAccepted != 2 {
+		t.Errorf("%d packets seen, %d counted; want 2 and 2", in.PacketsSeen, in.PacketsAccepted)
+	}
+}
+
+// TestSetFilterFromACallbackAppliesFromTheNextPacket: a filter set from a callback
+// decides the very next packet, even in a capture far shorter than a batch.
+func TestSetFilterFromACallbackAppliesFromTheNextPacket(t *testing.T) {
+	path := writeCapture(t, []pkt{
+		{at: 0, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
+		{at: 9 * time.Second, src: "192.0.2.3:2000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
+		{at: 10 * time.Second, src: "192.0.2.5:3000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
+		{at: 11 * time.Second, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
+	})
+	var p *fparser.Parser
+	var ended []string
+	p, err := fparser.New(path, &fparser.Options{
+		FlowTimeout: 9500 * time.Millisecond,
+		OnTCP:       func(f fparser.Flow) { ended = append(ended, f.Src.String()+" "+f.EndReason.String()) },
+		OnUDP: func(f fparser.Flow) {
+			ended = append(ended, f.Src.String()+" "+f.EndReason.String())
+			if err := p.SetFilter("udp"); err != nil {
+				t.Error(err)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	in := p.Info()
+	if in.PacketsSeen != 4 || in.Filtered != 1 || in.PacketsAccepted != 3 {
+		t.Errorf("%d packets seen, %d filtered, %d counted; want 4, 1 and 3", in.PacketsSeen, in.Filtered, in.PacketsAccepted)
+	}
+	if want := []string{"192.0.2.1:1000 idle", "192.0.2.3:2000 end-of-capture", "192.0.2.1:1000 end-of-capture"}; !slices.Equal(ended, want) {
+		t.Errorf("flows %v, want %v", ended, want)
 	}
 }
 

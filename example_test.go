@@ -32,12 +32,13 @@ func ExampleOpen() {
 }
 
 // A callback that needs the parser gets it from New, which does not start it. A
-// callback sees the parser as it was when its flow ended: here the whole small file
-// was one batch, so both FIN'd connections have ended by then and one remains.
+// callback sees the parser as it was when its flow ended: the first connection ends
+// 10 ms after its last packet, when the second is under way; the others are still
+// active when the capture ends, and end together.
 func ExampleNew() {
 	var p *fparser.Parser
 	p, err := fparser.New("testdata/http.pcap", &fparser.Options{
-		FinTimeout: time.Millisecond,
+		FinTimeout: 10 * time.Millisecond,
 		OnTCP: func(f fparser.Flow) {
 			fmt.Println(f.Src, "ended:", f.EndReason, "- active flows left:", p.Info().TCPFlows)
 		},
@@ -51,18 +52,18 @@ func ExampleNew() {
 	}
 	// Output:
 	// 192.0.2.1:52534 ended: fin - active flows left: 1
-	// 192.0.2.1:52544 ended: fin - active flows left: 1
+	// 192.0.2.1:52544 ended: end-of-capture - active flows left: 0
 	// [2001:db8::1]:53864 ended: end-of-capture - active flows left: 0
 }
 
 // FindTCPFlow takes the two endpoints in either order. Here the first connection's
-// callback looks up the IPv6 one, still active.
+// callback looks up the second, still active.
 func ExampleParser_FindTCPFlow() {
-	client := netip.MustParseAddrPort("[2001:db8::1]:53864")
-	server := netip.MustParseAddrPort("[2001:db8::2]:8080")
+	client := netip.MustParseAddrPort("192.0.2.1:52544")
+	server := netip.MustParseAddrPort("192.0.2.2:8080")
 	var p *fparser.Parser
 	p, _ = fparser.New("testdata/http.pcap", &fparser.Options{
-		FinTimeout: time.Millisecond,
+		FinTimeout: 10 * time.Millisecond,
 		OnTCP: func(ended fparser.Flow) {
 			if f, ok := p.FindTCPFlow(server, client); ok && ended.EndReason == fparser.EndFIN {
 				fmt.Printf("%v -> %v: %d packets so far\n", f.Src, f.Dst, f.PacketCount())
@@ -72,8 +73,7 @@ func ExampleParser_FindTCPFlow() {
 	p.Start()
 	p.Wait()
 	// Output:
-	// [2001:db8::1]:53864 -> [2001:db8::2]:8080: 12 packets so far
-	// [2001:db8::1]:53864 -> [2001:db8::2]:8080: 12 packets so far
+	// 192.0.2.1:52544 -> 192.0.2.2:8080: 17 packets so far
 }
 
 // Info reports the counters of the datapath and of the engine.

@@ -70,40 +70,40 @@ func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 
 // Info reads the parser's counters. It visits every active flow once.
 func (p *Parser) Info() Info {
-	var in Info
-	p.eng.Do(func() {
-		st := p.eng.StatsLocked()
-		hs := p.eng.HistoryStatsLocked()
-		c := p.counters()
-		in = Info{
-			TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
-			TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
-			TCPBytes: st.TCPBytes, UDPBytes: st.UDPBytes,
-			EndedPackets: st.Counts.EndedPackets, EndedBytes: st.Counts.EndedBytes,
-			EventsLost:     c.RingbufFailed,
-			SweepTimes:     sweepHistogram(&st.Counts.Sweeps),
-			TimeCollecting: st.Collecting,
-			Elapsed:        time.Duration(st.Now - st.Start),
-			PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted, Filtered: c.Filtered,
-			AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
-			NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
-			Fragments: c.Fragments, Unattributed: c.Unattributed,
-			FlowsCreated:     c.NewFlows,
-			StoredTCPPackets: hs.StoredTCP, StoredUDPPackets: hs.StoredUDP,
-			PacketMemory: hs.Bytes, PacketsNotStored: hs.Capped + hs.Lost,
-			FlowsEnded: make(map[EndReason]uint64),
+	st := p.eng.Stats()
+	hs := &st.History
+	c := st.Datapath
+	if p.counters != nil {
+		c = p.counters() // the kernel's
+	}
+	in := Info{
+		TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
+		TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
+		TCPBytes: st.TCPBytes, UDPBytes: st.UDPBytes,
+		EndedPackets: st.Counts.EndedPackets, EndedBytes: st.Counts.EndedBytes,
+		EventsLost:     c.RingbufFailed,
+		SweepTimes:     sweepHistogram(&st.Counts.Sweeps),
+		TimeCollecting: st.Collecting,
+		Elapsed:        time.Duration(st.Now - st.Start),
+		PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted, Filtered: c.Filtered,
+		AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
+		NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
+		Fragments: c.Fragments, Unattributed: c.Unattributed,
+		FlowsCreated:     c.NewFlows,
+		StoredTCPPackets: hs.StoredTCP, StoredUDPPackets: hs.StoredUDP,
+		PacketMemory: hs.Bytes, PacketsNotStored: hs.Capped + hs.Lost,
+		FlowsEnded: make(map[EndReason]uint64),
+	}
+	var ended uint64
+	for r, n := range st.Counts.FlowsEnded {
+		if n > 0 {
+			in.FlowsEnded[EndReason(r)] = n
+			ended += n
 		}
-		var ended uint64
-		for r, n := range st.Counts.FlowsEnded {
-			if n > 0 {
-				in.FlowsEnded[EndReason(r)] = n
-				ended += n
-			}
-		}
-		if active := uint64(st.TCPFlows + st.UDPFlows); c.NewFlows > ended+active {
-			in.Evictions = c.NewFlows - ended - active
-		}
-	})
+	}
+	if active := uint64(st.TCPFlows + st.UDPFlows); c.NewFlows > ended+active {
+		in.Evictions = c.NewFlows - ended - active
+	}
 	if in.Elapsed > 0 {
 		in.AvgPPS = float64(in.PacketsAccepted) / in.Elapsed.Seconds()
 	}

@@ -100,7 +100,7 @@ func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *fil
 		}
 		return d.SetFilter(prog)
 	}
-	p.run = func(ctx context.Context) error { return p.runLive(ctx, d, events, t) }
+	p.run = func(ctx context.Context) error { return p.runLive(ctx, d, events) }
 	p.release = func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -128,10 +128,10 @@ func compileLive(f *filter.Filter) (*filter.Program, error) {
 // records of a flow the sweep ends are in its history. On stop it detaches the
 // programs first, so that no packet is counted after the last flush, reads the events
 // left, then flushes every flow with reason stopped.
-func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader.Events, t userspace.Timeouts) error {
+func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader.Events) error {
 	read := make(chan error, 1)
 	caughtUp := make(chan struct{})
-	go func() { read <- p.readEvents(events, t, caughtUp) }()
+	go func() { read <- p.readEvents(events, caughtUp) }()
 	// catchUp waits until the reader has taken every event sent so far; false if
 	// the reader stopped.
 	catchUp := func() bool {
@@ -158,7 +158,7 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 		catchUp()
 		events.Close()
 		err := <-read
-		p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
+		p.eng.Tick(monotonic(p.coarse))
 		p.deliver()
 		p.eng.Flush(userspace.EndStopped, p.deliver)
 		if err != nil {
@@ -185,7 +185,7 @@ func (p *Parser) runLive(ctx context.Context, d *loader.Datapath, events *loader
 			read <- nil
 		case <-ticker.C:
 			catchUp()
-			p.eng.Do(func() { p.eng.AdvanceLocked(monotonic(p.coarse)) })
+			p.eng.Tick(monotonic(p.coarse))
 			p.deliver()
 			if ticks%interfaceCheck == 0 {
 				if err := watch.check(p.log); err != nil {
@@ -241,7 +241,7 @@ const eventBatch = 256
 // readEvents moves the kernel's events into the engine until the ring buffer is
 // closed or reading fails. Each time it has taken every event before a Flush, it
 // says so on caughtUp.
-func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtUp chan<- struct{}) error {
+func (p *Parser) readEvents(events *loader.Events, caughtUp chan<- struct{}) error {
 	batch := make([]loader.Event, eventBatch)
 	for {
 		n := 0
@@ -256,11 +256,7 @@ func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtU
 			}
 		}
 		if n > 0 {
-			p.eng.Do(func() {
-				for i := range batch[:n] {
-					p.applyLocked(&batch[i], t)
-				}
-			})
+			p.eng.Apply(batch[:n], p.statistics)
 		}
 		switch {
 		case err == nil:
@@ -271,21 +267,5 @@ func (p *Parser) readEvents(events *loader.Events, t userspace.Timeouts, caughtU
 		default:
 			return err
 		}
-	}
-}
-
-// applyLocked hands one kernel event to the engine.
-func (p *Parser) applyLocked(ev *loader.Event, t userspace.Timeouts) {
-	switch ev.Kind {
-	case loader.EventPacket:
-		p.eng.RecordLocked(&ev.Key, &ev.Packet)
-	case loader.EventEnded:
-		var st *userspace.FlowStats
-		if p.statistics {
-			st = &ev.Stats
-		}
-		p.eng.EndLocked(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
-	case loader.EventMark:
-		p.eng.ScheduleLocked(ev.Time + int64(t.FIN))
 	}
 }

@@ -146,9 +146,9 @@ type Parser struct {
 	log    *slog.Logger
 	eng    *userspace.Engine
 	// The source: run counts until the source ends or ctx is done, delivering ended
-	// flows between batches and flushing at the end; release frees it after the kill
-	// callback; counters reads the datapath's counters (with the engine locked);
-	// offset turns the datapath's clock into Unix ns.
+	// flows as they end and flushing at the end; release frees it after the kill
+	// callback; counters reads the kernel datapath's counters (nil offline, where
+	// the engine keeps them); offset turns the datapath's clock into Unix ns.
 	run      func(ctx context.Context) error
 	release  func() error
 	counters func() userspace.DatapathCounters
@@ -262,8 +262,7 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 		links = append(links, lt)
 	}
 	p.setFilter = func(f *filter.Filter) (err error) {
-		p.eng.Do(func() { err = dp.SetFilter(f, src.BigEndian(), links...) })
-		if err != nil {
+		if err = dp.SetFilter(f, src.BigEndian(), links...); err != nil {
 			err = fmt.Errorf("%s: %w", path, err)
 		}
 		return err
@@ -279,7 +278,6 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 		return offline.Replay(ctx, src, dp, p.eng, p.deliver)
 	}
 	p.release = src.Close
-	p.counters = func() userspace.DatapathCounters { return dp.DatapathCounters }
 	return nil
 }
 
@@ -334,8 +332,9 @@ func parseFilter(expr string) (*filter.Filter, error) {
 
 // SetFilter replaces the packet filter while the parser runs (see Options.Filter;
 // "" counts everything again). No flow and no count is lost: live, the kernel's
-// programs are swapped in place, keeping their maps; offline, the new filter applies
-// from the next batch of packets. On error the old filter stays.
+// programs are swapped in place, keeping their maps; offline, the new filter decides
+// the next packet when it is set from a callback, and otherwise applies within a
+// batch of packets (at most 4096). On error the old filter stays.
 func (p *Parser) SetFilter(expr string) error {
 	f, err := parseFilter(expr)
 	if err != nil {
@@ -381,12 +380,12 @@ func (p *Parser) start() {
 }
 
 // deliver hands the flows that ended to the callbacks, in end order. It runs on the
-// goroutine that reads the source, between batches and outside the engine's lock, so
-// a callback sees the table as it was when its flow ended and may call any method.
+// goroutine that counts, right after the flows end and before the next packet
+// counts, outside the engine's lock, so a callback sees the parser as it was when its
+// flow ended and may call any method.
 func (p *Parser) deliver() {
 	if p.eng.HistoryOn() && !(p.capLogged && p.lostLogged) {
-		var st userspace.HistoryStats
-		p.eng.Do(func() { st = p.eng.HistoryStatsLocked() })
+		st := p.eng.HistoryStats()
 		if st.Capped > 0 && !p.capLogged {
 			p.capLogged = true
 			p.log.Warn("packet history reached MaxPacketMemory: storing stopped; flows that miss packets say so", "bytes", st.Bytes)
@@ -443,8 +442,9 @@ func (p *Parser) setCallback(to *atomic.Pointer[func(Flow)], fn func(Flow)) {
 
 // Stop ends the parser: every active flow is delivered with reason stopped, then the
 // kill callback runs. Stop returns at once and may be called any number of times, from
-// any goroutine, callbacks included; Wait blocks until the work is done. A replay
-// stops after the batch of packets it is counting.
+// any goroutine, callbacks included; Wait blocks until the work is done. Called from
+// a callback, it stops a replay before the next packet; from another goroutine,
+// within a batch of packets (at most 4096).
 func (p *Parser) Stop() {
 	p.cancel()
 	p.Start() // a parser stopped before it started still ends, and runs OnKill once

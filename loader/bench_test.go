@@ -289,20 +289,31 @@ func BenchmarkRecords(b *testing.B) {
 		eng.SetHistory(userspace.HistoryConfig{Limit: -1})
 		return eng
 	}
-	// drain reads every event into eng until the Flush that follows the last.
+	// drain reads every event into eng until the Flush that follows the last, in
+	// batches of up to 256, as the live parser does.
 	drain := func(b *testing.B, events *Events, eng *userspace.Engine) (n int) {
-		var ev Event
+		batch := make([]Event, 256)
 		for {
-			err := events.Read(&ev)
+			k := 0
+			var err error
+			for k < len(batch) {
+				if err = events.Read(&batch[k]); err != nil {
+					break
+				}
+				if batch[k].Kind == EventPacket {
+					k++
+					n++
+				}
+				if !events.Pending() {
+					break
+				}
+			}
+			eng.Apply(batch[:k], false)
 			if IsFlushed(err) {
 				return n
 			}
 			if err != nil {
 				b.Fatal(err)
-			}
-			if ev.Kind == EventPacket {
-				eng.Do(func() { eng.RecordLocked(&ev.Key, &ev.Packet) })
-				n++
 			}
 		}
 	}

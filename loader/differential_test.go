@@ -116,14 +116,11 @@ func goSide(frames [][]byte, times []int64, cfg Config) sideResult {
 		dp.KeepStatistics()
 	}
 	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
-	eng.Do(func() {
-		for i, f := range frames {
-			dp.Packet(f, len(f), offline.LinkEthernet, times[i])
-		}
-		for eng.FlushLocked(userspace.EndEndOfCapture) {
-		}
-		res.counters = dp.DatapathCounters
-	})
+	for i, f := range frames {
+		dp.Packet(f, len(f), offline.LinkEthernet, times[i])
+	}
+	eng.Flush(userspace.EndEndOfCapture, func() {})
+	res.counters = dp.Counters()
 	for _, r := range eng.TakeEnded(nil) {
 		res.records[flowRecord{r.Key, r.State, statsOf(r.Stats), r.Reason == userspace.EndReused}]++
 		if r.History != nil {

@@ -12,21 +12,13 @@ import (
 
 // Event kinds the kernel sends.
 const (
-	EventMark   = 1 // a FIN or RST first marked the flow at Time
-	EventEnded  = 2 // the kernel ended the flow (Reason, at Time) and started it anew
-	EventPacket = 3 // a packet of the flow, for its history (Packet)
+	EventMark   = userspace.EventMark   // a FIN or RST first marked the flow at Time
+	EventEnded  = userspace.EventEnded  // the kernel ended the flow (Reason, at Time) and started it anew
+	EventPacket = userspace.EventPacket // a packet of the flow, for its history (Packet)
 )
 
 // Event is a record from the kernel's ring buffer.
-type Event struct {
-	Kind   uint8
-	Reason userspace.EndReason
-	Time   int64 // the kernel's monotonic clock, ns
-	Key    userspace.Key
-	State  userspace.State        // EventEnded: the flow's final counters
-	Stats  userspace.FlowStats    // EventEnded: its statistics, zero unless kept
-	Packet userspace.PacketRecord // EventPacket: the packet, Time included
-}
+type Event = userspace.Event
 
 // Events reads the kernel's events until Close.
 type Events struct {
@@ -54,7 +46,7 @@ func (e *Events) Read(ev *Event) error {
 	if len(raw) == 0 {
 		return fmt.Errorf("empty event")
 	}
-	ev.Kind = raw[0]
+	ev.Kind = userspace.EventKind(raw[0])
 	switch ev.Kind {
 	case EventPacket:
 		if len(raw) < int(unsafe.Sizeof(fparserRecord{})) {

@@ -49,16 +49,15 @@ func TestRecordsLost(t *testing.T) {
 	}
 	defer events.Close()
 	events.Flush()
-	var ev Event
-	for events.Read(&ev) == nil {
-		if ev.Kind == EventPacket {
-			eng.Do(func() { eng.RecordLocked(&ev.Key, &ev.Packet) })
+	var ev [1]Event
+	for events.Read(&ev[0]) == nil {
+		if ev[0].Kind == EventPacket {
+			eng.Apply(ev[:], false)
 		}
 	}
 	eng.Flush(userspace.EndStopped, func() {})
 	ended := eng.TakeEnded(nil)
-	var st userspace.HistoryStats
-	eng.Do(func() { st = eng.HistoryStatsLocked() })
+	st := eng.HistoryStats()
 	if len(ended) != 1 {
 		t.Fatalf("%d flows ended, want 1", len(ended))
 	}

@@ -2,14 +2,18 @@ package offline
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/userspace"
 )
 
 // Datapath is the Go mirror of the kernel program: it parses a frame, finds its flow
-// and updates the flow's state in place, under the same rules. Every method must be
-// called inside [userspace.Engine.Do].
+// and updates the flow's state in place, under the same rules. It works in two
+// stages, so that a replay can run them on two cores: parsing (the filter, the
+// headers, the flow key and its hash) needs nothing but the frame; counting (the
+// table, fragments, the engine) runs in order, inside the engine's Count.
 type Datapath struct {
 	eng          *userspace.Engine
 	table        *userspace.FlowTable
@@ -18,14 +22,22 @@ type Datapath struct {
 	snaplen      int
 	history      bool   // the engine keeps packet histories
 	historyLimit uint32 // records per flow, as the kernel's history_limit; 0 when off
-	userspace.DatapathCounters
 
-	// The packet filter, compiled once per link type the capture uses.
-	filter    *filter.Filter
+	// The packet filter, as SetFilter last set it; each parsing goroutine compiles
+	// it for the link types it meets (frameParser).
+	filters  atomic.Pointer[filterSet]
+	filterMu sync.Mutex // SetFilter, and links
+	links    []uint32   // the link types met so far, which SetFilter compiles for
+
+	own    frameParser // the counting goroutine's: Packet, and parsing again after SetFilter
+	single packets     // Packet's batch of one
+}
+
+// filterSet is a filter as SetFilter set it, compiled for the link types known then.
+type filterSet struct {
+	f         *filter.Filter // nil: every frame counts
 	bigEndian bool
 	progs     []linkProgram
-	last      linkProgram // the program of the last frame's link type
-	err       error       // the filter cannot apply to a link type met in the capture
 }
 
 type linkProgram struct {
@@ -34,67 +46,95 @@ type linkProgram struct {
 }
 
 // SetFilter makes the datapath count only the frames f matches (nil: every frame),
-// compiled for the link types given and then for each new one the capture brings.
-// bigEndian is the capture's byte order (Source.BigEndian), which one link type's
-// header depends on. If f cannot apply to one of the link types given, SetFilter
-// changes nothing and says why. Call it inside Engine.Do.
+// compiled for the link types given and for those met so far, then for each new one
+// the capture brings. bigEndian is the capture's byte order (Source.BigEndian), which
+// one link type's header depends on. If f cannot apply to one of those link types,
+// SetFilter changes nothing and says why. It may be called from any goroutine: a
+// replay counts with the new filter from the next packet it counts after the engine
+// hands out flows, or from its next batch.
 func (d *Datapath) SetFilter(f *filter.Filter, bigEndian bool, links ...uint32) error {
-	var progs []linkProgram
+	d.filterMu.Lock()
+	defer d.filterMu.Unlock()
+	set := &filterSet{f: f, bigEndian: bigEndian}
 	if f != nil {
-		for _, lt := range links {
-			if err := compileOnce(&progs, f, lt, bigEndian); err != nil {
-				return err
-			}
-		}
-		for _, lp := range d.progs {
-			if err := compileOnce(&progs, f, lp.link, bigEndian); err != nil {
+		for _, lt := range append(links, d.links...) {
+			if err := set.compileOnce(lt); err != nil {
 				return err
 			}
 		}
 	}
-	d.filter, d.bigEndian, d.progs, d.last = f, bigEndian, progs, linkProgram{}
+	d.filters.Store(set)
 	return nil
 }
 
-// compileOnce adds f compiled for link type lt to progs, unless it is there.
-func compileOnce(progs *[]linkProgram, f *filter.Filter, lt uint32, bigEndian bool) error {
-	for _, lp := range *progs {
+// compileOnce adds the filter compiled for link type lt, unless it is there.
+func (s *filterSet) compileOnce(lt uint32) error {
+	for _, lp := range s.progs {
 		if lp.link == lt {
 			return nil
 		}
 	}
-	p, err := f.Compile(filter.Link{Type: lt, BigEndian: bigEndian})
+	p, err := s.f.Compile(filter.Link{Type: lt, BigEndian: s.bigEndian})
 	if err != nil {
 		return err
 	}
-	*progs = append(*progs, linkProgram{lt, p})
+	s.progs = append(s.progs, linkProgram{lt, p})
 	return nil
 }
 
-// Err reports a filter that could not be compiled for a frame's link type; that
-// frame and those after it were not counted.
-func (d *Datapath) Err() error { return d.err }
+// met notes a link type the capture brings, for SetFilter.
+func (d *Datapath) met(lt uint32) {
+	d.filterMu.Lock()
+	defer d.filterMu.Unlock()
+	for _, l := range d.links {
+		if l == lt {
+			return
+		}
+	}
+	d.links = append(d.links, lt)
+}
+
+// frameParser parses frames for one goroutine, with the filter as that goroutine
+// last read it and its own programs for it.
+type frameParser struct {
+	dp    *Datapath
+	set   *filterSet
+	progs []linkProgram
+	last  linkProgram // the program of the last frame's link type
+	err   error       // the filter cannot apply to a link type met in the capture
+}
+
+// refresh takes up the filter SetFilter last set, and reports whether it changed.
+func (fp *frameParser) refresh() bool {
+	set := fp.dp.filters.Load()
+	if set == fp.set {
+		return false
+	}
+	fp.set, fp.progs, fp.last = set, append(fp.progs[:0], set.progs...), linkProgram{}
+	return true
+}
 
 // program returns the filter program for link type lt, compiling it the first time.
-func (d *Datapath) program(lt uint32) *filter.Program {
-	if d.last.prog != nil && d.last.link == lt {
-		return d.last.prog
+func (fp *frameParser) program(lt uint32) *filter.Program {
+	if fp.last.prog != nil && fp.last.link == lt {
+		return fp.last.prog
 	}
-	for _, lp := range d.progs {
+	for _, lp := range fp.progs {
 		if lp.link == lt {
-			d.last = lp
+			fp.last = lp
 			return lp.prog
 		}
 	}
-	p, err := d.filter.Compile(filter.Link{Type: lt, BigEndian: d.bigEndian})
+	fp.dp.met(lt)
+	p, err := fp.set.f.Compile(filter.Link{Type: lt, BigEndian: fp.set.bigEndian})
 	if err != nil {
-		if d.err == nil {
-			d.err = fmt.Errorf("a frame of link type %d: %w", lt, err)
+		if fp.err == nil {
+			fp.err = fmt.Errorf("a frame of link type %d: %w", lt, err)
 		}
 		return nil
 	}
-	d.progs = append(d.progs, linkProgram{lt, p})
-	d.last = d.progs[len(d.progs)-1]
+	fp.progs = append(fp.progs, linkProgram{lt, p})
+	fp.last = fp.progs[len(fp.progs)-1]
 	return p
 }
 
@@ -102,7 +142,10 @@ func (d *Datapath) program(lt uint32) *filter.Program {
 // to eng. Frames longer than snaplen are cut to it first, as a capture would have cut
 // them; 0 means no limit.
 func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int) *Datapath {
-	return &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn(), historyLimit: eng.HistoryLimit()}
+	d := &Datapath{eng: eng, table: table, timeout: eng.Timeouts(), frags: newFragTable(fragTableSize), snaplen: snaplen, history: eng.HistoryOn(), historyLimit: eng.HistoryLimit()}
+	d.filters.Store(&filterSet{})
+	d.own = frameParser{dp: d}
+	return d
 }
 
 // KeepStatistics makes the datapath keep each direction's statistics
@@ -111,104 +154,197 @@ func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int)
 func (d *Datapath) KeepStatistics() { d.table.KeepStatistics() }
 
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
-// (ns since the epoch).
-func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) {
-	var pp Parsed
-	d.Parse(&pp, frame, wire, lt, ts)
-	d.Count(&pp)
+// (ns since the epoch), and returns the error that a filter which cannot apply to lt
+// gives. A flow it ends waits in the engine (TakeEnded).
+func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) error {
+	b := &d.single
+	b.dp, b.parsed, b.recs = d, b.one[:1], b.oneRec[:1]
+	d.own.refresh()
+	d.own.parse(&b.parsed[0], &b.recs[0], frame, wire, lt, ts)
+	if err := d.own.err; err != nil {
+		d.own.err = nil
+		return err
+	}
+	for i := 0; i < 1; {
+		i = d.eng.Count(b, i)
+	}
+	return nil
 }
 
-// Parsed is a frame parsed and keyed, ready to count. It holds nothing of the frame,
-// so the frame's buffer may be reused before Count.
+// Counters returns the datapath's counters.
+func (d *Datapath) Counters() userspace.DatapathCounters { return d.eng.Counters() }
+
+// Parsed is a frame parsed and keyed, ready to count: what counting needs and nothing
+// more, since it crosses from the core that parses to the one that counts. It holds
+// nothing of the frame, so the frame's buffer may be reused before it is counted.
 type Parsed struct {
-	p      packet
+	key    userspace.Key // canonical
+	ts     int64
+	hash   uint32 // the high half of the table's hash, all that the table uses
+	length uint32
+	fragID uint32
+	flags  uint8
+	frag   uint8
 	v      verdict
 	srcIsA bool
-	hash   uint64
-	ts     int64
-	rec    userspace.PacketRecord // filled when the engine keeps histories
 }
 
-// Parse parses a frame and starts loading the flow table memory its flow will use.
-// It changes no state: Parse a few frames, then Count them in the same order, and
-// their cache misses overlap.
-func (d *Datapath) Parse(pp *Parsed, frame []byte, wire int, lt uint32, ts int64) {
+// parse parses a frame, and with the history on, reads its record into rec. It
+// changes nothing but pp, rec and (when it meets a link type the filter cannot apply
+// to) fp.err, so another goroutine may parse ahead of the one that counts.
+func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []byte, wire int, lt uint32, ts int64) {
+	d := fp.dp
 	if d.snaplen > 0 && len(frame) > d.snaplen {
 		frame = frame[:d.snaplen]
 	}
 	pp.ts = ts
-	if d.filter != nil {
-		if p := d.program(lt); p == nil || !p.Match(frame, wire) {
+	if fp.set.f != nil {
+		if p := fp.program(lt); p == nil || !p.Match(frame, wire) {
 			pp.v = vFiltered
 			return
 		}
 	}
-	pp.v = parse(&pp.p, frame, lt, wire)
-	if d.history && (pp.v == vFlow || pp.v == vLaterFrag) {
-		readRecord(&pp.rec, frame, &pp.p)
-		pp.rec.Time = ts
+	var p packet
+	pp.v = parse(&p, frame, lt, wire)
+	if pp.v != vFlow && pp.v != vLaterFrag {
+		return
 	}
+	if d.history {
+		readRecord(rec, frame, &p)
+		rec.Time = ts
+	}
+	pp.key, pp.length, pp.fragID, pp.flags, pp.frag = p.key, p.length, p.fragID, p.flags, p.frag
 	if pp.v == vFlow {
-		pp.srcIsA = pp.p.key.Canonicalize()
-		pp.hash = d.table.Hash(&pp.p.key)
-		d.table.PrefetchSlot(pp.hash)
+		pp.srcIsA = pp.key.Canonicalize()
+		pp.hash = uint32(d.table.Hash(&pp.key) >> 32)
 	}
 }
 
-// Prefetch starts loading the flow's entry; call it between Parse and Count.
-func (d *Datapath) Prefetch(pp *Parsed) {
-	if pp.v == vFlow {
-		d.table.PrefetchEntry(pp.hash)
+// packets is a batch of frames parsed for the engine to count (a userspace.Batch).
+type packets struct {
+	dp     *Datapath
+	frames FrameBatch // the frames, for parsing again when the filter changes
+	parsed []Parsed
+	recs   []userspace.PacketRecord // beside parsed, with the history on
+	one    [1]Parsed                // Packet's
+	oneRec [1]userspace.PacketRecord
+	set    *filterSet
+	first  int   // the number in the capture of the first frame, less one
+	limit  int   // packets to count, when less than all (a paced replay)
+	err    error // what ended the reading after these frames
+}
+
+func (b *packets) Len() int {
+	if b.limit > 0 {
+		return b.limit
+	}
+	return len(b.parsed)
+}
+
+func (b *packets) Time(i int) int64 { return b.parsed[i].ts }
+
+// Prefetch distances: the flow table's slot for the packet this far ahead, and the
+// entry the slot points at for the packet half as far, so that their cache misses
+// overlap with the counting of the packets between.
+const (
+	slotAhead  = 16
+	entryAhead = 8
+)
+
+func (b *packets) Count(i int, now int64, tx userspace.Tx) {
+	if j := i + slotAhead; j < len(b.parsed) && b.parsed[j].v == vFlow {
+		b.dp.table.PrefetchSlot(uint64(b.parsed[j].hash) << 32)
+	}
+	if j := i + entryAhead; j < len(b.parsed) && b.parsed[j].v == vFlow {
+		b.dp.table.PrefetchEntry(uint64(b.parsed[j].hash) << 32)
+	}
+	var rec *userspace.PacketRecord
+	if b.dp.history {
+		rec = &b.recs[i]
+	}
+	b.dp.count(&b.parsed[i], rec, now, tx)
+}
+
+// parseAll parses the batch's frames from the i-th on with fp, and stops at the first
+// frame whose link type the filter cannot apply to, making that the batch's error.
+func (b *packets) parseAll(fp *frameParser, path string, i int) {
+	fp.refresh()
+	b.set = fp.set
+	n := len(b.frames.Frames)
+	if cap(b.parsed) < n {
+		b.parsed = make([]Parsed, n, max(n, batchFrames))
+	}
+	b.parsed = b.parsed[:n]
+	var rec userspace.PacketRecord // a place to write to when the history is off
+	if fp.dp.history {
+		if cap(b.recs) < n {
+			b.recs = make([]userspace.PacketRecord, n, max(n, batchFrames))
+		}
+		b.recs = b.recs[:n]
+	}
+	for ; i < n; i++ {
+		f := &b.frames.Frames[i]
+		r := &rec
+		if fp.dp.history {
+			r = &b.recs[i]
+		}
+		fp.parse(&b.parsed[i], r, f.Data, f.Wire, f.LinkType, f.Time)
+		if fp.err != nil {
+			b.parsed = b.parsed[:i]
+			b.err = fmt.Errorf("%s: packet %d: %w", path, b.first+i+1, fp.err)
+			fp.err = nil
+			return
+		}
 	}
 }
 
-// Count counts a parsed frame: the datapath's update, under the rules the kernel
+// count counts a parsed frame: the datapath's update, under the rules the kernel
 // program follows.
-func (d *Datapath) Count(pp *Parsed) {
-	now := d.eng.AdvanceLocked(pp.ts)
-	d.Seen++
-	p := &pp.p
+func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx userspace.Tx) {
+	c := tx.Counters()
+	c.Seen++
+	p := pp
 	switch pp.v {
 	case vFlow:
 		if p.frag == fragFirst {
-			d.Fragments++
+			c.Fragments++
 			src, dst := &p.key.A, &p.key.B
 			if !pp.srcIsA {
 				src, dst = dst, src
 			}
 			d.frags.put(fragKey{src: *src, dst: *dst, id: p.fragID, proto: p.key.Proto}, &p.key, pp.srcIsA)
 		}
-		d.update(&p.key, pp.hash, pp.srcIsA, p.length, p.flags, now, &pp.rec)
+		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, p.length, p.flags, now, rec, tx)
 	case vLaterFrag:
-		d.Fragments++
+		c.Fragments++
 		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
 		if !ok {
-			d.Unattributed++
+			c.Unattributed++
 			return
 		}
-		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now, &pp.rec)
+		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now, rec, tx)
 	case vNonIP:
-		d.NonIP++
+		c.NonIP++
 	case vOtherL4:
-		d.OtherL4++
+		c.OtherL4++
 	case vMalformed:
-		d.Malformed++
+		c.Malformed++
 	case vFiltered:
-		d.Filtered++
+		c.Filtered++
 	}
 }
 
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
-func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord) {
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
 	s, st, ref, inserted := d.table.UpsertHash(k, hash)
 	created := inserted
 	if !created {
 		if reason, end, over := d.timeout.Expired(s, now); over {
-			d.eng.EndLocked(k, s, st, reason, end)
+			tx.End(k, s, st, reason, end)
 			created = true
 		} else if s.Marks != 0 && flags&(userspace.FlagSYN|userspace.FlagACK) == userspace.FlagSYN {
-			d.eng.EndLocked(k, s, st, userspace.EndReused, now)
+			tx.End(k, s, st, userspace.EndReused, now)
 			created = true
 		}
 		if created && st != nil {
@@ -219,13 +355,14 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 	if !srcIsA {
 		dir = 1
 	}
+	c := tx.Counters()
 	if created {
 		*s = userspace.State{Initiator: uint8(dir)}
 		if flags&(userspace.FlagSYN|userspace.FlagACK) == userspace.FlagSYN|userspace.FlagACK {
 			// The capture began after the SYN: the side answering it is the responder.
 			s.Initiator ^= 1
 		}
-		d.NewFlows++
+		c.NewFlows++
 	}
 	s.AddPacket(dir, length, flags, now, st)
 	marked := false
@@ -233,7 +370,7 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		if s.Marks == 0 {
 			// The kernel sends an event here; the engine learns the flow may now end
 			// after the shorter FIN timeout.
-			d.eng.ScheduleLocked(now + int64(d.timeout.FIN))
+			tx.Schedule(now + int64(d.timeout.FIN))
 			marked = true
 		}
 		if flags&userspace.FlagFIN != 0 {
@@ -254,13 +391,13 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		// below the limit.
 		s.Recorded++
 		rec.Dir = uint8(dir)
-		d.eng.RecordLocked(k, rec)
+		tx.Record(k, rec)
 	}
-	d.Accepted++
+	c.Accepted++
 	if k.Proto == userspace.ProtoTCP {
-		d.AcceptedTCP++
+		c.AcceptedTCP++
 	} else {
-		d.AcceptedUDP++
+		c.AcceptedUDP++
 	}
 }
 

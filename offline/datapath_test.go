@@ -48,21 +48,18 @@ func run(t *testing.T, to userspace.Timeouts, tcp bool, pkts []pkt) []userspace.
 	eng := userspace.NewEngine(tab, to)
 	dp := NewDatapath(eng, tab, 0)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-	eng.Do(func() {
-		for _, p := range pkts {
-			f := frame(tcp, p)
-			dp.Packet(f, len(f), LinkEthernet, base+int64(p.at*float64(time.Second)))
-		}
-		for eng.FlushLocked(userspace.EndEndOfCapture) {
-		}
-	})
+	for _, p := range pkts {
+		f := frame(tcp, p)
+		dp.Packet(f, len(f), LinkEthernet, base+int64(p.at*float64(time.Second)))
+	}
+	eng.Flush(userspace.EndEndOfCapture, func() {})
 	recs := eng.TakeEnded(nil)
 	var sum uint64
 	for i := range recs {
 		sum += recs[i].State.Packets()
 	}
-	if sum != dp.Accepted || dp.Accepted != uint64(len(pkts)) {
-		t.Errorf("reported %d packets, accepted %d, sent %d", sum, dp.Accepted, len(pkts))
+	if accepted := dp.Counters().Accepted; sum != accepted || accepted != uint64(len(pkts)) {
+		t.Errorf("reported %d packets, accepted %d, sent %d", sum, accepted, len(pkts))
 	}
 	return recs
 }
@@ -148,14 +145,12 @@ func TestPacketAllocatesNothing(t *testing.T) {
 	}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
 	i := 0
-	eng.Do(func() {
-		allocs := testing.AllocsPerRun(10000, func() {
-			f := frames[i%len(frames)]
-			dp.Packet(f, len(f), LinkEthernet, now+int64(i)*1000)
-			i++
-		})
-		if allocs != 0 {
-			t.Errorf("%v allocations per packet", allocs)
-		}
+	allocs := testing.AllocsPerRun(10000, func() {
+		f := frames[i%len(frames)]
+		dp.Packet(f, len(f), LinkEthernet, now+int64(i)*1000)
+		i++
 	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per packet", allocs)
+	}
 }

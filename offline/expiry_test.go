@@ -65,7 +65,7 @@ func replayWith(t *testing.T, path string, to userspace.Timeouts, scan bool) end
 			spare = recs[:0]
 		}
 	})
-	eng.Do(func() { out.counts = eng.StatsLocked().Counts })
+	out.counts = eng.Stats().Counts
 	out.counts.Sweeps = userspace.SweepHistogram{}
 	return out
 }
@@ -119,16 +119,14 @@ func TestDeadlineIndexMatchesScanRandom(t *testing.T) {
 				eng := userspace.NewEngine(tab, to)
 				dp := offline.NewDatapath(eng, tab, 0)
 				var out endedFlows
-				eng.Do(func() {
-					for i, f := range frames {
-						dp.Packet(f, len(f), offline.LinkEthernet, times[i])
-					}
-				})
+				for i, f := range frames {
+					dp.Packet(f, len(f), offline.LinkEthernet, times[i])
+				}
 				eng.Flush(userspace.EndEndOfCapture, func() {})
 				for _, rec := range eng.TakeEnded(nil) {
 					out.recs = append(out.recs, record(&rec))
 				}
-				eng.Do(func() { out.counts = eng.StatsLocked().Counts })
+				out.counts = eng.Stats().Counts
 				out.counts.Sweeps = userspace.SweepHistogram{}
 				return out
 			}

@@ -105,13 +105,10 @@ func FuzzDatapath(f *testing.F) {
 		eng.SetHistory(userspace.HistoryConfig{Limit: -1})
 		dp := NewDatapath(eng, tab, 0)
 		dp.KeepStatistics()
-		eng.Do(func() {
-			dp.Packet(frame, len(frame), lt, 1e18)
-			dp.Packet(frame, len(frame)+10, lt, 1e18+1e9)
-			for eng.FlushLocked(userspace.EndEndOfCapture) {
-			}
-		})
-		c := dp.DatapathCounters
+		dp.Packet(frame, len(frame), lt, 1e18)
+		dp.Packet(frame, len(frame)+10, lt, 1e18+1e9)
+		eng.Flush(userspace.EndEndOfCapture, func() {})
+		c := dp.Counters()
 		if c.Seen != 2 || c.Accepted+c.NonIP+c.OtherL4+c.Malformed+c.Unattributed+c.Filtered != c.Seen {
 			t.Fatalf("counters do not add up: %+v", c)
 		}

@@ -141,9 +141,9 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		off += 4
 	}
 
-	var l4 int    // offset of the TCP/UDP header
-	var l4len int // its length by the IP header
-	p.ipOff, p.l4Off = int32(off), 0
+	var l4 int                                   // offset of the TCP/UDP header
+	var l4len int                                // its length by the IP header
+	p.ipOff, p.l4Off, p.flags = int32(off), 0, 0 // the packet is reused: a later fragment has no flags
 	switch etype {
 	case etherIPv4:
 		if len(d) < off+20 || d[off]>>4 != 4 {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync/atomic"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
@@ -55,31 +56,54 @@ type Frame struct {
 
 // Source reads the packets of a pcap or pcapng file. It recognises the format by its
 // magic bytes, whatever the file is called, and decompresses gzip transparently.
+//
+// A pcap file is read straight into the memory of the batches that ReadBatch fills,
+// and each frame points into it: no record is copied but the one a batch's end cuts
+// in two. Frames of a pcapng file are copied once out of the pcapng reader.
 type Source struct {
-	path   string
-	file   *os.File
-	size   int64           // the file's size, for Progress
-	read   progressCounter // bytes read from the file (compressed, if it is)
-	count  *countingReader
-	pcap   *pcapgo.Reader
-	ng     *pcapgo.NgReader
-	link   uint32   // pcap: the file's link type
-	links  []uint32 // pcapng: link type per interface index
-	n      int      // packets read
-	offset int64    // pcap: offset of the next record in the decompressed stream
-	big    bool     // written big-endian (pcapng: its first section)
+	path string
+	file *os.File
+	size int64           // the file's size, for Progress
+	read progressCounter // bytes read from the file (compressed, if it is)
+	in   io.Reader       // the capture's bytes, decompressed
+	n    int             // packets read
+	big  bool            // written big-endian (pcapng: its first section)
+	err  error           // sticky: the first error, io.EOF at the end
+
+	// pcap
+	pcap       bool
+	order      binary.ByteOrder
+	nanoFactor uint32 // 1000 for µs timestamps, 1 for ns
+	snaplen    uint32
+	link       uint32 // the file's link type
+	offset     int64  // offset of the next record in the decompressed stream
+	carry      []byte // the start of a record that the last batch's memory cut off
+	readErr    error  // what the last read returned, not yet acted on
+
+	// pcapng
+	count *countingReader
+	ng    *pcapgo.NgReader
+	links []uint32 // link type per interface index
+	// A frame read when the last batch had no room for it: the next one starts
+	// with it.
+	pending      bool
+	pendingData  []byte
+	pendingFrame Frame
+
+	one     FrameBatch // for Next
+	oneNext int
 }
 
 // LinkType is the file's link type; ok is false for pcapng, whose interfaces each
 // have their own, known as the packets arrive.
-func (s *Source) LinkType() (lt uint32, ok bool) { return s.link, s.pcap != nil }
+func (s *Source) LinkType() (lt uint32, ok bool) { return s.link, s.pcap }
 
 // BigEndian says the file was written big-endian (for pcapng, its first section).
 // A filter needs it for LINKTYPE_NULL, whose header is in the writer's byte order.
 func (s *Source) BigEndian() bool { return s.big }
 
 // progressCounter counts the bytes read from the file, for another goroutine to
-// read: one atomic add per read of the large buffer.
+// read: one atomic add per read.
 type progressCounter struct {
 	r io.Reader
 	n atomic.Int64
@@ -141,89 +165,96 @@ func (s *Source) near() int64 {
 	return s.count.n
 }
 
-// readBuffer is the read-ahead under the readers: large, so that reading a capture
-// takes few system calls.
+// readBuffer is the read-ahead of the pcapng reader and of the gzip decompressor:
+// large, so that reading a capture takes few system calls.
 const readBuffer = 1024 << 10
 
+// headBytes is how much of the file Open reads to find its format. What follows the
+// header is the start of the first batch: after it, reads go straight from the file
+// into the memory of the batches.
+const headBytes = 64 << 10
+
+// readHead reads up to headBytes from r; a shorter file is not an error.
+func readHead(r io.Reader) ([]byte, error) {
+	head := make([]byte, headBytes)
+	n, err := io.ReadFull(r, head)
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil
+	}
+	return head[:n], err
+}
+
 func (s *Source) init() error {
-	br := bufio.NewReaderSize(&s.read, readBuffer)
-	var r io.Reader = br
-	head, _ := br.Peek(4)
+	s.in = &s.read
+	head, err := readHead(s.in)
+	if err != nil {
+		return s.fail(0, 0, err)
+	}
 	if len(head) == 0 {
 		return s.fail(0, 0, errors.New("empty file, not a capture"))
 	}
 	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
+		zr, err := gzip.NewReader(bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), s.in), readBuffer))
 		if err != nil {
 			return s.fail(0, 0, fmt.Errorf("gzip: %w", err))
 		}
-		zbr := bufio.NewReaderSize(zr, readBuffer)
-		r = zbr
-		br = zbr
-		head, err = zbr.Peek(4)
-		if len(head) == 0 && err != io.EOF {
+		s.in = zr
+		if head, err = readHead(zr); err != nil {
 			return s.fail(0, 0, fmt.Errorf("gzip: %w", err))
 		}
 		if len(head) == 0 {
-			return s.fail(0, 0, fmt.Errorf("empty gzip stream, not a capture: %w", err))
+			return s.fail(0, 0, fmt.Errorf("empty gzip stream, not a capture: %w", io.EOF))
 		}
 	}
 	if len(head) < 4 {
 		return s.fail(0, 0, fmt.Errorf("file too short for a capture header (%d bytes)", len(head)))
 	}
-	s.count = &countingReader{r: r}
 	be, le := binary.BigEndian.Uint32(head), binary.LittleEndian.Uint32(head)
 	switch {
 	case be == magicPcapng:
-		if shb, _ := br.Peek(12); len(shb) == 12 {
-			s.big = binary.BigEndian.Uint32(shb[8:]) == 0x1A2B3C4D
+		if len(head) >= 12 {
+			s.big = binary.BigEndian.Uint32(head[8:]) == 0x1A2B3C4D
 		}
-		return s.initPcapng()
+		return s.initPcapng(head)
 	case le == magicPcapMicro || le == magicPcapNano || be == magicPcapMicro || be == magicPcapNano:
-		return s.initPcap(br)
+		return s.initPcap(head)
 	}
-	return s.fail(0, 0, fmt.Errorf("not a pcap or pcapng file (magic bytes % x)", head))
+	return s.fail(0, 0, fmt.Errorf("not a pcap or pcapng file (magic bytes % x)", head[:4]))
 }
 
-func (s *Source) initPcap(br *bufio.Reader) error {
-	head, err := br.Peek(24)
-	if err != nil {
-		return s.fail(0, 0, fmt.Errorf("pcap file header cut short: %w", err))
+func (s *Source) initPcap(head []byte) error {
+	if len(head) < 24 {
+		return s.fail(0, 0, fmt.Errorf("pcap file header cut short: %w", io.EOF))
 	}
 	var hdr [24]byte
 	copy(hdr[:], head)
-	order := binary.ByteOrder(binary.LittleEndian)
+	s.carry = append(s.carry[:0], head[24:]...)
+	s.order = binary.LittleEndian
+	magic := binary.LittleEndian.Uint32(hdr[:])
 	if m := binary.BigEndian.Uint32(hdr[:]); m == magicPcapMicro || m == magicPcapNano {
-		order = binary.BigEndian
-		s.big = true
+		s.order, magic, s.big = binary.BigEndian, m, true
 	}
-	major, minor := order.Uint16(hdr[4:]), order.Uint16(hdr[6:])
+	s.nanoFactor = 1000
+	if magic == magicPcapNano {
+		s.nanoFactor = 1
+	}
+	// Version 2.1 has the same records as 2.4, and libpcap reads both.
+	major, minor := s.order.Uint16(hdr[4:]), s.order.Uint16(hdr[6:])
 	if major != 2 || (minor != 4 && minor != 1) {
 		return s.fail(0, 4, fmt.Errorf("unknown pcap version %d.%d", major, minor))
 	}
-	// pcapgo reads from br itself, which is already buffered, so no other layer
-	// copies the records. Version 2.1 has the same records as 2.4; libpcap reads
-	// both, pcapgo only 2.4, so a 2.1 file's header is rewritten on the way in.
-	var in io.Reader = br
-	if minor == 1 {
-		order.PutUint16(hdr[6:], 4)
-		br.Discard(24)
-		in = io.MultiReader(bytes.NewReader(hdr[:]), br)
-	}
-	r, err := pcapgo.NewReader(in)
-	if err != nil {
-		return s.fail(0, 0, err)
-	}
-	s.pcap = r
-	s.link = uint32(r.LinkType())
+	s.snaplen = s.order.Uint32(hdr[16:])
+	s.link = s.order.Uint32(hdr[20:])
+	s.pcap = true
 	s.offset = 24
 	if !SupportedLink(s.link) {
-		return s.fail(0, 20, fmt.Errorf("%w %d (%s)", ErrUnsupportedLink, s.link, r.LinkType()))
+		return s.fail(0, 20, fmt.Errorf("%w %d (%s)", ErrUnsupportedLink, s.link, layers.LinkType(s.link)))
 	}
 	return nil
 }
 
-func (s *Source) initPcapng() error {
+func (s *Source) initPcapng(head []byte) error {
+	s.count = &countingReader{r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), s.in), readBuffer)}
 	r, err := pcapgo.NewNgReader(s.count, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 	if err != nil {
 		return s.fail(0, -1, fmt.Errorf("pcapng: %w", err))
@@ -232,58 +263,193 @@ func (s *Source) initPcapng() error {
 	return nil
 }
 
-// Next reads the next packet into f. At the end of the file it returns io.EOF; any
-// other error is a *CaptureError.
-func (s *Source) Next(f *Frame) error {
-	if s.pcap != nil {
-		return s.nextPcap(f)
-	}
-	return s.nextPcapng(f)
+// FrameBatch is frames read together, with the memory their bytes are in. Frames
+// stay valid until the batch is passed to ReadBatch again.
+type FrameBatch struct {
+	Frames []Frame
+	buf    []byte
 }
 
-func (s *Source) nextPcap(f *Frame) error {
-	data, ci, err := s.pcap.ZeroCopyReadPacketData()
-	if err != nil {
-		if err == io.EOF {
-			return io.EOF
-		}
-		if err == io.ErrUnexpectedEOF {
-			err = errors.New("record cut short: the file ends inside it")
-		}
-		return s.fail(s.n+1, s.offset, err)
+// batchBytes and batchFrames size a batch's memory: 256 KiB of records, and room for
+// as many frames as records of 64 bytes fill, so that the bytes, not the frames, run
+// out first, and what a batch carries over to the next is at most one record cut in
+// two.
+const (
+	batchBytes  = 256 << 10
+	batchFrames = batchBytes / 64
+)
+
+// ReadBatch reads the next frames of the capture into b, as many as fit in its
+// memory, reusing it. It returns the error that ended the reading, if one did, after
+// the frames read before it: io.EOF at the end of the file, a *CaptureError for a
+// fault. The frames read before a fault are in b and should still be counted.
+func (s *Source) ReadBatch(b *FrameBatch) error {
+	if b.Frames == nil {
+		b.Frames = make([]Frame, 0, batchFrames)
 	}
-	s.n++
-	s.offset += 16 + int64(ci.CaptureLength)
-	*f = Frame{Data: data, Wire: ci.Length, LinkType: s.link, Time: ci.Timestamp.UnixNano()}
+	b.Frames = b.Frames[:0]
+	if s.err != nil {
+		return s.err
+	}
+	if s.pcap {
+		s.err = s.readPcap(b)
+	} else {
+		s.err = s.readPcapng(b)
+	}
+	return s.err
+}
+
+// pcapRecord is the size of a pcap record's header.
+const pcapRecord = 16
+
+// readPcap reads records into b's memory and frames them in place.
+func (s *Source) readPcap(b *FrameBatch) error {
+	if cap(b.buf) < len(s.carry)+batchBytes/2 {
+		b.buf = make([]byte, len(s.carry)+batchBytes)
+	}
+	buf := b.buf[:cap(b.buf)]
+	have := copy(buf, s.carry)
+	s.carry = s.carry[:0]
+	have, readErr := s.fill(buf, have)
+	pos := 0
+	for len(b.Frames) < cap(b.Frames) {
+		rest := buf[pos:have]
+		if len(rest) < pcapRecord {
+			break
+		}
+		capLen := s.order.Uint32(rest[8:])
+		wire := s.order.Uint32(rest[12:])
+		if capLen > max(s.snaplen, maxSnaplen) {
+			return s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds snap length: %d > %d", capLen, s.snaplen))
+		}
+		if capLen > wire {
+			return s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, wire))
+		}
+		size := pcapRecord + int(capLen)
+		if len(rest) < size {
+			if pos > 0 || readErr != nil {
+				break
+			}
+			// A record larger than the batch's memory: grow it as far as the
+			// file backs the record, so that a length field the file does not
+			// back allocates little.
+			b.buf = append(buf[:have], make([]byte, min(size-have, have))...)
+			buf = b.buf[:cap(b.buf)]
+			have, readErr = s.fill(buf, have)
+			continue
+		}
+		// The fraction is multiplied in 32 bits, as the pcap readers before did;
+		// only a corrupt file can tell.
+		sec, frac := s.order.Uint32(rest), s.order.Uint32(rest[4:])
+		b.Frames = append(b.Frames, Frame{
+			Data:     rest[pcapRecord:size:size],
+			Wire:     int(wire),
+			LinkType: s.link,
+			Time:     int64(sec)*1e9 + int64(frac*s.nanoFactor),
+		})
+		s.n++
+		s.offset += int64(size)
+		pos += size
+	}
+	s.carry = append(s.carry, buf[pos:have]...)
+	switch {
+	case readErr == nil || len(b.Frames) == cap(b.Frames):
+		// More to read, or to frame from what was read: the error, if any,
+		// comes again when reading goes on.
+		s.readErr = readErr
+		return nil
+	case readErr != io.EOF:
+		return s.fail(s.n+1, s.offset, readErr)
+	case len(s.carry) > 0:
+		return s.fail(s.n+1, s.offset, errors.New("record cut short: the file ends inside it"))
+	}
+	return io.EOF
+}
+
+// fill reads into buf[have:] until it is full or reading fails, and returns how much
+// of buf holds data.
+func (s *Source) fill(buf []byte, have int) (int, error) {
+	err := s.readErr
+	s.readErr = nil
+	for have < len(buf) && err == nil {
+		var n int
+		n, err = s.in.Read(buf[have:])
+		have += n
+	}
+	return have, err
+}
+
+// maxSnaplen is the longest record a pcap file may hold whatever its header says, as
+// tcpdump and Wireshark read files whose writers did not cut to their snaplen.
+const maxSnaplen = 262144
+
+// readPcapng reads frames with the pcapng reader and copies them into b's memory.
+func (s *Source) readPcapng(b *FrameBatch) error {
+	if cap(b.buf) < batchBytes {
+		b.buf = make([]byte, 0, batchBytes)
+	}
+	b.buf = b.buf[:0]
+	if s.pending {
+		s.pending = false
+		s.addFrame(b, s.pendingData, s.pendingFrame)
+	}
+	for len(b.Frames) < cap(b.Frames) {
+		data, ci, err := s.ng.ZeroCopyReadPacketData()
+		if err != nil {
+			if err == io.EOF {
+				return io.EOF
+			}
+			if err == io.ErrUnexpectedEOF {
+				err = errors.New("block cut short: the file ends inside it")
+			}
+			return s.fail(s.n+1, -1, fmt.Errorf("pcapng: %w", err))
+		}
+		s.n++
+		idx := ci.InterfaceIndex
+		for idx >= len(s.links) {
+			i := len(s.links)
+			iface, err := s.ng.Interface(i)
+			if err != nil {
+				return s.fail(s.n, -1, fmt.Errorf("pcapng: packet on unknown interface %d", idx))
+			}
+			s.links = append(s.links, uint32(iface.LinkType))
+		}
+		lt := s.links[idx]
+		if !SupportedLink(lt) {
+			return s.fail(s.n, -1, fmt.Errorf("%w %d on interface %d", ErrUnsupportedLink, lt, idx))
+		}
+		f := Frame{Wire: ci.Length, LinkType: lt, Time: ci.Timestamp.UnixNano()}
+		if len(b.buf)+len(data) > cap(b.buf) && len(b.Frames) > 0 {
+			// No room, and the frames before point into the memory, so it
+			// cannot grow: this frame starts the next batch.
+			s.pending, s.pendingData, s.pendingFrame = true, append(s.pendingData[:0], data...), f
+			return nil
+		}
+		s.addFrame(b, data, f)
+	}
 	return nil
 }
 
-func (s *Source) nextPcapng(f *Frame) error {
-	data, ci, err := s.ng.ZeroCopyReadPacketData()
-	if err != nil {
-		if err == io.EOF {
-			return io.EOF
+// addFrame copies a frame's bytes into b's memory and adds it to b.
+func (s *Source) addFrame(b *FrameBatch, data []byte, f Frame) {
+	at := len(b.buf)
+	b.buf = append(b.buf, data...)
+	f.Data = b.buf[at:len(b.buf):len(b.buf)]
+	b.Frames = append(b.Frames, f)
+}
+
+// Next reads the next packet into f. At the end of the file it returns io.EOF; any
+// other error is a *CaptureError. Its frames stay valid until the next call.
+func (s *Source) Next(f *Frame) error {
+	for s.oneNext >= len(s.one.Frames) {
+		s.oneNext = 0
+		err := s.ReadBatch(&s.one)
+		if len(s.one.Frames) == 0 {
+			return err
 		}
-		if err == io.ErrUnexpectedEOF {
-			err = errors.New("block cut short: the file ends inside it")
-		}
-		return s.fail(s.n+1, -1, fmt.Errorf("pcapng: %w", err))
 	}
-	s.n++
-	idx := ci.InterfaceIndex
-	for idx >= len(s.links) {
-		i := len(s.links)
-		iface, err := s.ng.Interface(i)
-		if err != nil {
-			return s.fail(s.n, -1, fmt.Errorf("pcapng: packet on unknown interface %d", idx))
-		}
-		s.links = append(s.links, uint32(iface.LinkType))
-	}
-	lt := s.links[idx]
-	if !SupportedLink(lt) {
-		return s.fail(s.n, -1, fmt.Errorf("%w %d on interface %d", ErrUnsupportedLink, lt, idx))
-	}
-	*f = Frame{Data: data, Wire: ci.Length, LinkType: lt, Time: ci.Timestamp.UnixNano()}
+	*f = s.one.Frames[s.oneNext]
+	s.oneNext++
 	return nil
 }
 

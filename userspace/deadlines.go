@@ -15,8 +15,9 @@ import (
 // the flows that end, and to those whose bucket came due while they were busy, never
 // to the whole table.
 //
-// The buckets are lists threaded through the table's entries (flowEntry.next and
-// prev), so the index allocates nothing per flow. A new entry goes first into a list
+// The buckets are lists threaded through an array beside the table's entries (one
+// wheelLink per entry, in pages like the entries), so the index allocates nothing per
+// flow and leaves the entries, which every packet touches, two cache lines each. A new entry goes first into a list
 // of its own, the unfiled one, which every sweep files before anything else, so a
 // flow is never missed even if nobody tracks it.
 type deadlines struct {
@@ -84,14 +85,21 @@ func (w *deadlines) bucket(d int64) int64 {
 	return min(max(w.floor(d), w.cursor), w.cursor+wheelBuckets-1)
 }
 
+// wheelLink is an entry's place in the deadline index's lists: next is the next
+// entry's index + 1 (0: last); prev the previous entry's index + 1, or when the entry
+// comes first, -(its list's slot + 1); 0 when in no list.
+type wheelLink struct{ next, prev int32 }
+
+func (t *FlowTable) linkOf(i int32) *wheelLink { return &t.links[i>>pageShift][i&pageMask] }
+
 // linkSlot puts entry i first in the list of slot.
 func (t *FlowTable) linkSlot(i, slot int32) {
 	w := t.wheel
-	e := t.entry(int(i))
+	e := t.linkOf(i)
 	first := w.heads[slot]
 	e.next, e.prev = first, -(slot + 1)
 	if first != 0 {
-		t.entry(int(first - 1)).prev = i + 1
+		t.linkOf(first - 1).prev = i + 1
 	}
 	w.heads[slot] = i + 1
 	if slot < wheelBuckets {
@@ -107,10 +115,10 @@ func (t *FlowTable) link(i int32, b int64) {
 // unlink takes entry i out of its list, if it is in one.
 func (t *FlowTable) unlink(i int32) {
 	w := t.wheel
-	e := t.entry(int(i))
+	e := t.linkOf(i)
 	switch {
 	case e.prev > 0:
-		t.entry(int(e.prev - 1)).next = e.next
+		t.linkOf(e.prev - 1).next = e.next
 	case e.prev < 0:
 		slot := -e.prev - 1
 		w.heads[slot] = e.next
@@ -121,24 +129,24 @@ func (t *FlowTable) unlink(i int32) {
 		return // in no list
 	}
 	if e.next != 0 {
-		t.entry(int(e.next - 1)).prev = e.prev
+		t.linkOf(e.next - 1).prev = e.prev
 	}
 	e.next, e.prev = 0, 0
 }
 
 // relinked fixes the links that point at an entry which moved to index to.
 func (t *FlowTable) relinked(to int32) {
-	e := t.entry(int(to))
+	e := t.linkOf(to)
 	switch {
 	case e.prev > 0:
-		t.entry(int(e.prev - 1)).next = to + 1
+		t.linkOf(e.prev - 1).next = to + 1
 	case e.prev < 0:
 		t.wheel.heads[-e.prev-1] = to + 1
 	default:
 		return
 	}
 	if e.next != 0 {
-		t.entry(int(e.next - 1)).prev = to + 1
+		t.linkOf(e.next - 1).prev = to + 1
 	}
 }
 
@@ -185,6 +193,9 @@ func (t *FlowTable) Track(i int32) {
 // turns its deadline index on, for Expire. Call it while the table is empty.
 func (t *FlowTable) SetTimeouts(to Timeouts) {
 	t.wheel = newDeadlines(to)
+	for len(t.links) < len(t.pages) {
+		t.links = append(t.links, new([pageSize]wheelLink))
+	}
 }
 
 // sort visits the entries of a list taken from the wheel, unlinking each, and sorts
@@ -193,10 +204,10 @@ func (t *FlowTable) sort(i int32, now int64) {
 	w := t.wheel
 	for i != 0 {
 		idx := i - 1
-		e := t.entry(int(idx))
-		i = e.next
-		e.next, e.prev = 0, 0
-		reason, d := w.timeouts.Deadline(&e.state)
+		l := t.linkOf(idx)
+		i = l.next
+		l.next, l.prev = 0, 0
+		reason, d := w.timeouts.Deadline(&t.entry(int(idx)).state)
 		if d <= now {
 			w.due = append(w.due, pending{idx, reason, d})
 		} else {
@@ -249,9 +260,8 @@ func (t *FlowTable) earliest() int64 {
 		next := int64(math.MaxInt64)
 		for i := t.take(int32(b & (wheelBuckets - 1))); i != 0; {
 			idx := i - 1
-			e := t.entry(int(idx))
-			i = e.next
-			_, d := w.timeouts.Deadline(&e.state)
+			i = t.linkOf(idx).next
+			_, d := w.timeouts.Deadline(&t.entry(int(idx)).state)
 			db := w.bucket(d)
 			if db <= b {
 				next = min(next, d)

@@ -9,10 +9,12 @@ import (
 // Engine runs the userspace side of flow tracking over a Table: the clock, the sweep
 // that ends flows on their timeouts, the queue of ended flows, lookups and counters.
 //
-// The datapath and the engine share one lock. A datapath that runs in Go takes it once
-// per batch of packets with [Engine.Do], never per packet; lookups take it briefly.
-// Ended flows are queued under the lock and handed out with [Engine.TakeEnded], so the
-// code that runs callbacks never holds it.
+// The engine owns its lock. A datapath hands it work in batches and never takes the
+// lock itself: the Go datapath a batch of packets to count (Count), the kernel's a
+// batch of events (Apply), the clock's owner a new reading (Tick). Ended flows are
+// queued and handed out with [Engine.TakeEnded], so the code that runs callbacks never
+// holds the lock; Count returns right after a flow ends, so that its callback runs
+// before the next packet is counted.
 type Engine struct {
 	mu      sync.Mutex
 	table   Table
@@ -26,10 +28,11 @@ type Engine struct {
 	wake       int64         // max(nextSweep, nextDue): the clock's next stop
 	collecting time.Duration // wall time spent in sweeps
 
-	ended   []Record
-	counts  EngineCounts
-	scratch []Record // reused by every sweep
-	order   []int32
+	ended    []Record
+	counts   EngineCounts
+	counters DatapathCounters // the Go datapath's, which it counts under the lock
+	scratch  []Record         // reused by every sweep
+	order    []int32
 
 	hist *histories // per-packet history, nil when off
 }
@@ -94,18 +97,58 @@ func NewEngine(table Table, t Timeouts) *Engine {
 // Timeouts returns the timeouts in force.
 func (e *Engine) Timeouts() Timeouts { return e.timeout }
 
-// Do runs fn with the engine locked. Methods whose names end in Locked may be called
-// only inside fn.
-func (e *Engine) Do(fn func()) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	fn()
+// Batch is packets for the engine to count, in order: the Go datapath's.
+type Batch interface {
+	// Len is the number of packets in the batch.
+	Len() int
+	// Time is packet i's capture time, ns since the epoch.
+	Time(i int) int64
+	// Count counts packet i into the table at the engine's clock now, telling the
+	// engine through tx what it did.
+	Count(i int, now int64, tx Tx)
 }
 
-// AdvanceLocked moves the clock to t, or keeps it where it is when t is earlier, and
-// sweeps when a sweep is due. It returns the clock. The common case, no sweep due, is
-// small enough to inline into the datapath.
-func (e *Engine) AdvanceLocked(t int64) int64 {
+// Tx is the engine as a datapath sees it while the engine counts its packets: valid
+// only inside Batch.Count, with the engine's lock held.
+type Tx struct{ e *Engine }
+
+// Count counts the packets of b from the i-th on, moving the clock to each one's time
+// first (it never goes backwards) and sweeping when a sweep is due. It returns the
+// index of the first packet it did not count: b.Len(), or earlier when a flow ended,
+// whether the clock ended it before that packet or the packet before ended it. The
+// caller hands the ended flows out (TakeEnded) and calls Count again from there, so a
+// flow's callback runs before the next packet counts.
+func (e *Engine) Count(b Batch, i int) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tx := Tx{e}
+	queued := len(e.ended)
+	for n := b.Len(); i < n; i++ {
+		now := e.advance(b.Time(i))
+		if len(e.ended) > queued {
+			return i // ended by the clock: before packet i
+		}
+		b.Count(i, now, tx)
+		if len(e.ended) > queued {
+			return i + 1
+		}
+	}
+	return i
+}
+
+// Tick moves the clock to now, or keeps it where it is when now is earlier, and
+// sweeps when a sweep is due: live, the wall clock's reading; in a paced replay, the
+// time the next packet waits for.
+func (e *Engine) Tick(now int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.advance(now)
+}
+
+// advance moves the clock to t, or keeps it where it is when t is earlier, and sweeps
+// when a sweep is due. It returns the clock. The common case, no sweep due, is small
+// enough to inline.
+func (e *Engine) advance(t int64) int64 {
 	if t > e.now {
 		if t < e.wake {
 			e.now = t
@@ -122,27 +165,87 @@ func (e *Engine) advanceSlow(t int64) {
 		e.start = t
 		e.nextDue = t + int64(e.timeout.unmarked())
 	} else {
-		e.sweepLocked() // sets nextDue
+		e.sweep() // sets nextDue
 	}
 	e.nextSweep = t + int64(e.sweepEvery)
 	e.wake = max(e.nextSweep, e.nextDue)
 }
 
-// ScheduleLocked tells the engine that a flow may end as early as t: the datapath
-// calls it when a FIN or RST first marks a flow, as the kernel sends an event.
-func (e *Engine) ScheduleLocked(t int64) {
+// schedule tells the engine that a flow may end as early as t: a FIN or RST first
+// marked it.
+func (e *Engine) schedule(t int64) {
 	e.nextDue = min(e.nextDue, t)
 	e.wake = max(e.nextSweep, e.nextDue)
 }
 
-// EndLocked queues a flow that the datapath ended, with its statistics (nil when
-// they are not kept), which it copies.
-func (e *Engine) EndLocked(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
+// Schedule tells the engine that a flow may end as early as t: the datapath calls it
+// when a FIN or RST first marks a flow, as the kernel sends an event.
+func (tx Tx) Schedule(t int64) { tx.e.schedule(t) }
+
+// End queues a flow that the datapath ended, with its statistics (nil when they are
+// not kept), which it copies.
+func (tx Tx) End(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
+	tx.e.end(k, s, st, reason, end)
+}
+
+// Record adds a packet the datapath has just counted to the history of its flow.
+func (tx Tx) Record(k *Key, r *PacketRecord) { tx.e.record(k, r) }
+
+// Counters are the Go datapath's counters, which it keeps in the engine so that they
+// agree with the flows at every instant (Stats).
+func (tx Tx) Counters() *DatapathCounters { return &tx.e.counters }
+
+func (e *Engine) end(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 	e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: end, History: e.hist.take(k, s)})
 	e.counts.ended(&e.ended[len(e.ended)-1])
 }
 
-func (e *Engine) sweepLocked() {
+// EventKind says what a kernel event is.
+type EventKind uint8
+
+// The kinds of events the kernel's datapath sends.
+const (
+	EventMark   EventKind = 1 // a FIN or RST first marked the flow at Time
+	EventEnded  EventKind = 2 // the kernel ended the flow (Reason, at Time) and started it anew
+	EventPacket EventKind = 3 // a packet of the flow, for its history (Packet)
+)
+
+// Event is one of the kernel datapath's events. Only the fields its kind uses are
+// set.
+type Event struct {
+	Kind   EventKind
+	Reason EndReason
+	Time   int64 // the kernel's monotonic clock, ns
+	Key    Key
+	State  State        // EventEnded: the flow's final counters
+	Stats  FlowStats    // EventEnded: its statistics, zero unless kept
+	Packet PacketRecord // EventPacket: the packet, Time included
+}
+
+// Apply hands the engine a batch of the kernel's events, in the order the kernel sent
+// them, under one hold of its lock. stats says the kernel keeps statistics, so that
+// ended flows carry them.
+func (e *Engine) Apply(evs []Event, stats bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range evs {
+		ev := &evs[i]
+		switch ev.Kind {
+		case EventPacket:
+			e.record(&ev.Key, &ev.Packet)
+		case EventEnded:
+			var st *FlowStats
+			if stats {
+				st = &ev.Stats
+			}
+			e.end(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
+		case EventMark:
+			e.schedule(ev.Time + int64(e.timeout.FIN))
+		}
+	}
+}
+
+func (e *Engine) sweep() {
 	began := time.Now()
 	now := e.now
 	batch := e.scratch[:0]
@@ -168,19 +271,19 @@ func (e *Engine) sweepLocked() {
 	e.counts.Sweeps.observe(took)
 }
 
-// FlushChunk is how many flows FlushLocked ends at a time: the queue of ended flows
-// never holds more than this many at the end of a capture, however many are active.
+// FlushChunk is how many flows Flush ends at a time: the queue of ended flows never
+// holds more than this many at the end of a capture, however many are active.
 const FlushChunk = 4096
 
-// FlushLocked ends up to FlushChunk flows of the table with the given reason, at the
-// clock, and reports whether flows remain: call it, hand out the ended flows, and
-// repeat until it returns false. They all end at once, so they are queued in the
-// table's order, which depends only on the packets: a replay always reports in the
-// same order.
-func (e *Engine) FlushLocked(reason EndReason) (more bool) {
+// flushChunk ends up to FlushChunk flows of the table with the given reason, at the
+// clock, and reports whether flows remain. They all end at once, so they are queued
+// in the table's order, which depends only on the packets: a replay always reports in
+// the same order.
+func (e *Engine) flushChunk(reason EndReason) (more bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.table.Drain(FlushChunk, func(k *Key, s *State, st *FlowStats) {
-		e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: e.now, History: e.hist.take(k, s)})
-		e.counts.ended(&e.ended[len(e.ended)-1])
+		e.end(k, s, st, reason, e.now)
 	})
 }
 
@@ -189,7 +292,7 @@ func (e *Engine) FlushLocked(reason EndReason) (more bool) {
 // a chunk however many flows are active.
 func (e *Engine) Flush(reason EndReason, handOut func()) {
 	for more := true; more; {
-		e.Do(func() { more = e.FlushLocked(reason) })
+		more = e.flushChunk(reason)
 		handOut()
 	}
 }
@@ -260,6 +363,13 @@ func (e *Engine) LookupRecord(k *Key) (Record, bool) {
 	return Record{Key: *k, State: s, Stats: st, History: e.hist.copyOf(k)}, true
 }
 
+// Counters returns the Go datapath's counters (Tx.Counters).
+func (e *Engine) Counters() DatapathCounters {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.counters
+}
+
 // Stats describes the engine at one instant.
 type Stats struct {
 	TCPFlows, UDPFlows     int    // active
@@ -268,12 +378,16 @@ type Stats struct {
 	Start, Now             int64  // the clock's first and current readings
 	Collecting             time.Duration
 	Counts                 EngineCounts
+	Datapath               DatapathCounters // the Go datapath's (Tx.Counters); zero live
+	History                HistoryStats
 }
 
-// StatsLocked reads the engine's statistics. It walks the table, so it costs one visit
-// per active flow.
-func (e *Engine) StatsLocked() Stats {
-	st := Stats{Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts}
+// Stats reads the engine's statistics. It walks the table, so it costs one visit per
+// active flow.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := Stats{Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts, Datapath: e.counters, History: e.historyStats()}
 	e.table.Range(func(k *Key, s *State, _ *FlowStats) bool {
 		if k.Proto == ProtoTCP {
 			st.TCPFlows++

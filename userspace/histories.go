@@ -67,17 +67,23 @@ func (e *Engine) HistoryLimit() uint32 {
 	return RecordLimit(e.hist.cfg.Limit)
 }
 
-// HistoryStatsLocked returns the history's counters.
-func (e *Engine) HistoryStatsLocked() HistoryStats {
+// HistoryStats returns the history's counters.
+func (e *Engine) HistoryStats() HistoryStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.historyStats()
+}
+
+func (e *Engine) historyStats() HistoryStats {
 	if e.hist == nil {
 		return HistoryStats{}
 	}
 	return e.hist.stats
 }
 
-// RecordLocked adds a packet to the history of the active flow with key k, which the
+// record adds a packet to the history of the active flow with key k, which the
 // datapath has just counted it in.
-func (e *Engine) RecordLocked(k *Key, r *PacketRecord) {
+func (e *Engine) record(k *Key, r *PacketRecord) {
 	hs := e.hist
 	if hs == nil {
 		return

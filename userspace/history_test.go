@@ -106,18 +106,18 @@ func TestHistoryMemoryCap(t *testing.T) {
 	eng.SetHistory(HistoryConfig{Limit: -1, MaxBytes: 256})
 	k := Key{Proto: ProtoTCP}
 	recs := bulkTransfer(500)
-	eng.Do(func() {
-		for i := range recs {
-			eng.RecordLocked(&k, &recs[i])
-		}
-	})
-	st := eng.HistoryStatsLocked()
+	evs := make([]Event, len(recs))
+	for i := range recs {
+		evs[i] = Event{Kind: EventPacket, Key: k, Packet: recs[i]}
+	}
+	eng.Apply(evs, false)
+	st := eng.HistoryStats()
 	h := eng.hist.m[k]
 	if st.Capped == 0 || !h.Incomplete() || h.Len()+int(st.Capped) != len(recs) || st.Bytes < 256 {
 		t.Errorf("stats %+v, history of %d packets, incomplete %v", st, h.Len(), h.Incomplete())
 	}
-	eng.Do(func() { eng.EndLocked(&k, &State{}, nil, EndIdle, 0) })
-	if ended := eng.TakeEnded(nil); len(ended) != 1 || ended[0].History != h || eng.HistoryStatsLocked().Bytes != 0 {
+	eng.Apply([]Event{{Kind: EventEnded, Key: k, Reason: EndIdle}}, false)
+	if ended := eng.TakeEnded(nil); len(ended) != 1 || ended[0].History != h || eng.HistoryStats().Bytes != 0 {
 		t.Errorf("the ended flow's history was not handed out, or its memory not released")
 	}
 }

@@ -48,8 +48,9 @@ type FlowTable struct {
 	base  int                    // entries in use: indices base .. n-1; base > 0 only while draining
 	n     int
 	seed  uint64
-	wheel *deadlines // the deadline index, once SetTimeouts is called
-	scan  bool       // Expire walks the whole table instead (ScanExpiry)
+	wheel *deadlines             // the deadline index, once SetTimeouts is called
+	links []*[pageSize]wheelLink // the index's lists, beside the pages
+	scan  bool                   // Expire walks the whole table instead (ScanExpiry)
 }
 
 const (
@@ -73,13 +74,10 @@ func (t *FlowTable) statsOf(i int) *FlowStats {
 // empty.
 func (t *FlowTable) KeepStatistics() { t.keep = true }
 
+// flowEntry is 128 bytes, two cache lines, and the pages hold them aligned.
 type flowEntry struct {
 	key   Key
 	state State
-	// The entry's place in the deadline index's lists: next is the next entry's
-	// index + 1 (0: last); prev the previous entry's index + 1, or when the entry
-	// comes first, -(its list's slot + 1); 0 when in no list.
-	next, prev int32
 }
 
 // NewFlowTable returns a table sized for about hint flows without growing.
@@ -131,7 +129,9 @@ func (t *FlowTable) PrefetchSlot(h uint64) {
 // PrefetchEntry: see PrefetchSlot.
 func (t *FlowTable) PrefetchEntry(h uint64) {
 	if slot := t.slots[h>>32&t.mask]; slot != 0 {
-		prefetch(uintptr(unsafe.Pointer(t.entry(int(uint32(slot)) - 1))))
+		e := uintptr(unsafe.Pointer(t.entry(int(uint32(slot)) - 1)))
+		prefetch(e)
+		prefetch(e + 64)
 	}
 }
 
@@ -160,6 +160,9 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int
 			if t.keep && t.n>>pageShift == len(t.stats) {
 				t.stats = append(t.stats, new([pageSize]FlowStats))
 			}
+			if t.wheel != nil && t.n>>pageShift == len(t.links) {
+				t.links = append(t.links, new([pageSize]wheelLink))
+			}
 			idx := int32(t.n)
 			e := t.entry(t.n)
 			*e = flowEntry{key: *k}
@@ -170,6 +173,7 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int
 			t.n++
 			t.slots[i] = tag | uint64(t.n)
 			if t.wheel != nil {
+				*t.linkOf(idx) = wheelLink{}
 				t.linkSlot(idx, unfiled)
 			}
 			return &e.state, st, idx, true
@@ -278,6 +282,7 @@ func (t *FlowTable) removeEntry(idx int) {
 		}
 		t.slots[s] = t.slots[s]&^0xFFFFFFFF | uint64(idx+1)
 		if t.wheel != nil {
+			*t.linkOf(int32(idx)) = *t.linkOf(int32(last))
 			t.relinked(int32(idx))
 		}
 	}

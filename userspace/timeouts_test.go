@@ -2,6 +2,7 @@ package userspace
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 )
@@ -57,50 +58,47 @@ func TestSweepOnSyntheticClock(t *testing.T) {
 		s, _, _ := tab.Upsert(&k)
 		*s = state(last, last, marks)
 		if marks != 0 {
-			e.ScheduleLocked(last + int64(e.Timeouts().FIN)) // as a datapath does
+			e.schedule(last + int64(e.Timeouts().FIN)) // as a datapath does
 		}
 	}
-	e.Do(func() {
-		e.AdvanceLocked(1 * sec)
-		add(1, 1*sec, 0)       // idle: ends at 11 s
-		add(2, 1*sec, MarkFIN) // fin: ends at 3 s
-		add(3, 2*sec, MarkRST) // rst: ends at 4 s
-		add(4, 5*sec, 0)       // idle: ends at 15 s
-		e.AdvanceLocked(3 * sec)
-	})
+	e.Tick(1 * sec)
+	add(1, 1*sec, 0)       // idle: ends at 11 s
+	add(2, 1*sec, MarkFIN) // fin: ends at 3 s
+	add(3, 2*sec, MarkRST) // rst: ends at 4 s
+	add(4, 5*sec, 0)       // idle: ends at 15 s
+	e.Tick(3 * sec)
 	got := e.TakeEnded(nil)
 	if len(got) != 1 || got[0].Reason != EndFIN || got[0].End != 3*sec {
 		t.Fatalf("at 3 s: %+v", got)
 	}
-	e.Do(func() { e.AdvanceLocked(2 * sec) }) // backwards: clamped, nothing happens
+	e.Tick(2 * sec) // backwards: clamped, nothing happens
 	if e.TakeEnded(nil) != nil {
 		t.Fatal("a clock going backwards ended flows")
 	}
-	e.Do(func() { e.AdvanceLocked(12 * sec) })
+	e.Tick(12 * sec)
 	got = e.TakeEnded(nil)
 	if len(got) != 2 || got[0].Reason != EndRST || got[0].End != 4*sec || got[1].Reason != EndIdle || got[1].End != 11*sec {
 		t.Fatalf("at 12 s: %+v", got)
 	}
-	e.Do(func() { e.FlushLocked(EndEndOfCapture) })
+	e.flushChunk(EndEndOfCapture)
 	got = e.TakeEnded(nil)
 	if len(got) != 1 || got[0].Reason != EndEndOfCapture || got[0].End != 12*sec || tab.Len() != 0 {
 		t.Fatalf("flush: %+v, %d left", got, tab.Len())
 	}
-	var st Stats
-	e.Do(func() { st = e.StatsLocked() })
+	st := e.Stats()
 	if st.Counts.FlowsEnded[EndFIN] != 1 || st.Counts.FlowsEnded[EndRST] != 1 || st.Counts.FlowsEnded[EndIdle] != 1 || st.Counts.FlowsEnded[EndEndOfCapture] != 1 {
 		t.Errorf("ended counts %v", st.Counts.FlowsEnded)
 	}
 }
 
-// decideFirstTable reaps as the kernel's table does: every due call first, then the
-// removals, so ended never follows its own due.
+// decideFirstTable expires as the kernel's table does: it decides which flows are due
+// first, then removes each and reads its final state, from which the reason comes.
 type decideFirstTable struct{ *FlowTable }
 
-func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats)) {
+func (t decideFirstTable) Expire(now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) int64 {
 	var keys []Key
 	t.FlowTable.Range(func(k *Key, s *State, _ *FlowStats) bool {
-		if due(k, s) {
+		if _, end := t.wheel.timeouts.Deadline(s); end <= now {
 			keys = append(keys, *k)
 		}
 		return true
@@ -108,8 +106,10 @@ func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *St
 	for i := range keys {
 		s, st, _ := t.Lookup(&keys[i])
 		t.Delete(&keys[i])
-		ended(&keys[i], &s, st)
+		reason, end := t.wheel.timeouts.Deadline(&s)
+		ended(&keys[i], &s, st, reason, end)
 	}
+	return math.MaxInt64
 }
 
 // TestSweepReasonsComeFromEachFlow: with a table that decides first, each ended flow
@@ -117,16 +117,14 @@ func (t decideFirstTable) Reap(due func(*Key, *State) bool, ended func(*Key, *St
 func TestSweepReasonsComeFromEachFlow(t *testing.T) {
 	tab := decideFirstTable{NewFlowTable(8)}
 	e := NewEngine(tab, Timeouts{Idle: 10 * time.Second, FIN: 2 * time.Second})
-	e.Do(func() {
-		e.AdvanceLocked(1 * sec)
-		for i, marks := range []uint8{MarkRST, 0, MarkFIN} {
-			k := testKey(i)
-			s, _, _ := tab.Upsert(&k)
-			*s = state(sec, sec, marks)
-		}
-		e.ScheduleLocked(3 * sec)
-		e.AdvanceLocked(20 * sec)
-	})
+	e.Tick(1 * sec)
+	for i, marks := range []uint8{MarkRST, 0, MarkFIN} {
+		k := testKey(i)
+		s, _, _ := tab.Upsert(&k)
+		*s = state(sec, sec, marks)
+	}
+	e.schedule(3 * sec)
+	e.Tick(20 * sec)
 	got := map[EndReason]int64{}
 	for _, r := range e.TakeEnded(nil) {
 		got[r.Reason] = r.End
