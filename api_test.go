@@ -183,16 +183,23 @@ func TestPanickingCallbackIsRecoveredAndCounted(t *testing.T) {
 	}
 }
 
-// TestStopFromACallbackStopsAtTheNextPacket: a callback that stops the parser stops it
-// before the next packet, even in a capture far shorter than a batch: the flow still
-// active ends as stopped, and the packets after are not counted.
-func TestStopFromACallbackStopsAtTheNextPacket(t *testing.T) {
-	path := writeCapture(t, []pkt{
+// udpEndsBeforeTheThirdPacket writes a capture whose UDP flow ends, with a flow
+// timeout of 9.5 s, when the third packet's time comes: a TCP flow begins before it
+// and another with it; the UDP flow comes back after.
+func udpEndsBeforeTheThirdPacket(t *testing.T) string {
+	return writeCapture(t, []pkt{
 		{at: 0, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
 		{at: 9 * time.Second, src: "192.0.2.3:2000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
 		{at: 10 * time.Second, src: "192.0.2.5:3000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
 		{at: 11 * time.Second, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
 	})
+}
+
+// TestStopFromACallbackStopsAtTheNextPacket: a callback that stops the parser stops it
+// before the next packet, even in a capture far shorter than a batch: the flow still
+// active ends as stopped, and the packets after are not counted.
+func TestStopFromACallbackStopsAtTheNextPacket(t *testing.T) {
+	path := udpEndsBeforeTheThirdPacket(t)
 	var ended []string
 	var p *fparser.Parser
 	p, err := fparser.New(path, &fparser.Options{FlowTimeout: 9500 * time.Millisecond})
@@ -219,12 +226,7 @@ func TestStopFromACallbackStopsAtTheNextPacket(t *testing.T) {
 // TestSetFilterFromACallbackAppliesFromTheNextPacket: a filter set from a callback
 // decides the very next packet, even in a capture far shorter than a batch.
 func TestSetFilterFromACallbackAppliesFromTheNextPacket(t *testing.T) {
-	path := writeCapture(t, []pkt{
-		{at: 0, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
-		{at: 9 * time.Second, src: "192.0.2.3:2000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
-		{at: 10 * time.Second, src: "192.0.2.5:3000", dst: "192.0.2.4:80", tcp: true, flags: pb.SYN},
-		{at: 11 * time.Second, src: "192.0.2.1:1000", dst: "192.0.2.2:53"},
-	})
+	path := udpEndsBeforeTheThirdPacket(t)
 	var p *fparser.Parser
 	var ended []string
 	p, err := fparser.New(path, &fparser.Options{
