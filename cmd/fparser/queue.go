@@ -10,9 +10,10 @@ import (
 // the writer goroutine: one channel operation per batch rather than per flow.
 const batchSize = 256
 
-// queueDepth is how many batches may wait for the writer goroutine before the
-// callback, and so the parser, waits for it.
-const queueDepth = 4
+// maxBatches is how many batches there may be: one filling, one being written, the
+// others waiting for the writer goroutine. The callback, and so the parser, then waits
+// for the writer to give one back; a fixed set, so none is allocated after the first.
+const maxBatches = 6
 
 // flowQueue formats and writes flows on a goroutine of its own, so that the parser's
 // goroutine goes on counting meanwhile; flows are written in the order put received
@@ -22,6 +23,7 @@ type flowQueue struct {
 	size    int    // flows per batch: 1 on a terminal, to show each flow as it ends
 	onError func() // called once, on the writer goroutine, when a write fails
 	batch   []fparser.Flow
+	batches int // made so far
 	full    chan []fparser.Flow
 	free    chan []fparser.Flow // written batches, back for put to fill again
 	done    chan struct{}
@@ -35,14 +37,14 @@ func startFlowQueue(out *flowWriter, onError func()) *flowQueue {
 		out:     out,
 		size:    batchSize,
 		onError: onError,
-		full:    make(chan []fparser.Flow, queueDepth),
-		free:    make(chan []fparser.Flow, queueDepth+1),
+		full:    make(chan []fparser.Flow, maxBatches),
+		free:    make(chan []fparser.Flow, maxBatches),
 		done:    make(chan struct{}),
 	}
 	if out.flush {
 		q.size = 1
 	}
-	q.batch = make([]fparser.Flow, 0, q.size)
+	q.batch, q.batches = make([]fparser.Flow, 0, q.size), 1
 	go q.run()
 	return q
 }
@@ -59,7 +61,12 @@ func (q *flowQueue) put(f *fparser.Flow) {
 	select {
 	case q.batch = <-q.free:
 	default:
-		q.batch = make([]fparser.Flow, 0, q.size)
+		if q.batches < maxBatches {
+			q.batches++
+			q.batch = make([]fparser.Flow, 0, q.size)
+		} else {
+			q.batch = <-q.free
+		}
 	}
 }
 
@@ -89,9 +96,6 @@ func (q *flowQueue) run() {
 			}
 		}
 		clear(batch) // let go of the flows' packet histories
-		select {
-		case q.free <- batch[:0]:
-		default:
-		}
+		q.free <- batch[:0]
 	}
 }
