@@ -92,8 +92,7 @@ const (
 // returned by every later call, so the caller can stop at once.
 //
 // It formats without fmt and time.Time.Format, which showed in profiles of large
-// captures: a writer appends to one reused buffer and allocates nothing per flow
-// (but what Flow.Packets does).
+// captures: a writer appends to one reused buffer and allocates nothing per flow.
 type flowWriter struct {
 	w        *bufio.Writer
 	format   int
@@ -333,7 +332,8 @@ func flagsText(f *fparser.Flow, flags fparser.TCPFlags) string {
 	return flagNames[flags]
 }
 
-// appendAddrPort appends p as p.String() writes it, an invalid one included.
+// appendAddrPort appends p as p.String() writes it, which the text format has always
+// printed: AppendTo writes nothing at all for an invalid one.
 func appendAddrPort(b []byte, p netip.AddrPort) []byte {
 	if !p.IsValid() {
 		return append(b, "invalid AddrPort"...)
