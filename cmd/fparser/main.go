@@ -224,6 +224,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var p *fparser.Parser
 	var writeErr, exportErr error
 	var held []fparser.Flow // with --sort, until the end
+	var queue *flowQueue    // without --sort
 	emit := func(f fparser.Flow) {
 		if exporter != nil {
 			if err := exporter.Export(&f); err != nil && exportErr == nil {
@@ -234,12 +235,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			held = append(held, f)
 			return
 		}
-		if writeErr != nil {
-			return
-		}
-		if writeErr = out.write(&f); writeErr != nil {
-			p.Stop() // nowhere to write: stop reading
-		}
+		queue.put(&f)
 	}
 	p, err = fparser.New(source, &fparser.Options{
 		FlowTimeout:   c.flowTimeout,
@@ -281,9 +277,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if c.read != "" && !c.quiet && isTerminal(stderr) {
 		endProgress = showProgress(p, stderr)
 	}
+	if order == 0 {
+		queue = startFlowQueue(out, p.Stop) // nowhere to write: stop reading
+	}
 	runErr := p.Run(ctx)
 	if endProgress != nil {
 		endProgress()
+	}
+	if queue != nil {
+		// Before stop: until the flows that ended are written, a second Ctrl-C or
+		// SIGTERM is caught rather than fatal.
+		writeErr = queue.close()
 	}
 	stop()
 	if order != 0 {
