@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/ipfix"
@@ -440,11 +442,9 @@ func si(v float64) string {
 	return strconv.FormatFloat(v, 'f', 0, 64) + " "
 }
 
+// isTerminal says w is a terminal. Other character devices, /dev/null among them, are
+// not: output to them is not flushed flow by flow.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
