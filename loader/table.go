@@ -2,7 +2,8 @@ package loader
 
 import (
 	"errors"
-	"math"
+	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -31,57 +32,86 @@ type fullValue struct {
 // coreSize is the flow map's value size without statistics.
 const coreSize = unsafe.Sizeof(userspace.State{})
 
-// batch is how many flows one batched map call moves.
-const batch = 4096
+// batch is how many flows one batched map call moves in a walk or the final flush;
+// scanBatch in a sweep's slice, smaller, so a slice keeps to its time.
+const (
+	batch     = 4096
+	scanBatch = 1024
+)
 
-// Table is the kernel's flow map as the engine's userspace.Table. The kernel writes
-// it; Table reads it in batches and removes flows with lookup-and-delete, which reads
-// the final counters and removes the entry in one step, so a packet that lands during
-// a sweep is either in the counters returned or in the entry the kernel creates next.
+// Table is the kernel's flow map as the engine's userspace.SharedTable. The kernel
+// writes it; Table reads it in batches and removes flows with lookup-and-delete, which
+// reads the final counters and removes the entry in one step, so a packet that lands
+// during a sweep is either in the counters returned or in the entry the kernel
+// creates next.
+//
+// Its reads are safe from any goroutine, each with buffers of its own. Sweeps
+// (Expire) come from one goroutine at a time, as the engine calls them, and each
+// costs a bounded slice of work: the flows whose deadline was known to be near, and
+// a slice of an incremental walk of the whole map (see Expire).
 type Table struct {
 	m        *ebpf.Map
+	stats    bool // the values carry statistics
 	timeouts userspace.Timeouts
-	keys     []userspace.Key
-	states   []userspace.State // the values read, without statistics
-	full     []fullValue       // the values read, with statistics
-	noBatch  bool              // the kernel lacks batch lookup on this map: iterate instead
+	noBatch  atomic.Bool // the kernel lacks batch lookup on this map: iterate instead
+	bufs     sync.Pool   // *buffers for walks
+
+	flush buffers // Drain's
 	// drain continues a Drain where the last call stopped, so the kernel does not
 	// walk the emptied buckets again; nil when no drain is under way.
 	drain *ebpf.MapBatchCursor
+
+	sweep sweeper  // Expire's state
+	marks keyWheel // the flows whose deadline is near, with their own lock
 }
 
-// Table returns the flow map as a userspace.Table.
-func (d *Datapath) Table() *Table {
-	t := &Table{m: d.objs.Flows, keys: make([]userspace.Key, batch)}
-	if d.cfg.Statistics {
-		t.full = make([]fullValue, batch)
+// buffers are where a batch of keys and values is read into.
+type buffers struct {
+	keys   []userspace.Key
+	states []userspace.State // the values, without statistics
+	full   []fullValue       // the values, with statistics
+}
+
+func (t *Table) newBuffers(n int) *buffers {
+	b := &buffers{keys: make([]userspace.Key, n)}
+	if t.stats {
+		b.full = make([]fullValue, n)
 	} else {
-		t.states = make([]userspace.State, batch)
+		b.states = make([]userspace.State, n)
 	}
-	return t
+	return b
 }
 
 // values is where a batch of n values is read into.
-func (t *Table) values(n int) any {
-	if t.full != nil {
-		return t.full[:n]
+func (b *buffers) values(n int) any {
+	if b.full != nil {
+		return b.full[:n]
 	}
-	return t.states[:n]
+	return b.states[:n]
 }
 
 // value returns the i-th value of the last batch read.
-func (t *Table) value(i int) (*userspace.State, *userspace.FlowStats) {
-	if t.full != nil {
-		return &t.full[i].State, &t.full[i].Stats
+func (b *buffers) value(i int) (*userspace.State, *userspace.FlowStats) {
+	if b.full != nil {
+		return &b.full[i].State, &b.full[i].Stats
 	}
-	return &t.states[i], nil
+	return &b.states[i], nil
+}
+
+// Table returns the flow map as a userspace.SharedTable.
+func (d *Datapath) Table() *Table {
+	t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics}
+	t.bufs.New = func() any { return t.newBuffers(batch) }
+	t.flush = *t.newBuffers(batch)
+	t.sweep.bufs = *t.newBuffers(scanBatch)
+	return t
 }
 
 // get reads (del: and removes) the flow with key k.
 func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.FlowStats, error) {
 	var v fullValue
 	var out any = &v.State
-	if t.full != nil {
+	if t.stats {
 		out = &v
 	}
 	var err error
@@ -90,7 +120,7 @@ func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.Flo
 	} else {
 		err = t.m.Lookup(k, out)
 	}
-	if err != nil || t.full == nil {
+	if err != nil || !t.stats {
 		return v.State, nil, err
 	}
 	return v.State, &v.Stats, nil
@@ -98,12 +128,14 @@ func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.Flo
 
 // each calls fn for every flow in the map, a batch at a time, until fn returns false.
 func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace.FlowStats) bool) error {
-	if !t.noBatch {
+	if !t.noBatch.Load() {
+		b := t.bufs.Get().(*buffers)
+		defer t.bufs.Put(b)
 		var cursor ebpf.MapBatchCursor
 		for {
-			n, err := t.m.BatchLookup(&cursor, t.keys, t.values(len(t.keys)), nil)
+			n, err := t.m.BatchLookup(&cursor, b.keys, b.values(len(b.keys)), nil)
 			for i := range n {
-				if s, st := t.value(i); !fn(&t.keys[i], s, st) {
+				if s, st := b.value(i); !fn(&b.keys[i], s, st) {
 					return nil
 				}
 			}
@@ -111,7 +143,7 @@ func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace
 				return nil
 			}
 			if errors.Is(err, ebpf.ErrNotSupported) {
-				t.noBatch = true
+				t.noBatch.Store(true)
 				break
 			}
 			if err != nil {
@@ -123,7 +155,7 @@ func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace
 	var v fullValue
 	var out any = &v.State
 	var st *userspace.FlowStats
-	if t.full != nil {
+	if t.stats {
 		out, st = &v, &v.Stats
 	}
 	it := t.m.Iterate()
@@ -156,46 +188,20 @@ func (t *Table) Range(yield func(*userspace.Key, *userspace.State, *userspace.Fl
 // SetTimeouts gives the table the timeouts that decide its flows' deadlines.
 func (t *Table) SetTimeouts(to userspace.Timeouts) { t.timeouts = to }
 
-// Expire removes the flows whose deadline passed at now, passing each one's final
-// state, read as it is removed, to ended, and returns the earliest deadline of the
-// flows left. It reads the whole map.
-func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats, userspace.EndReason, int64)) (next int64) {
-	next = math.MaxInt64
-	var gone []userspace.Key
-	t.each(func(k *userspace.Key, s *userspace.State, _ *userspace.FlowStats) bool {
-		if _, end := t.timeouts.Deadline(s); end <= now {
-			gone = append(gone, *k)
-		} else {
-			next = min(next, end)
-		}
-		return true
-	})
-	for i := range gone {
-		s, st, err := t.get(&gone[i], true)
-		if err != nil {
-			continue // the kernel evicted it meanwhile
-		}
-		// A packet that landed since the read moved the deadline: the flow still
-		// ends now, with it, but for its own reason.
-		reason, end := t.timeouts.Deadline(&s)
-		ended(&gone[i], &s, st, reason, end)
-	}
-	return next
-}
-
 // Drain removes up to max flows and passes each final state to ended, and reports
 // whether flows remain. It uses the kernel's batched lookup-and-delete where it has
 // one.
 func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) (more bool) {
-	max = min(max, len(t.keys))
-	if !t.noBatch {
+	b := &t.flush
+	max = min(max, len(b.keys))
+	if !t.noBatch.Load() {
 		if t.drain == nil {
 			t.drain = new(ebpf.MapBatchCursor)
 		}
-		n, err := t.m.BatchLookupAndDelete(t.drain, t.keys[:max], t.values(max), nil)
+		n, err := t.m.BatchLookupAndDelete(t.drain, b.keys[:max], b.values(max), nil)
 		for i := range n {
-			s, st := t.value(i)
-			ended(&t.keys[i], s, st)
+			s, st := b.value(i)
+			ended(&b.keys[i], s, st)
 		}
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
@@ -214,7 +220,7 @@ func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State, *use
 			return n > 0 // a transient failure: the caller calls again
 		}
 		t.drain = nil
-		t.noBatch = true
+		t.noBatch.Store(true)
 	}
 	var gone []userspace.Key
 	t.each(func(k *userspace.Key, _ *userspace.State, _ *userspace.FlowStats) bool {

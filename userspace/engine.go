@@ -18,7 +18,10 @@ import (
 type Engine struct {
 	mu      sync.Mutex
 	table   Table
+	shared  SharedTable // table, when it is the kernel's map
 	timeout Timeouts
+	sweepMu sync.Mutex // one sweep of a shared table at a time
+	walks   walks      // Stats' walks of a shared table, shared by concurrent callers
 
 	sweepEvery time.Duration
 	now        int64         // the clock, ns since the epoch; never goes backwards
@@ -91,7 +94,9 @@ func NewEngine(table Table, t Timeouts) *Engine {
 	if tt, ok := table.(interface{ SetTimeouts(Timeouts) }); ok {
 		tt.SetTimeouts(t) // its deadlines follow the engine's timeouts
 	}
-	return &Engine{table: table, timeout: t, sweepEvery: every}
+	e := &Engine{table: table, timeout: t, sweepEvery: every}
+	e.shared, _ = table.(SharedTable)
+	return e
 }
 
 // Timeouts returns the timeouts in force.
@@ -138,11 +143,58 @@ func (e *Engine) Count(b Batch, i int) int {
 
 // Tick moves the clock to now, or keeps it where it is when now is earlier, and
 // sweeps when a sweep is due: live, the wall clock's reading; in a paced replay, the
-// time the next packet waits for.
+// time the next packet waits for. A shared table is swept at every Tick, and without
+// the engine's lock: the lock is taken only to queue the flows that ended.
 func (e *Engine) Tick(now int64) {
+	if e.shared != nil {
+		e.sweepShared(now)
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.advance(now)
+}
+
+// SharedTable is a Table that the datapath writes from elsewhere, the kernel's map,
+// and that is safe to read and sweep from any goroutine. The engine reads it without
+// holding its lock, so that lookups, snapshots and statistics never keep the reader
+// of the kernel's events waiting, and sweeps it at every Tick: Expire then does a
+// bounded slice of work, ending the flows it finds due, and may leave others due
+// for later calls.
+type SharedTable interface {
+	Table
+	// Mark tells the table that a FIN or RST marked the flow with key k, which may
+	// end as early as t: the kernel's event, so that the flow ends on time.
+	Mark(k *Key, t int64)
+}
+
+// sweepShared is Tick for a shared table.
+func (e *Engine) sweepShared(now int64) {
+	e.sweepMu.Lock()
+	defer e.sweepMu.Unlock()
+	e.mu.Lock()
+	if e.start == 0 {
+		e.start = now
+	}
+	e.now = max(e.now, now)
+	now = e.now
+	e.mu.Unlock()
+
+	began := time.Now()
+	batch := e.scratch[:0]
+	e.shared.Expire(now, func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
+		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now)})
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.hist.newSweep()
+	for i := range batch {
+		batch[i].History = e.hist.take(&batch[i].Key, &batch[i].State)
+	}
+	e.queue(batch)
+	took := time.Since(began)
+	e.collecting += took
+	e.counts.Sweeps.observe(took)
 }
 
 // advance moves the clock to t, or keeps it where it is when t is earlier, and sweeps
@@ -240,7 +292,11 @@ func (e *Engine) Apply(evs []Event, stats bool) {
 			}
 			e.end(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
 		case EventMark:
-			e.schedule(ev.Time + int64(e.timeout.FIN))
+			if e.shared != nil {
+				e.shared.Mark(&ev.Key, ev.Time+int64(e.timeout.FIN))
+			} else {
+				e.schedule(ev.Time + int64(e.timeout.FIN))
+			}
 		}
 	}
 }
@@ -250,17 +306,9 @@ func (e *Engine) sweep() {
 	now := e.now
 	batch := e.scratch[:0]
 	hs := e.hist
-	late := hs != nil && hs.cfg.Late
 	next := e.table.Expire(now, func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
-	if late {
-		e.table.Range(func(k *Key, _ *State, _ *FlowStats) bool {
-			hs.sawActive(k)
-			return true
-		})
-		hs.endSweep()
-	}
 	// Flows created from now on live at least the unmarked timeout; those that
 	// stay set their own bound.
 	e.nextDue = min(now+int64(e.timeout.unmarked()), next)
@@ -331,34 +379,47 @@ func (e *Engine) TakeEnded(buf []Record) []Record {
 	return out
 }
 
-// Lookup returns the state of the active flow with key k.
-func (e *Engine) Lookup(k *Key) (State, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s, _, ok := e.table.Lookup(k)
-	return s, ok
-}
-
-// Snapshot appends every active flow to dst and returns it. The flows are copies taken
-// under the lock, so the caller may do anything with them, including calling back
-// into the engine.
+// Snapshot appends every active flow to dst and returns it. The flows are copies, so
+// the caller may do anything with them, including calling back into the engine. A
+// shared table is read without the engine's lock, which is taken once at the end to
+// copy the histories.
 func (e *Engine) Snapshot(dst []Record) []Record {
+	first := len(dst)
+	add := func(k *Key, s *State, st *FlowStats) bool {
+		dst = append(dst, Record{Key: *k, State: *s, Stats: copyStats(st)})
+		return true
+	}
+	if e.shared != nil {
+		e.table.Range(add)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.table.Range(func(k *Key, s *State, st *FlowStats) bool {
-		dst = append(dst, Record{Key: *k, State: *s, Stats: copyStats(st), History: e.hist.copyOf(k)})
-		return true
-	})
+	if e.shared == nil {
+		e.table.Range(add)
+	}
+	for i := first; i < len(dst); i++ {
+		dst[i].History = e.hist.copyOf(&dst[i].Key)
+	}
 	return dst
 }
 
-// LookupRecord returns the active flow with key k, with a copy of its history.
+// LookupRecord returns the active flow with key k, with a copy of its history. A
+// shared table is read without the engine's lock.
 func (e *Engine) LookupRecord(k *Key) (Record, bool) {
+	var s State
+	var st *FlowStats
+	var ok bool
+	if e.shared != nil {
+		if s, st, ok = e.table.Lookup(k); !ok {
+			return Record{}, false
+		}
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	s, st, ok := e.table.Lookup(k)
-	if !ok {
-		return Record{}, false
+	if e.shared == nil {
+		if s, st, ok = e.table.Lookup(k); !ok {
+			return Record{}, false
+		}
 	}
 	return Record{Key: *k, State: s, Stats: st, History: e.hist.copyOf(k)}, true
 }
@@ -383,24 +444,85 @@ type Stats struct {
 }
 
 // Stats reads the engine's statistics. It walks the table, so it costs one visit per
-// active flow.
+// active flow. A shared table is walked without the engine's lock, and callers that
+// come while a walk is under way share the next one.
 func (e *Engine) Stats() Stats {
+	var act active
+	if e.shared != nil {
+		act = e.walks.get(e.table)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := Stats{Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts, Datapath: e.counters, History: e.historyStats()}
-	e.table.Range(func(k *Key, s *State, _ *FlowStats) bool {
+	if e.shared == nil {
+		act = walk(e.table)
+	}
+	return Stats{
+		TCPFlows: act.tcpFlows, UDPFlows: act.udpFlows, TCPPackets: act.tcpPackets, UDPPackets: act.udpPackets,
+		TCPBytes: act.tcpBytes, UDPBytes: act.udpBytes,
+		Start: e.start, Now: e.now, Collecting: e.collecting, Counts: e.counts, Datapath: e.counters, History: e.historyStats(),
+	}
+}
+
+// active are the totals of the active flows.
+type active struct {
+	tcpFlows, udpFlows     int
+	tcpPackets, udpPackets uint64
+	tcpBytes, udpBytes     uint64
+}
+
+func walk(t Table) active {
+	var a active
+	t.Range(func(k *Key, s *State, _ *FlowStats) bool {
 		if k.Proto == ProtoTCP {
-			st.TCPFlows++
-			st.TCPPackets += s.Packets()
-			st.TCPBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
+			a.tcpFlows++
+			a.tcpPackets += s.Packets()
+			a.tcpBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
 		} else {
-			st.UDPFlows++
-			st.UDPPackets += s.Packets()
-			st.UDPBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
+			a.udpFlows++
+			a.udpPackets += s.Packets()
+			a.udpBytes += s.Dir[0].Bytes + s.Dir[1].Bytes
 		}
 		return true
 	})
-	return st
+	return a
+}
+
+// walks shares the walks of a shared table among concurrent callers: a caller gets
+// the totals of a walk that began after it called, its own or one it waited for, so
+// however many ask at once, one walk runs at a time.
+type walks struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	running  bool
+	started  uint64 // walks begun
+	finished uint64 // the number of the last walk that ended
+	last     active // its totals
+}
+
+func (w *walks) get(t Table) active {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cond == nil {
+		w.cond = sync.NewCond(&w.mu)
+	}
+	want := w.started + 1 // a walk that begins from now on
+	for {
+		if w.finished >= want {
+			return w.last
+		}
+		if !w.running {
+			w.running = true
+			w.started++
+			n := w.started
+			w.mu.Unlock()
+			a := walk(t)
+			w.mu.Lock()
+			w.running, w.finished, w.last = false, n, a
+			w.cond.Broadcast()
+			return a
+		}
+		w.cond.Wait()
+	}
 }
 
 func cmpInt64(a, b int64) int {

@@ -11,9 +11,10 @@ type HistoryConfig struct {
 	// reached, storing stops: the flows that miss packets are marked incomplete.
 	MaxBytes int64
 	// Late says records may reach the engine after the sweep that ended their flow
-	// (live: the kernel counts a packet, then sends its record). The sweeps then drop
-	// the histories such records leave behind. Offline a record comes with its
-	// packet, and the sweeps skip that work.
+	// (live: the kernel counts a packet, then sends its record). The engine then
+	// remembers the flows that ended in the last two sweeps, so that such a record is
+	// dropped rather than begin a history of its own. Offline a record comes with
+	// its packet.
 	Late bool
 }
 
@@ -40,7 +41,9 @@ type histories struct {
 	cfg   HistoryConfig
 	m     map[Key]*History
 	stats HistoryStats
-	sweep uint32 // sweeps so far, to find histories left by ended flows
+	// With Late: the last packet's time of the flows that ended in this sweep and
+	// the one before, by key.
+	recent, older map[Key]int64
 }
 
 // SetHistory turns the per-packet history on (Limit != 0) or off. Call it before
@@ -53,6 +56,9 @@ func (e *Engine) SetHistory(c HistoryConfig) {
 		return
 	}
 	e.hist = &histories{cfg: c, m: make(map[Key]*History)}
+	if c.Late {
+		e.hist.recent, e.hist.older = make(map[Key]int64), make(map[Key]int64)
+	}
 }
 
 // HistoryOn says the engine keeps packet histories.
@@ -90,7 +96,10 @@ func (e *Engine) record(k *Key, r *PacketRecord) {
 	}
 	h := hs.m[*k]
 	if h == nil {
-		h = &History{swept: hs.sweep}
+		if hs.late(k, r) {
+			return
+		}
+		h = &History{}
 		hs.m[*k] = h
 	}
 	if hs.cfg.Limit > 0 && h.n >= hs.cfg.Limit {
@@ -126,6 +135,9 @@ func (hs *histories) take(k *Key, s *State) *History {
 	} else if s.Recorded > 0 {
 		h = &History{}
 	}
+	if hs.recent != nil {
+		hs.recent[*k] = s.LastSeen()
+	}
 	if h != nil {
 		if missing := int64(s.Recorded) - int64(h.n) - int64(h.capped); missing > 0 {
 			h.incomplete = true
@@ -135,26 +147,30 @@ func (hs *histories) take(k *Key, s *State) *History {
 	return h
 }
 
-// sawActive notes that a sweep found the flow with key k active.
-func (hs *histories) sawActive(k *Key) {
-	if h := hs.m[*k]; h != nil {
-		h.swept = hs.sweep
+// late reports that a record for key k, which has no history, belongs to a flow that
+// ended in one of the last two sweeps: live, the kernel counts a packet, then sends
+// its record, which can reach the engine just after the sweep that ended its flow.
+// That flow was reported with the record counted as lost. A record of a flow that
+// began since is later than the ended flow's last packet.
+func (hs *histories) late(k *Key, r *PacketRecord) bool {
+	if hs.recent == nil {
+		return false
 	}
+	if last, ok := hs.recent[*k]; ok && r.Time <= last {
+		return true
+	}
+	last, ok := hs.older[*k]
+	return ok && r.Time <= last
 }
 
-// endSweep drops the histories of flows that two sweeps in a row did not find
-// active. Live, a packet's record can reach the engine just after the sweep that
-// ended its flow (the kernel counts the packet first, then sends the record); its
-// flow was reported with the record counted as lost, and the record has no flow left
-// to go to. Offline, records reach the engine with their packets and none is left.
-func (hs *histories) endSweep() {
-	for k, h := range hs.m {
-		if hs.sweep-h.swept >= 2 {
-			delete(hs.m, k)
-			hs.stats.Bytes -= int64(cap(h.buf))
-		}
+// newSweep forgets the flows that ended two sweeps ago: the records they had left to
+// send have arrived, since the reader catches up before each sweep.
+func (hs *histories) newSweep() {
+	if hs == nil || hs.recent == nil {
+		return
 	}
-	hs.sweep++
+	clear(hs.older)
+	hs.recent, hs.older = hs.older, hs.recent
 }
 
 // copyOf returns a copy of an active flow's history.

@@ -34,7 +34,6 @@ type History struct {
 	n          int
 	incomplete bool
 	capped     uint32 // records not stored for MaxBytes
-	swept      uint32 // the last sweep that found the flow active
 	enc        historyState
 }
 
