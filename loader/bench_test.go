@@ -151,27 +151,6 @@ func BenchmarkKernelPacket(b *testing.B) {
 	})
 }
 
-// fillFlows puts n distinct flows into the kernel's map from userspace.
-func fillFlows(b *testing.B, t *Table, n int) {
-	keys := make([]userspace.Key, 0, 8192)
-	states := make([]userspace.State, 0, 8192)
-	for i := range n {
-		var k userspace.Key
-		k.A[10], k.A[11], k.B[10], k.B[11] = 0xff, 0xff, 0xff, 0xff
-		binary.BigEndian.PutUint32(k.A[12:], 0x0a000000+uint32(i))
-		binary.BigEndian.PutUint32(k.B[12:], 0xc6120001)
-		k.PortA, k.PortB, k.Proto = 1024, 443, userspace.ProtoTCP
-		keys = append(keys, k)
-		states = append(states, userspace.State{Dir: [2]userspace.Counters{{Packets: 1, Bytes: 60, First: 1, Last: 1}}})
-		if len(keys) == cap(keys) || i == n-1 {
-			if _, err := t.m.BatchUpdate(keys, states, nil); err != nil {
-				b.Fatal(err)
-			}
-			keys, states = keys[:0], states[:0]
-		}
-	}
-}
-
 // BenchmarkKernelSweep measures the engine's work per flow on the kernel's map: a
 // sweep that reads every flow and ends none ("scan"), one that ends them all ("reap",
 // lookup-and-delete per flow), and the final flush ("drain", batched).
@@ -189,7 +168,7 @@ func BenchmarkKernelSweep(b *testing.B) {
 				var total time.Duration
 				for range b.N {
 					b.StopTimer()
-					fillFlows(b, t, n)
+					fillMap(b, t, n, 1)
 					b.StartTimer()
 					began := time.Now()
 					seen := 0

@@ -15,9 +15,9 @@ import (
 // How a sweep spends its time. Each call of Expire (the engine makes one per tick)
 // checks the flows whose deadline was known to be near, then reads a slice of the
 // map, continuing a walk of the whole map where the last call stopped: at most
-// scanBudget of time, and no more than a tenth of the map, so that a small map is
-// walked about once a second (ten ticks) and a large one as fast as the budget
-// allows. A flow the walk finds due ends then; one whose deadline comes before the
+// scanBudget of time, and no more than a tenth of the map as the last walk found it,
+// so that a small map is walked about once a second (ten ticks) and a large one as
+// fast as the budget allows. A flow the walk finds due ends then; one whose deadline comes before the
 // walk is likely to return is filed in the key wheel, and checked again at its
 // deadline. So a flow ends within a tick of its deadline when the walk saw it
 // within one walk's time of it, and at most one walk late otherwise; FIN and RST
@@ -37,6 +37,7 @@ type sweeper struct {
 	seen      int                  // flows it has read
 	size      int                  // flows the last whole walk read
 	walk      time.Duration        // how long the last whole walk took
+	walks     int                  // whole walks so far
 	due, gone []userspace.Key
 }
 
@@ -69,6 +70,9 @@ func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *
 	sw.gone = sw.gone[:0]
 	began := time.Now()
 	quota := max(scanBatch, sw.size/scanShare)
+	if sw.walks == 0 {
+		quota = math.MaxInt // the map's size is not known yet: only the time bounds the slice
+	}
 	for read := 0; read < quota && time.Since(began) < scanBudget; {
 		n, done := t.scan(func(k *userspace.Key, s *userspace.State) {
 			if _, end := t.timeouts.Deadline(s); end <= now {
@@ -150,6 +154,7 @@ func (t *Table) scan(fn func(*userspace.Key, *userspace.State)) (n int, done boo
 	}
 	sw.cursor, sw.it = nil, nil
 	sw.size, sw.walk = sw.seen, time.Since(sw.began)
+	sw.walks++
 	return n, true
 }
 
