@@ -136,11 +136,25 @@ func BenchmarkFlowHeavy(b *testing.B) {
 		})
 	})
 	b.Run("cli-process", func(b *testing.B) {
-		subprocess(b, sum.Packets, true, nil, binary(b, "fparser"), "-r", path, "-o", "csv", "-q")
+		subprocess(b, sum.Packets, devNull(b), nil, binary(b, "fparser"), "-r", path, "-o", "csv", "-q")
+	})
+	// The CLI flushes its output after every flow when it takes standard output
+	// for a terminal, as it takes /dev/null, a character device too: one write(2)
+	// per flow. Into a pipe, as to a file, it writes 64 KiB at a time.
+	b.Run("cli-process-pipe", func(b *testing.B) {
+		var out lineCounter
+		subprocess(b, sum.Packets, &out, func([]byte) error {
+			lines := out.lines
+			out.lines = 0
+			if want := sum.Flows + 1; lines != want {
+				return fmt.Errorf("%d lines of CSV, want %d (a header and a line per flow)", lines, want)
+			}
+			return nil
+		}, binary(b, "fparser"), "-r", path, "-o", "csv", "-q")
 	})
 	b.Run("naive-map-process", func(b *testing.B) {
 		want := fmt.Sprintf("naivemap: %d packets, ", sum.Packets)
-		subprocess(b, sum.Packets, true, func(out []byte) error {
+		subprocess(b, sum.Packets, devNull(b), func(out []byte) error {
 			if !bytes.Contains(out, []byte(want)) {
 				return fmt.Errorf("no %q in its output:\n%s", want, out)
 			}
@@ -152,7 +166,7 @@ func BenchmarkFlowHeavy(b *testing.B) {
 		// nfpcapd writes nfcapd files, one per 5 minutes of capture time, into the
 		// directory; its summary says how many packets it processed.
 		dir := b.TempDir()
-		subprocess(b, sum.Packets, false, processed(`Total: Processed: (\d+)`, sum.Packets), bin, "-r", path, "-w", dir)
+		subprocess(b, sum.Packets, nil, processed(`Total: Processed: (\d+)`, sum.Packets), bin, "-r", path, "-w", dir)
 	})
 	b.Run("softflowd", func(b *testing.B) {
 		bin := peer(b, "softflowd", "softflowd")
@@ -161,7 +175,7 @@ func BenchmarkFlowHeavy(b *testing.B) {
 		// included; -m: room for every flow, as fparser's table grows to hold
 		// them all, instead of the default 8192 and early, forced expiry. Reading
 		// a file, it ends flows only at its end, whatever -t says.
-		subprocess(b, sum.Packets, false, processed(`Packets processed: (\d+)`, sum.Packets), bin, "-r", path, "-6", "-v", "10", "-b", "-m", "1048576")
+		subprocess(b, sum.Packets, nil, processed(`Packets processed: (\d+)`, sum.Packets), bin, "-r", path, "-6", "-v", "10", "-b", "-m", "1048576")
 	})
 }
 
@@ -202,14 +216,10 @@ func inProcess(b *testing.B, packets uint64, replay func() error) {
 }
 
 // subprocess times a command, started by rusage, and reports per packet and its
-// peak RSS. Its standard error, and its standard output unless discarded, go to
-// check, if not nil.
-func subprocess(b *testing.B, packets uint64, discard bool, check func([]byte) error, name string, args ...string) {
-	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devnull.Close()
+// peak RSS. Its standard output goes to stdout (a file as it is, another writer
+// through a pipe), or when stdout is nil, with its standard error, to check, if not
+// nil.
+func subprocess(b *testing.B, packets uint64, stdout io.Writer, check func([]byte) error, name string, args ...string) {
 	launcher := binary(b, "rusage")
 	var cpu time.Duration
 	var peak int64
@@ -217,8 +227,8 @@ func subprocess(b *testing.B, packets uint64, discard bool, check func([]byte) e
 		var out bytes.Buffer
 		cmd := exec.Command(launcher, append([]string{name}, args...)...)
 		cmd.Stdout, cmd.Stderr = &out, &out
-		if discard {
-			cmd.Stdout = devnull
+		if stdout != nil {
+			cmd.Stdout = stdout
 		}
 		if err := cmd.Run(); err != nil {
 			b.Fatalf("%s: %v\n%s", cmd, err, out.Bytes())
@@ -243,6 +253,15 @@ func subprocess(b *testing.B, packets uint64, discard bool, check func([]byte) e
 }
 
 var usageLine = regexp.MustCompile(`rusage: maxrss-kib=(\d+) user-ns=(\d+) sys-ns=(\d+)`)
+
+func devNull(b *testing.B) *os.File {
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
+}
 
 func report(b *testing.B, packets uint64, cpu time.Duration) {
 	perPacket := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(packets)
