@@ -1,7 +1,6 @@
 package userspace
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
 	"unsafe"
@@ -47,7 +46,7 @@ type FlowTable struct {
 	keep  bool                   // keep statistics
 	base  int                    // entries in use: indices base .. n-1; base > 0 only while draining
 	n     int
-	seed  uint64
+	seed  [6]uint64              // the hash's secret, random per table
 	wheel *deadlines             // the deadline index, once SetTimeouts is called
 	links []*[pageSize]wheelLink // the index's lists, beside the pages
 	scan  bool                   // Expire walks the whole table instead (ScanExpiry)
@@ -82,7 +81,10 @@ type flowEntry struct {
 
 // NewFlowTable returns a table sized for about hint flows without growing.
 func NewFlowTable(hint int) *FlowTable {
-	t := &FlowTable{seed: rand.Uint64() | 1}
+	t := &FlowTable{}
+	for i := range t.seed {
+		t.seed[i] = rand.Uint64()
+	}
 	n := 16
 	for n < 2*hint {
 		n <<= 1
@@ -99,16 +101,23 @@ func keysEqual(a, b *Key) bool {
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4]
 }
 
-// hash mixes the key's five 64-bit words. The seed is random per table, so a capture
-// built to collide cannot aim at it.
+// hash mixes the key's five 64-bit words with the table's secret: three 128-bit
+// products that the CPU computes side by side, then one that folds them, as wyhash
+// does. The secret is random per table, so a capture built to collide cannot aim at
+// it.
 func (t *FlowTable) hash(k *Key) uint64 {
-	b := (*[40]byte)(unsafe.Pointer(k))
-	h := t.seed
-	for i := 0; i < 40; i += 8 {
-		hi, lo := bits.Mul64(h^binary.LittleEndian.Uint64(b[i:]), 0x9E3779B97F4A7C15)
-		h = hi ^ lo
-	}
-	return h
+	w := (*[5]uint64)(unsafe.Pointer(k))
+	s := &t.seed
+	x := mix(w[0]^s[0], w[1]^s[1])
+	y := mix(w[2]^s[2], w[3]^s[3])
+	z := mix(w[4]^s[4], s[5])
+	return mix(x^z, y^0x9E3779B97F4A7C15)
+}
+
+// mix is the high and low halves of x·y, folded.
+func mix(x, y uint64) uint64 {
+	hi, lo := bits.Mul64(x, y)
+	return hi ^ lo
 }
 
 // Len is the number of flows in the table.
