@@ -82,20 +82,37 @@ func liveNamespaces(t *testing.T) (host, peer string) {
 // waits until it serves, and returns the host namespace.
 func liveNamespacesAndServer(t *testing.T) string {
 	host, peer := liveNamespaces(t)
-	server := reexec(peer, "TestLiveServer", envRole+"=server")
-	out, err := server.StdoutPipe()
+	out := startChild(t, reexec(peer, "TestLiveServer", envRole+"=server"), "server ready")
+	go func() {
+		for out.Scan() {
+		}
+	}()
+	return host
+}
+
+// startChild starts a child, killed at the end of the test if it still runs, and
+// reads its output up to the line that has ready in it: it is ready then. It
+// returns the reader of the rest.
+func startChild(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Scanner {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := server.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
-	ready := bufio.NewScanner(out)
-	for ready.Scan() && !strings.Contains(ready.Text(), "server ready") {
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(out)
+	var said strings.Builder
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), ready) {
+			return lines
+		}
+		said.WriteString(lines.Text() + "\n")
 	}
-	go io.Copy(io.Discard, out)
-	return host
+	t.Fatalf("%s never said %q:\n%s", cmd, ready, &said)
+	return nil
 }
 
 // reexec runs this test binary inside a namespace, running only the named test.

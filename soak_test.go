@@ -1,7 +1,6 @@
 package fparser_test
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -60,17 +59,7 @@ func TestSoak(t *testing.T) {
 			host, peer := liveNamespaces(t)
 			parser := reexec(host, "TestSoakParser", envRole+"=soak-parser", envSoakMaxFlows+"="+strconv.Itoa(tc.maxFlows), envSoakRecords+"="+strconv.FormatBool(tc.records))
 			parser.Stderr = os.Stderr
-			out, err := parser.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := parser.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { parser.Process.Kill(); parser.Wait() })
-			lines := bufio.NewScanner(out)
-			for lines.Scan() && !strings.Contains(lines.Text(), "soak parser ready") {
-			}
+			lines := startChild(t, parser, "soak parser ready")
 
 			gen := reexec(peer, "TestSoakGenerator", envRole+"=soak-gen", envSoak+"="+d.String())
 			b, err := gen.CombinedOutput()
@@ -191,6 +180,39 @@ func TestSoakGenerator(t *testing.T) {
 		t.Skip("run by TestSoak")
 	}
 	d, _ := time.ParseDuration(os.Getenv(envSoak))
+	s := newPeerSender(t)
+	dropped0 := txDropped(t)
+	var sent, failed uint64
+	end := time.Now().Add(d)
+	for n := 0; ; n++ {
+		if n%4096 == 0 && time.Now().After(end) {
+			break
+		}
+		if err := s.send(n % (soakSources * soakPorts)); err != nil {
+			failed++
+			continue
+		}
+		sent++
+	}
+	fmt.Printf("soak sent %d dropped %d\n", sent, txDropped(t)-dropped0)
+	t.Logf("%d sends failed", failed)
+}
+
+// peerDst is where the peer's generated frames go: an address nobody has, so that
+// the host's stack drops them cheaply after fparser's XDP program has counted them.
+var peerDst = netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 78, 1}), 9)
+
+// peerSender sends UDP frames to peerDst from the peer side, through an AF_PACKET
+// socket on the veth: no socket, route or neighbour of the stack in the way, so the
+// sender sets the rate and the flows.
+type peerSender struct {
+	fd    int
+	to    *syscall.SockaddrLinklayer
+	frame []byte
+}
+
+func newPeerSender(t *testing.T) *peerSender {
+	t.Helper()
 	ifc, err := net.InterfaceByName("fpt1")
 	if err != nil {
 		t.Fatal(err)
@@ -199,29 +221,27 @@ func TestSoakGenerator(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Close(fd)
-	to := &syscall.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}
-	dropped0 := txDropped(t)
-	ip := pb.IPv4{Src: netip.AddrFrom4([4]byte{10, 77, 0, 0}), Dst: netip.AddrFrom4([4]byte{198, 18, 78, 1}), Proto: pb.ProtoUDP, TTL: 64}
-	frame := pb.Ethernet(pb.EtherIPv4, nil, ip.Build(pb.UDP(1024, 9, make([]byte, 18))))
+	t.Cleanup(func() { syscall.Close(fd) })
+	ip := pb.IPv4{Src: peerSource(0).Addr(), Dst: peerDst.Addr(), Proto: pb.ProtoUDP, TTL: 64}
+	frame := pb.Ethernet(pb.EtherIPv4, nil, ip.Build(pb.UDP(1024, peerDst.Port(), make([]byte, 18))))
+	return &peerSender{fd: fd, to: &syscall.SockaddrLinklayer{Ifindex: ifc.Index, Halen: 6}, frame: frame}
+}
+
+// send sends a frame of flow n, one of soakSources × soakPorts: its source address
+// and port are the only bytes that change, and the IP checksum is left stale: fparser
+// does not check it, and the host's stack drops the frame either way.
+func (s *peerSender) send(n int) error {
 	const srcAt, sportAt = 14 + 12, 14 + 20
-	var sent, failed uint64
-	end := time.Now().Add(d)
-	for n := 0; ; n++ {
-		if n%4096 == 0 && time.Now().After(end) {
-			break
-		}
-		flow := n % (soakSources * soakPorts)
-		frame[srcAt+2], frame[srcAt+3] = 0, byte(flow%soakSources)
-		binary.BigEndian.PutUint16(frame[sportAt:], uint16(1024+flow/soakSources))
-		if err := syscall.Sendto(fd, frame, 0, to); err != nil {
-			failed++
-			continue
-		}
-		sent++
-	}
-	fmt.Printf("soak sent %d dropped %d\n", sent, txDropped(t)-dropped0)
-	t.Logf("%d sends failed", failed)
+	src := peerSource(n)
+	a := src.Addr().As4()
+	copy(s.frame[srcAt:], a[:])
+	binary.BigEndian.PutUint16(s.frame[sportAt:], src.Port())
+	return syscall.Sendto(s.fd, s.frame, 0, s.to)
+}
+
+// peerSource is the source of flow n of the peer's frames.
+func peerSource(n int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 77, 0, byte(n % soakSources)}), uint16(1024+n/soakSources))
 }
 
 // txDropped reads the veth's transmit drops: frames the receiving side had no room
