@@ -235,8 +235,9 @@ func (w *interfaceWatch) check(log *slog.Logger) error {
 
 // eventBatch is how many events readEvents moves into the engine per hold of its
 // lock, when that many are waiting: with packet records on, one lock per record
-// would cost more than the record.
-const eventBatch = 256
+// would cost more than the record, and when lookups and snapshots take the lock
+// too, the reader catches up in few turns.
+const eventBatch = 1024
 
 // readEvents moves the kernel's events into the engine until the ring buffer is
 // closed or reading fails. Each time it has taken every event before a Flush, it

@@ -132,7 +132,8 @@ type Datapath struct {
 	links    []attachment // bpf_links, and clsact filters on kernels without TCX
 	iface    *net.Interface
 	attached []string
-	adopted  bool // the maps were pinned by a previous process
+	adopted  bool   // the maps were pinned by a previous process
+	table    *Table // the flow map as the engine reads it, once asked for
 }
 
 // Adopted says the datapath took over the maps and links a previous process pinned
@@ -477,6 +478,9 @@ func (d *Datapath) Detach() error {
 // Close detaches the programs, then removes the pins and releases the maps and
 // programs.
 func (d *Datapath) Close() error {
+	if d.table != nil {
+		d.table.close()
+	}
 	errs := []error{d.Detach(), d.unpin()}
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)

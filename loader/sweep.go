@@ -47,6 +47,10 @@ type sweeper struct {
 // due that it does not reach now, it ends at a later call. It returns math.MaxInt64,
 // "not known": the engine sweeps a shared table at every tick.
 func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats, userspace.EndReason, int64)) int64 {
+	if !t.open() {
+		return math.MaxInt64
+	}
+	defer t.done()
 	sw := &t.sweep
 	ahead := now + int64(max(2*sw.walk, time.Second))
 	// The flows filed for now: each is read, and ends if it is due; one that a

@@ -63,6 +63,12 @@ type Table struct {
 
 	sweep sweeper  // Expire's state
 	marks keyWheel // the flows whose deadline is near, with their own lock
+
+	// gate keeps the map open while it is read: every read holds it shared, and
+	// closing takes it alone, so a lookup that comes during the parser's stop finds
+	// no flow rather than a closed map.
+	gate   sync.RWMutex
+	closed bool
 }
 
 // buffers are where a batch of keys and values is read into.
@@ -98,14 +104,36 @@ func (b *buffers) value(i int) (*userspace.State, *userspace.FlowStats) {
 	return &b.states[i], nil
 }
 
-// Table returns the flow map as a userspace.SharedTable.
+// Table returns the flow map as a userspace.SharedTable. Close closes it first.
 func (d *Datapath) Table() *Table {
-	t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics}
-	t.bufs.New = func() any { return t.newBuffers(batch) }
-	t.flush = *t.newBuffers(batch)
-	t.sweep.bufs = *t.newBuffers(scanBatch)
-	return t
+	if d.table == nil {
+		t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics}
+		t.bufs.New = func() any { return t.newBuffers(batch) }
+		t.flush = *t.newBuffers(batch)
+		t.sweep.bufs = *t.newBuffers(scanBatch)
+		d.table = t
+	}
+	return d.table
 }
+
+// close waits for the reads under way, and makes those that come after find no flow.
+func (t *Table) close() {
+	t.gate.Lock()
+	defer t.gate.Unlock()
+	t.closed = true
+}
+
+// open holds the map open for a read, and reports whether it is; done releases it.
+func (t *Table) open() bool {
+	t.gate.RLock()
+	if t.closed {
+		t.gate.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (t *Table) done() { t.gate.RUnlock() }
 
 // get reads (del: and removes) the flow with key k.
 func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.FlowStats, error) {
@@ -169,6 +197,10 @@ func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace
 
 // Len is the number of flows in the map. It reads the whole map.
 func (t *Table) Len() int {
+	if !t.open() {
+		return 0
+	}
+	defer t.done()
 	n := 0
 	t.each(func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool { n++; return true })
 	return n
@@ -176,12 +208,20 @@ func (t *Table) Len() int {
 
 // Lookup returns the state of the flow with key k, and its statistics.
 func (t *Table) Lookup(k *userspace.Key) (userspace.State, *userspace.FlowStats, bool) {
+	if !t.open() {
+		return userspace.State{}, nil, false
+	}
+	defer t.done()
 	s, st, err := t.get(k, false)
 	return s, st, err == nil
 }
 
 // Range calls yield for every flow until it returns false.
 func (t *Table) Range(yield func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool) {
+	if !t.open() {
+		return
+	}
+	defer t.done()
 	t.each(yield)
 }
 
@@ -192,6 +232,10 @@ func (t *Table) SetTimeouts(to userspace.Timeouts) { t.timeouts = to }
 // whether flows remain. It uses the kernel's batched lookup-and-delete where it has
 // one.
 func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) (more bool) {
+	if !t.open() {
+		return false
+	}
+	defer t.done()
 	b := &t.flush
 	max = min(max, len(b.keys))
 	if !t.noBatch.Load() {

@@ -381,27 +381,39 @@ func (e *Engine) TakeEnded(buf []Record) []Record {
 
 // Snapshot appends every active flow to dst and returns it. The flows are copies, so
 // the caller may do anything with them, including calling back into the engine. A
-// shared table is read without the engine's lock, which is taken once at the end to
-// copy the histories.
+// shared table is read without the engine's lock, which is taken afterwards to copy
+// the histories, snapshotChunk flows at a time, so that the reader of the kernel's
+// events never waits long for it.
 func (e *Engine) Snapshot(dst []Record) []Record {
 	first := len(dst)
 	add := func(k *Key, s *State, st *FlowStats) bool {
 		dst = append(dst, Record{Key: *k, State: *s, Stats: copyStats(st)})
 		return true
 	}
-	if e.shared != nil {
-		e.table.Range(add)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.shared == nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		e.table.Range(add)
+		for i := first; i < len(dst); i++ {
+			dst[i].History = e.hist.copyOf(&dst[i].Key)
+		}
+		return dst
 	}
-	for i := first; i < len(dst); i++ {
-		dst[i].History = e.hist.copyOf(&dst[i].Key)
+	e.table.Range(add)
+	if e.HistoryOn() {
+		for i := first; i < len(dst); i += snapshotChunk {
+			e.mu.Lock()
+			for j := i; j < min(i+snapshotChunk, len(dst)); j++ {
+				dst[j].History = e.hist.copyOf(&dst[j].Key)
+			}
+			e.mu.Unlock()
+		}
 	}
 	return dst
 }
+
+// snapshotChunk is how many histories Snapshot copies per hold of the engine's lock.
+const snapshotChunk = 256
 
 // LookupRecord returns the active flow with key k, with a copy of its history. A
 // shared table is read without the engine's lock.
@@ -445,17 +457,23 @@ type Stats struct {
 
 // Stats reads the engine's statistics. It walks the table, so it costs one visit per
 // active flow. A shared table is walked without the engine's lock, and callers that
-// come while a walk is under way share the next one.
+// come while a walk is under way share the next one, its reading of the engine's
+// counters included: however many ask at once, the lock is taken once per walk.
 func (e *Engine) Stats() Stats {
-	var act active
 	if e.shared != nil {
-		act = e.walks.get(e.table)
+		return e.walks.get(func() Stats {
+			act := walk(e.table)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			return e.stats(act)
+		})
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.shared == nil {
-		act = walk(e.table)
-	}
+	return e.stats(walk(e.table))
+}
+
+func (e *Engine) stats(act active) Stats {
 	return Stats{
 		TCPFlows: act.tcpFlows, UDPFlows: act.udpFlows, TCPPackets: act.tcpPackets, UDPPackets: act.udpPackets,
 		TCPBytes: act.tcpBytes, UDPBytes: act.udpBytes,
@@ -488,7 +506,7 @@ func walk(t Table) active {
 }
 
 // walks shares the walks of a shared table among concurrent callers: a caller gets
-// the totals of a walk that began after it called, its own or one it waited for, so
+// the result of a walk that began after it called, its own or one it waited for, so
 // however many ask at once, one walk runs at a time.
 type walks struct {
 	mu       sync.Mutex
@@ -496,10 +514,10 @@ type walks struct {
 	running  bool
 	started  uint64 // walks begun
 	finished uint64 // the number of the last walk that ended
-	last     active // its totals
+	last     Stats  // its result
 }
 
-func (w *walks) get(t Table) active {
+func (w *walks) get(walk func() Stats) Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cond == nil {
@@ -515,11 +533,11 @@ func (w *walks) get(t Table) active {
 			w.started++
 			n := w.started
 			w.mu.Unlock()
-			a := walk(t)
+			st := walk()
 			w.mu.Lock()
-			w.running, w.finished, w.last = false, n, a
+			w.running, w.finished, w.last = false, n, st
 			w.cond.Broadcast()
-			return a
+			return st
 		}
 		w.cond.Wait()
 	}

@@ -1,0 +1,6 @@
+//go:build race
+
+package fparser_test
+
+// raceDetector says the tests run under the race detector.
+const raceDetector = true
