@@ -10,9 +10,6 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
-
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // ErrBadCapture is the error every fault of a capture file wraps: test for it with
@@ -25,20 +22,18 @@ var ErrUnsupportedLink = fmt.Errorf("%w: unsupported link type", ErrBadCapture)
 // CaptureError is a fault in a capture file, with where it was found.
 type CaptureError struct {
 	Path   string
-	Packet int   // 1-based number of the packet being read; 0 for the file header
-	Offset int64 // byte offset of that packet's record; -1 when not known exactly
-	Near   int64 // for pcapng: bytes read from the (decompressed) file so far
+	Packet int // 1-based number of the packet being read; 0 for the file header
+	// Offset is the byte offset, in the decompressed file, of that packet's pcap
+	// record or of the pcapng block being read.
+	Offset int64
 	Err    error
 }
 
 func (e *CaptureError) Error() string {
 	where := e.Path
-	switch {
-	case e.Packet > 0 && e.Offset >= 0:
+	if e.Packet > 0 {
 		where += fmt.Sprintf(": packet %d at byte %d", e.Packet, e.Offset)
-	case e.Packet > 0:
-		where += fmt.Sprintf(": packet %d near byte %d", e.Packet, e.Near)
-	case e.Offset >= 0:
+	} else {
 		where += fmt.Sprintf(": at byte %d", e.Offset)
 	}
 	return where + ": " + e.Err.Error()
@@ -57,9 +52,9 @@ type Frame struct {
 // Source reads the packets of a pcap or pcapng file. It recognises the format by its
 // magic bytes, whatever the file is called, and decompresses gzip transparently.
 //
-// A pcap file is read straight into the memory of the batches that ReadBatch fills,
-// and each frame points into it: no record is copied but the one a batch's end cuts
-// in two. Frames of a pcapng file are copied once out of the pcapng reader.
+// The file is read straight into the memory of the batches that ReadBatch fills, and
+// each frame points into it: no record is copied but the one a batch's end cuts in
+// two.
 type Source struct {
 	path string
 	file *os.File
@@ -70,25 +65,20 @@ type Source struct {
 	big  bool            // written big-endian (pcapng: its first section)
 	err  error           // sticky: the first error, io.EOF at the end
 
+	offset  int64  // offset of the next record or block in the decompressed stream
+	carry   []byte // the start of a record that the last batch's memory cut off
+	readErr error  // what the last read returned, not yet acted on
+
 	// pcap
 	pcap       bool
 	order      binary.ByteOrder
 	nanoFactor uint32 // 1000 for µs timestamps, 1 for ns
 	snaplen    uint32
 	link       uint32 // the file's link type
-	offset     int64  // offset of the next record in the decompressed stream
-	carry      []byte // the start of a record that the last batch's memory cut off
-	readErr    error  // what the last read returned, not yet acted on
 
 	// pcapng
-	count *countingReader
-	ng    *pcapgo.NgReader
-	links []uint32 // link type per interface index
-	// A frame read when the last batch had no room for it: the next one starts
-	// with it.
-	pending      bool
-	pendingData  []byte
-	pendingFrame Frame
+	section  ngSection // the section being read
+	sections int       // sections begun
 
 	one     FrameBatch // for Next
 	oneNext int
@@ -119,17 +109,6 @@ func (c *progressCounter) Read(p []byte) (int, error) {
 // bytes, for a gzip file. Safe to call from another goroutine.
 func (s *Source) Progress() (read, size int64) { return s.read.n.Load(), s.size }
 
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
 const (
 	magicPcapMicro = 0xA1B2C3D4
 	magicPcapNano  = 0xA1B23C4D
@@ -155,18 +134,11 @@ func Open(path string) (*Source, error) {
 }
 
 func (s *Source) fail(packet int, offset int64, err error) error {
-	return &CaptureError{Path: s.path, Packet: packet, Offset: offset, Near: s.near(), Err: err}
+	return &CaptureError{Path: s.path, Packet: packet, Offset: offset, Err: err}
 }
 
-func (s *Source) near() int64 {
-	if s.count == nil {
-		return 0
-	}
-	return s.count.n
-}
-
-// readBuffer is the read-ahead of the pcapng reader and of the gzip decompressor:
-// large, so that reading a capture takes few system calls.
+// readBuffer is the read-ahead of the gzip decompressor: large, so that reading a
+// capture takes few system calls.
 const readBuffer = 1024 << 10
 
 // headBytes is how much of the file Open reads to find its format. What follows the
@@ -248,18 +220,15 @@ func (s *Source) initPcap(head []byte) error {
 	s.pcap = true
 	s.offset = 24
 	if !SupportedLink(s.link) {
-		return s.fail(0, 20, fmt.Errorf("%w %d (%s)", ErrUnsupportedLink, s.link, layers.LinkType(s.link)))
+		return s.fail(0, 20, fmt.Errorf("%w %d", ErrUnsupportedLink, s.link))
 	}
 	return nil
 }
 
 func (s *Source) initPcapng(head []byte) error {
-	s.count = &countingReader{r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), s.in), readBuffer)}
-	r, err := pcapgo.NewNgReader(s.count, pcapgo.NgReaderOptions{WantMixedLinkType: true})
-	if err != nil {
-		return s.fail(0, -1, fmt.Errorf("pcapng: %w", err))
-	}
-	s.ng = r
+	// The blocks are read as the records of a pcap file are, the section header
+	// first.
+	s.carry = append(s.carry[:0], head...)
 	return nil
 }
 
@@ -291,19 +260,16 @@ func (s *Source) ReadBatch(b *FrameBatch) error {
 	if s.err != nil {
 		return s.err
 	}
-	if s.pcap {
-		s.err = s.readPcap(b)
-	} else {
-		s.err = s.readPcapng(b)
-	}
+	s.err = s.readRecords(b)
 	return s.err
 }
 
 // pcapRecord is the size of a pcap record's header.
 const pcapRecord = 16
 
-// readPcap reads records into b's memory and frames them in place.
-func (s *Source) readPcap(b *FrameBatch) error {
+// readRecords reads the file into b's memory and frames its pcap records, or the
+// packets of its pcapng blocks, in place.
+func (s *Source) readRecords(b *FrameBatch) error {
 	if cap(b.buf) < len(s.carry)+batchBytes/2 {
 		b.buf = make([]byte, len(s.carry)+batchBytes)
 	}
@@ -314,18 +280,22 @@ func (s *Source) readPcap(b *FrameBatch) error {
 	pos := 0
 	for len(b.Frames) < cap(b.Frames) {
 		rest := buf[pos:have]
-		if len(rest) < pcapRecord {
-			break
+		var size int
+		var err error
+		if s.pcap {
+			if len(rest) < pcapRecord {
+				break
+			}
+			size, err = s.recordSize(rest)
+		} else {
+			if len(rest) < ngBlockMin {
+				break
+			}
+			size, err = s.ngBlockSize(rest)
 		}
-		capLen := s.order.Uint32(rest[8:])
-		wire := s.order.Uint32(rest[12:])
-		if capLen > max(s.snaplen, maxSnaplen) {
-			return s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds snap length: %d > %d", capLen, s.snaplen))
+		if err != nil {
+			return err
 		}
-		if capLen > wire {
-			return s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, wire))
-		}
-		size := pcapRecord + int(capLen)
 		if len(rest) < size {
 			if pos > 0 || readErr != nil {
 				break
@@ -338,17 +308,20 @@ func (s *Source) readPcap(b *FrameBatch) error {
 			have, readErr = s.fill(buf, have)
 			continue
 		}
-		// The fraction is multiplied in 32 bits, as the pcap readers before did;
-		// only a corrupt file can tell.
-		sec, frac := s.order.Uint32(rest), s.order.Uint32(rest[4:])
-		b.Frames = append(b.Frames, Frame{
-			Data:     rest[pcapRecord:size:size],
-			Wire:     int(wire),
-			LinkType: s.link,
-			Time:     int64(sec)*1e9 + int64(frac*s.nanoFactor),
-		})
-		s.n++
-		s.offset += int64(size)
+		if s.pcap {
+			b.Frames = append(b.Frames, s.frame(rest, size))
+		} else {
+			var f Frame
+			ok, err := s.ngBlock(rest, size, &f)
+			if err != nil {
+				return err
+			}
+			if ok {
+				s.n++
+				b.Frames = append(b.Frames, f)
+			}
+			s.offset += int64(size)
+		}
 		pos += size
 	}
 	s.carry = append(s.carry, buf[pos:have]...)
@@ -360,10 +333,42 @@ func (s *Source) readPcap(b *FrameBatch) error {
 		return nil
 	case readErr != io.EOF:
 		return s.fail(s.n+1, s.offset, readErr)
-	case len(s.carry) > 0:
+	case len(s.carry) > 0 && s.pcap:
 		return s.fail(s.n+1, s.offset, errors.New("record cut short: the file ends inside it"))
+	case len(s.carry) > 0:
+		return s.fail(s.n+1, s.offset, errors.New("pcapng: block cut short: the file ends inside it"))
 	}
 	return io.EOF
+}
+
+// recordSize checks the header of the pcap record at the start of rest, and returns the
+// record's size with it.
+func (s *Source) recordSize(rest []byte) (int, error) {
+	capLen := s.order.Uint32(rest[8:])
+	wire := s.order.Uint32(rest[12:])
+	if capLen > max(s.snaplen, maxSnaplen) {
+		return 0, s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds snap length: %d > %d", capLen, s.snaplen))
+	}
+	if capLen > wire {
+		return 0, s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, wire))
+	}
+	return pcapRecord + int(capLen), nil
+}
+
+// frame is the frame of the whole pcap record at the start of rest, size bytes long;
+// it counts the record as read.
+func (s *Source) frame(rest []byte, size int) Frame {
+	// The fraction is multiplied in 32 bits, as pcap readers have done; only a
+	// corrupt file can tell.
+	sec, frac := s.order.Uint32(rest), s.order.Uint32(rest[4:])
+	s.n++
+	s.offset += int64(size)
+	return Frame{
+		Data:     rest[pcapRecord:size:size],
+		Wire:     int(s.order.Uint32(rest[12:])),
+		LinkType: s.link,
+		Time:     int64(sec)*1e9 + int64(frac*s.nanoFactor),
+	}
 }
 
 // fill reads into buf[have:] until it is full or reading fails, and returns how much
@@ -382,61 +387,6 @@ func (s *Source) fill(buf []byte, have int) (int, error) {
 // maxSnaplen is the longest record a pcap file may hold whatever its header says, as
 // tcpdump and Wireshark read files whose writers did not cut to their snaplen.
 const maxSnaplen = 262144
-
-// readPcapng reads frames with the pcapng reader and copies them into b's memory.
-func (s *Source) readPcapng(b *FrameBatch) error {
-	if cap(b.buf) < batchBytes {
-		b.buf = make([]byte, 0, batchBytes)
-	}
-	b.buf = b.buf[:0]
-	if s.pending {
-		s.pending = false
-		s.addFrame(b, s.pendingData, s.pendingFrame)
-	}
-	for len(b.Frames) < cap(b.Frames) {
-		data, ci, err := s.ng.ZeroCopyReadPacketData()
-		if err != nil {
-			if err == io.EOF {
-				return io.EOF
-			}
-			if err == io.ErrUnexpectedEOF {
-				err = errors.New("block cut short: the file ends inside it")
-			}
-			return s.fail(s.n+1, -1, fmt.Errorf("pcapng: %w", err))
-		}
-		s.n++
-		idx := ci.InterfaceIndex
-		for idx >= len(s.links) {
-			i := len(s.links)
-			iface, err := s.ng.Interface(i)
-			if err != nil {
-				return s.fail(s.n, -1, fmt.Errorf("pcapng: packet on unknown interface %d", idx))
-			}
-			s.links = append(s.links, uint32(iface.LinkType))
-		}
-		lt := s.links[idx]
-		if !SupportedLink(lt) {
-			return s.fail(s.n, -1, fmt.Errorf("%w %d on interface %d", ErrUnsupportedLink, lt, idx))
-		}
-		f := Frame{Wire: ci.Length, LinkType: lt, Time: ci.Timestamp.UnixNano()}
-		if len(b.buf)+len(data) > cap(b.buf) && len(b.Frames) > 0 {
-			// No room, and the frames before point into the memory, so it
-			// cannot grow: this frame starts the next batch.
-			s.pending, s.pendingData, s.pendingFrame = true, append(s.pendingData[:0], data...), f
-			return nil
-		}
-		s.addFrame(b, data, f)
-	}
-	return nil
-}
-
-// addFrame copies a frame's bytes into b's memory and adds it to b.
-func (s *Source) addFrame(b *FrameBatch, data []byte, f Frame) {
-	at := len(b.buf)
-	b.buf = append(b.buf, data...)
-	f.Data = b.buf[at:len(b.buf):len(b.buf)]
-	b.Frames = append(b.Frames, f)
-}
 
 // Next reads the next packet into f. At the end of the file it returns io.EOF; any
 // other error is a *CaptureError. Its frames stay valid until the next call.

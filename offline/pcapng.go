@@ -1,0 +1,223 @@
+package offline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// pcapng block types and options that the reader uses; the others are skipped.
+const (
+	ngSectionHeader      = 0x0A0D0D0A
+	ngInterfaceBlock     = 0x00000001
+	ngObsoletePacket     = 0x00000002
+	ngSimplePacket       = 0x00000003
+	ngEnhancedPacket     = 0x00000006
+	ngByteOrderMagic     = 0x1A2B3C4D
+	ngOptionEnd          = 0
+	ngOptionTSResolution = 9
+	ngOptionTSOffset     = 14
+	ngBlockMin           = 12 // type, length and the length again
+)
+
+// ngSection is what a pcapng section says of itself and its interfaces. Each section
+// has interfaces of its own, numbered from 0.
+type ngSection struct {
+	big    bool
+	ifaces []ngInterface
+}
+
+// ngInterface is an interface description block: the link type and how the
+// interface's timestamps turn into time.
+type ngInterface struct {
+	link    uint32
+	snaplen uint32
+	// A timestamp is units of 1/perSecond seconds since offset seconds past the
+	// epoch; its fraction becomes ns as ·scaleUp/scaleDown.
+	perSecond, scaleUp, scaleDown, offset uint64
+}
+
+func (sec *ngSection) u16(b []byte) uint16 {
+	if sec.big {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (sec *ngSection) u32(b []byte) uint32 {
+	if sec.big {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
+}
+
+func (sec *ngSection) u64(b []byte) uint64 {
+	if sec.big {
+		return binary.BigEndian.Uint64(b)
+	}
+	return binary.LittleEndian.Uint64(b)
+}
+
+// zeroTime is the time of a simple packet block, which has none: the zero time, as
+// pcap readers give it.
+var zeroTime = time.Time{}.UnixNano()
+
+// ngBlockSize returns the size of the pcapng block at the start of rest, which holds
+// at least ngBlockMin bytes; a section header's own byte order decides how its size
+// reads.
+func (s *Source) ngBlockSize(rest []byte) (int, error) {
+	sec := &s.section
+	if binary.LittleEndian.Uint32(rest) == ngSectionHeader {
+		switch {
+		case binary.BigEndian.Uint32(rest[8:]) == ngByteOrderMagic:
+			sec.big = true
+		case binary.LittleEndian.Uint32(rest[8:]) == ngByteOrderMagic:
+			sec.big = false
+		default:
+			return 0, s.fail(s.n+1, s.offset, errors.New("pcapng: a section header without its byte-order magic"))
+		}
+	}
+	size := sec.u32(rest[4:])
+	if size < ngBlockMin || size%4 != 0 {
+		return 0, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: a block of %d bytes (want a multiple of 4, at least 12)", size))
+	}
+	return int(size), nil
+}
+
+// ngBlock reads the whole pcapng block at the start of rest, size bytes long, and
+// fills f when it holds a packet.
+func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error) {
+	sec := &s.section
+	if sec.u32(rest[size-4:]) != uint32(size) {
+		return false, s.fail(s.n+1, s.offset, errors.New("pcapng: a block's two lengths differ"))
+	}
+	body := rest[8 : size-4]
+	switch sec.u32(rest) {
+	case ngSectionHeader:
+		if len(body) < 16 {
+			return false, s.fail(s.n+1, s.offset, errors.New("pcapng: a section header cut short"))
+		}
+		if major, minor := sec.u16(body[4:]), sec.u16(body[6:]); major != 1 || minor != 0 {
+			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: section version %d.%d (want 1.0)", major, minor))
+		}
+		if s.sections == 0 {
+			s.big = sec.big
+		}
+		s.sections++
+		sec.ifaces = sec.ifaces[:0] // a new section numbers its interfaces afresh
+		return false, nil
+	case ngInterfaceBlock:
+		return false, s.ngDescribe(body)
+	case ngEnhancedPacket, ngObsoletePacket:
+		if len(body) < 20 {
+			return false, s.fail(s.n+1, s.offset, errors.New("pcapng: a packet block cut short"))
+		}
+		var idx uint32
+		if sec.u32(rest) == ngEnhancedPacket {
+			idx = sec.u32(body)
+		} else {
+			idx = uint32(sec.u16(body))
+		}
+		capLen := sec.u32(body[12:])
+		if uint64(capLen) > uint64(len(body)-20) {
+			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: a packet of %d bytes in a block of %d", capLen, size))
+		}
+		iface, err := s.ngInterfaceOf(idx)
+		if err != nil {
+			return false, err
+		}
+		ts := uint64(sec.u32(body[4:]))<<32 | uint64(sec.u32(body[8:]))
+		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(sec.u32(body[16:])), LinkType: iface.link, Time: iface.time(ts)}
+		return true, nil
+	case ngSimplePacket:
+		if len(body) < 4 {
+			return false, s.fail(s.n+1, s.offset, errors.New("pcapng: a simple packet block cut short"))
+		}
+		iface, err := s.ngInterfaceOf(0)
+		if err != nil {
+			return false, err
+		}
+		wire := sec.u32(body)
+		capLen := min(uint64(wire), uint64(len(body)-4))
+		if iface.snaplen != 0 {
+			capLen = min(capLen, uint64(iface.snaplen))
+		}
+		*f = Frame{Data: body[4 : 4+capLen : 4+capLen], Wire: int(wire), LinkType: iface.link, Time: zeroTime}
+		return true, nil
+	}
+	return false, nil // statistics, name resolution, secrets, custom: nothing to count
+}
+
+// ngInterfaceOf returns interface idx of the current section, which must have a link
+// type the datapath reads.
+func (s *Source) ngInterfaceOf(idx uint32) (*ngInterface, error) {
+	sec := &s.section
+	if uint64(idx) >= uint64(len(sec.ifaces)) {
+		return nil, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: packet on interface %d, which section %d does not describe (it has %d)", idx, s.sections, len(sec.ifaces)))
+	}
+	iface := &sec.ifaces[idx]
+	if !SupportedLink(iface.link) {
+		return nil, s.fail(s.n+1, s.offset, fmt.Errorf("%w %d on interface %d", ErrUnsupportedLink, iface.link, idx))
+	}
+	return iface, nil
+}
+
+// ngInterface reads an interface description block's body.
+func (s *Source) ngDescribe(body []byte) error {
+	sec := &s.section
+	if len(body) < 8 {
+		return s.fail(s.n+1, s.offset, errors.New("pcapng: an interface description cut short"))
+	}
+	iface := ngInterface{link: uint32(sec.u16(body)), snaplen: sec.u32(body[4:])}
+	resolution := uint8(6) // µs, unless the options say otherwise
+	for opts := body[8:]; len(opts) >= 4; {
+		code, n := sec.u16(opts), int(sec.u16(opts[2:]))
+		if code == ngOptionEnd {
+			break
+		}
+		if 4+n > len(opts) {
+			return s.fail(s.n+1, s.offset, errors.New("pcapng: an interface option runs past its block"))
+		}
+		v := opts[4 : 4+n]
+		switch {
+		case code == ngOptionTSResolution && n >= 1 && v[0] != 0:
+			resolution = v[0]
+		case code == ngOptionTSOffset && n >= 8:
+			iface.offset = sec.u64(v)
+		}
+		opts = opts[min(len(opts), 4+(n+3)&^3):]
+	}
+	// 2^-e or 10^-e seconds per unit; the fraction is scaled in integers, as pcap
+	// readers have done, so that every reader gives the same times.
+	exp := resolution & 0x7F
+	if exp > 63 {
+		return s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: timestamp resolution exponent %d is too high", exp))
+	}
+	if resolution&0x80 != 0 {
+		iface.perSecond = 1 << exp
+	} else {
+		iface.perSecond = 1
+		for range exp {
+			iface.perSecond *= 10
+		}
+	}
+	iface.scaleUp, iface.scaleDown = 1, 1
+	if iface.perSecond < 1e9 {
+		iface.scaleUp = 1e9 / iface.perSecond
+	} else {
+		iface.scaleDown = iface.perSecond / 1e9
+	}
+	sec.ifaces = append(sec.ifaces, iface)
+	return nil
+}
+
+// time turns a timestamp of the interface into ns since the epoch.
+func (iface *ngInterface) time(ts uint64) int64 {
+	if iface.perSecond == 0 {
+		return zeroTime // a resolution whose units wrapped to nothing
+	}
+	sec := int64(ts/iface.perSecond + iface.offset)
+	frac := int64(ts % iface.perSecond * iface.scaleUp / iface.scaleDown)
+	return time.Unix(sec, frac).UnixNano()
+}

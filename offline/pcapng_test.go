@@ -1,0 +1,186 @@
+package offline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// ngFile writes pcapng blocks in one byte order.
+type ngFile struct {
+	order binary.AppendByteOrder
+	b     bytes.Buffer
+}
+
+func (w *ngFile) block(typ uint32, body []byte) {
+	for len(body)%4 != 0 {
+		body = append(body, 0)
+	}
+	size := uint32(12 + len(body))
+	w.b.Write(w.order.AppendUint32(nil, typ))
+	w.b.Write(w.order.AppendUint32(nil, size))
+	w.b.Write(body)
+	w.b.Write(w.order.AppendUint32(nil, size))
+}
+
+func (w *ngFile) section() {
+	body := w.order.AppendUint32(nil, ngByteOrderMagic)
+	body = w.order.AppendUint16(body, 1)
+	body = w.order.AppendUint16(body, 0)
+	body = w.order.AppendUint64(body, ^uint64(0)) // section length not given
+	w.block(ngSectionHeader, body)
+}
+
+// iface describes an interface; resolution 0 leaves the default, µs; offset is
+// if_tsoffset, in seconds.
+func (w *ngFile) iface(link uint16, resolution uint8, offset uint64) {
+	body := w.order.AppendUint16(nil, link)
+	body = w.order.AppendUint16(body, 0)
+	body = w.order.AppendUint32(body, 0)
+	if resolution != 0 {
+		body = w.order.AppendUint16(body, ngOptionTSResolution)
+		body = w.order.AppendUint16(body, 1)
+		body = append(body, resolution, 0, 0, 0)
+	}
+	if offset != 0 {
+		body = w.order.AppendUint16(body, ngOptionTSOffset)
+		body = w.order.AppendUint16(body, 8)
+		body = w.order.AppendUint64(body, offset)
+	}
+	body = w.order.AppendUint32(body, 0) // end of options
+	w.block(ngInterfaceBlock, body)
+}
+
+func (w *ngFile) packet(iface uint32, ts uint64, data []byte) {
+	body := w.order.AppendUint32(nil, iface)
+	body = w.order.AppendUint32(body, uint32(ts>>32))
+	body = w.order.AppendUint32(body, uint32(ts))
+	body = w.order.AppendUint32(body, uint32(len(data)))
+	body = w.order.AppendUint32(body, uint32(len(data)+4))
+	w.block(ngEnhancedPacket, append(body, data...))
+}
+
+func writeTestFile(t *testing.T, b []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "test.pcapng")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readFrames(t *testing.T, path string) ([]Frame, error) {
+	t.Helper()
+	src, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	var out []Frame
+	for {
+		var f Frame
+		if err := src.Next(&f); err != nil {
+			if err == io.EOF {
+				return out, nil
+			}
+			return out, err
+		}
+		f.Data = bytes.Clone(f.Data)
+		out = append(out, f)
+	}
+}
+
+// TestPcapngSections: each section numbers its interfaces afresh, as the pcapng spec
+// says, with their own link types and byte order: a capture of two captures, the
+// second with fewer interfaces and another link type, reads each packet with its
+// own section's interface.
+func TestPcapngSections(t *testing.T) {
+	var all bytes.Buffer
+	first := &ngFile{order: binary.LittleEndian}
+	first.section()
+	first.iface(LinkEthernet, 0, 0)
+	first.iface(LinkRaw, 0, 0)
+	first.packet(0, 1_000_000, []byte("ether"))
+	first.packet(1, 2_000_000, []byte("raw"))
+	second := &ngFile{order: binary.BigEndian}
+	second.section()
+	second.iface(LinkSLL2, 9, 0) // ns
+	second.packet(0, 3_000_000_000, []byte("sll2"))
+	all.Write(first.b.Bytes())
+	all.Write(second.b.Bytes())
+	frames, err := readFrames(t, writeTestFile(t, all.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		link uint32
+		time int64
+		data string
+	}{{LinkEthernet, 1e9, "ether"}, {LinkRaw, 2e9, "raw"}, {LinkSLL2, 3e9, "sll2"}}
+	if len(frames) != len(want) {
+		t.Fatalf("%d frames, want %d", len(frames), len(want))
+	}
+	for i, w := range want {
+		if f := frames[i]; f.LinkType != w.link || f.Time != w.time || string(f.Data) != w.data {
+			t.Errorf("frame %d: link %d, time %d, %q; want %d, %d, %q", i, f.LinkType, f.Time, f.Data, w.link, w.time, w.data)
+		}
+	}
+
+	// A packet on an interface the second section does not describe is an error,
+	// though the first section had one of that number.
+	second.packet(1, 4_000_000_000, []byte("nowhere"))
+	all.Write(second.b.Bytes()[second.b.Len()-(12+20+8):])
+	_, err = readFrames(t, writeTestFile(t, all.Bytes()))
+	if !errors.Is(err, ErrBadCapture) {
+		t.Errorf("a packet on interface 1 of a section with one: %v", err)
+	}
+}
+
+// TestPcapngTimesAsPcapgo: timestamps of every resolution and offset come out as the
+// pcapng reader of gopacket gives them, which fparser used before it read pcapng
+// itself.
+func TestPcapngTimesAsPcapgo(t *testing.T) {
+	w := &ngFile{order: binary.LittleEndian}
+	w.section()
+	resolutions := []uint8{0, 3, 6, 9, 12, 0x80 | 10, 0x80 | 20, 0x80 | 32, 0x80 | 40}
+	for i, r := range resolutions {
+		w.iface(LinkEthernet, r, uint64(i*1000))
+	}
+	for i := range resolutions {
+		for _, ts := range []uint64{0, 1, 999_999, 1_700_000_000_123_456, 1 << 40, 1<<63 + 12345} {
+			w.packet(uint32(i), ts, []byte{1, 2, 3, 4, 5})
+		}
+	}
+	path := writeTestFile(t, w.b.Bytes())
+	frames, err := readFrames(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		_, ci, err := r.ZeroCopyReadPacketData()
+		if err == io.EOF {
+			if i != len(frames) {
+				t.Fatalf("pcapgo read %d packets, fparser %d", i, len(frames))
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= len(frames) || frames[i].Time != ci.Timestamp.UnixNano() || frames[i].Wire != ci.Length {
+			t.Fatalf("packet %d: fparser %+v, pcapgo %v %d", i, frames[i], ci.Timestamp.UnixNano(), ci.Length)
+		}
+	}
+}
