@@ -249,7 +249,11 @@ func TestSetFilterFromACallbackAppliesFromTheNextPacket(t *testing.T) {
 	if in.PacketsSeen != 4 || in.Filtered != 1 || in.PacketsAccepted != 3 {
 		t.Errorf("%d packets seen, %d filtered, %d counted; want 4, 1 and 3", in.PacketsSeen, in.Filtered, in.PacketsAccepted)
 	}
-	if want := []string{"192.0.2.1:1000 idle", "192.0.2.3:2000 end-of-capture", "192.0.2.1:1000 end-of-capture"}; !slices.Equal(ended, want) {
+	// The last two end together, at the end of the capture, in the table's order.
+	if len(ended) > 1 {
+		slices.Sort(ended[1:])
+	}
+	if want := []string{"192.0.2.1:1000 idle", "192.0.2.1:1000 end-of-capture", "192.0.2.3:2000 end-of-capture"}; !slices.Equal(ended, want) {
 		t.Errorf("flows %v, want %v", ended, want)
 	}
 }

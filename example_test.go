@@ -34,7 +34,8 @@ func ExampleOpen() {
 // A callback that needs the parser gets it from New, which does not start it. A
 // callback sees the parser as it was when its flow ended: the first connection ends
 // 10 ms after its last packet, when the second is under way; the others are still
-// active when the capture ends, and end together.
+// active when the capture ends, and end together, in the order of the table's
+// entries (the third connection took the first one's).
 func ExampleNew() {
 	var p *fparser.Parser
 	p, err := fparser.New("testdata/http.pcap", &fparser.Options{
@@ -52,8 +53,8 @@ func ExampleNew() {
 	}
 	// Output:
 	// 192.0.2.1:52534 ended: fin - active flows left: 1
-	// 192.0.2.1:52544 ended: end-of-capture - active flows left: 0
 	// [2001:db8::1]:53864 ended: end-of-capture - active flows left: 0
+	// 192.0.2.1:52544 ended: end-of-capture - active flows left: 0
 }
 
 // FindTCPFlow takes the two endpoints in either order. Here the first connection's

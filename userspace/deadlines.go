@@ -3,7 +3,7 @@ package userspace
 import (
 	"math"
 	"math/bits"
-	"slices"
+	"unsafe"
 )
 
 // deadlines is a FlowTable's deadline index: a timer wheel that finds the flows due to
@@ -28,12 +28,11 @@ type deadlines struct {
 	// cursor is the absolute number (time / width) of the earliest bucket that may
 	// hold entries; every entry's bucket lies in [cursor, cursor+wheelBuckets).
 	cursor  int64
-	started bool // cursor is set
-	due     []pending
-	keep    []pending
+	started bool      // cursor is set
+	keep    []pending // reused by every Expire
 }
 
-// pending is a flow met in a sweep, with its deadline and end reason.
+// pending is a flow a sweep met and keeps, with its deadline.
 type pending struct {
 	idx    int32
 	reason EndReason
@@ -115,6 +114,9 @@ func (t *FlowTable) link(i int32, b int64) {
 // unlink takes entry i out of its list, if it is in one.
 func (t *FlowTable) unlink(i int32) {
 	w := t.wheel
+	if w == nil {
+		return
+	}
 	e := t.linkOf(i)
 	switch {
 	case e.prev > 0:
@@ -132,22 +134,6 @@ func (t *FlowTable) unlink(i int32) {
 		t.linkOf(e.next - 1).prev = e.prev
 	}
 	e.next, e.prev = 0, 0
-}
-
-// relinked fixes the links that point at an entry which moved to index to.
-func (t *FlowTable) relinked(to int32) {
-	e := t.linkOf(to)
-	switch {
-	case e.prev > 0:
-		t.linkOf(e.prev - 1).next = to + 1
-	case e.prev < 0:
-		t.wheel.heads[-e.prev-1] = to + 1
-	default:
-		return
-	}
-	if e.next != 0 {
-		t.linkOf(e.next - 1).prev = to + 1
-	}
 }
 
 // take empties the list of slot and returns its first entry's index + 1; the rest
@@ -193,60 +179,55 @@ func (t *FlowTable) Track(i int32) {
 // turns its deadline index on, for Expire. Call it while the table is empty.
 func (t *FlowTable) SetTimeouts(to Timeouts) {
 	t.wheel = newDeadlines(to)
-	for len(t.links) < len(t.pages) {
-		t.links = append(t.links, new([pageSize]wheelLink))
-	}
 }
 
-// sort visits the entries of a list taken from the wheel, unlinking each, and sorts
-// them into those due at now and those to keep.
-func (t *FlowTable) sort(i int32, now int64) {
+// expireList visits the entries of a list taken from the wheel, unlinking each: it
+// ends those due at now, and keeps the others to file again.
+func (t *FlowTable) expireList(i int32, now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) {
 	w := t.wheel
 	for i != 0 {
 		idx := i - 1
 		l := t.linkOf(idx)
 		i = l.next
 		l.next, l.prev = 0, 0
-		reason, d := w.timeouts.Deadline(&t.entry(int(idx)).state)
-		if d <= now {
-			w.due = append(w.due, pending{idx, reason, d})
-		} else {
-			w.keep = append(w.keep, pending{idx, reason, d})
+		if i != 0 {
+			// The next entry's state, while this one is looked at.
+			prefetch(uintptr(unsafe.Pointer(&t.entry(int(i - 1)).state)))
 		}
+		e := t.entry(int(idx))
+		reason, d := w.timeouts.Deadline(&e.state)
+		if d > now {
+			w.keep = append(w.keep, pending{idx, reason, d})
+			continue
+		}
+		h := t.hash(&e.key)
+		t.PrefetchSlot(h) // the removal's, while the flow is handed out
+		ended(&e.key, &e.state, t.statsOf(int(idx)), reason, d)
+		t.removeEntryHash(int(idx), h)
 	}
 }
 
 // Expire removes the flows whose deadline is at or before now, passing each one's final
 // state, end reason and deadline to ended, and returns the earliest deadline of the
-// flows left (math.MaxInt64 when none is left). The flows are removed, and handed to
-// ended, in descending order of their place in the table. SetTimeouts must have been
-// called.
+// flows left (math.MaxInt64 when none is left). SetTimeouts must have been called.
 func (t *FlowTable) Expire(now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) (next int64) {
 	if t.scan {
 		return t.expireByScan(now, ended)
 	}
 	w := t.wheel
 	w.start(now)
-	w.due, w.keep = w.due[:0], w.keep[:0]
-	t.sort(t.take(unfiled), now)
+	w.keep = w.keep[:0]
+	t.expireList(t.take(unfiled), now, ended)
 	target := w.floor(now)
 	last := min(target, w.cursor+wheelBuckets-1)
 	for b, ok := w.nextUsed(w.cursor); ok && b <= last; b, ok = w.nextUsed(b + 1) {
-		t.sort(t.take(int32(b&(wheelBuckets-1))), now)
+		t.expireList(t.take(int32(b&(wheelBuckets-1))), now, ended)
 	}
 	// Every bucket up to the clock's is empty now, even after a gap in time longer
 	// than the wheel: the flows not due are filed from the clock's bucket on.
 	w.cursor = max(w.cursor, target)
 	for _, p := range w.keep {
 		t.link(p.idx, w.bucket(p.end))
-	}
-	// Removing from the highest index down moves only entries that stay (removal
-	// fills a hole with the last entry), as a walk of the table from its end does.
-	slices.SortFunc(w.due, func(a, b pending) int { return int(b.idx - a.idx) })
-	for _, p := range w.due {
-		e := t.entry(int(p.idx))
-		ended(&e.key, &e.state, t.statsOf(int(p.idx)), p.reason, p.end)
-		t.removeEntry(int(p.idx))
 	}
 	return t.earliest()
 }
@@ -283,6 +264,9 @@ func (t *FlowTable) expireByScan(now int64, ended func(*Key, *State, *FlowStats,
 	to := &t.wheel.timeouts
 	for i := t.n - 1; i >= t.base; i-- {
 		e := t.entry(i)
+		if e.free() {
+			continue
+		}
 		reason, d := to.Deadline(&e.state)
 		if d > now {
 			next = min(next, d)

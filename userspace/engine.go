@@ -35,7 +35,7 @@ type Engine struct {
 	counts   EngineCounts
 	counters DatapathCounters // the Go datapath's, which it counts under the lock
 	scratch  []Record         // reused by every sweep
-	order    []int32
+	order    []endOrder
 
 	hist *histories // per-packet history, nil when off
 }
@@ -352,17 +352,29 @@ func (e *Engine) Flush(reason EndReason, handOut func()) {
 func (e *Engine) queue(batch []Record) {
 	order := e.order[:0]
 	for i := range batch {
-		order = append(order, int32(i))
+		order = append(order, endOrder{batch[i].End, int32(i)})
 		e.counts.ended(&batch[i])
 	}
-	slices.SortStableFunc(order, func(a, b int32) int {
-		return cmpInt64(batch[a].End, batch[b].End)
+	// The end times and places sit together, apart from the large records: the
+	// sort touches nothing else.
+	slices.SortFunc(order, func(a, b endOrder) int {
+		if a.end != b.end {
+			return cmpInt64(a.end, b.end)
+		}
+		return int(a.i - b.i)
 	})
 	e.ended = slices.Grow(e.ended, len(batch))
-	for _, i := range order {
-		e.ended = append(e.ended, batch[i])
+	for _, o := range order {
+		e.ended = append(e.ended, batch[o.i])
 	}
 	e.scratch, e.order = batch[:0], order[:0]
+}
+
+// endOrder is a record of a sweep's batch to queue: its end time, and its place in
+// the batch, which orders flows that ended at the same instant.
+type endOrder struct {
+	end int64
+	i   int32
 }
 
 // TakeEnded returns the flows ended since the last call, in end order, and gives the

@@ -32,10 +32,11 @@ type Table interface {
 }
 
 // FlowTable is an open-addressing hash table from Key to State, built for the Go
-// datapath: a hit or an insert allocates nothing, entries sit densely in fixed-size
-// pages so a sweep walks memory in order and growing never copies a flow, and the
-// index holds a hash fragment so a probe rarely touches an entry that does not match.
-// It is not safe for concurrent use.
+// datapath: a hit or an insert allocates nothing, entries sit in fixed-size pages so
+// growing never copies a flow, and the index holds a hash fragment so a probe rarely
+// touches an entry that does not match. A removed flow's entry stays where it is,
+// free, and a new flow takes it: removing touches only the flow and its slot. It is
+// not safe for concurrent use.
 type FlowTable struct {
 	// slots: 0 is empty; otherwise the high 32 bits are the key's hash, whose low bits
 	// are also the home slot, and the low 32 bits are the entry index + 1.
@@ -44,11 +45,13 @@ type FlowTable struct {
 	pages []*[pageSize]flowEntry
 	stats []*[pageSize]FlowStats // beside the pages, when the table keeps statistics
 	keep  bool                   // keep statistics
-	base  int                    // entries in use: indices base .. n-1; base > 0 only while draining
+	base  int                    // entries in use lie in base .. n-1; base > 0 only while draining
 	n     int
+	live  int                    // entries in use; the others below n are free
+	free  int32                  // the first free entry's index + 1; links[].next chains the rest
 	seed  [6]uint64              // the hash's secret, random per table
 	wheel *deadlines             // the deadline index, once SetTimeouts is called
-	links []*[pageSize]wheelLink // the index's lists, beside the pages
+	links []*[pageSize]wheelLink // the index's lists, and the free entries', beside the pages
 	scan  bool                   // Expire walks the whole table instead (ScanExpiry)
 }
 
@@ -73,11 +76,14 @@ func (t *FlowTable) statsOf(i int) *FlowStats {
 // empty.
 func (t *FlowTable) KeepStatistics() { t.keep = true }
 
-// flowEntry is 128 bytes, two cache lines, and the pages hold them aligned.
+// flowEntry is 128 bytes, two cache lines, and the pages hold them aligned. A free
+// entry's key has protocol 0, which no flow has.
 type flowEntry struct {
 	key   Key
 	state State
 }
+
+func (e *flowEntry) free() bool { return e.key.Proto == 0 }
 
 // NewFlowTable returns a table sized for about hint flows without growing.
 func NewFlowTable(hint int) *FlowTable {
@@ -121,7 +127,7 @@ func mix(x, y uint64) uint64 {
 }
 
 // Len is the number of flows in the table.
-func (t *FlowTable) Len() int { return t.n - t.base }
+func (t *FlowTable) Len() int { return t.live }
 
 // Hash returns k's hash, to pass to UpsertHash and Prefetch.
 func (t *FlowTable) Hash(k *Key) uint64 { return t.hash(k) }
@@ -159,30 +165,21 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		slot := t.slots[i]
 		if slot == 0 {
-			if 2*(t.n-t.base+1) > len(t.slots) {
+			if 2*(t.live+1) > len(t.slots) {
 				t.grow()
 				return t.UpsertHash(k, h)
 			}
-			if t.n>>pageShift == len(t.pages) {
-				t.pages = append(t.pages, new([pageSize]flowEntry))
-			}
-			if t.keep && t.n>>pageShift == len(t.stats) {
-				t.stats = append(t.stats, new([pageSize]FlowStats))
-			}
-			if t.wheel != nil && t.n>>pageShift == len(t.links) {
-				t.links = append(t.links, new([pageSize]wheelLink))
-			}
-			idx := int32(t.n)
-			e := t.entry(t.n)
+			idx := t.newEntry()
+			e := t.entry(int(idx))
 			*e = flowEntry{key: *k}
-			st = t.statsOf(t.n)
+			st = t.statsOf(int(idx))
 			if st != nil {
 				*st = FlowStats{}
 			}
-			t.n++
-			t.slots[i] = tag | uint64(t.n)
+			t.live++
+			t.slots[i] = tag | uint64(idx+1)
+			*t.linkOf(idx) = wheelLink{}
 			if t.wheel != nil {
-				*t.linkOf(idx) = wheelLink{}
 				t.linkSlot(idx, unfiled)
 			}
 			return &e.state, st, idx, true
@@ -222,11 +219,29 @@ func (t *FlowTable) Lookup(k *Key) (State, *FlowStats, bool) {
 	return t.entry(idx).state, copyStats(t.statsOf(idx)), true
 }
 
+// newEntry returns a free entry's index, or a new one's.
+func (t *FlowTable) newEntry() int32 {
+	// While the table drains, new flows go after the end, which the drain reaches.
+	if t.free != 0 && t.base == 0 {
+		idx := t.free - 1
+		t.free = t.linkOf(idx).next
+		return idx
+	}
+	if t.n>>pageShift == len(t.pages) {
+		t.pages = append(t.pages, new([pageSize]flowEntry))
+		t.links = append(t.links, new([pageSize]wheelLink))
+		if t.keep {
+			t.stats = append(t.stats, new([pageSize]FlowStats))
+		}
+	}
+	t.n++
+	return int32(t.n - 1)
+}
+
 // Range calls yield for every flow until it returns false.
 func (t *FlowTable) Range(yield func(*Key, *State, *FlowStats) bool) {
 	for i := t.base; i < t.n; i++ {
-		e := t.entry(i)
-		if !yield(&e.key, &e.state, t.statsOf(i)) {
+		if e := t.entry(i); !e.free() && !yield(&e.key, &e.state, t.statsOf(i)) {
 			return
 		}
 	}
@@ -235,30 +250,31 @@ func (t *FlowTable) Range(yield func(*Key, *State, *FlowStats) bool) {
 // Reap removes every flow for which due returns true and passes its final state to
 // ended.
 func (t *FlowTable) Reap(due func(*Key, *State) bool, ended func(*Key, *State, *FlowStats)) {
-	// Walk down, so the entry that fills a removed hole has already been visited.
 	for i := t.n - 1; i >= t.base; i-- {
-		e := t.entry(i)
-		if due(&e.key, &e.state) {
+		if e := t.entry(i); !e.free() && due(&e.key, &e.state) {
 			ended(&e.key, &e.state, t.statsOf(i))
 			t.removeEntry(i)
 		}
 	}
 }
 
-// Drain removes up to max flows in the order of the table (the order they were
-// created, but for flows moved into the holes that removals left), passes each to
-// ended, and reports whether flows remain. Draining from the front moves no entry.
+// Drain removes up to max flows in the order of the table's entries (the order the
+// flows were created in, but for flows that took the entries of flows removed), passes
+// each to ended, and reports whether flows remain.
 func (t *FlowTable) Drain(max int, ended func(*Key, *State, *FlowStats)) (more bool) {
-	end := min(t.n, t.base+max)
-	for ; t.base < end; t.base++ {
+	for n := 0; n < max && t.base < t.n; t.base++ {
 		e := t.entry(t.base)
+		if e.free() {
+			continue
+		}
 		ended(&e.key, &e.state, t.statsOf(t.base))
 		t.clearSlot(t.slotOf(t.base))
-		if t.wheel != nil {
-			t.unlink(int32(t.base))
-		}
+		t.unlink(int32(t.base))
+		e.key.Proto = 0
+		t.live--
+		n++
 	}
-	if t.base == t.n {
+	if t.live == 0 {
 		t.Clear()
 		return false
 	}
@@ -275,33 +291,29 @@ func (t *FlowTable) Delete(k *Key) bool {
 	return true
 }
 
-// removeEntry removes entry idx: its slot is emptied with backward-shift deletion,
-// and the last entry moves into its place.
+// removeEntry removes entry idx: its slot is emptied with backward-shift deletion, and
+// the entry goes on the free list. No other entry moves.
 func (t *FlowTable) removeEntry(idx int) {
-	t.clearSlot(t.slotOf(idx))
-	if t.wheel != nil {
-		t.unlink(int32(idx))
-	}
-	last := t.n - 1 // idx >= base, so the hole is filled from the live entries
-	if idx != last {
-		s := t.slotOf(last)
-		*t.entry(idx) = *t.entry(last)
-		if t.keep {
-			*t.statsOf(idx) = *t.statsOf(last)
-		}
-		t.slots[s] = t.slots[s]&^0xFFFFFFFF | uint64(idx+1)
-		if t.wheel != nil {
-			*t.linkOf(int32(idx)) = *t.linkOf(int32(last))
-			t.relinked(int32(idx))
-		}
-	}
-	t.n--
+	t.removeEntryHash(idx, t.hash(&t.entry(idx).key))
+}
+
+// removeEntryHash is removeEntry for an entry whose key's Hash is h.
+func (t *FlowTable) removeEntryHash(idx int, h uint64) {
+	t.clearSlot(t.slotOfHash(idx, h))
+	t.unlink(int32(idx))
+	t.entry(idx).key.Proto = 0
+	t.linkOf(int32(idx)).next = t.free
+	t.free = int32(idx) + 1
+	t.live--
 }
 
 // slotOf returns the slot index that points at entry idx.
-func (t *FlowTable) slotOf(idx int) uint64 {
+func (t *FlowTable) slotOf(idx int) uint64 { return t.slotOfHash(idx, t.hash(&t.entry(idx).key)) }
+
+// slotOfHash is slotOf for an entry whose key's Hash is h.
+func (t *FlowTable) slotOfHash(idx int, h uint64) uint64 {
 	want := uint64(idx + 1)
-	for i := t.hash(&t.entry(idx).key) >> 32 & t.mask; ; i = (i + 1) & t.mask {
+	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
 		if t.slots[i]&0xFFFFFFFF == want {
 			return i
 		}
@@ -334,7 +346,7 @@ func (t *FlowTable) clearSlot(i uint64) {
 // Clear removes every flow, keeping the memory for reuse.
 func (t *FlowTable) Clear() {
 	clear(t.slots)
-	t.base, t.n = 0, 0
+	t.base, t.n, t.live, t.free = 0, 0, 0, 0
 	if w := t.wheel; w != nil {
 		clear(w.heads)
 		clear(w.used)
