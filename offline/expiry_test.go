@@ -3,10 +3,10 @@ package offline_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
