@@ -7,24 +7,23 @@ import (
 )
 
 // deadlines is a FlowTable's deadline index: a timer wheel that finds the flows due to
-// end without visiting the others. Each flow sits in one bucket of the wheel, the one
-// of a time at or before its deadline. A packet that moves a flow's deadline later
-// changes nothing here: the flow is looked at again when its bucket comes due, and
-// filed further on then if it is not due. Only a FIN or RST, which brings a deadline
-// closer, moves a flow at once (FlowTable.Track). So a sweep costs in proportion to
-// the flows that end, and to those whose bucket came due while they were busy, never
-// to the whole table.
+// end without visiting the others. Each flow is filed in one bucket of the wheel, the
+// one of a time at or before its deadline. A packet that moves a flow's deadline
+// later changes nothing here: the flow is looked at again when its bucket comes due,
+// and filed further on then if it is not due. Only a FIN or RST, which brings a
+// deadline closer, files a flow again at once (FlowTable.Track). So a sweep costs in
+// proportion to the flows that end, and to those whose bucket came due while they
+// were busy, never to the whole table.
 //
-// The buckets are lists threaded through an array beside the table's entries (one
-// wheelLink per entry, in pages like the entries), so the index allocates nothing per
-// flow and leaves the entries, which every packet touches, two cache lines each. A new entry goes first into a list
-// of its own, the unfiled one, which every sweep files before anything else, so a
-// flow is never missed even if nobody tracks it.
+// A bucket is an array of entry indices, which a sweep reads in order, loading the
+// entries well ahead of looking at them. Each entry's stamp, beside the entries, names
+// the bucket it is filed in: filing a flow again leaves its index in the old bucket,
+// where the sweep skips it, so that refiling costs one append.
 type deadlines struct {
 	timeouts Timeouts
-	width    int64    // ns of deadline per bucket
-	heads    []int32  // per bucket, then the unfiled list: the first entry's index + 1; 0: empty
-	used     []uint64 // a bit per bucket that has entries
+	width    int64     // ns of deadline per bucket
+	buckets  [][]int32 // per slot: the indices of the entries filed there
+	used     []uint64  // a bit per slot whose bucket has entries
 	// cursor is the absolute number (time / width) of the earliest bucket that may
 	// hold entries; every entry's bucket lies in [cursor, cursor+wheelBuckets).
 	cursor  int64
@@ -34,16 +33,16 @@ type deadlines struct {
 
 // pending is a flow a sweep met and keeps, with its deadline.
 type pending struct {
-	idx    int32
-	reason EndReason
-	end    int64
+	idx int32
+	end int64
 }
 
-// wheelBuckets is the number of buckets; unfiled is the slot of the unfiled list.
-const (
-	wheelBuckets = 4096
-	unfiled      = wheelBuckets
-)
+// wheelBuckets is the number of buckets.
+const wheelBuckets = 4096
+
+// notFiled is the stamp of an entry filed nowhere: free, drained, new and not tracked
+// yet, or in the hands of a sweep.
+const notFiled = math.MinInt32
 
 func newDeadlines(t Timeouts) *deadlines {
 	// A deadline is at most one idle timeout after the clock, and the clock at most
@@ -54,7 +53,7 @@ func newDeadlines(t Timeouts) *deadlines {
 	return &deadlines{
 		timeouts: t,
 		width:    width,
-		heads:    make([]int32, wheelBuckets+1),
+		buckets:  make([][]int32, wheelBuckets),
 		used:     make([]uint64, wheelBuckets/64),
 	}
 }
@@ -84,68 +83,42 @@ func (w *deadlines) bucket(d int64) int64 {
 	return min(max(w.floor(d), w.cursor), w.cursor+wheelBuckets-1)
 }
 
-// wheelLink is an entry's place in the deadline index's lists: next is the next
-// entry's index + 1 (0: last); prev the previous entry's index + 1, or when the entry
-// comes first, -(its list's slot + 1); 0 when in no list.
-type wheelLink struct{ next, prev int32 }
-
-func (t *FlowTable) linkOf(i int32) *wheelLink { return &t.links[i>>pageShift][i&pageMask] }
-
-// linkSlot puts entry i first in the list of slot.
-func (t *FlowTable) linkSlot(i, slot int32) {
-	w := t.wheel
-	e := t.linkOf(i)
-	first := w.heads[slot]
-	e.next, e.prev = first, -(slot + 1)
-	if first != 0 {
-		t.linkOf(first - 1).prev = i + 1
+// stamp is the stamp of absolute bucket b. Buckets a multiple of 2^32 apart would
+// share it, but the wheel spans 4096.
+func stamp(b int64) int32 {
+	s := int32(b)
+	if s == notFiled {
+		s++ // a bucket whose stamp would say "nowhere": the one after shares its stamp
 	}
-	w.heads[slot] = i + 1
-	if slot < wheelBuckets {
-		w.used[slot>>6] |= 1 << (slot & 63)
-	}
+	return s
 }
 
-// link puts entry i into bucket b (absolute).
-func (t *FlowTable) link(i int32, b int64) {
-	t.linkSlot(i, int32(b&(wheelBuckets-1)))
+func (t *FlowTable) stampOf(i int32) *int32 { return &t.stamps[i>>pageShift][i&pageMask] }
+
+// file files entry i in bucket b (absolute).
+func (t *FlowTable) file(i int32, b int64) {
+	w := t.wheel
+	*t.stampOf(i) = stamp(b)
+	slot := b & (wheelBuckets - 1)
+	w.buckets[slot] = append(w.buckets[slot], i)
+	w.used[slot>>6] |= 1 << (slot & 63)
 }
 
-// unlink takes entry i out of its list, if it is in one.
-func (t *FlowTable) unlink(i int32) {
+// take returns the indices filed in bucket b's slot and empties it; give hands the
+// array back for the slot to reuse.
+func (t *FlowTable) take(b int64) []int32 {
 	w := t.wheel
-	if w == nil {
-		return
-	}
-	e := t.linkOf(i)
-	switch {
-	case e.prev > 0:
-		t.linkOf(e.prev - 1).next = e.next
-	case e.prev < 0:
-		slot := -e.prev - 1
-		w.heads[slot] = e.next
-		if e.next == 0 && slot < wheelBuckets {
-			w.used[slot>>6] &^= 1 << (slot & 63)
-		}
-	default:
-		return // in no list
-	}
-	if e.next != 0 {
-		t.linkOf(e.next - 1).prev = e.prev
-	}
-	e.next, e.prev = 0, 0
+	slot := b & (wheelBuckets - 1)
+	w.used[slot>>6] &^= 1 << (slot & 63)
+	return w.buckets[slot]
 }
 
-// take empties the list of slot and returns its first entry's index + 1; the rest
-// follow through next.
-func (t *FlowTable) take(slot int32) int32 {
+func (t *FlowTable) give(b int64, idx []int32) {
 	w := t.wheel
-	first := w.heads[slot]
-	w.heads[slot] = 0
-	if slot < wheelBuckets {
-		w.used[slot>>6] &^= 1 << (slot & 63)
+	slot := b & (wheelBuckets - 1)
+	if len(w.buckets[slot]) == len(idx) && len(idx) > 0 && &w.buckets[slot][0] == &idx[0] {
+		w.buckets[slot] = idx[:0] // nothing was filed here meanwhile
 	}
-	return first
 }
 
 // nextUsed returns the first bucket at or after b (absolute) that holds entries, or
@@ -171,8 +144,7 @@ func (t *FlowTable) Track(i int32) {
 		return
 	}
 	_, d := t.wheel.timeouts.Deadline(&t.entry(int(i)).state)
-	t.unlink(i)
-	t.link(i, t.wheel.bucket(d))
+	t.file(i, t.wheel.bucket(d))
 }
 
 // SetTimeouts gives the table the timeouts that decide its flows' deadlines, and
@@ -181,30 +153,40 @@ func (t *FlowTable) SetTimeouts(to Timeouts) {
 	t.wheel = newDeadlines(to)
 }
 
-// expireList visits the entries of a list taken from the wheel, unlinking each: it
-// ends those due at now, and keeps the others to file again.
-func (t *FlowTable) expireList(i int32, now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) {
+// sweepAhead is how many indices ahead of the one it looks at a sweep loads an entry.
+const sweepAhead = 8
+
+// expireBucket looks at the entries filed in bucket b: it ends those due at now, and
+// keeps the others to file again.
+func (t *FlowTable) expireBucket(b int64, now int64, ended func(*Key, *State, *FlowStats, EndReason, int64)) {
 	w := t.wheel
-	for i != 0 {
-		idx := i - 1
-		l := t.linkOf(idx)
-		i = l.next
-		l.next, l.prev = 0, 0
-		if i != 0 {
-			// The next entry's state, while this one is looked at.
-			prefetch(uintptr(unsafe.Pointer(&t.entry(int(i - 1)).state)))
+	s := stamp(b)
+	idx := t.take(b)
+	for j, i := range idx {
+		if j+sweepAhead < len(idx) {
+			t.prefetchState(idx[j+sweepAhead])
 		}
-		e := t.entry(int(idx))
+		if *t.stampOf(i) != s {
+			continue // filed again elsewhere since, or no longer a flow
+		}
+		e := t.entry(int(i))
 		reason, d := w.timeouts.Deadline(&e.state)
 		if d > now {
-			w.keep = append(w.keep, pending{idx, reason, d})
+			*t.stampOf(i) = notFiled
+			w.keep = append(w.keep, pending{i, d})
 			continue
 		}
 		h := t.hash(&e.key)
 		t.PrefetchSlot(h) // the removal's, while the flow is handed out
-		ended(&e.key, &e.state, t.statsOf(int(idx)), reason, d)
-		t.removeEntryHash(int(idx), h)
+		ended(&e.key, &e.state, t.statsOf(int(i)), reason, d)
+		t.removeEntryHash(int(i), h)
 	}
+	t.give(b, idx)
+}
+
+// prefetchState starts loading entry i's state.
+func (t *FlowTable) prefetchState(i int32) {
+	prefetch(uintptr(unsafe.Pointer(&t.entry(int(i)).state)))
 }
 
 // Expire removes the flows whose deadline is at or before now, passing each one's final
@@ -217,17 +199,22 @@ func (t *FlowTable) Expire(now int64, ended func(*Key, *State, *FlowStats, EndRe
 	w := t.wheel
 	w.start(now)
 	w.keep = w.keep[:0]
-	t.expireList(t.take(unfiled), now, ended)
+	for _, i := range t.unfiled { // new flows nobody tracked: Upsert's
+		if *t.stampOf(i) == notFiled && !t.entry(int(i)).free() {
+			t.Track(i)
+		}
+	}
+	t.unfiled = t.unfiled[:0]
 	target := w.floor(now)
 	last := min(target, w.cursor+wheelBuckets-1)
 	for b, ok := w.nextUsed(w.cursor); ok && b <= last; b, ok = w.nextUsed(b + 1) {
-		t.expireList(t.take(int32(b&(wheelBuckets-1))), now, ended)
+		t.expireBucket(b, now, ended)
 	}
 	// Every bucket up to the clock's is empty now, even after a gap in time longer
 	// than the wheel: the flows not due are filed from the clock's bucket on.
 	w.cursor = max(w.cursor, target)
 	for _, p := range w.keep {
-		t.link(p.idx, w.bucket(p.end))
+		t.file(p.idx, w.bucket(p.end))
 	}
 	return t.earliest()
 }
@@ -239,17 +226,27 @@ func (t *FlowTable) earliest() int64 {
 	w := t.wheel
 	for b, ok := w.nextUsed(w.cursor); ok; b, ok = w.nextUsed(b + 1) {
 		next := int64(math.MaxInt64)
-		for i := t.take(int32(b & (wheelBuckets - 1))); i != 0; {
-			idx := i - 1
-			i = t.linkOf(idx).next
-			_, d := w.timeouts.Deadline(&t.entry(int(idx)).state)
-			db := w.bucket(d)
-			if db <= b {
-				next = min(next, d)
-				db = b
+		s := stamp(b)
+		idx := t.take(b)
+		keep := w.keep[:0]
+		for _, i := range idx {
+			if *t.stampOf(i) != s {
+				continue
 			}
-			t.link(idx, db)
+			_, d := w.timeouts.Deadline(&t.entry(int(i)).state)
+			if db := w.bucket(d); db > b {
+				t.file(i, db)
+				continue
+			}
+			next = min(next, d)
+			*t.stampOf(i) = notFiled // filed again below, once
+			keep = append(keep, pending{i, d})
 		}
+		t.give(b, idx)
+		for _, p := range keep {
+			t.file(p.idx, b)
+		}
+		w.keep = keep[:0]
 		if next != math.MaxInt64 {
 			return next
 		}

@@ -40,19 +40,20 @@ type Table interface {
 type FlowTable struct {
 	// slots: 0 is empty; otherwise the high 32 bits are the key's hash, whose low bits
 	// are also the home slot, and the low 32 bits are the entry index + 1.
-	slots []uint64
-	mask  uint64
-	pages []*[pageSize]flowEntry
-	stats []*[pageSize]FlowStats // beside the pages, when the table keeps statistics
-	keep  bool                   // keep statistics
-	base  int                    // entries in use lie in base .. n-1; base > 0 only while draining
-	n     int
-	live  int                    // entries in use; the others below n are free
-	free  int32                  // the first free entry's index + 1; links[].next chains the rest
-	seed  [6]uint64              // the hash's secret, random per table
-	wheel *deadlines             // the deadline index, once SetTimeouts is called
-	links []*[pageSize]wheelLink // the index's lists, and the free entries', beside the pages
-	scan  bool                   // Expire walks the whole table instead (ScanExpiry)
+	slots   []uint64
+	mask    uint64
+	pages   []*[pageSize]flowEntry
+	stats   []*[pageSize]FlowStats // beside the pages, when the table keeps statistics
+	keep    bool                   // keep statistics
+	base    int                    // entries in use lie in base .. n-1; base > 0 only while draining
+	n       int
+	live    int                // entries in use; the others below n are free
+	free    []int32            // free entries below n, the last freed last
+	seed    [6]uint64          // the hash's secret, random per table
+	wheel   *deadlines         // the deadline index, once SetTimeouts is called
+	stamps  []*[pageSize]int32 // the deadline index's stamp of each entry, beside the pages
+	unfiled []int32            // new entries from Upsert, for the next sweep to file
+	scan    bool               // Expire walks the whole table instead (ScanExpiry)
 }
 
 const (
@@ -152,14 +153,20 @@ func (t *FlowTable) PrefetchEntry(h uint64) {
 
 // Upsert returns the state and statistics (nil unless kept) for k, inserting zero
 // ones when k is absent; created reports the insert. The pointers are valid until
-// the next Upsert or removal.
+// the next Upsert or removal. A new flow is looked at by the next sweep, and filed
+// under its deadline then.
 func (t *FlowTable) Upsert(k *Key) (s *State, st *FlowStats, created bool) {
-	s, st, _, created = t.UpsertHash(k, t.hash(k))
+	s, st, i, created := t.UpsertHash(k, t.hash(k))
+	if created && t.wheel != nil {
+		t.unfiled = append(t.unfiled, i)
+	}
 	return s, st, created
 }
 
-// UpsertHash is Upsert for a key whose Hash is h. It also returns the entry's index,
-// for Track, valid until the next removal.
+// UpsertHash is Upsert for a key whose Hash is h, for a datapath: a new flow is filed
+// in the deadline index only when the datapath calls Track, once it has set the
+// flow's state. It also returns the entry's index, for Track, valid until the flow is
+// removed.
 func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int32, created bool) {
 	tag := h >> 32 << 32
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
@@ -178,10 +185,7 @@ func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int
 			}
 			t.live++
 			t.slots[i] = tag | uint64(idx+1)
-			*t.linkOf(idx) = wheelLink{}
-			if t.wheel != nil {
-				t.linkSlot(idx, unfiled)
-			}
+			*t.stampOf(idx) = notFiled
 			return &e.state, st, idx, true
 		}
 		if slot&^0xFFFFFFFF == tag {
@@ -222,14 +226,14 @@ func (t *FlowTable) Lookup(k *Key) (State, *FlowStats, bool) {
 // newEntry returns a free entry's index, or a new one's.
 func (t *FlowTable) newEntry() int32 {
 	// While the table drains, new flows go after the end, which the drain reaches.
-	if t.free != 0 && t.base == 0 {
-		idx := t.free - 1
-		t.free = t.linkOf(idx).next
+	if len(t.free) > 0 && t.base == 0 {
+		idx := t.free[len(t.free)-1]
+		t.free = t.free[:len(t.free)-1]
 		return idx
 	}
 	if t.n>>pageShift == len(t.pages) {
 		t.pages = append(t.pages, new([pageSize]flowEntry))
-		t.links = append(t.links, new([pageSize]wheelLink))
+		t.stamps = append(t.stamps, new([pageSize]int32))
 		if t.keep {
 			t.stats = append(t.stats, new([pageSize]FlowStats))
 		}
@@ -269,7 +273,7 @@ func (t *FlowTable) Drain(max int, ended func(*Key, *State, *FlowStats)) (more b
 		}
 		ended(&e.key, &e.state, t.statsOf(t.base))
 		t.clearSlot(t.slotOf(t.base))
-		t.unlink(int32(t.base))
+		*t.stampOf(int32(t.base)) = notFiled
 		e.key.Proto = 0
 		t.live--
 		n++
@@ -300,10 +304,9 @@ func (t *FlowTable) removeEntry(idx int) {
 // removeEntryHash is removeEntry for an entry whose key's Hash is h.
 func (t *FlowTable) removeEntryHash(idx int, h uint64) {
 	t.clearSlot(t.slotOfHash(idx, h))
-	t.unlink(int32(idx))
+	*t.stampOf(int32(idx)) = notFiled
 	t.entry(idx).key.Proto = 0
-	t.linkOf(int32(idx)).next = t.free
-	t.free = int32(idx) + 1
+	t.free = append(t.free, int32(idx))
 	t.live--
 }
 
@@ -346,9 +349,11 @@ func (t *FlowTable) clearSlot(i uint64) {
 // Clear removes every flow, keeping the memory for reuse.
 func (t *FlowTable) Clear() {
 	clear(t.slots)
-	t.base, t.n, t.live, t.free = 0, 0, 0, 0
+	t.base, t.n, t.live, t.free, t.unfiled = 0, 0, 0, t.free[:0], t.unfiled[:0]
 	if w := t.wheel; w != nil {
-		clear(w.heads)
+		for i := range w.buckets {
+			w.buckets[i] = w.buckets[i][:0]
+		}
 		clear(w.used)
 	}
 }
