@@ -321,7 +321,7 @@ func (e *Engine) sweep() {
 
 // FlushChunk is how many flows Flush ends at a time: the queue of ended flows never
 // holds more than this many at the end of a capture, however many are active.
-const FlushChunk = 4096
+const FlushChunk = 1024
 
 // flushChunk ends up to FlushChunk flows of the table with the given reason, at the
 // clock, and reports whether flows remain. They all end at once, so they are queued
