@@ -163,8 +163,14 @@ func (t *FlowTable) expireBucket(b int64, now int64, ended func(*Key, *State, *F
 	s := stamp(b)
 	idx := t.take(b)
 	for j, i := range idx {
+		// The entry eight ahead, and the slot of the one four ahead, whose entry
+		// is at hand by now: most flows a sweep meets end, and their removal
+		// touches the slot.
 		if j+sweepAhead < len(idx) {
-			t.prefetchState(idx[j+sweepAhead])
+			t.prefetchEntry(idx[j+sweepAhead])
+		}
+		if j+sweepAhead/2 < len(idx) {
+			t.PrefetchSlot(t.hash(&t.entry(int(idx[j+sweepAhead/2])).key))
 		}
 		if *t.stampOf(i) != s {
 			continue // filed again elsewhere since, or no longer a flow
@@ -176,17 +182,18 @@ func (t *FlowTable) expireBucket(b int64, now int64, ended func(*Key, *State, *F
 			w.keep = append(w.keep, pending{i, d})
 			continue
 		}
-		h := t.hash(&e.key)
-		t.PrefetchSlot(h) // the removal's, while the flow is handed out
 		ended(&e.key, &e.state, t.statsOf(int(i)), reason, d)
-		t.removeEntryHash(int(i), h)
+		t.removeEntry(int(i))
 	}
 	t.give(b, idx)
 }
 
-// prefetchState starts loading entry i's state.
-func (t *FlowTable) prefetchState(i int32) {
-	prefetch(uintptr(unsafe.Pointer(&t.entry(int(i)).state)))
+// prefetchEntry starts loading entry i, both its cache lines, and its stamp.
+func (t *FlowTable) prefetchEntry(i int32) {
+	e := uintptr(unsafe.Pointer(t.entry(int(i))))
+	prefetch(e)
+	prefetch(e + 64)
+	prefetch(uintptr(unsafe.Pointer(t.stampOf(i))))
 }
 
 // Expire removes the flows whose deadline is at or before now, passing each one's final

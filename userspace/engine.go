@@ -304,16 +304,16 @@ func (e *Engine) Apply(evs []Event, stats bool) {
 func (e *Engine) sweep() {
 	began := time.Now()
 	now := e.now
-	batch := e.scratch[:0]
+	start := len(e.ended)
 	hs := e.hist
 	next := e.table.Expire(now, func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
-		batch = append(batch, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
+		e.ended = append(e.ended, Record{Key: *k, State: *s, Stats: copyStats(st), Reason: reason, End: min(end, now), History: hs.take(k, s)})
 	})
 	// Flows created from now on live at least the unmarked timeout; those that
 	// stay set their own bound.
 	e.nextDue = min(now+int64(e.timeout.unmarked()), next)
 	e.wake = max(e.nextSweep, e.nextDue)
-	e.queue(batch)
+	e.sortEnded(start)
 	took := time.Since(began)
 	e.collecting += took
 	e.counts.Sweeps.observe(took)
@@ -345,29 +345,48 @@ func (e *Engine) Flush(reason EndReason, handOut func()) {
 	}
 }
 
-// queue appends a batch of ended flows to the queue in the order they ended. Flows
-// that ended at the same instant keep the table's order, which depends only on the
-// packets, so a replay always reports in the same order. It sorts indices, not the
-// records, which are large.
+// queue appends a batch of ended flows to the queue in the order they ended (see
+// sortEnded).
 func (e *Engine) queue(batch []Record) {
-	order := e.order[:0]
-	for i := range batch {
-		order = append(order, endOrder{batch[i].End, int32(i)})
-		e.counts.ended(&batch[i])
+	start := len(e.ended)
+	e.ended = append(e.ended, batch...)
+	e.sortEnded(start)
+	e.scratch = batch[:0]
+}
+
+// sortEnded counts the flows queued from start on, and puts them in the order they
+// ended. Flows that ended at the same instant keep the order they were queued in,
+// which depends only on the packets, so a replay always reports in the same order.
+// A sweep finds flows in about the order of their deadlines, often exactly: then
+// nothing moves. Otherwise it sorts the end times with the places, apart from the
+// records, which are large.
+func (e *Engine) sortEnded(start int) {
+	tail := e.ended[start:]
+	sorted := true
+	for i := range tail {
+		e.counts.ended(&tail[i])
+		if i > 0 && tail[i].End < tail[i-1].End {
+			sorted = false
+		}
 	}
-	// The end times and places sit together, apart from the large records: the
-	// sort touches nothing else.
+	if sorted {
+		return
+	}
+	order := e.order[:0]
+	for i := range tail {
+		order = append(order, endOrder{tail[i].End, int32(i)})
+	}
 	slices.SortFunc(order, func(a, b endOrder) int {
 		if a.end != b.end {
 			return cmpInt64(a.end, b.end)
 		}
 		return int(a.i - b.i)
 	})
-	e.ended = slices.Grow(e.ended, len(batch))
-	for _, o := range order {
-		e.ended = append(e.ended, batch[o.i])
+	copied := append(e.scratch[:0], tail...)
+	for j, o := range order {
+		tail[j] = copied[o.i]
 	}
-	e.scratch, e.order = batch[:0], order[:0]
+	e.scratch, e.order = copied[:0], order[:0]
 }
 
 // endOrder is a record of a sweep's batch to queue: its end time, and its place in
