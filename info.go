@@ -68,7 +68,11 @@ func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 	return SweepHistogram{Bounds: userspace.SweepBounds[:], Counts: append([]uint64(nil), h.Counts[:]...), Sum: h.Sum}
 }
 
-// Info reads the parser's counters. It visits every active flow once.
+// Info reads the parser's counters. It visits every active flow once. Live, it reads
+// the kernel's map without holding what the reader of the kernel's events needs, and
+// calls that come while a walk of the map is under way share the next one, so
+// however often Info is called (by scrapes of the metrics, say), the events and
+// packet records keep flowing.
 func (p *Parser) Info() Info {
 	st := p.eng.Stats()
 	hs := &st.History

@@ -337,8 +337,13 @@ func (e *Engine) flushChunk(reason EndReason) (more bool) {
 
 // Flush ends every flow with the given reason, a chunk of FlushChunk at a time, and
 // calls handOut after each chunk, outside the lock, so the queue never holds more than
-// a chunk however many flows are active.
+// a chunk however many flows are active. It is the end: no packet record may come
+// after it (live, the reader has taken the last event), so it no longer remembers
+// ended flows for records that come late.
 func (e *Engine) Flush(reason EndReason, handOut func()) {
+	e.mu.Lock()
+	e.hist.noLateRecords()
+	e.mu.Unlock()
 	for more := true; more; {
 		more = e.flushChunk(reason)
 		handOut()

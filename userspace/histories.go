@@ -163,6 +163,14 @@ func (hs *histories) late(k *Key, r *PacketRecord) bool {
 	return ok && r.Time <= last
 }
 
+// noLateRecords forgets the flows that ended, and stops remembering them: no record
+// can come late any more.
+func (hs *histories) noLateRecords() {
+	if hs != nil {
+		hs.recent, hs.older = nil, nil
+	}
+}
+
 // newSweep forgets the flows that ended two sweeps ago: the records they had left to
 // send have arrived, since the reader catches up before each sweep.
 func (hs *histories) newSweep() {
