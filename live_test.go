@@ -161,14 +161,22 @@ func TestLiveCLI(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv")
+	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv", "-v")
 	var stdout strings.Builder
 	stderr := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second) // attached by then; nothing to wait on but time
+	// With -v it logs when the programs are attached; loading them can take
+	// seconds on a busy machine.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "msg=attached"); {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("not attached after 30 s; stderr:\n%s", stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	udpEcho(t, 41001, 3, 50)
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {

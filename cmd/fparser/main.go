@@ -239,6 +239,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		queue.put(&f)
 	}
+	// From here on a Ctrl-C or SIGTERM stops the parser the clean way, even one that
+	// comes while the programs are being attached.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p, err = fparser.New(source, &fparser.Options{
 		FlowTimeout:   c.flowTimeout,
 		FinTimeout:    c.finTimeout,
@@ -274,7 +278,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 		logger.Info("serving metrics", "url", "http://"+srv.Addr().String()+"/metrics")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	var endProgress func()
 	if c.read != "" && !c.quiet && isTerminal(stderr) {
 		endProgress = showProgress(p, stderr)
