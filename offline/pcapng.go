@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -19,6 +20,14 @@ const (
 	ngOptionTSResolution = 9
 	ngOptionTSOffset     = 14
 	ngBlockMin           = 12 // type, length and the length again
+
+	// ngMaxBlock is the largest block the reader takes: far above any packet
+	// (pcap's records stop at maxSnaplen), and a bound on what a compressed file's
+	// length field can make it hold in memory.
+	ngMaxBlock = 16 << 20
+	// ngMaxInterfaces is how many interfaces a section may describe: their memory is
+	// 16 B each, 1 MiB at most, whatever the file.
+	ngMaxInterfaces = 1 << 16
 )
 
 // ngSection is what a pcapng section says of itself and its interfaces. Each section
@@ -26,16 +35,24 @@ const (
 type ngSection struct {
 	big    bool
 	ifaces []ngInterface
+	// clocks holds what each if_tsresol value makes of a timestamp, filled in as
+	// interfaces name them, so that an interface costs 16 B however many there are.
+	clocks [256]ngClock
 }
 
 // ngInterface is an interface description block: the link type and how the
 // interface's timestamps turn into time.
 type ngInterface struct {
-	link    uint32
-	snaplen uint32
-	// A timestamp is units of 1/perSecond seconds since offset seconds past the
-	// epoch; its fraction becomes ns as ·scaleUp/scaleDown.
-	perSecond, scaleUp, scaleDown, offset uint64
+	offset     uint64 // if_tsoffset: seconds to add to every timestamp
+	snaplen    uint32
+	link       uint16
+	resolution uint8 // if_tsresol: its clock in the section's clocks
+}
+
+// ngClock turns timestamps of one resolution into time: a timestamp is units of
+// 1/perSecond seconds, whose fraction becomes ns as ·scaleUp/scaleDown.
+type ngClock struct {
+	perSecond, scaleUp, scaleDown uint64
 }
 
 func (sec *ngSection) u16(b []byte) uint16 {
@@ -82,6 +99,9 @@ func (s *Source) ngBlockSize(rest []byte) (int, error) {
 	if size < ngBlockMin || size%4 != 0 {
 		return 0, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: a block of %d bytes (want a multiple of 4, at least 12)", size))
 	}
+	if size > ngMaxBlock {
+		return 0, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: a block of %d bytes (the reader takes up to %d)", size, ngMaxBlock))
+	}
 	return int(size), nil
 }
 
@@ -119,16 +139,19 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 		} else {
 			idx = uint32(sec.u16(body))
 		}
-		capLen := sec.u32(body[12:])
+		capLen, wire := sec.u32(body[12:]), sec.u32(body[16:])
 		if uint64(capLen) > uint64(len(body)-20) {
 			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: a packet of %d bytes in a block of %d", capLen, size))
+		}
+		if capLen > wire { // as the pcap reader refuses it
+			return false, s.fail(s.n+1, s.offset, fmt.Errorf("capture length exceeds original packet length: %d > %d", capLen, wire))
 		}
 		iface, err := s.ngInterfaceOf(idx)
 		if err != nil {
 			return false, err
 		}
 		ts := uint64(sec.u32(body[4:]))<<32 | uint64(sec.u32(body[8:]))
-		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(sec.u32(body[16:])), LinkType: iface.link, Time: iface.time(ts)}
+		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: sec.time(iface, ts)}
 		return true, nil
 	case ngSimplePacket:
 		if len(body) < 4 {
@@ -143,7 +166,7 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 		if iface.snaplen != 0 {
 			capLen = min(capLen, uint64(iface.snaplen))
 		}
-		*f = Frame{Data: body[4 : 4+capLen : 4+capLen], Wire: int(wire), LinkType: iface.link, Time: zeroTime}
+		*f = Frame{Data: body[4 : 4+capLen : 4+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: zeroTime}
 		return true, nil
 	}
 	return false, nil // statistics, name resolution, secrets, custom: nothing to count
@@ -157,7 +180,7 @@ func (s *Source) ngInterfaceOf(idx uint32) (*ngInterface, error) {
 		return nil, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: packet on interface %d, which section %d does not describe (it has %d)", idx, s.sections, len(sec.ifaces)))
 	}
 	iface := &sec.ifaces[idx]
-	if !SupportedLink(iface.link) {
+	if !SupportedLink(uint32(iface.link)) {
 		return nil, s.fail(s.n+1, s.offset, fmt.Errorf("%w %d on interface %d", ErrUnsupportedLink, iface.link, idx))
 	}
 	return iface, nil
@@ -169,8 +192,10 @@ func (s *Source) ngDescribe(body []byte) error {
 	if len(body) < 8 {
 		return s.fail(s.n+1, s.offset, errors.New("pcapng: an interface description cut short"))
 	}
-	iface := ngInterface{link: uint32(sec.u16(body)), snaplen: sec.u32(body[4:])}
-	resolution := uint8(6) // µs, unless the options say otherwise
+	if len(sec.ifaces) >= ngMaxInterfaces {
+		return s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: section %d describes more than %d interfaces", s.sections, ngMaxInterfaces))
+	}
+	iface := ngInterface{link: sec.u16(body), snaplen: sec.u32(body[4:]), resolution: 6} // µs, unless the options say otherwise
 	for opts := body[8:]; len(opts) >= 4; {
 		code, n := sec.u16(opts), int(sec.u16(opts[2:]))
 		if code == ngOptionEnd {
@@ -182,7 +207,7 @@ func (s *Source) ngDescribe(body []byte) error {
 		v := opts[4 : 4+n]
 		switch {
 		case code == ngOptionTSResolution && n >= 1 && v[0] != 0:
-			resolution = v[0]
+			iface.resolution = v[0]
 		case code == ngOptionTSOffset && n >= 8:
 			iface.offset = sec.u64(v)
 		}
@@ -190,34 +215,39 @@ func (s *Source) ngDescribe(body []byte) error {
 	}
 	// 2^-e or 10^-e seconds per unit; the fraction is scaled in integers, as pcap
 	// readers have done, so that every reader gives the same times.
-	exp := resolution & 0x7F
+	exp := iface.resolution & 0x7F
 	if exp > 63 {
 		return s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: timestamp resolution exponent %d is too high", exp))
 	}
-	if resolution&0x80 != 0 {
-		iface.perSecond = 1 << exp
+	c := &sec.clocks[iface.resolution]
+	if iface.resolution&0x80 != 0 {
+		c.perSecond = 1 << exp
 	} else {
-		iface.perSecond = 1
+		c.perSecond = 1
 		for range exp {
-			iface.perSecond *= 10
+			c.perSecond *= 10
 		}
 	}
-	iface.scaleUp, iface.scaleDown = 1, 1
-	if iface.perSecond < 1e9 {
-		iface.scaleUp = 1e9 / iface.perSecond
+	c.scaleUp, c.scaleDown = 1, 1
+	if c.perSecond < 1e9 {
+		c.scaleUp = 1e9 / c.perSecond
 	} else {
-		iface.scaleDown = iface.perSecond / 1e9
+		c.scaleDown = c.perSecond / 1e9
+	}
+	if len(sec.ifaces) == cap(sec.ifaces) { // double, so that growing costs 2× the end size, not 5×
+		sec.ifaces = slices.Grow(sec.ifaces, max(8, len(sec.ifaces)))
 	}
 	sec.ifaces = append(sec.ifaces, iface)
 	return nil
 }
 
-// time turns a timestamp of the interface into ns since the epoch.
-func (iface *ngInterface) time(ts uint64) int64 {
-	if iface.perSecond == 0 {
+// time turns a timestamp of interface iface into ns since the epoch.
+func (sec *ngSection) time(iface *ngInterface, ts uint64) int64 {
+	c := &sec.clocks[iface.resolution]
+	if c.perSecond == 0 {
 		return zeroTime // a resolution whose units wrapped to nothing
 	}
-	sec := int64(ts/iface.perSecond + iface.offset)
-	frac := int64(ts % iface.perSecond * iface.scaleUp / iface.scaleDown)
-	return time.Unix(sec, frac).UnixNano()
+	secs := int64(ts/c.perSecond + iface.offset)
+	frac := int64(ts % c.perSecond * c.scaleUp / c.scaleDown)
+	return time.Unix(secs, frac).UnixNano()
 }

@@ -2,11 +2,14 @@ package offline
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/gopacket/gopacket/pcapgo"
@@ -182,5 +185,131 @@ func TestPcapngTimesAsPcapgo(t *testing.T) {
 		if i >= len(frames) || frames[i].Time != ci.Timestamp.UnixNano() || frames[i].Wire != ci.Length {
 			t.Fatalf("packet %d: fparser %+v, pcapgo %v %d", i, frames[i], ci.Timestamp.UnixNano(), ci.Length)
 		}
+	}
+}
+
+// TestPcapngLyingLengths: a block whose trailing length differs from its leading one,
+// and a packet whose capture length exceeds its length on the wire, are refused with
+// their packet number and offset, as the pcap reader refuses a record that lies so.
+func TestPcapngLyingLengths(t *testing.T) {
+	good := func() *ngFile {
+		w := &ngFile{order: binary.LittleEndian}
+		w.section()
+		w.iface(LinkRaw, 0, 0)
+		w.packet(0, 1, []byte("first"))
+		return w
+	}
+	head := good().b.Len() // where the second packet's block starts
+
+	trailing := good()
+	trailing.packet(0, 2, []byte("second"))
+	b := trailing.b.Bytes()
+	binary.LittleEndian.PutUint32(b[len(b)-4:], uint32(len(b)-head+4))
+
+	wire := good()
+	body := binary.LittleEndian.AppendUint32(nil, 0)
+	body = binary.LittleEndian.AppendUint64(body, 2)
+	body = binary.LittleEndian.AppendUint32(body, 6) // captured
+	body = binary.LittleEndian.AppendUint32(body, 5) // on the wire
+	wire.block(ngEnhancedPacket, append(body, "second"...))
+
+	for _, c := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"trailing length", b, "block's two lengths differ"},
+		{"capture longer than wire", wire.b.Bytes(), "capture length exceeds original packet length: 6 > 5"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			frames, err := readFrames(t, writeTestFile(t, c.file))
+			if len(frames) != 1 {
+				t.Errorf("%d frames before the error, want the first", len(frames))
+			}
+			var ce *CaptureError
+			if !errors.As(err, &ce) || !errors.Is(err, ErrBadCapture) {
+				t.Fatalf("got %v, want a *CaptureError", err)
+			}
+			if ce.Packet != 2 || ce.Offset != int64(head) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %q (packet %d at %d), want packet 2 at byte %d: %s", err, ce.Packet, ce.Offset, head, c.want)
+			}
+		})
+	}
+}
+
+// TestPcapngInterfacesBounded: interface descriptions cost the reader memory of the
+// order of their own size, at most ngMaxInterfaces of them a section, and a section
+// that describes more is refused, however well the file compresses. A packet on the
+// last interface allowed reads.
+func TestPcapngInterfacesBounded(t *testing.T) {
+	describe := func(n int, packetOn uint32) []byte {
+		w := &ngFile{order: binary.LittleEndian}
+		w.section()
+		for range n {
+			w.iface(LinkRaw, 0, 0)
+		}
+		w.packet(packetOn, 1, []byte("packet"))
+		return w.b.Bytes()
+	}
+	allocated := func(path string) (uint64, []Frame, error) {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		frames, err := readFrames(t, path)
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc, frames, err
+	}
+
+	most := describe(ngMaxInterfaces, ngMaxInterfaces-1)
+	alloc, frames, err := allocated(writeTestFile(t, most))
+	if err != nil || len(frames) != 1 {
+		t.Fatalf("%d interfaces: %d frames, %v", ngMaxInterfaces, len(frames), err)
+	}
+	// Reading buffers, and the interfaces' 16 B grown by doubling: less than the
+	// 24 B blocks that describe them.
+	if limit := uint64(3*readBuffer + len(most)); alloc > limit {
+		t.Errorf("%d interfaces in %d bytes: allocated %d (limit %d)", ngMaxInterfaces, len(most), alloc, limit)
+	}
+
+	// Two million interfaces, 48 MB that gzip makes about 120 KB of.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(describe(2_000_000, 0))
+	zw.Close()
+	alloc, frames, err = allocated(writeTestFile(t, gz.Bytes()))
+	var ce *CaptureError
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "more than 65536 interfaces") {
+		t.Fatalf("2M interfaces: got %v, want them refused", err)
+	}
+	// A section header of 28 B, and interface descriptions of 24 B.
+	if past := int64(28 + 24*ngMaxInterfaces); len(frames) != 0 || ce.Offset != past {
+		t.Errorf("refused at byte %d after %d frames, want at %d (the interface past the limit)", ce.Offset, len(frames), past)
+	}
+	if limit := uint64(3*readBuffer + 2*16*ngMaxInterfaces); alloc > limit {
+		t.Errorf("2M interfaces in %d gzip bytes: allocated %d (limit %d)", gz.Len(), alloc, limit)
+	}
+}
+
+// TestPcapngBlockBounded: a block longer than ngMaxBlock is refused before it is read,
+// however well the file compresses.
+func TestPcapngBlockBounded(t *testing.T) {
+	w := &ngFile{order: binary.LittleEndian}
+	w.section()
+	w.iface(LinkRaw, 0, 0)
+	w.block(0x0BAD, make([]byte, ngMaxBlock))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(w.b.Bytes())
+	zw.Close()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := readFrames(t, writeTestFile(t, gz.Bytes()))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "the reader takes up to 16777216") {
+		t.Fatalf("a %d-byte block: %v, want it refused", ngMaxBlock+12, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*readBuffer {
+		t.Errorf("refusing it allocated %d bytes", alloc)
 	}
 }

@@ -393,8 +393,8 @@ const maxSnaplen = 262144
 func (s *Source) Next(f *Frame) error {
 	for s.oneNext >= len(s.one.Frames) {
 		s.oneNext = 0
-		err := s.ReadBatch(&s.one)
-		if len(s.one.Frames) == 0 {
+		// A batch of blocks that hold no packet has no frame and no error.
+		if err := s.ReadBatch(&s.one); len(s.one.Frames) == 0 && err != nil {
 			return err
 		}
 	}

@@ -40,6 +40,8 @@ type record struct {
 	frame []byte
 	iface int
 	wire  int
+	// section is the pcapng section the packet is in, for a capture of several.
+	section int
 }
 
 // Capture is a generated capture file.
@@ -62,6 +64,7 @@ func All() []Capture {
 		{Name: "truncated.pcap", build: truncated, link: layers.LinkTypeEthernet, snaplen: 64, write: writePcap},
 		{Name: "linktypes.pcapng", build: linktypes, write: writeLinktypes},
 		{Name: "nanoseconds.pcap.gz", build: nanoseconds, link: layers.LinkTypeRaw, write: writeNanoGzip},
+		{Name: "sections.pcapng", build: sections, write: writeSections},
 	}
 }
 
@@ -143,6 +146,44 @@ func writeLinktypes(w io.Writer, _ *Capture, recs []record) error {
 		}
 	}
 	return nw.Flush()
+}
+
+// sectionLinks are the interfaces of each section of sections.pcapng: the second
+// section has fewer interfaces than the first and another link type for interface 0;
+// the third swaps the first's two.
+var sectionLinks = [][]layers.LinkType{
+	{layers.LinkTypeEthernet, layers.LinkTypeRaw},
+	{276}, // Linux SLL2, as "tcpdump -i any" writes it
+	{layers.LinkTypeRaw, layers.LinkTypeEthernet},
+}
+
+// writeSections writes one pcapng section per entry of sectionLinks, one after the
+// other, as concatenating pcapng files does.
+func writeSections(w io.Writer, _ *Capture, recs []record) error {
+	for sec, links := range sectionLinks {
+		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fparser edge-case generator"}}
+		nw, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: "if0", LinkType: links[0], SnapLength: 65535}, opts)
+		if err != nil {
+			return err
+		}
+		for i, lt := range links[1:] {
+			if _, err := nw.AddInterface(pcapgo.NgInterface{Name: "if" + string(rune('1'+i)), LinkType: lt, SnapLength: 65535}); err != nil {
+				return err
+			}
+		}
+		for _, r := range recs {
+			if r.section != sec {
+				continue
+			}
+			if err := nw.WritePacket(ci(r, len(r.frame)), r.frame); err != nil {
+				return err
+			}
+		}
+		if err := nw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -306,6 +347,35 @@ func linktypes() []record {
 		recs = append(recs, record{at: ms(i), frame: frame, iface: i})
 	}
 	return recs
+}
+
+// sections: a UDP exchange and a TCP handshake that go on across the three sections
+// of sections.pcapng, and a UDP exchange within each, every packet framed for the
+// link type of its own section's interface. A reader that kept an earlier section's
+// interfaces reads SLL2 as Ethernet and Ethernet as raw IP.
+func sections() []record {
+	udp := func(sport, dport uint16, src, dst netip.Addr, n int) []byte {
+		return pb.IPv4{Src: src, Dst: dst, Proto: pb.ProtoUDP}.Build(pb.UDP(sport, dport, make([]byte, n)))
+	}
+	tcp := func(sport, dport uint16, src, dst netip.Addr, flags uint8, seq, ack uint32) []byte {
+		return pb.IPv4{Src: src, Dst: dst, Proto: pb.ProtoTCP}.Build(pb.TCP(sport, dport, flags, seq, ack, nil))
+	}
+	ether := func(ip []byte) []byte { return pb.Ethernet(pb.EtherIPv4, nil, ip) }
+	sll2 := func(ip []byte) []byte { // protocol, reserved, ifindex, ARPHRD, packet type, address length, 8 address bytes
+		return append([]byte{0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 4, 6, 2, 0, 0, 0, 0, 1, 0, 0}, ip...)
+	}
+	return []record{
+		{at: ms(0), frame: ether(udp(9100, 53, hostA, hostB, 30)), section: 0, iface: 0},
+		{at: ms(1), frame: tcp(41000, 80, hostA, hostC, pb.SYN, 1, 0), section: 0, iface: 1},
+		{at: ms(2), frame: tcp(80, 41000, hostC, hostA, pb.SYN|pb.ACK, 7, 2), section: 0, iface: 1},
+		{at: ms(3), frame: ether(udp(9101, 53, hostA, hostB, 31)), section: 0, iface: 0},
+		{at: ms(4), frame: sll2(udp(53, 9100, hostB, hostA, 90)), section: 1, iface: 0},
+		{at: ms(5), frame: sll2(udp(9102, 53, hostA, hostB, 32)), section: 1, iface: 0},
+		{at: ms(6), frame: sll2(udp(53, 9102, hostB, hostA, 92)), section: 1, iface: 0},
+		{at: ms(7), frame: udp(9100, 53, hostA, hostB, 33), section: 2, iface: 0},
+		{at: ms(8), frame: ether(tcp(41000, 80, hostA, hostC, pb.ACK, 2, 8)), section: 2, iface: 1},
+		{at: ms(9), frame: udp(53, 9101, hostB, hostA, 91), section: 2, iface: 0},
+	}
 }
 
 // nanoseconds: a nanosecond-resolution raw-IP pcap, gzip-compressed, whose packets are
