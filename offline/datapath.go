@@ -370,7 +370,7 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		if s.Marks == 0 {
 			// The kernel sends an event here; the engine learns the flow may now end
 			// after the shorter FIN timeout.
-			tx.Schedule(now + int64(d.timeout.FIN))
+			tx.Schedule(userspace.After(now, d.timeout.FIN))
 			marked = true
 		}
 		if flags&userspace.FlagFIN != 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -151,7 +152,11 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 			return false, err
 		}
 		ts := uint64(sec.u32(body[4:]))<<32 | uint64(sec.u32(body[8:]))
-		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: sec.time(iface, ts)}
+		t, ok := sec.time(iface, ts)
+		if !ok {
+			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: timestamp %d on interface %d is past 2262-04-11T23:47:15Z or as far before 1970, which int64 ns cannot hold", ts, idx))
+		}
+		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: t}
 		return true, nil
 	case ngSimplePacket:
 		if len(body) < 4 {
@@ -241,13 +246,25 @@ func (s *Source) ngDescribe(body []byte) error {
 	return nil
 }
 
-// time turns a timestamp of interface iface into ns since the epoch.
-func (sec *ngSection) time(iface *ngInterface, ts uint64) int64 {
+// lastSecond is the last second whose every instant int64 ns since the epoch hold:
+// 2262-04-11T23:47:15Z, and as far before 1970.
+const lastSecond = math.MaxInt64/1_000_000_000 - 1
+
+// time turns a timestamp of interface iface into ns since the epoch; it is false when
+// the time is too far from 1970 for ns to hold.
+func (sec *ngSection) time(iface *ngInterface, ts uint64) (int64, bool) {
 	c := &sec.clocks[iface.resolution]
 	if c.perSecond == 0 {
-		return zeroTime // a resolution whose units wrapped to nothing
+		return zeroTime, true // a resolution whose units wrapped to nothing
 	}
-	secs := int64(ts/c.perSecond + iface.offset)
+	whole, offset := ts/c.perSecond, int64(iface.offset) // if_tsoffset is signed
+	if whole > 1<<62 || offset > 1<<62 || offset < -1<<62 {
+		return 0, false
+	}
+	secs := int64(whole) + offset
+	if secs > lastSecond || secs < -lastSecond {
+		return 0, false
+	}
 	frac := int64(ts % c.perSecond * c.scaleUp / c.scaleDown)
-	return time.Unix(secs, frac).UnixNano()
+	return secs*1e9 + frac, true
 }

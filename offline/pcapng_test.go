@@ -6,11 +6,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 )
@@ -155,9 +157,18 @@ func TestPcapngTimesAsPcapgo(t *testing.T) {
 	for i, r := range resolutions {
 		w.iface(LinkEthernet, r, uint64(i*1000))
 	}
-	for i := range resolutions {
+	for i, r := range resolutions {
+		perSecond := math.Pow(10, float64(r))
+		if r&0x80 != 0 {
+			perSecond = math.Pow(2, float64(r&0x7F))
+		} else if r == 0 {
+			perSecond = 1e6
+		}
 		for _, ts := range []uint64{0, 1, 999_999, 1_700_000_000_123_456, 1 << 40, 1<<63 + 12345} {
-			w.packet(uint32(i), ts, []byte{1, 2, 3, 4, 5})
+			// Times past 2262 are refused (TestPcapngTimesBeyond2262).
+			if float64(ts)/perSecond+float64(i*1000) < 9e9 {
+				w.packet(uint32(i), ts, []byte{1, 2, 3, 4, 5})
+			}
 		}
 	}
 	path := writeTestFile(t, w.b.Bytes())
@@ -185,6 +196,46 @@ func TestPcapngTimesAsPcapgo(t *testing.T) {
 		if i >= len(frames) || frames[i].Time != ci.Timestamp.UnixNano() || frames[i].Wire != ci.Length {
 			t.Fatalf("packet %d: fparser %+v, pcapgo %v %d", i, frames[i], ci.Timestamp.UnixNano(), ci.Length)
 		}
+	}
+}
+
+// TestPcapngTimesBeyond2262: a timestamp is read up to the last second int64 ns
+// since 1970 hold, 2262-04-11T23:47:15Z, and refused past it, with its packet and
+// offset, whatever the resolution and offset that take it there; before, it wrapped
+// around to some other time.
+func TestPcapngTimesBeyond2262(t *testing.T) {
+	last := time.Date(2262, 4, 11, 23, 47, 15, 999_999_999, time.UTC).UnixNano()
+	for _, c := range []struct {
+		name       string
+		resolution uint8
+		offset     uint64
+		ts         uint64
+		ok         bool
+	}{
+		{"ns, the last", 9, 0, uint64(last), true},
+		{"ns, one past", 9, 0, uint64(last) + 1, false},
+		{"µs, the last", 0, 0, uint64(last / 1000), true},
+		{"µs, far past", 0, 0, 1<<63 + 12345, false},
+		{"offset, the last", 9, 1 << 33, uint64(last) - 1<<33*1e9, true},
+		{"offset, past", 9, 1 << 33, uint64(last) - 1<<33*1e9 + 1e9, false},
+		{"negative offset, back in range", 6, uint64(1<<64 - 1_000_000), uint64(last/1000) + 1e12, true},
+		{"2^-64 s units, the top", 0x80 | 63, 0, 1<<64 - 1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := &ngFile{order: binary.LittleEndian}
+			w.section()
+			w.iface(LinkRaw, c.resolution, c.offset)
+			w.packet(0, c.ts, []byte("packet"))
+			frames, err := readFrames(t, writeTestFile(t, w.b.Bytes()))
+			switch {
+			case c.ok && (err != nil || len(frames) != 1):
+				t.Fatalf("%d frames, %v", len(frames), err)
+			case c.ok && frames[0].Time > last:
+				t.Errorf("time %d, past %d", frames[0].Time, last)
+			case !c.ok && (err == nil || !strings.Contains(err.Error(), "packet 1 at byte ") || !strings.Contains(err.Error(), ": pcapng: timestamp ") || len(frames) != 0):
+				t.Errorf("%d frames, %v; want the packet refused", len(frames), err)
+			}
+		})
 	}
 }
 

@@ -109,7 +109,7 @@ func ReplayPaced(ctx context.Context, src *Source, dp *Datapath, eng *userspace.
 				first, start = b.parsed[0].ts, time.Now()
 			}
 			// Count the packets whose time has come, at once.
-			elapsed := first + int64(float64(time.Since(start))*speed)
+			elapsed := userspace.After(first, time.Duration(float64(time.Since(start))*speed))
 			j := i
 			for j < len(b.parsed) && b.parsed[j].ts <= elapsed {
 				j++
@@ -135,7 +135,7 @@ func ReplayPaced(ctx context.Context, src *Source, dp *Datapath, eng *userspace.
 					t.Stop()
 				case <-t.C:
 				}
-				eng.Tick(min(first+int64(float64(time.Since(start))*speed), b.parsed[i].ts))
+				eng.Tick(min(userspace.After(first, time.Duration(float64(time.Since(start))*speed)), b.parsed[i].ts))
 				delivered()
 			}
 		}

@@ -49,7 +49,7 @@ func newDeadlines(t Timeouts) *deadlines {
 	// one idle timeout after the last sweep (the engine sweeps at the latest then):
 	// two idle timeouts and the cursor's own bucket cover every deadline.
 	const ms = 1_000_000
-	width := max(ms, (2*int64(t.Idle)+wheelBuckets-3)/(wheelBuckets-2))
+	width := max(ms, (2*int64(min(t.Idle, math.MaxInt64/4))+wheelBuckets-3)/(wheelBuckets-2))
 	return &deadlines{
 		timeouts: t,
 		width:    width,
@@ -79,7 +79,7 @@ func (w *deadlines) start(now int64) {
 // is looked at then, and filed further on).
 func (w *deadlines) bucket(d int64) int64 {
 	// Before any sweep: a deadline is at most an idle timeout after the clock.
-	w.start(d - int64(w.timeouts.Idle))
+	w.start(After(d, -w.timeouts.Idle))
 	return min(max(w.floor(d), w.cursor), w.cursor+wheelBuckets-1)
 }
 

@@ -215,11 +215,11 @@ func (e *Engine) advanceSlow(t int64) {
 	e.now = t
 	if e.start == 0 {
 		e.start = t
-		e.nextDue = t + int64(e.timeout.unmarked())
+		e.nextDue = After(t, e.timeout.unmarked())
 	} else {
 		e.sweep() // sets nextDue
 	}
-	e.nextSweep = t + int64(e.sweepEvery)
+	e.nextSweep = After(t, e.sweepEvery)
 	e.wake = max(e.nextSweep, e.nextDue)
 }
 
@@ -293,9 +293,9 @@ func (e *Engine) Apply(evs []Event, stats bool) {
 			e.end(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
 		case EventMark:
 			if e.shared != nil {
-				e.shared.Mark(&ev.Key, ev.Time+int64(e.timeout.FIN))
+				e.shared.Mark(&ev.Key, After(ev.Time, e.timeout.FIN))
 			} else {
-				e.schedule(ev.Time + int64(e.timeout.FIN))
+				e.schedule(After(ev.Time, e.timeout.FIN))
 			}
 		}
 	}
@@ -311,7 +311,7 @@ func (e *Engine) sweep() {
 	})
 	// Flows created from now on live at least the unmarked timeout; those that
 	// stay set their own bound.
-	e.nextDue = min(now+int64(e.timeout.unmarked()), next)
+	e.nextDue = min(After(now, e.timeout.unmarked()), next)
 	e.wake = max(e.nextSweep, e.nextDue)
 	e.sortEnded(start)
 	took := time.Since(began)

@@ -1,6 +1,9 @@
 package userspace
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Timeouts decide when a flow ends. Both the datapath (when a packet arrives for a flow
 // that is already over) and the engine's sweep apply them through Expired, so a result
@@ -19,9 +22,9 @@ var DefaultTimeouts = Timeouts{Idle: 600 * time.Second, FIN: 30 * time.Second}
 // earliest of its timeouts that apply.
 func (t *Timeouts) Deadline(s *State) (EndReason, int64) {
 	last := s.LastSeen()
-	reason, end := EndIdle, last+int64(t.Idle)
+	reason, end := EndIdle, After(last, t.Idle)
 	if s.Marks != 0 {
-		if fin := last + int64(t.FIN); fin <= end {
+		if fin := After(last, t.FIN); fin <= end {
 			reason, end = EndFIN, fin
 			if s.Marks&MarkRST != 0 {
 				reason = EndRST
@@ -29,7 +32,7 @@ func (t *Timeouts) Deadline(s *State) (EndReason, int64) {
 		}
 	}
 	if t.Active > 0 {
-		if act := s.FirstSeen() + int64(t.Active); act < end {
+		if act := After(s.FirstSeen(), t.Active); act < end {
 			reason, end = EndActive, act
 		}
 	}
@@ -59,4 +62,17 @@ func (t *Timeouts) unmarked() time.Duration {
 // shortest is the smallest timeout in force.
 func (t *Timeouts) shortest() time.Duration {
 	return min(t.unmarked(), t.FIN)
+}
+
+// After is time t plus d, or the last instant an int64 holds when that is later: a
+// flow whose timeout would pass after it ends only at the end of its capture, instead
+// of at once by an overflow (captures may be dated up to the year 2262).
+func After(t int64, d time.Duration) int64 {
+	if d > 0 && t > math.MaxInt64-int64(d) {
+		return math.MaxInt64
+	}
+	if d < 0 && t < math.MinInt64-int64(d) {
+		return math.MinInt64
+	}
+	return t + int64(d)
 }

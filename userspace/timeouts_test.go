@@ -133,3 +133,30 @@ func TestSweepReasonsComeFromEachFlow(t *testing.T) {
 		t.Errorf("ended %v, want %v", got, want)
 	}
 }
+
+// TestAfterSaturates: a deadline past the last instant int64 ns hold is that instant,
+// not a time long past.
+func TestAfterSaturates(t *testing.T) {
+	for _, c := range []struct {
+		t    int64
+		d    time.Duration
+		want int64
+	}{
+		{100, 5, 105},
+		{math.MaxInt64 - 10, 10, math.MaxInt64},
+		{math.MaxInt64 - 10, 11, math.MaxInt64},
+		{math.MaxInt64, math.MaxInt64, math.MaxInt64},
+		{math.MinInt64 + 10, -11, math.MinInt64},
+		{-100, -5, -105},
+	} {
+		if got := After(c.t, c.d); got != c.want {
+			t.Errorf("After(%d, %d) = %d, want %d", c.t, c.d, got, c.want)
+		}
+	}
+	to := DefaultTimeouts
+	var s State
+	s.Dir[0].First, s.Dir[0].Last, s.Dir[0].Packets = math.MaxInt64-1e9, math.MaxInt64-1e9, 1
+	if _, _, over := to.Expired(&s, math.MaxInt64-1); over {
+		t.Error("a flow 1 s before the last instant expired by its idle timeout")
+	}
+}
