@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -239,9 +238,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		queue.put(&f)
 	}
-	// From here on a Ctrl-C or SIGTERM stops the parser the clean way, even one that
-	// comes while the programs are being attached.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A Ctrl-C or SIGTERM stops the parser the clean way, even one that came while
+	// the programs were being attached (interrupts).
+	ctx, stop := onInterrupt()
 	defer stop()
 	p, err = fparser.New(source, &fparser.Options{
 		FlowTimeout:   c.flowTimeout,

@@ -137,6 +137,9 @@ func runTop(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 		speed = 0
 	}
 
+	// Before anything is attached (interrupts).
+	interrupted, stop := onInterrupt()
+	defer stop()
 	var logged strings.Builder // shown after the view closes
 	p, err := fparser.New(v.source, &fparser.Options{
 		FlowTimeout: flowTimeout, FinTimeout: finTimeout, Filter: filterExpr, Attach: attach,
@@ -171,9 +174,6 @@ func runTop(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 	winch := make(chan os.Signal, 1)
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -239,7 +239,7 @@ func runTop(args []string, stdin *os.File, stdout, stderr io.Writer) int {
 			draw()
 		case <-winch:
 			draw()
-		case <-sigs:
+		case <-interrupted.Done():
 			quit = true
 		case err := <-runDone:
 			v.ended = "capture replayed"
