@@ -129,13 +129,18 @@ func writeNanoGzip(w io.Writer, c *Capture, recs []record) error {
 }
 
 func writeLinktypes(w io.Writer, _ *Capture, recs []record) error {
+	return writeSection(w, []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, 276, layers.LinkTypeNull, layers.LinkTypeIPv4}, recs)
+}
+
+// writeSection writes a pcapng section with an interface of each link type, and the
+// records on them.
+func writeSection(w io.Writer, links []layers.LinkType, recs []record) error {
 	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fparser edge-case generator"}}
-	ifaces := []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeRaw, layers.LinkTypeLinuxSLL, 276, layers.LinkTypeNull, layers.LinkTypeIPv4}
-	nw, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: "if0", LinkType: ifaces[0], SnapLength: 65535}, opts)
+	nw, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: "if0", LinkType: links[0], SnapLength: 65535}, opts)
 	if err != nil {
 		return err
 	}
-	for i, lt := range ifaces[1:] {
+	for i, lt := range links[1:] {
 		if _, err := nw.AddInterface(pcapgo.NgInterface{Name: "if" + string(rune('1'+i)), LinkType: lt, SnapLength: 65535}); err != nil {
 			return err
 		}
@@ -161,25 +166,13 @@ var sectionLinks = [][]layers.LinkType{
 // other, as concatenating pcapng files does.
 func writeSections(w io.Writer, _ *Capture, recs []record) error {
 	for sec, links := range sectionLinks {
-		opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{Application: "fparser edge-case generator"}}
-		nw, err := pcapgo.NewNgWriterInterface(w, pcapgo.NgInterface{Name: "if0", LinkType: links[0], SnapLength: 65535}, opts)
-		if err != nil {
-			return err
-		}
-		for i, lt := range links[1:] {
-			if _, err := nw.AddInterface(pcapgo.NgInterface{Name: "if" + string(rune('1'+i)), LinkType: lt, SnapLength: 65535}); err != nil {
-				return err
-			}
-		}
+		var in []record
 		for _, r := range recs {
-			if r.section != sec {
-				continue
-			}
-			if err := nw.WritePacket(ci(r, len(r.frame)), r.frame); err != nil {
-				return err
+			if r.section == sec {
+				in = append(in, r)
 			}
 		}
-		if err := nw.Flush(); err != nil {
+		if err := writeSection(w, links, in); err != nil {
 			return err
 		}
 	}
