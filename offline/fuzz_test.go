@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/fparser/fparser/userspace"
 )
@@ -29,8 +30,9 @@ func seedCaptures(f *testing.F) {
 
 // FuzzSource feeds arbitrary files to the capture reader: it must end every file
 // with io.EOF or an error that wraps ErrBadCapture, never panic, hand out no frame
-// longer than the file, and allocate nothing in proportion to a length field the
-// file does not back.
+// longer than the file, allocate nothing in proportion to a length field the file
+// does not back (and, compressed, no more than the reader's limits allow whatever
+// the file inflates to), and read it within a few seconds.
 func FuzzSource(f *testing.F) {
 	seedCaptures(f)
 	dir := f.TempDir()
@@ -41,6 +43,7 @@ func FuzzSource(f *testing.F) {
 		}
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		began := time.Now()
 		src, err := Open(path)
 		if err != nil {
 			if !errors.Is(err, ErrBadCapture) {
@@ -65,11 +68,23 @@ func FuzzSource(f *testing.F) {
 				t.Fatalf("packet %d: %d bytes from a %d-byte file", n+1, len(fr.Data), len(data))
 			}
 		}
+		took := time.Since(began)
 		runtime.ReadMemStats(&after)
 		// The reader's buffers (two of readBuffer with gzip), and what the data
-		// itself backs, with room for the runtime's own.
-		if alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(3*readBuffer+64*len(data)+(1<<20)); alloc > limit && !gzipped(data) {
+		// itself backs, with room for the runtime's own. Compressed, the data backs
+		// as much as it inflates to, but no block may pass ngMaxBlock (grown to it
+		// by doubling) and no section's interfaces 16 B·ngMaxInterfaces (likewise).
+		limit := uint64(3*readBuffer + 64*len(data) + (1 << 20))
+		if gzipped(data) {
+			limit += 2*ngMaxBlock + 2*16*ngMaxInterfaces
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > limit {
 			t.Fatalf("reading a %d-byte file allocated %d bytes (limit %d)", len(data), alloc, limit)
+		}
+		// A safety bound, far above the milliseconds a fuzzed file takes: a reader
+		// that loops or inflates without end fails here rather than hanging.
+		if took > 5*time.Second {
+			t.Fatalf("reading a %d-byte file took %v", len(data), took)
 		}
 	})
 }
