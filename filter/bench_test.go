@@ -1,6 +1,7 @@
 package filter_test
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -55,5 +56,32 @@ func BenchmarkCompile(b *testing.B) {
 		if _, err := filter.Compile("tcp port 443 and not net 10.0.0.0/8", filter.Ethernet); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkCompileHostile is the time and allocation of compiling, or refusing, the
+// hostile shapes at 10 kB, 1 MB and 10 MB, and the slowest expressions found that
+// stay within the limits (refused only once laid out, or compiled).
+func BenchmarkCompileHostile(b *testing.B) {
+	type input struct{ name, expr string }
+	var inputs []input
+	for _, h := range hostile {
+		for _, size := range []int{10_000, 1_000_000, 10_000_000} {
+			inputs = append(inputs, input{fmt.Sprintf("%s/%dB", h.name, size), h.build(size)})
+		}
+	}
+	for _, sep := range []string{" or ", " and "} {
+		inputs = append(inputs,
+			input{"limits/2340 vlan" + sep, chain(2340, func(int) string { return "vlan" }, sep)},
+			input{"limits/1365 tcp" + sep, chain(1365, func(int) string { return "tcp" }, sep)},
+			input{"limits/800 ip6 host" + sep, chain(800, func(i int) string { return fmt.Sprintf("ip6 host 2001:db8::%x", i) }, sep)})
+	}
+	for _, in := range inputs {
+		b.Run(in.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				filter.Compile(in.expr, filter.Ethernet)
+			}
+		})
 	}
 }

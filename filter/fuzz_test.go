@@ -3,11 +3,14 @@ package filter_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/offline"
@@ -33,9 +36,38 @@ func fuzzFrames(f *testing.F) [][]byte {
 	return frames
 }
 
+// fuzzTimeBound turns a compile that takes far longer than it should (milliseconds)
+// into a failure, with room for a busy machine and the race detector.
+const fuzzTimeBound = 5 * time.Second
+
+// bounded runs f and fails the test if it does not return within fuzzTimeBound or
+// allocates more than the package doc's bound.
+func bounded(t *testing.T, what string, expr string, f func()) {
+	t.Helper()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(fuzzTimeBound):
+		t.Fatalf("%s of %d bytes (%.100q...): not done in %v", what, len(expr), expr, fuzzTimeBound)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > allocBound {
+		t.Fatalf("%s of %d bytes (%.100q...): %d bytes allocated, more than %d", what, len(expr), expr, alloc, allocBound)
+	}
+}
+
 // FuzzCompile feeds arbitrary expressions to the filter compiler: it compiles them or
-// refuses them with an ErrFilter, never panics; what it compiles passes the classic
-// checker, runs on real frames, and round-trips through tcpdump -ddd's text.
+// refuses them with an ErrFilter, never panics, within the time and allocation
+// bounds whatever their size; what it compiles passes the classic checker, runs on
+// real frames, and round-trips through tcpdump -ddd's text. The seeds are the
+// oracle's expressions and the hostile shapes at a few sizes, for the fuzzer to
+// grow.
 func FuzzCompile(f *testing.F) {
 	if file, err := os.Open("testdata/expressions.txt"); err == nil {
 		sc := bufio.NewScanner(file)
@@ -46,10 +78,17 @@ func FuzzCompile(f *testing.F) {
 		}
 		file.Close()
 	}
+	for _, h := range hostile {
+		for _, size := range []int{300, 4 << 10, 64 << 10} {
+			f.Add(h.build(size))
+		}
+	}
 	frames := fuzzFrames(f)
 	links := []filter.Link{filter.Ethernet, {Type: 101}, {Type: 113}, {Type: 276}, {Type: 0}, {Type: 0, BigEndian: true}}
 	f.Fuzz(func(t *testing.T, expr string) {
-		flt, err := filter.Parse(expr)
+		var flt *filter.Filter
+		var err error
+		bounded(t, "Parse", expr, func() { flt, err = filter.Parse(expr) })
 		if err != nil {
 			if !errorsIsFilter(err) {
 				t.Fatalf("Parse(%q): %v, not an ErrFilter", expr, err)
@@ -57,7 +96,8 @@ func FuzzCompile(f *testing.F) {
 			return
 		}
 		for _, l := range links {
-			p, err := flt.Compile(l)
+			var p *filter.Program
+			bounded(t, fmt.Sprintf("Compile for link type %d", l.Type), expr, func() { p, err = flt.Compile(l) })
 			if err != nil {
 				if !errorsIsFilter(err) {
 					t.Fatalf("Compile(%q, %+v): %v, not an ErrFilter", expr, l, err)

@@ -145,7 +145,33 @@ func newLink(l Link) (*link, error) {
 
 // gen lowers the syntax tree for one link type.
 type gen struct {
-	lk *link
+	lk        *link
+	generated int // instructions generated so far, against MaxCode
+}
+
+// spend counts the instructions of a primitive's code, and refuses the expression
+// once they pass MaxCode, before the layout (whose cost grows with the code) runs.
+func (g *gen) spend(c code) (code, error) {
+	g.generated += size(c)
+	if g.generated > MaxCode {
+		return nil, &Error{Msg: fmt.Sprintf("the expression generates more than %d instructions before optimization (a program may have %d)", MaxCode, MaxInsns), tooLarge: true}
+	}
+	return c, nil
+}
+
+// size is the number of instructions layout emits for c before optimizing.
+func size(c code) int {
+	switch c := c.(type) {
+	case test:
+		return len(c.stmts) + 1
+	case cAnd:
+		return size(c.l) + size(c.r)
+	case cOr:
+		return size(c.l) + size(c.r)
+	case cNot:
+		return size(c.x)
+	}
+	return 1 // cConst: a jump
 }
 
 func (g *gen) nl(vlans int) uint32 { return g.lk.nl + 4*uint32(vlans) }
@@ -229,6 +255,16 @@ func (g *gen) lower(n node) (code, error) {
 			return nil, err
 		}
 		return not(x), nil
+	}
+	c, err := g.primitive(n)
+	if err != nil {
+		return nil, err
+	}
+	return g.spend(c)
+}
+
+func (g *gen) primitive(n node) (code, error) {
+	switch n := n.(type) {
 	case protoNode:
 		return g.proto(n)
 	case hostNode:
@@ -624,5 +660,9 @@ func generate(root node, l Link) ([]bpf.RawInstruction, error) {
 	if err != nil {
 		return nil, err
 	}
-	return layout(c), nil
+	insns := layout(c)
+	if len(insns) > MaxInsns {
+		return nil, &Error{Msg: fmt.Sprintf("the program has %d instructions, more than classic BPF's %d", len(insns), MaxInsns), tooLarge: true}
+	}
+	return insns, nil
 }

@@ -75,47 +75,66 @@ func layout(c code) []bpf.RawInstruction {
 	e.drop(e.redundantLoads())
 	e.dropJumpsToNext()
 
-	// Conditional jumps reach 255 instructions; a longer one goes through ja, which
-	// reaches 2^32. Splitting lengthens other jumps, so repeat until none is too long.
-	for {
-		split := false
-		for i := 0; i < len(e.insns) && !split; i++ {
-			p := e.insns[i]
-			if !isCond(p) {
-				continue
-			}
-			if e.labels[p.jt]-(i+1) <= 255 && e.labels[p.jf]-(i+1) <= 255 {
-				continue
-			}
-			// jcond -> +0 (ja T) / +1 (ja F)
-			t, f := e.newLabel(), e.newLabel()
-			tramp := []pinsn{{raw: stmt(clsJMP|jJA, 0), jt: p.jt, jf: -1}, {raw: stmt(clsJMP|jJA, 0), jt: p.jf, jf: -1}}
-			e.insns[i].jt, e.insns[i].jf = t, f
-			rest := append(tramp, e.insns[i+1:]...)
-			e.insns = append(e.insns[:i+1], rest...)
-			for l, at := range e.labels {
-				if at > i {
-					e.labels[l] = at + 2
-				}
-			}
-			e.labels[t], e.labels[f] = i+1, i+2
-			split = true
+	return e.place255()
+}
+
+// place255 writes the program out. Conditional jumps reach 255 instructions; a longer
+// one goes through ja, which reaches 2^32: "jcond +0 +1; ja T; ja F". Each split adds
+// two instructions after its jump, lengthening the jumps over it, so whether a jump
+// must be split depends on the splits between it and its targets, all later in the
+// program: deciding from the last jump to the first settles each once, with a
+// Fenwick tree counting the splits in a span.
+func (e *emitter) place255() []bpf.RawInstruction {
+	n := len(e.insns)
+	split := make([]bool, n)
+	tree := make([]int, n+1)          // Fenwick tree over split, 1-based
+	splitsBefore := func(x int) int { // splits at indices < x
+		s := 0
+		for ; x > 0; x -= x & -x {
+			s += tree[x]
 		}
-		if !split {
-			break
+		return s
+	}
+	for i := n - 1; i >= 0; i-- {
+		p := e.insns[i]
+		if !isCond(p) {
+			continue
+		}
+		far := func(label int) bool {
+			at := e.labels[label]
+			return at-(i+1)+2*(splitsBefore(at)-splitsBefore(i+1)) > 255
+		}
+		if far(p.jt) || far(p.jf) {
+			split[i] = true
+			for x := i + 1; x <= n; x += x & -x {
+				tree[x]++
+			}
 		}
 	}
-
-	out := make([]bpf.RawInstruction, len(e.insns))
+	pos := make([]int, n+1) // where each instruction ends up
+	for i, extra := 0, 0; i <= n; i++ {
+		pos[i] = i + extra
+		if i < n && split[i] {
+			extra += 2
+		}
+	}
+	out := make([]bpf.RawInstruction, 0, pos[n])
+	to := func(label, from int) int { return pos[e.labels[label]] - (from + 1) }
 	for i, p := range e.insns {
-		out[i] = p.raw
+		r := p.raw
 		switch {
 		case isJA(p):
-			out[i].K = uint32(e.labels[p.jt] - (i + 1))
+			r.K = uint32(to(p.jt, pos[i]))
+		case isCond(p) && split[i]:
+			r.Jt, r.Jf = 0, 1
+			out = append(out, r)
+			r = stmt(clsJMP|jJA, uint32(to(p.jt, pos[i]+1)))
+			out = append(out, r)
+			r = stmt(clsJMP|jJA, uint32(to(p.jf, pos[i]+2)))
 		case isCond(p):
-			out[i].Jt = uint8(e.labels[p.jt] - (i + 1))
-			out[i].Jf = uint8(e.labels[p.jf] - (i + 1))
+			r.Jt, r.Jf = uint8(to(p.jt, pos[i])), uint8(to(p.jf, pos[i]))
 		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -145,17 +164,22 @@ func (e *emitter) drop(remove []bool) bool {
 }
 
 // dropJumpsToNext removes jumps to the very next instruction, which is where control
-// goes anyway.
+// goes anyway, including those that only jump over jumps removed. Jumps go forward,
+// so deciding from the last instruction to the first sees what follows each settled.
 func (e *emitter) dropJumpsToNext() {
-	for {
-		remove := make([]bool, len(e.insns))
-		for i, p := range e.insns {
-			remove[i] = isJA(p) && e.labels[p.jt] == i+1
-		}
-		if !e.drop(remove) {
-			return
+	n := len(e.insns)
+	remove := make([]bool, n)
+	kept := make([]int, n+1) // kept[x]: the first instruction kept at or after x
+	kept[n] = n
+	for i := n - 1; i >= 0; i-- {
+		p := e.insns[i]
+		remove[i] = isJA(p) && kept[e.labels[p.jt]] == kept[i+1]
+		kept[i] = i
+		if remove[i] {
+			kept[i] = kept[i+1]
 		}
 	}
+	e.drop(remove)
 }
 
 // regValue is what a register is known to hold: the result of one instruction
@@ -263,79 +287,115 @@ func (e *emitter) unreachable() []bool {
 	return remove
 }
 
-// fact is what a path knows of a packet load: its value, or values it is not.
+// knowledge is what a path knows of packet loads: facts, sorted by load, each that
+// the load equals a value or that it differs from one. A load has one "equals" fact
+// or any number of "differs" facts. A knowledge is never changed once made, so
+// paths share it; it holds at most maxFacts facts, the ones learnt first (a path
+// that knows less only threads fewer jumps), so that copying it costs little.
+type knowledge []fact
+
 type fact struct {
-	eq bool
-	v  uint32
-	ne []uint32
+	load regValue
+	eq   bool
+	v    uint32
 }
 
-type knowledge map[regValue]fact
+const maxFacts = 32
 
+func loadLess(a, b regValue) bool { return a.op < b.op || a.op == b.op && a.k < b.k }
+
+// facts returns the index of load's first fact and the facts about it.
+func (k knowledge) facts(l regValue) (int, knowledge) {
+	lo, hi := 0, len(k)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if loadLess(k[m].load, l) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	end := lo
+	for end < len(k) && k[end].load == l {
+		end++
+	}
+	return lo, k[lo:end:end]
+}
+
+// with adds a fact about l. An equality already known says more than anything
+// added; a new equality replaces what was known to differ.
 func (k knowledge) with(l regValue, f fact) knowledge {
-	out := make(knowledge, len(k)+1)
-	for key, v := range k {
-		out[key] = v
+	f.load = l
+	at, old := k.facts(l)
+	if len(old) > 0 && old[0].eq {
+		return k
 	}
-	if old, ok := out[l]; ok && !f.eq && !old.eq {
-		f.ne = append(append([]uint32(nil), old.ne...), f.ne...)
-	} else if ok && old.eq {
-		return out // equality already says more
+	if !f.eq {
+		for _, o := range old {
+			if o.v == f.v {
+				return k
+			}
+		}
+		at += len(old)
+		old = nil
 	}
-	out[l] = f
+	if len(k)-len(old)+1 > maxFacts {
+		return k
+	}
+	out := make(knowledge, 0, len(k)-len(old)+1)
+	out = append(append(append(out, k[:at]...), f), k[at+len(old):]...)
 	return out
 }
 
-// meetKnowledge keeps what both paths know.
-func meetKnowledge(a, b knowledge, aReached bool) knowledge {
-	if !aReached {
-		return b
-	}
-	out := knowledge{}
-	for l, fa := range a {
-		fb, ok := b[l]
-		if !ok {
+// meetKnowledge keeps what both paths know: the same equality, or the values both
+// know a load differs from.
+func meetKnowledge(a, b knowledge) knowledge {
+	var out knowledge
+	for i := 0; i < len(a); {
+		_, fa := a.facts(a[i].load)
+		i += len(fa)
+		_, fb := b.facts(fa[0].load)
+		if len(fb) == 0 || fa[0].eq != fb[0].eq {
 			continue
 		}
-		switch {
-		case fa.eq && fb.eq && fa.v == fb.v:
-			out[l] = fa
-		case !fa.eq && !fb.eq:
-			var both []uint32
-			for _, x := range fa.ne {
-				for _, y := range fb.ne {
-					if x == y {
-						both = append(both, x)
-						break
-					}
-				}
+		if fa[0].eq {
+			if fa[0].v == fb[0].v {
+				out = append(out, fa[0])
 			}
-			if len(both) > 0 {
-				out[l] = fact{ne: both}
+			continue
+		}
+		for _, x := range fa {
+			for _, y := range fb {
+				if x.v == y.v {
+					out = append(out, x)
+					break
+				}
 			}
 		}
 	}
 	return out
 }
 
-// outcome is a conditional jump's result on a load the path knows, if it is decided.
-func outcome(f fact, op uint16, k uint32) (taken, decided bool) {
-	if f.eq {
+// outcome is a conditional jump's result on a load the path knows facts about, if
+// they decide it.
+func outcome(fs knowledge, op uint16, k uint32) (taken, decided bool) {
+	if fs[0].eq {
+		v := fs[0].v
 		switch op & 0xf0 {
 		case jJEQ:
-			return f.v == k, true
+			return v == k, true
 		case jJGT:
-			return f.v > k, true
+			return v > k, true
 		case jJGE:
-			return f.v >= k, true
+			return v >= k, true
 		case jJSET:
-			return f.v&k != 0, true
+			return v&k != 0, true
 		}
 		return false, false
 	}
 	if op&0xf0 == jJEQ {
-		for _, v := range f.ne {
-			if v == k {
+		for _, f := range fs {
+			if f.v == k {
 				return false, true
 			}
 		}
@@ -357,14 +417,13 @@ func (e *emitter) threadJumps() {
 	reached := make([]bool, n+1)
 	aHolds := make([]regValue, n+1) // what A holds on entry, when every path agrees
 	reached[0] = true
-	known[0] = knowledge{}
 	at := func(l int) int { return e.labels[l] }
 	flow := func(to int, k knowledge, a regValue) {
 		if !reached[to] {
 			known[to], aHolds[to], reached[to] = k, a, true
 			return
 		}
-		known[to] = meetKnowledge(known[to], k, true)
+		known[to] = meetKnowledge(known[to], k)
 		if aHolds[to] != a {
 			aHolds[to] = regValue{}
 		}
@@ -384,12 +443,12 @@ func (e *emitter) threadJumps() {
 			if t+1 >= n || !isLoadABS(p.raw) || !isCond(e.insns[t+1]) || e.insns[t+1].raw.Op&srcX != 0 {
 				return label
 			}
-			f, ok := k[regValue{known: true, op: p.raw.Op, k: p.raw.K}]
-			if !ok {
+			_, fs := k.facts(regValue{known: true, op: p.raw.Op, k: p.raw.K})
+			if len(fs) == 0 {
 				return label
 			}
 			j := e.insns[t+1]
-			taken, decided := outcome(f, j.raw.Op, j.raw.K)
+			taken, decided := outcome(fs, j.raw.Op, j.raw.K)
 			if !decided {
 				return label
 			}
@@ -422,7 +481,7 @@ func (e *emitter) threadJumps() {
 			if a.known && p.raw.Op&srcX == 0 {
 				if p.raw.Op&0xf0 == jJEQ {
 					kt = k.with(a, fact{eq: true, v: p.raw.K})
-					kf = k.with(a, fact{ne: []uint32{p.raw.K}})
+					kf = k.with(a, fact{v: p.raw.K})
 				}
 			}
 			p.jt = resolve(p.jt, kt)

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 )
@@ -34,14 +35,17 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 func isHex(c byte) bool   { return isDigit(c) || (c|0x20) >= 'a' && (c|0x20) <= 'f' }
 func isAlpha(c byte) bool { return (c|0x20) >= 'a' && (c|0x20) <= 'z' }
 
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
 // lex splits an expression into tokens, as libpcap's scanner does for the syntax
 // fparser supports. Addresses are recognised by their shape, so "6:2" inside
-// brackets stays two numbers while "fe80::1" is one address.
+// brackets stays two numbers while "fe80::1" is one address. It reads each byte a
+// bounded number of times and stops at the token past MaxTokens.
 func lex(expr string) ([]token, error) {
 	var toks []token
 	i := 0
 	for {
-		for i < len(expr) && strings.IndexByte(" \t\r\n", expr[i]) >= 0 {
+		for i < len(expr) && isSpace(expr[i]) {
 			i++
 		}
 		if i == len(expr) {
@@ -49,6 +53,9 @@ func lex(expr string) ([]token, error) {
 			return toks, nil
 		}
 		start := i
+		if len(toks) == MaxTokens {
+			return nil, &Error{Col: start + 1, Msg: fmt.Sprintf("more than %d tokens", MaxTokens), tooLarge: true}
+		}
 		c := expr[i]
 		// Addresses first: they may begin with a hex letter or a colon.
 		if isHex(c) || c == ':' {
@@ -130,13 +137,25 @@ func lex(expr string) ([]token, error) {
 	}
 }
 
+// The longest addresses: an IPv6 address with an IPv4 tail
+// ("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255") and an Ethernet address with
+// separators ("01-02-03-04-05-06"). lexAddress reads no further, so that a long run
+// of hex digits and separators costs its length once, not once per token in it.
+const (
+	maxAddr6Len = 45
+	maxMACLen   = 17
+)
+
 // lexAddress recognises an IPv6 or Ethernet address at the start of s.
 func lexAddress(s string) (token, int, bool) {
 	n := 0
-	for n < len(s) && (isHex(s[n]) || s[n] == ':' || s[n] == '.') {
+	for n < len(s) && n <= maxAddr6Len && (isHex(s[n]) || s[n] == ':' || s[n] == '.') {
 		n++
 	}
 	run := s[:n]
+	if n > maxAddr6Len {
+		run = "" // too long for any address
+	}
 	if strings.Contains(run, ":") {
 		if _, ok := parseMAC(run); ok {
 			return token{kind: tMAC, text: run}, n, true
@@ -152,10 +171,10 @@ func lexAddress(s string) (token, int, bool) {
 	}
 	// 01-02-03-04-05-06
 	m := 0
-	for m < len(s) && (isHex(s[m]) || s[m] == '-') {
+	for m < len(s) && m <= maxMACLen && (isHex(s[m]) || s[m] == '-') {
 		m++
 	}
-	if strings.Count(s[:m], "-") == 5 {
+	if m <= maxMACLen && strings.Count(s[:m], "-") == 5 {
 		if _, ok := parseMAC(s[:m]); ok {
 			return token{kind: tMAC, text: s[:m]}, m, true
 		}
@@ -262,10 +281,10 @@ func parseNumber(s string) (uint32, error) {
 
 // parseDotted reads an IPv4 address of one to four parts, each 0-255.
 func parseDotted(s string) ([]byte, error) {
-	parts := strings.Split(s, ".")
-	if len(parts) > 4 {
+	if strings.Count(s, ".") > 3 {
 		return nil, numError("bad IPv4 address")
 	}
+	parts := strings.Split(s, ".")
 	out := make([]byte, 0, 4)
 	for _, p := range parts {
 		if p == "" || len(p) > 3 {

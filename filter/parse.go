@@ -173,6 +173,23 @@ type parser struct {
 	pos   int
 	vlans int
 	last  qualifiers
+
+	// A term may be a relation ("(len - 14) > 100") or a primitive in parentheses
+	// ("(tcp)"): the parser tries arithmetic first. arith remembers the outcome of
+	// each arithmetic parse by the token it started at, so that no token is parsed
+	// as arithmetic twice and deep parentheses cost their length, not its square.
+	arith map[int]arithResult
+	depth int   // nesting at the token being parsed
+	fatal error // a limit was passed: the parse stops, whatever it was trying
+	steps int   // tokens consumed, counting those consumed again: for tests
+}
+
+type arithResult struct {
+	a         arith
+	committed bool
+	err       error
+	end       int // the token after it
+	vlans     int // the "vlan" count it was parsed with
 }
 
 func (p *parser) peek() token { return p.toks[p.pos] }
@@ -180,8 +197,18 @@ func (p *parser) next() token {
 	t := p.toks[p.pos]
 	if t.kind != tEOF {
 		p.pos++
+		p.steps++
 	}
 	return t
+}
+
+// enter opens a level of nesting at t; past MaxDepth the parse fails for good.
+func (p *parser) enter(t token) error {
+	p.depth++
+	if p.depth > MaxDepth && p.fatal == nil {
+		p.fatal = &Error{Col: t.col, Token: t.text, Msg: fmt.Sprintf("nested more than %d levels deep (parentheses, brackets, not and unary minus)", MaxDepth), tooLarge: true}
+	}
+	return p.fatal
 }
 func (p *parser) isWord(w string) bool {
 	t := p.peek()
@@ -208,7 +235,14 @@ func parse(expr string) (node, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{expr: expr, toks: toks}
+	return newParser(expr, toks).parseAll()
+}
+
+func newParser(expr string, toks []token) *parser {
+	return &parser{expr: expr, toks: toks, arith: map[int]arithResult{}}
+}
+
+func (p *parser) parseAll() (node, error) {
 	if p.peek().kind == tEOF {
 		return nil, nil
 	}
@@ -240,11 +274,11 @@ func describe(t token) string {
 			return fmt.Sprintf("%q", t.text)
 		}
 		if !isKeyword(t.text) {
-			return fmt.Sprintf("unknown word %q", t.text)
+			return fmt.Sprintf("unknown word %q", shorten(t.text))
 		}
 		return fmt.Sprintf("word %q", t.text)
 	default:
-		return fmt.Sprintf("%q", t.text)
+		return fmt.Sprintf("%q", shorten(t.text))
 	}
 }
 
@@ -278,8 +312,12 @@ func (p *parser) parseExpr() (node, error) {
 }
 
 func (p *parser) parseTerm() (node, error) {
+	defer func(depth int) { p.depth = depth }(p.depth)
 	t := p.peek()
 	if p.isWord("not") || p.isPunct("!") {
+		if err := p.enter(t); err != nil {
+			return nil, err
+		}
 		p.next()
 		x, err := p.parseTerm()
 		if err != nil {
@@ -291,17 +329,25 @@ func (p *parser) parseTerm() (node, error) {
 		return nil, p.errAt(t, "expression ends where a primitive was expected")
 	}
 	// A relation ("tcp[13] & 2 != 0", "(len - 14) > 100", "len > 64") starts like an
-	// arithmetic expression; try it first and fall back to a primitive.
+	// arithmetic expression; try it first and fall back to a primitive. The
+	// arithmetic parsed is remembered: the fallback into parentheses finds it again
+	// without parsing it again.
 	save, saveVlans := p.pos, p.vlans
 	rel, committed, err := p.tryRelation()
 	if rel != nil {
 		return rel, nil
+	}
+	if p.fatal != nil {
+		return nil, p.fatal
 	}
 	if committed {
 		return nil, err
 	}
 	p.pos, p.vlans = save, saveVlans
 	if p.isPunct("(") {
+		if err := p.enter(t); err != nil {
+			return nil, err
+		}
 		p.next()
 		n, err := p.parseExpr()
 		if err != nil {
@@ -357,8 +403,21 @@ type opEntry struct {
 }
 
 // parseArith parses an arithmetic expression. committed is set once it has seen
-// something that cannot begin a primitive (a bracket load or an operator).
+// something that cannot begin a primitive (a bracket load or an operator). Its
+// outcome at a token is remembered: asked again there, it answers at once.
 func (p *parser) parseArith() (arith, bool, error) {
+	start := p.pos
+	if r, ok := p.arith[start]; ok && r.vlans == p.vlans {
+		p.pos = r.end
+		return r.a, r.committed, r.err
+	}
+	a, committed, err := p.parseArithOnce()
+	p.arith[start] = arithResult{a: a, committed: committed, err: err, end: p.pos, vlans: p.vlans}
+	return a, committed, err
+}
+
+func (p *parser) parseArithOnce() (arith, bool, error) {
+	defer func(depth int) { p.depth = depth }(p.depth)
 	var vals []arith
 	var ops []opEntry
 	committed := false
@@ -376,6 +435,9 @@ func (p *parser) parseArith() (arith, bool, error) {
 	}
 	for {
 		for p.isPunct("-") {
+			if err := p.enter(p.peek()); err != nil {
+				return nil, true, err
+			}
 			p.next()
 			committed = true
 			ops = append(ops, opEntry{"neg", negPrec})
@@ -408,12 +470,16 @@ func (p *parser) parseArith() (arith, bool, error) {
 }
 
 func (p *parser) parsePrimary() (arith, bool, error) {
+	defer func(depth int) { p.depth = depth }(p.depth)
 	t := p.peek()
 	switch {
 	case t.kind == tNum:
 		p.next()
 		return numArith{t.num}, false, nil
 	case t.kind == tPunct && t.text == "(":
+		if err := p.enter(t); err != nil {
+			return nil, true, err
+		}
 		p.next()
 		a, _, err := p.parseArith()
 		if err != nil {
@@ -428,6 +494,9 @@ func (p *parser) parsePrimary() (arith, bool, error) {
 		p.next()
 		return lenArith{}, false, nil
 	case t.kind == tWord && !t.escaped && loadProtos[t.text] && p.toks[p.pos+1].kind == tPunct && p.toks[p.pos+1].text == "[":
+		if err := p.enter(p.toks[p.pos+1]); err != nil {
+			return nil, true, err
+		}
 		p.next()
 		p.next()
 		idx, _, err := p.parseArith()
@@ -559,7 +628,7 @@ func (p *parser) parsePrimitive() (node, error) {
 		// A bare value takes the qualifiers of the primitive before it.
 		if !p.last.set {
 			if t.kind == tWord {
-				return nil, p.errAt(t, "unknown word %q", t.text)
+				return nil, p.errAt(t, "unknown word %q", shorten(t.text))
 			}
 			return nil, p.errAt(t, "%s needs a qualifier such as host, net or port", describe(t))
 		}
@@ -601,7 +670,7 @@ func (p *parser) primitiveValue(q qualifiers, start token) (node, error) {
 				if ok {
 					return nil, p.errAt(v, "%q is a keyword here: write \\%s", v.text, v.text)
 				}
-				return nil, p.errAt(v, "unknown protocol %q", v.text)
+				return nil, p.errAt(v, "unknown protocol %q", shorten(v.text))
 			}
 			num = n
 		default:
@@ -625,7 +694,7 @@ func (p *parser) primitiveValue(q qualifiers, start token) (node, error) {
 			return nil, p.errAt(start, "illegal qualifier of '%s'", typ)
 		}
 		if v.kind == tWord {
-			return nil, p.errAt(v, "port names are not resolved: give %q as a number", v.text)
+			return nil, p.errAt(v, "port names are not resolved: give %q as a number", shorten(v.text))
 		}
 		if v.kind != tNum {
 			return nil, p.errAt(v, "%s needs a number, found %s", typ, describe(v))
@@ -749,7 +818,7 @@ func (p *parser) hostValue4(q qualifiers, typ string, v token) (node, error) {
 			mask = uint32(parts[0])<<24 | uint32(parts[1])<<16 | uint32(parts[2])<<8 | uint32(parts[3])
 		}
 		if addr&^mask != 0 {
-			return nil, p.errAt(v, "non-network bits set in %q", p.expr[v.col-1:p.peekEnd()])
+			return nil, p.errAt(v, "non-network bits set in %q", shorten(p.expr[v.col-1:p.peekEnd()]))
 		}
 	} else if p.isPunct("/") || p.isWord("mask") {
 		return nil, p.errAt(p.peek(), "a mask needs 'net'")
@@ -797,7 +866,7 @@ func (p *parser) hostValue6(q qualifiers, typ string, v token) (node, error) {
 			n.mask[i] = byte(0xff << (8 - (bits - 8*i)))
 		}
 		if n.addr[i]&^n.mask[i] != 0 {
-			return nil, p.errAt(v, "non-network bits set in %q", strings.TrimSpace(p.expr[v.col-1:p.peekEnd()]))
+			return nil, p.errAt(v, "non-network bits set in %q", shorten(strings.TrimSpace(p.expr[v.col-1:p.peekEnd()])))
 		}
 	}
 	return n, nil

@@ -34,50 +34,111 @@ func (p *Program) DDD() string {
 	return b.String()
 }
 
-// looksLikeDDD says s is a list of numbers only: a program, not an expression.
+func isDDDSpace(c byte) bool { return c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+
+// looksLikeDDD says s is a list of numbers only: a program, not an expression. It
+// reads s once and allocates nothing, whatever its length.
 func looksLikeDDD(s string) bool {
-	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' || r == '\r' })
-	if len(fields) < 5 || !strings.ContainsAny(s, ",\n") {
+	if !strings.ContainsAny(s, ",\n") {
 		return false
 	}
-	for _, f := range fields {
-		if _, err := strconv.ParseUint(f, 10, 32); err != nil {
-			return false
+	fields := 0
+	for i := 0; i < len(s); {
+		if isDDDSpace(s[i]) {
+			i++
+			continue
 		}
+		var v uint64
+		for ; i < len(s) && !isDDDSpace(s[i]); i++ {
+			if !isDigit(s[i]) {
+				return false
+			}
+			if v = v*10 + uint64(s[i]-'0'); v > 0xFFFFFFFF {
+				return false
+			}
+		}
+		fields++
 	}
-	return true
+	return fields >= 5
+}
+
+// dddLines calls f with each line of a -ddd text and its index, until f returns
+// false: the text split at newlines and commas, empty pieces skipped, each trimmed of
+// spaces.
+func dddLines(s string, f func(i int, line string) bool) {
+	for i := 0; len(s) > 0; {
+		end := strings.IndexAny(s, ",\n\r")
+		if end < 0 {
+			end = len(s)
+		}
+		piece := s[:end]
+		s = s[min(end+1, len(s)):]
+		if piece == "" {
+			continue
+		}
+		if !f(i, strings.TrimSpace(piece)) {
+			return
+		}
+		i++
+	}
 }
 
 // ParseDDD reads a program in the form tcpdump -ddd prints it: the instruction
-// count, then "code jt jf k" per instruction, separated by newlines or commas.
+// count, then "code jt jf k" per instruction, separated by newlines or commas. A
+// text longer than MaxLen, or a program longer than MaxInsns, is refused before its
+// instructions are read.
 func ParseDDD(s string) ([]bpf.RawInstruction, error) {
-	lines := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' })
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
+	if len(s) > MaxLen {
+		return nil, fmt.Errorf("%w: %d bytes, more than %d (%w)", ErrProgram, len(s), MaxLen, ErrTooLarge)
 	}
-	if len(lines) == 0 {
+	var first string
+	lines := 0
+	dddLines(s, func(i int, line string) bool {
+		if i == 0 {
+			first = line
+		}
+		lines++
+		return true
+	})
+	if lines == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrProgram)
 	}
-	n, err := strconv.Atoi(lines[0])
+	n, err := strconv.Atoi(first)
 	if err != nil {
-		return nil, fmt.Errorf("%w: first line %q is not an instruction count", ErrProgram, lines[0])
+		return nil, fmt.Errorf("%w: first line %q is not an instruction count", ErrProgram, shorten(first))
 	}
-	if n != len(lines)-1 {
-		return nil, fmt.Errorf("%w: count says %d instructions, %d follow", ErrProgram, n, len(lines)-1)
+	if n != lines-1 {
+		return nil, fmt.Errorf("%w: count says %d instructions, %d follow", ErrProgram, n, lines-1)
 	}
-	out := make([]bpf.RawInstruction, n)
-	for i, line := range lines[1:] {
+	if n > maxInsns {
+		return nil, fmt.Errorf("%w: %d instructions, more than %d (%w)", ErrProgram, n, maxInsns, ErrTooLarge)
+	}
+	out := make([]bpf.RawInstruction, 0, n)
+	dddLines(s, func(i int, line string) bool {
+		if i == 0 {
+			return true // the count
+		}
 		f := strings.Fields(line)
 		if len(f) != 4 {
-			return nil, fmt.Errorf("%w: instruction %d: %q is not \"code jt jf k\"", ErrProgram, i, line)
+			err = fmt.Errorf("%w: instruction %d: %q is not \"code jt jf k\"", ErrProgram, i-1, shorten(line))
+			return false
 		}
 		var v [4]uint64
 		for j, bits := range []int{16, 8, 8, 32} {
-			if v[j], err = strconv.ParseUint(f[j], 10, bits); err != nil {
-				return nil, fmt.Errorf("%w: instruction %d: field %d %q: %v", ErrProgram, i, j+1, f[j], err)
+			var perr error
+			if v[j], perr = strconv.ParseUint(f[j], 10, bits); perr != nil {
+				if ne, ok := perr.(*strconv.NumError); ok {
+					perr = ne.Err // its message would quote the field whole
+				}
+				err = fmt.Errorf("%w: instruction %d: field %d %q: %w", ErrProgram, i-1, j+1, shorten(f[j]), perr)
+				return false
 			}
 		}
-		out[i] = bpf.RawInstruction{Op: uint16(v[0]), Jt: uint8(v[1]), Jf: uint8(v[2]), K: uint32(v[3])}
+		out = append(out, bpf.RawInstruction{Op: uint16(v[0]), Jt: uint8(v[1]), Jf: uint8(v[2]), K: uint32(v[3])})
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -163,8 +224,11 @@ var jmpOps = map[uint16][2]uint8{jJEQ: {opJeqK, opJeqX}, jJGT: {opJgtK, opJgtX},
 // and decodes it for the interpreter. Loads at negative offsets (the Linux socket
 // filter extensions) are refused: a capture file has no such metadata.
 func NewProgram(raw []bpf.RawInstruction) (*Program, error) {
-	if len(raw) == 0 || len(raw) > maxInsns {
-		return nil, fmt.Errorf("%w: %d instructions (1 to %d allowed)", ErrProgram, len(raw), maxInsns)
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: no instructions", ErrProgram)
+	}
+	if len(raw) > maxInsns {
+		return nil, fmt.Errorf("%w: %d instructions, more than %d (%w)", ErrProgram, len(raw), maxInsns, ErrTooLarge)
 	}
 	raw = append([]bpf.RawInstruction(nil), raw...)
 	p := &Program{raw: raw, code: make([]vmInsn, len(raw))}
