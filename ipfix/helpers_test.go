@@ -12,7 +12,7 @@ import (
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // replay returns the flows of the captures, failing with fewer than atLeast.
-func replay(t *testing.T, paths []string, atLeast int) []fparser.Flow {
+func replay(t testing.TB, paths []string, atLeast int) []fparser.Flow {
 	t.Helper()
 	var flows []fparser.Flow
 	add := func(f fparser.Flow) { flows = append(flows, f) }

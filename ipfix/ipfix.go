@@ -3,15 +3,50 @@
 // information elements, or two uniflow records for collectors that do not read
 // those. The templates, the sequence numbers and message sizes follow RFC 7011; an
 // options record carries the exporter's own counters.
+//
+// # A collector that fails
+//
+// No collector holds the caller up for long. A message waits at most
+// Config.WriteTimeout for the collector to take it. A send that fails is counted
+// (Stats.Errors), and so are its flows, as not sent; after a send that timed out,
+// and after any failure over TCP, the exporter takes the collector as down: for
+// Config.RetryInterval it counts each message as not sent without trying, then tries
+// again. Over TCP it connects anew, in the background, and the new connection starts
+// with the templates and with sequence number 0; over UDP it sends again. Each
+// failure within a minute of the one before doubles the wait, up to a minute. Stats
+// never waits for a send, SetWriteTimeout cuts a waiting send short, and Close
+// returns within WriteTimeout.
+//
+// # What counts as sent
+//
+// Stats counts as sent what the exporter can know was delivered, and no more. Over
+// TCP a message is sent once the collector's host has acknowledged all of it (the
+// kernel says how much of the stream is unacknowledged). What was written but not
+// acknowledged when the connection fails,
+// or when Close gives up waiting, is not sent, and the connection is reset so that
+// it cannot arrive later either. A collector that closed its end acknowledges
+// nothing more.
+//
+// UDP acknowledges nothing: a message the kernel takes is counted as sent. The one
+// sign of loss it gives is an ICMP port unreachable from the collector's host, which
+// the kernel reports on the connected socket as the failure of a later send. That
+// send is not made, and is counted as not sent; the exporter also takes back the
+// last message it had counted as sent, since the report means one was refused,
+// without saying which. A collector
+// that is down on a host that does not answer, a firewall that drops datagrams, or
+// a collector whose socket buffer overflows goes unnoticed over UDP: the collector
+// sees the loss in the sequence numbers.
 package ipfix
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fparser/fparser"
@@ -36,20 +71,46 @@ type Config struct {
 	// TemplateRefresh is how often templates are sent again over UDP, where the
 	// collector may have missed them or restarted; they are also sent in every
 	// TemplateRefreshMessages-th message. Defaults 60 s and 100. Over TCP they are
-	// sent once, when the connection opens.
+	// sent once per connection, when it opens.
 	TemplateRefresh         time.Duration
 	TemplateRefreshMessages int
 	// DialTimeout bounds the TCP connect. Default 5 s.
 	DialTimeout time.Duration
+	// WriteTimeout is how long a message may wait for the collector to take it
+	// (over TCP, for room in the connection's window), and how long Close waits in
+	// all for what is left to be delivered. Default 5 s.
+	WriteTimeout time.Duration
+	// RetryInterval is how long the exporter takes the collector as down after a
+	// failure before it tries again; see the package doc. Default 1 s.
+	RetryInterval time.Duration
 }
 
-// Stats are the exporter's counters.
+// Stats are the exporter's counters. Every message, and every record and flow in
+// it, is counted once as sent or not sent when its fate is known: until then it is
+// being built, or written and waiting for the collector's acknowledgement (TCP).
+// After Close, Flows + NotSentFlows is every flow given to Export.
 type Stats struct {
-	Messages     uint64 // messages sent
-	Records      uint64 // data records sent (flow records, and options records)
-	Flows        uint64 // flows exported
-	NotSentFlows uint64 // flows whose message could not be sent
-	Errors       uint64 // failed sends
+	Messages uint64 // messages delivered (see the package doc)
+	Records  uint64 // data records in them: flow records, and the options record
+	Flows    uint64 // flows in them
+
+	NotSentMessages uint64 // messages not delivered: failed, abandoned, or dropped while the collector was down
+	NotSentRecords  uint64
+	NotSentFlows    uint64
+
+	Errors uint64 // sends that failed, and connection attempts that failed
+}
+
+func (s *Stats) sent(records, flows int) {
+	s.Messages++
+	s.Records += uint64(records)
+	s.Flows += uint64(flows)
+}
+
+func (s *Stats) notSent(records, flows int) {
+	s.NotSentMessages++
+	s.NotSentRecords += uint64(records)
+	s.NotSentFlows += uint64(flows)
 }
 
 // ErrConfig is a bad configuration; errors.Is finds it.
@@ -131,39 +192,92 @@ func recordSize(fs []field) int {
 
 // Exporter sends flows to one collector. Its methods are safe for concurrent use.
 type Exporter struct {
-	cfg  Config
-	conn net.Conn
-	tcp  bool
+	cfg Config
+	tcp bool
 
-	mu           sync.Mutex
-	msg          []byte // the message being filled: header, then sets
-	set          int    // where the open data set's header is, or -1
-	setTemplate  uint16
-	records      int // data records in msg
-	flowsInMsg   int
-	seq          uint32 // data records sent before msg
-	lastTemplate time.Time
-	sinceTmpl    int
+	// mu is the send lock: the message being built, and the connection, which a
+	// send holds while it waits for the collector (WriteTimeout at most).
+	mu             sync.Mutex
+	msg            []byte // the message being filled: header, then sets
+	set            int    // where the open data set's header is, or -1
+	setTemplate    uint16
+	records        int // data records in msg
+	flowsInMsg     int
+	msgTemplates   bool   // msg carries the templates
+	tmplMsg        []byte // a message of templates alone, for a connection made while msg was filled
+	seq            uint32 // data records written on this connection before msg
+	lastTemplate   time.Time
+	sinceTmpl      int
+	written        uint64 // messages written in full, for the options record
+	writtenRecords uint64
+	conn           net.Conn  // nil while the TCP connection is down
+	connTemplates  bool      // the templates were written on conn (TCP)
+	resumeAt       time.Time // UDP: a send timed out; nothing is sent before this
+	failure        error     // why the collector is taken as down
+	lastFailure    time.Time
+	retry          time.Duration // the wait after the last failure
+	closed         bool
+	err            error // the first send error, returned by Close
+	now            func() time.Time
+
+	// smu guards what Stats reads and what cuts a send short. It is never held
+	// while waiting for the collector, so Stats and SetWriteTimeout never wait.
+	smu          sync.Mutex
 	stats        Stats
-	err          error // the first send error, returned by Flush and Close
-	now          func() time.Time
+	writeTimeout time.Duration
+	closing      bool      // Close has begun: no reconnecting
+	closeBy      time.Time // Close's deadline
+	writing      net.Conn  // the connection a send is writing on, or nil
+	deadline     time.Time // that send's deadline
+	raw          syscall.RawConn
+	wrote        uint64    // bytes written on the TCP connection
+	pending      []pending // messages written on it, not yet acknowledged, from head
+	head         int
+	lastSent     pending // UDP: the last message counted as sent,
+	canTakeBack  bool    // while no refusal has taken it back
+
+	// A reconnect waits in the background; Close ends it.
+	quit    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	redials sync.WaitGroup
+}
+
+// pending is a message written on a TCP connection: where it ends in the
+// connection's stream, and what it carries.
+type pending struct {
+	end            uint64
+	records, flows int
 }
 
 // Dial opens an exporter to cfg.Address. Over TCP it connects now, and fails if the
 // collector does not accept; over UDP nothing is sent until the first flush.
 func Dial(cfg Config) (*Exporter, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := net.DialTimeout(cfg.Network, cfg.Address, cfg.DialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("ipfix: connect to collector %s over %s: %w", cfg.Address, cfg.Network, err)
+	}
+	return newExporter(cfg, conn), nil
+}
+
+// withDefaults checks cfg and fills in the defaults.
+func (cfg Config) withDefaults() (Config, error) {
 	switch cfg.Network {
 	case "":
 		cfg.Network = "udp"
 	case "udp", "tcp":
 	default:
-		return nil, fmt.Errorf("%w: network %q (want udp or tcp)", ErrConfig, cfg.Network)
+		return cfg, fmt.Errorf("%w: network %q (want udp or tcp)", ErrConfig, cfg.Network)
 	}
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = 1400
 	}
 	if cfg.MaxMessage < 512 || cfg.MaxMessage > 65535 {
-		return nil, fmt.Errorf("%w: MaxMessage %d (want 512 to 65535)", ErrConfig, cfg.MaxMessage)
+		return cfg, fmt.Errorf("%w: MaxMessage %d (want 512 to 65535)", ErrConfig, cfg.MaxMessage)
 	}
 	if cfg.TemplateRefresh <= 0 {
 		cfg.TemplateRefresh = time.Minute
@@ -174,19 +288,30 @@ func Dial(cfg Config) (*Exporter, error) {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
 	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
-		return nil, fmt.Errorf("%w: collector address %q: %v", ErrConfig, cfg.Address, err)
+		return cfg, fmt.Errorf("%w: collector address %q: %w", ErrConfig, cfg.Address, err)
 	}
-	conn, err := net.DialTimeout(cfg.Network, cfg.Address, cfg.DialTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("ipfix: connect to collector %s over %s: %w", cfg.Address, cfg.Network, err)
-	}
-	e := &Exporter{cfg: cfg, conn: conn, tcp: cfg.Network == "tcp", set: -1, now: time.Now}
-	return e, nil
+	return cfg, nil
+}
+
+// newExporter returns an exporter of cfg, with its defaults, over conn.
+func newExporter(cfg Config, conn net.Conn) *Exporter {
+	e := &Exporter{cfg: cfg, tcp: cfg.Network == "tcp", set: -1, now: time.Now,
+		writeTimeout: cfg.WriteTimeout, quit: make(chan struct{})}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.installLocked(conn)
+	return e
 }
 
 // Export adds a flow to the message being built, and sends the message when the
-// next record would not fit. A send error is returned once, and counted.
+// next record would not fit. It returns an error when that message was not sent:
+// its flows are counted as not sent.
 func (e *Exporter) Export(f *fparser.Flow) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -250,17 +375,20 @@ func (e *Exporter) add(tmpl uint16, size int, write func([]byte) []byte, newFlow
 	return err
 }
 
-// startLocked begins a message: the header, and the templates when they are due.
+// startLocked begins a message: the header, and the templates when they are due:
+// over TCP, until they are written on the connection; over UDP, when the refresh
+// is due.
 func (e *Exporter) startLocked() {
 	e.msg = append(e.msg[:0], make([]byte, 16)...)
-	e.set, e.records, e.flowsInMsg = -1, 0, 0
+	e.set, e.records, e.flowsInMsg, e.msgTemplates = -1, 0, 0, false
 	now := e.now()
-	due := e.stats.Messages == 0 && e.lastTemplate.IsZero()
-	if !e.tcp && (now.Sub(e.lastTemplate) >= e.cfg.TemplateRefresh || e.sinceTmpl >= e.cfg.TemplateRefreshMessages) {
-		due = true
+	due := !e.connTemplates
+	if !e.tcp {
+		due = now.Sub(e.lastTemplate) >= e.cfg.TemplateRefresh || e.sinceTmpl >= e.cfg.TemplateRefreshMessages
 	}
 	if due {
 		e.msg = appendTemplates(e.msg)
+		e.msgTemplates = true
 		e.lastTemplate, e.sinceTmpl = now, 0
 	}
 }
@@ -279,33 +407,16 @@ func (e *Exporter) sendLocked() error {
 		return nil
 	}
 	e.closeSetLocked()
-	h := e.msg[:16]
-	binary.BigEndian.PutUint16(h[0:], 10)
-	binary.BigEndian.PutUint16(h[2:], uint16(len(e.msg)))
-	binary.BigEndian.PutUint32(h[4:], uint32(e.now().Unix()))
-	binary.BigEndian.PutUint32(h[8:], e.seq)
-	binary.BigEndian.PutUint32(h[12:], e.cfg.ObservationDomain)
-	_, err := e.conn.Write(e.msg)
-	records, flows := e.records, e.flowsInMsg
-	e.msg = e.msg[:0]
-	e.records, e.flowsInMsg = 0, 0
-	if err != nil {
-		e.stats.Errors++
-		e.stats.NotSentFlows += uint64(flows)
-		err = fmt.Errorf("ipfix: send to %s: %w", e.cfg.Address, err)
-		if e.err == nil {
-			e.err = err
-		}
-		return err
+	if e.tcp && e.conn != nil && !e.connTemplates && !e.msgTemplates {
+		// The connection was made while the message was filled: the templates
+		// go first, in a message of their own. Should it fail, so does msg.
+		e.tmplMsg = appendTemplates(append(e.tmplMsg[:0], make([]byte, 16)...))
+		e.writeLocked(e.tmplMsg, 0, 0, true)
 	}
-	// Sequence numbers count the data records sent, so a collector can count
-	// what it missed.
-	e.seq += uint32(records)
-	e.stats.Messages++
-	e.stats.Records += uint64(records)
-	e.stats.Flows += uint64(flows)
-	e.sinceTmpl++
-	return nil
+	err := e.writeLocked(e.msg, e.records, e.flowsInMsg, e.msgTemplates)
+	e.msg = e.msg[:0]
+	e.records, e.flowsInMsg, e.msgTemplates = 0, 0, false
+	return err
 }
 
 // Flush sends what is buffered.
@@ -315,35 +426,72 @@ func (e *Exporter) Flush() error {
 	return e.sendLocked()
 }
 
-// Stats returns the exporter's counters.
+// Stats returns the exporter's counters. It does not wait for a send in progress.
 func (e *Exporter) Stats() Stats {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.smu.Lock()
+	defer e.smu.Unlock()
+	e.retireLocked()
 	return e.stats
 }
 
+// SetWriteTimeout replaces Config.WriteTimeout for the sends to come and for Close,
+// and cuts short a send that is waiting: it then gives up d from now at the latest.
+// A program told to stop can so bound its wait for a collector that does not take
+// what it sends.
+func (e *Exporter) SetWriteTimeout(d time.Duration) {
+	e.smu.Lock()
+	defer e.smu.Unlock()
+	e.writeTimeout = d
+	by := time.Now().Add(d)
+	if e.closing && by.Before(e.closeBy) {
+		e.closeBy = by
+	}
+	e.cutLocked(by)
+}
+
 // Close sends what is buffered, then an options record with the exporter's counters,
-// and closes the connection. It returns the first send error of the exporter's life.
+// waits for the collector to acknowledge them (TCP), and closes the connection. It
+// gives up after WriteTimeout in all, a send that another goroutine has waiting
+// included: what was not delivered by then is counted as not sent. It returns the
+// first error of the exporter's life.
 func (e *Exporter) Close() error {
+	e.smu.Lock()
+	if e.closing {
+		e.smu.Unlock()
+		return fmt.Errorf("ipfix: close: %w", net.ErrClosed)
+	}
+	e.closing = true
+	e.closeBy = time.Now().Add(e.writeTimeout)
+	e.cutLocked(e.closeBy)
+	e.smu.Unlock()
+	close(e.quit)
+	e.cancel()
+	e.redials.Wait()
+
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.sendLocked()
 	e.startLocked()
-	if len(e.msg) == 16 && !e.tcp {
+	if !e.msgTemplates && !e.tcp {
 		// Over UDP the options template goes with its record; over TCP the
 		// first message defined it for the session.
 		e.msg = appendTemplates(e.msg)
+		e.msgTemplates = true
 	}
-	st := e.stats
+	e.smu.Lock()
+	notSent := e.stats.NotSentFlows
+	e.smu.Unlock()
 	e.msg = binary.BigEndian.AppendUint16(e.msg, tmplOptions)
 	e.msg = binary.BigEndian.AppendUint16(e.msg, uint16(4+recordSize(optionsScope)+recordSize(optionsFields)))
 	e.msg = binary.BigEndian.AppendUint32(e.msg, e.cfg.ObservationDomain)
-	e.msg = binary.BigEndian.AppendUint64(e.msg, st.Messages+1) // this one included
-	e.msg = binary.BigEndian.AppendUint64(e.msg, st.Records)
-	e.msg = binary.BigEndian.AppendUint64(e.msg, st.NotSentFlows)
+	e.msg = binary.BigEndian.AppendUint64(e.msg, e.written+1) // this one included
+	e.msg = binary.BigEndian.AppendUint64(e.msg, e.writtenRecords)
+	e.msg = binary.BigEndian.AppendUint64(e.msg, notSent)
 	e.records++
 	e.sendLocked()
-	return errors.Join(e.err, e.conn.Close())
+	err := e.finishLocked()
+	e.closed = true
+	return errors.Join(e.err, err)
 }
 
 // appendTemplates appends the template set and the options template set.

@@ -63,11 +63,13 @@ var (
 	descNotStored     = desc("history_packets_not_stored_total", "Packets missing from histories: memory cap, or records lost in the ring buffer.")
 	descPanics        = desc("callback_panics_total", "Callbacks that panicked, recovered.")
 	descSweeps        = desc("sweep_duration_seconds", "Time the sweeps that look for ended flows took.")
-	descIPFIXMessages = desc("ipfix_messages_total", "IPFIX messages sent.")
-	descIPFIXRecords  = desc("ipfix_records_total", "IPFIX data records sent.")
-	descIPFIXFlows    = desc("ipfix_flows_total", "Flows exported over IPFIX.")
-	descIPFIXNotSent  = desc("ipfix_flows_not_sent_total", "Flows whose IPFIX message could not be sent.")
-	descIPFIXErrors   = desc("ipfix_errors_total", "IPFIX messages that failed to send.")
+	descIPFIXMessages = desc("ipfix_messages_total", "IPFIX messages delivered: over TCP, acknowledged by the collector; over UDP, sent and not refused.")
+	descIPFIXRecords  = desc("ipfix_records_total", "IPFIX data records delivered.")
+	descIPFIXFlows    = desc("ipfix_flows_total", "Flows delivered over IPFIX.")
+	descIPFIXMsgsLost = desc("ipfix_messages_not_sent_total", "IPFIX messages not delivered: failed, abandoned, or dropped while the collector was down.")
+	descIPFIXRecsLost = desc("ipfix_records_not_sent_total", "IPFIX data records not delivered.")
+	descIPFIXNotSent  = desc("ipfix_flows_not_sent_total", "Flows whose IPFIX message was not delivered.")
+	descIPFIXErrors   = desc("ipfix_errors_total", "IPFIX sends and connection attempts that failed.")
 	descBuildInfo     = desc("build_info", "Always 1; the labels say which build runs.", "version", "goversion")
 	flowReasons       = []fparser.EndReason{fparser.EndIdle, fparser.EndFIN, fparser.EndRST, fparser.EndReused, fparser.EndActive, fparser.EndEndOfCapture, fparser.EndStopped, fparser.EndEvicted}
 )
@@ -80,7 +82,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if c.exporter != nil {
-		for _, d := range []*prometheus.Desc{descIPFIXMessages, descIPFIXRecords, descIPFIXFlows, descIPFIXNotSent, descIPFIXErrors} {
+		for _, d := range []*prometheus.Desc{descIPFIXMessages, descIPFIXRecords, descIPFIXFlows, descIPFIXMsgsLost, descIPFIXRecsLost, descIPFIXNotSent, descIPFIXErrors} {
 			ch <- d
 		}
 	}
@@ -134,10 +136,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(descSweeps, total, sw.Sum.Seconds(), buckets)
 
 	if c.exporter != nil {
-		st := c.exporter.Stats()
+		st := c.exporter.Stats() // never waits for a send, so a stalled collector cannot hang a scrape
 		counter(descIPFIXMessages, st.Messages)
 		counter(descIPFIXRecords, st.Records)
 		counter(descIPFIXFlows, st.Flows)
+		counter(descIPFIXMsgsLost, st.NotSentMessages)
+		counter(descIPFIXRecsLost, st.NotSentRecords)
 		counter(descIPFIXNotSent, st.NotSentFlows)
 		counter(descIPFIXErrors, st.Errors)
 	}

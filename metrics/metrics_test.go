@@ -5,7 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -19,7 +23,9 @@ import (
 // scrape fetches and parses addr's /metrics.
 func scrape(t *testing.T, addr net.Addr) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	// A timeout only to turn a hang into a failure.
+	client := http.Client{Timeout: time.Minute}
+	resp, err := client.Get("http://" + addr.String() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +119,10 @@ func TestScrapeEqualsInfo(t *testing.T) {
 		{"fparser_sweep_duration_seconds", nil, sum(in.SweepTimes.Counts)},
 		{"fparser_ipfix_flows_total", nil, st.Flows},
 		{"fparser_ipfix_messages_total", nil, st.Messages},
+		{"fparser_ipfix_records_total", nil, st.Records},
+		{"fparser_ipfix_messages_not_sent_total", nil, st.NotSentMessages},
+		{"fparser_ipfix_records_not_sent_total", nil, st.NotSentRecords},
+		{"fparser_ipfix_flows_not_sent_total", nil, st.NotSentFlows},
 		{"fparser_ipfix_errors_total", nil, st.Errors},
 	} {
 		if got := value(t, fams, c.name, c.labels...); got != float64(c.want) {
@@ -174,4 +184,82 @@ func sum(v []uint64) uint64 {
 		s += x
 	}
 	return s
+}
+
+// TestScrapeDuringStalledSend: a scrape answers while the exporter's send waits for
+// a collector that reads nothing, and after the stall the IPFIX counters, the ones
+// for what was not sent included, equal the exporter's Stats.
+func TestScrapeDuringStalledSend(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e, err := ipfix.Dial(ipfix.Config{Network: "tcp", Address: ln.Addr().String(), WriteTimeout: time.Hour, RetryInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ln.Accept() // and never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var flows []fparser.Flow
+	keep := func(f fparser.Flow) { flows = append(flows, f) }
+	p, err := fparser.New("../testdata/http.pcap", &fparser.Options{OnTCP: keep, OnUDP: keep, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; e.Export(&flows[i%len(flows)]) == nil; i++ {
+		}
+	}()
+	// Wait until the send is stuck: a goroutine waits to write, inside the exporter.
+	buf := make([]byte, 1<<20)
+	for stuck, start := false, time.Now(); !stuck; time.Sleep(5 * time.Millisecond) {
+		select {
+		case <-done:
+			t.Fatal("exporting ended before a send got stuck")
+		default:
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("no send got stuck")
+		}
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			stuck = stuck || strings.Contains(g, "[IO wait") && strings.Contains(g, "ipfix.(*Exporter)")
+		}
+	}
+	srv, err := metrics.Serve("127.0.0.1:0", metrics.NewCollector(p, e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if got := value(t, scrape(t, srv.Addr()), "fparser_ipfix_flows_not_sent_total"); got != 0 {
+		t.Errorf("during the stall, %v flows not sent; none has failed yet", got)
+	}
+	e.SetWriteTimeout(time.Millisecond)
+	<-done
+	e.Close()
+	fams, st := scrape(t, srv.Addr()), e.Stats()
+	for name, want := range map[string]uint64{
+		"fparser_ipfix_messages_total": st.Messages, "fparser_ipfix_records_total": st.Records, "fparser_ipfix_flows_total": st.Flows,
+		"fparser_ipfix_messages_not_sent_total": st.NotSentMessages, "fparser_ipfix_records_not_sent_total": st.NotSentRecords,
+		"fparser_ipfix_flows_not_sent_total": st.NotSentFlows, "fparser_ipfix_errors_total": st.Errors,
+	} {
+		if got := value(t, fams, name); got != float64(want) {
+			t.Errorf("%s = %v, Stats say %d", name, got, want)
+		}
+	}
+	if st.NotSentFlows == 0 || st.Errors != 1 {
+		t.Errorf("Stats %+v: want flows not sent and one failed send", st)
+	}
 }

@@ -68,6 +68,7 @@ type config struct {
 	sort                        string
 	ipfix, ipfixProto           string
 	ipfixUniflow                bool
+	ipfixTimeout                time.Duration
 	metrics                     string
 	pin                         string
 	attach                      string
@@ -113,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
 	fs.BoolVar(&c.ipfixUniflow, "ipfix-uniflow", false, "with --ipfix: two records per flow, one per direction, instead of one with RFC 5103 reverse counts")
+	fs.DurationVar(&c.ipfixTimeout, "ipfix-timeout", 5*time.Second, "with --ipfix: how long a message may wait for the collector; then it is counted as not sent and the collector is taken as down for a while")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -211,7 +213,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var exporter *ipfix.Exporter
 	if c.ipfix != "" {
-		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow})
+		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout})
 		if errors.Is(err, ipfix.ErrConfig) {
 			fmt.Fprintf(stderr, "fparser: --ipfix: %v\n", err)
 			return 2
@@ -277,6 +279,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer srv.Close()
 		logger.Info("serving metrics", "url", "http://"+srv.Addr().String()+"/metrics")
 	}
+	// After SIGINT or SIGTERM no send waits more than ipfixStopWait for the
+	// collector: the flows the stop ends still go to one that takes them, and a
+	// send stuck on one that does not is cut short.
+	forgetSignal := func() bool { return false }
+	if exporter != nil {
+		forgetSignal = context.AfterFunc(ctx, func() { exporter.SetWriteTimeout(ipfixStopWait) })
+	}
 	var endProgress func()
 	if c.read != "" && !c.quiet && isTerminal(stderr) {
 		endProgress = showProgress(p, stderr)
@@ -293,6 +302,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// SIGTERM is caught rather than fatal.
 		writeErr = queue.close()
 	}
+	forgetSignal() // stop cancels ctx too, and is no signal
 	stop()
 	if order != 0 {
 		slices.SortFunc(held, func(a, b fparser.Flow) int { return order.Compare(&a, &b) })
@@ -332,6 +342,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// ipfixStopWait is how long, at most, a send waits for the IPFIX collector once a
+// signal has asked the command to stop.
+const ipfixStopWait = time.Second
 
 // looksLikeOption says a word is an option rather than part of a filter expression,
 // where a lone "-" or "-1" is arithmetic.

@@ -1,0 +1,351 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netsampler/goflow2/v2/decoders/netflow"
+)
+
+// stallSafety turns a hang into a failure; nothing here is meant to take near as long.
+const stallSafety = 2 * time.Minute
+
+// stalledCollector listens for IPFIX over TCP on loopback with a receive buffer of a
+// few kilobytes, accepts every connection and reads nothing until the command has
+// ended; then flowRecords reads what each connection holds.
+type stalledCollector struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newStalledCollector(t *testing.T) *stalledCollector {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) {
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &stalledCollector{ln: ln}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, conn)
+			c.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, conn := range c.conns {
+			conn.Close()
+		}
+	})
+	return c
+}
+
+// flowRecords reads, once the exporter has closed or reset its connections, the
+// complete messages each connection holds, decodes them with goflow2, and returns
+// the flow records in them.
+func (c *stalledCollector) flowRecords(t *testing.T) int {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	records := 0
+	for _, conn := range c.conns {
+		conn.SetReadDeadline(time.Now().Add(stallSafety))
+		b, err := io.ReadAll(conn)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("the exporter left a connection open")
+		}
+		ts := netflow.CreateTemplateSystem() // a connection is a session of its own
+		for len(b) >= 16 {
+			n := int(b[2])<<8 | int(b[3]) // the message length, big-endian
+			if n < 16 || n > len(b) {
+				break // the message the exporter gave up on
+			}
+			var p netflow.IPFIXPacket
+			if err := netflow.DecodeMessageVersion(bytes.NewBuffer(b[:n]), ts, nil, &p); err != nil {
+				t.Fatal(err)
+			}
+			for _, fs := range p.FlowSets {
+				switch s := fs.(type) {
+				case netflow.DataFlowSet:
+					records += len(s.Records)
+				case netflow.RawFlowSet:
+					t.Fatalf("a set without its template (id %d)", s.Id)
+				}
+			}
+			b = b[n:]
+		}
+	}
+	return records
+}
+
+// ipfixSummary is the command's IPFIX line: flows delivered and not sent.
+var ipfixSummary = regexp.MustCompile(`ipfix: (\d+) flows in \d+ messages \(\d+ records\) to \S+ over tcp; (\d+) flows not sent`)
+
+// checkUndelivered checks the end of a run against a stalled collector: exit status
+// 1, the error, and an IPFIX line that counts every flow printed once, as delivered
+// or not sent, with the delivered ones exactly those the collector holds.
+func checkUndelivered(t *testing.T, code int, stdout, stderr string, col *stalledCollector) {
+	t.Helper()
+	m := ipfixSummary.FindStringSubmatch(stderr)
+	if code != 1 || m == nil || !strings.Contains(stderr, "fparser: ipfix: ") {
+		t.Fatalf("exit %d; stderr %q", code, stderr)
+	}
+	flows, _ := strconv.Atoi(m[1])
+	notSent, _ := strconv.Atoi(m[2])
+	rows := strings.Count(stdout, "\n") - 1
+	if flows+notSent != rows || notSent == 0 {
+		t.Errorf("%d flows printed; %d delivered, %d not sent", rows, flows, notSent)
+	}
+	if got := col.flowRecords(t); got != flows {
+		t.Errorf("the command counts %d flows delivered; the collector holds %d", flows, got)
+	}
+	t.Logf("%d flows printed; %d delivered, %d not sent", rows, flows, notSent)
+}
+
+func runWithin(t *testing.T, done <-chan int) int {
+	t.Helper()
+	select {
+	case code := <-done:
+		return code
+	case <-time.After(stallSafety):
+		t.Fatalf("the command did not end in %v", stallSafety)
+		return 0
+	}
+}
+
+// TestIPFIXStalledCollector: exporting to a TCP collector that accepts and never
+// reads, a replay ends: exit status 1, the send's error, and every flow counted as
+// delivered (as many as the collector holds) or not sent.
+func TestIPFIXStalledCollector(t *testing.T) {
+	capture := writeManyFlows(t, 100000) // more than the socket buffers hold
+	col := newStalledCollector(t)
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.ln.Addr().String(), "--ipfix-proto", "tcp", "--ipfix-timeout", "100ms"}, &stdout, &stderr)
+	}()
+	code := runWithin(t, done)
+	if !strings.Contains(stderr.String(), "i/o timeout") {
+		t.Errorf("stderr %q: want the timeout", stderr.String())
+	}
+	checkUndelivered(t, code, stdout.String(), stderr.String(), col)
+}
+
+// syncBuffer is a bytes.Buffer for a writer and a reader on other goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestIPFIXStallSignal: with a send stuck on a collector that reads nothing, and an
+// --ipfix-timeout far longer than the test, the metrics endpoint answers, and SIGINT
+// or SIGTERM ends the replay: the stuck send is cut short and every flow is counted.
+func TestIPFIXStallSignal(t *testing.T) {
+	capture := writeManyFlows(t, 100000)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			col := newStalledCollector(t)
+			var stdout bytes.Buffer
+			stderr := &syncBuffer{}
+			done := make(chan int, 1)
+			go func() {
+				done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.ln.Addr().String(), "--ipfix-proto", "tcp", "--ipfix-timeout", "10m",
+					"--metrics", "127.0.0.1:0", "-v"}, &stdout, stderr)
+			}()
+			waitIPFIXStuck(t, done)
+			url := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(stderr.String())
+			if url == nil {
+				t.Fatalf("no metrics address in %q", stderr.String())
+			}
+			client := http.Client{Timeout: stallSafety}
+			resp, err := client.Get(url[1])
+			if err != nil {
+				t.Fatalf("scrape during the stall: %v", err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "\nfparser_ipfix_flows_total ") {
+				t.Fatalf("scrape during the stall: %v, %s, %d bytes", err, resp.Status, len(body))
+			}
+			guardSignal(t, sig)
+			if err := syscall.Kill(os.Getpid(), sig); err != nil {
+				t.Fatal(err)
+			}
+			code := runWithin(t, done)
+			checkUndelivered(t, code, stdout.String(), stderr.String(), col)
+		})
+	}
+}
+
+// waitIPFIXStuck waits until a goroutine is blocked writing inside the IPFIX
+// exporter, failing if the command ends first.
+func waitIPFIXStuck(t *testing.T, done <-chan int) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for start := time.Now(); time.Since(start) < stallSafety; time.Sleep(5 * time.Millisecond) {
+		select {
+		case code := <-done:
+			t.Fatalf("the command ended (exit %d) before a send got stuck", code)
+		default:
+		}
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if strings.Contains(g, "[IO wait") && strings.Contains(g, "ipfix.(*Exporter)") {
+				return
+			}
+		}
+	}
+	t.Fatal("no send got stuck")
+}
+
+// guardSignal keeps sig from killing the test process should it come when the
+// command's own handler is not in place.
+func guardSignal(t *testing.T, sig os.Signal) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, sig)
+	t.Cleanup(func() { signal.Stop(ch) })
+}
+
+// gatedWriter blocks its first Write until open is closed; started is closed when
+// that Write comes.
+type gatedWriter struct {
+	w       io.Writer
+	once    sync.Once
+	started chan struct{}
+	open    chan struct{}
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.once.Do(func() {
+		close(g.started)
+		<-g.open
+	})
+	return g.w.Write(p)
+}
+
+// TestIPFIXSignalDeliversStoppedFlows: SIGINT mid-replay, with a TCP collector that
+// reads: the wait for the collector is bounded, but the collector takes what comes,
+// so every flow printed, the ones the stop ended included, is delivered.
+func TestIPFIXSignalDeliversStoppedFlows(t *testing.T) {
+	capture := writeManyFlows(t, 100000)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	received := make(chan int, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			received <- -1
+			return
+		}
+		defer conn.Close()
+		ts := netflow.CreateTemplateSystem()
+		records := 0
+		for {
+			h := make([]byte, 16)
+			if _, err := io.ReadFull(conn, h); err != nil {
+				received <- records
+				return
+			}
+			m := make([]byte, int(h[2])<<8|int(h[3]))
+			copy(m, h)
+			if _, err := io.ReadFull(conn, m[16:]); err != nil {
+				received <- records
+				return
+			}
+			var p netflow.IPFIXPacket
+			if err := netflow.DecodeMessageVersion(bytes.NewBuffer(m), ts, nil, &p); err != nil {
+				received <- -1
+				return
+			}
+			for _, fs := range p.FlowSets {
+				if d, ok := fs.(netflow.DataFlowSet); ok {
+					records += len(d.Records)
+				}
+			}
+		}
+	}()
+	var out bytes.Buffer
+	stdout := &gatedWriter{w: &out, started: make(chan struct{}), open: make(chan struct{})}
+	var stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"-r", capture, "-o", "csv", "--flow-timeout", "1s", "--ipfix", ln.Addr().String(), "--ipfix-proto", "tcp"}, stdout, &stderr)
+	}()
+	// The first flows are being written: the command is replaying, its handler in
+	// place, and it will soon wait for the writer.
+	select {
+	case <-stdout.started:
+	case <-time.After(stallSafety):
+		t.Fatal("no output")
+	}
+	guardSignal(t, syscall.SIGINT)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	close(stdout.open)
+	code := runWithin(t, done)
+	rows := strings.Count(out.String(), "\n") - 1
+	m := regexp.MustCompile(`ipfix: (\d+) flows in \d+ messages \(\d+ records\) to \S+ over tcp; 0 flows not sent`).FindStringSubmatch(stderr.String())
+	if code != 0 || m == nil {
+		t.Fatalf("exit %d; stderr %q", code, stderr.String())
+	}
+	if !strings.Contains(out.String(), ",stopped\n") {
+		t.Errorf("no flow ended by the stop, in %d rows", rows)
+	}
+	delivered, _ := strconv.Atoi(m[1])
+	var got int
+	select {
+	case got = <-received:
+	case <-time.After(stallSafety):
+		t.Fatal("the collector's connection did not end")
+	}
+	if delivered != rows || got != rows {
+		t.Errorf("%d flows printed, %d counted delivered, %d received", rows, delivered, got)
+	}
+	t.Logf("%d flows printed and delivered", rows)
+}
