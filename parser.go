@@ -410,7 +410,7 @@ func (p *Parser) deliver() {
 			p.call(func() { (*cb)(f) })
 		}
 	}
-	p.spare = recs[:0]
+	p.spare = userspace.Recycle(recs) // keeps neither the flows' histories nor a burst's room
 }
 
 // call runs a callback, recovering and counting a panic so that one bad callback
