@@ -1,6 +1,7 @@
 package fparser
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +43,10 @@ var (
 	ErrOption = errors.New("invalid option")
 	// ErrStopped: the parser has stopped, and SetFilter has nothing to change.
 	ErrStopped = errors.New("the parser has stopped")
+	// ErrInCallback: Close, Wait, WaitContext or Run was called from one of the
+	// parser's own callbacks, which the parser would have to finish first: it
+	// returns at once instead of waiting forever. Use Stop there.
+	ErrInCallback = errors.New("called from a callback of the same parser, which it would wait for")
 )
 
 // DefaultFilter says what is counted when no filter is given: all IPv4 and IPv6
@@ -133,8 +139,9 @@ type Options struct {
 	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once, after the last
 	// flow has been delivered. All three run on one goroutine, in the order flows end,
 	// while counting pauses: a callback sees the parser as it was when its flow ended
-	// and may call its methods, Stop included (but not Close or Wait, which would wait
-	// for the callback itself).
+	// and may call its methods, Stop included. Close, Wait, WaitContext and Run,
+	// which would wait for the callback itself, return an error matching
+	// ErrInCallback at once instead (Close stops the parser first).
 	OnTCP  func(Flow)
 	OnUDP  func(Flow)
 	OnKill func()
@@ -169,6 +176,7 @@ type Parser struct {
 	cancel  context.CancelFunc
 	spare   []userspace.Record // the delivered batch, reused for the next
 	started sync.Once
+	runner  atomic.Uint64 // the goroutine that counts and runs the callbacks (goroutineID)
 	done    chan struct{}
 	err     error
 }
@@ -348,8 +356,12 @@ func (p *Parser) Start() { p.started.Do(p.start) }
 
 // Run starts the parser if it is not running and blocks until it has finished, like
 // Wait. When ctx is done first, Run stops the parser, waits for the stopped flows and
-// the kill callback, and returns nil.
+// the kill callback, and returns nil. Called from one of the parser's callbacks, it
+// returns an error matching ErrInCallback at once.
 func (p *Parser) Run(ctx context.Context) error {
+	if err := p.inCallback("Run"); err != nil {
+		return err
+	}
 	p.Start()
 	select {
 	case <-p.done:
@@ -364,6 +376,7 @@ func (p *Parser) start() {
 	p.log.Debug("fparser started", "source", p.source)
 	go func() {
 		defer close(p.done)
+		p.runner.Store(goroutineID())
 		err := p.run(p.ctx)
 		if errors.Is(err, context.Canceled) {
 			err = nil
@@ -410,7 +423,7 @@ func (p *Parser) deliver() {
 			p.call(func() { (*cb)(f) })
 		}
 	}
-	p.spare = recs[:0]
+	p.spare = userspace.Recycle(recs) // keeps neither the flows' histories nor a burst's room
 }
 
 // call runs a callback, recovering and counting a panic so that one bad callback
@@ -451,24 +464,38 @@ func (p *Parser) Stop() {
 }
 
 // Close stops the parser and waits until the kill callback has run. It returns the
-// capture's error, like Wait. Do not call it from a callback: use Stop there.
+// capture's error, like Wait. A callback of the parser cannot wait for itself: called
+// from one, Close stops the parser, as Stop does, and returns an error matching
+// ErrInCallback at once.
 func (p *Parser) Close() error {
 	p.Stop()
-	return p.Wait()
+	if err := p.inCallback("Close"); err != nil {
+		return err
+	}
+	<-p.done
+	return p.err
 }
 
 // Wait blocks until the parser has finished: the source is exhausted or the parser
 // was stopped, every flow was delivered and the kill callback has returned. It returns
 // the capture's error, nil after a clean end or a Stop. Errors about the capture file
-// match ErrBadCapture.
+// match ErrBadCapture. Called from one of the parser's callbacks, which the parser
+// would have to finish first, it returns an error matching ErrInCallback at once.
 func (p *Parser) Wait() error {
+	if err := p.inCallback("Wait"); err != nil {
+		return err
+	}
 	<-p.done
 	return p.err
 }
 
 // WaitContext is Wait that gives up when ctx is done, returning ctx's error; the
-// parser keeps running.
+// parser keeps running. Called from one of the parser's callbacks, it returns an
+// error matching ErrInCallback at once.
 func (p *Parser) WaitContext(ctx context.Context) error {
+	if err := p.inCallback("WaitContext"); err != nil {
+		return err
+	}
 	select {
 	case <-p.done:
 		return p.err
@@ -477,8 +504,39 @@ func (p *Parser) WaitContext(ctx context.Context) error {
 	}
 }
 
-// Done is closed when the parser has finished, as Wait describes.
+// Done is closed when the parser has finished, as Wait describes. A callback that
+// blocks until it is closed waits forever.
 func (p *Parser) Done() <-chan struct{} { return p.done }
+
+// inCallback returns an ErrInCallback error for method when the caller is the
+// goroutine that runs the parser's callbacks, which cannot wait for itself to finish.
+func (p *Parser) inCallback(method string) error {
+	if id := p.runner.Load(); id != 0 && id == goroutineID() {
+		return fmt.Errorf("fparser: %s %w", method, ErrInCallback)
+	}
+	return nil
+}
+
+// goroutineID returns the calling goroutine's number, read from the first line of
+// its stack trace ("goroutine 7 [running]:"), or 0 if that cannot be read. Go gives
+// no other way to tell that a call comes from the goroutine that runs the callbacks;
+// ids are never reused. It costs a microsecond or so, and only the methods that wait
+// for the parser ask.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b, ok := bytes.CutPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	var id uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + uint64(c-'0')
+	}
+	return id
+}
 
 // Flows iterates over the active flows, in no particular order. It reads a consistent
 // snapshot first, so the loop body may call the parser's methods.

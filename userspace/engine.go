@@ -356,7 +356,25 @@ func (e *Engine) queue(batch []Record) {
 	start := len(e.ended)
 	e.ended = append(e.ended, batch...)
 	e.sortEnded(start)
-	e.scratch = batch[:0]
+	e.scratch = Recycle(batch)
+}
+
+// KeepRecords is the most records a buffer of ended flows keeps room for from one use
+// to the next. A burst that ends more flows at once grows a larger buffer, which is
+// let go once they are handed out, so that the memory the burst took returns when it
+// is over; growing one again costs O(1) a flow.
+const KeepRecords = 4 * FlushChunk
+
+// Recycle readies a buffer of ended flows that has been used up for the next use: it
+// zeroes the records, so that the buffer no longer keeps what they pointed to
+// (histories, statistics) alive, and returns it empty, or nil when it has room for
+// more than KeepRecords.
+func Recycle(recs []Record) []Record {
+	clear(recs)
+	if cap(recs) > KeepRecords {
+		return nil
+	}
+	return recs[:0]
 }
 
 // sortEnded counts the flows queued from start on, and puts them in the order they
@@ -391,7 +409,10 @@ func (e *Engine) sortEnded(start int) {
 	for j, o := range order {
 		tail[j] = copied[o.i]
 	}
-	e.scratch, e.order = copied[:0], order[:0]
+	e.scratch, e.order = Recycle(copied), order[:0]
+	if cap(order) > KeepRecords {
+		e.order = nil
+	}
 }
 
 // endOrder is a record of a sweep's batch to queue: its end time, and its place in
@@ -403,7 +424,8 @@ type endOrder struct {
 
 // TakeEnded returns the flows ended since the last call, in end order, and gives the
 // engine buf to fill next; when none ended it returns nil and keeps its own buffer.
-// The caller owns the returned slice.
+// The caller owns the returned slice: once it has handed the flows out, it passes it
+// through Recycle before it gives it back, so that it keeps nothing of them.
 func (e *Engine) TakeEnded(buf []Record) []Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -40,11 +40,20 @@ type HistoryStats struct {
 type histories struct {
 	cfg   HistoryConfig
 	m     map[Key]*History
+	peak  int // the most histories m has held since it was made
 	stats HistoryStats
 	// With Late: the last packet's time of the flows that ended in this sweep and
 	// the one before, by key.
 	recent, older map[Key]int64
 }
+
+// keepHistories is the size below which the map of histories is never rebuilt. A Go
+// map keeps the room its entries took after they are deleted: once the flows of a
+// burst have ended, so that m holds a quarter of its peak or less, take rebuilds it
+// at its present size. A rebuild copies at most a third of the flows that ended
+// since the last, so it costs O(1) a flow. The maps of late records are let go
+// likewise (newSweep).
+const keepHistories = 1024
 
 // SetHistory turns the per-packet history on (Limit != 0) or off. Call it before
 // the first packet.
@@ -101,6 +110,7 @@ func (e *Engine) record(k *Key, r *PacketRecord) {
 		}
 		h = &History{}
 		hs.m[*k] = h
+		hs.peak = max(hs.peak, len(hs.m))
 	}
 	if hs.cfg.Limit > 0 && h.n >= hs.cfg.Limit {
 		return
@@ -132,6 +142,9 @@ func (hs *histories) take(k *Key, s *State) *History {
 	if h != nil {
 		delete(hs.m, *k)
 		hs.stats.Bytes -= int64(cap(h.buf))
+		if n := len(hs.m); hs.peak > keepHistories && n <= hs.peak/4 {
+			hs.rebuild()
+		}
 	} else if s.Recorded > 0 {
 		h = &History{}
 	}
@@ -145,6 +158,16 @@ func (hs *histories) take(k *Key, s *State) *History {
 		}
 	}
 	return h
+}
+
+// rebuild copies the map of histories into one of its present size (maps.Clone
+// would copy its room too).
+func (hs *histories) rebuild() {
+	m := make(map[Key]*History, len(hs.m))
+	for k, h := range hs.m {
+		m[k] = h
+	}
+	hs.m, hs.peak = m, len(m)
 }
 
 // late reports that a record for key k, which has no history, belongs to a flow that
@@ -177,7 +200,11 @@ func (hs *histories) newSweep() {
 	if hs == nil || hs.recent == nil {
 		return
 	}
-	clear(hs.older)
+	if len(hs.older) > keepHistories {
+		hs.older = make(map[Key]int64) // let a burst's room go
+	} else {
+		clear(hs.older)
+	}
 	hs.recent, hs.older = hs.older, hs.recent
 }
 
