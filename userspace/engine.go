@@ -365,16 +365,16 @@ func (e *Engine) queue(batch []Record) {
 // is over; growing one again costs O(1) a flow.
 const KeepRecords = 4 * FlushChunk
 
-// Recycle readies a buffer of ended flows that has been used up for the next use: it
-// zeroes the records, so that the buffer no longer keeps what they pointed to
-// (histories, statistics) alive, and returns it empty, or nil when it has room for
-// more than KeepRecords.
-func Recycle(recs []Record) []Record {
-	clear(recs)
-	if cap(recs) > KeepRecords {
+// Recycle readies a buffer of ended flows (or of anything kept per ended flow) that
+// has been used up for the next use: it zeroes the elements, so that the buffer no
+// longer keeps what they pointed to (histories, statistics) alive, and returns it
+// empty, or nil when it has room for more than KeepRecords.
+func Recycle[T any](buf []T) []T {
+	clear(buf)
+	if cap(buf) > KeepRecords {
 		return nil
 	}
-	return recs[:0]
+	return buf[:0]
 }
 
 // sortEnded counts the flows queued from start on, and puts them in the order they
@@ -409,10 +409,7 @@ func (e *Engine) sortEnded(start int) {
 	for j, o := range order {
 		tail[j] = copied[o.i]
 	}
-	e.scratch, e.order = Recycle(copied), order[:0]
-	if cap(order) > KeepRecords {
-		e.order = nil
-	}
+	e.scratch, e.order = Recycle(copied), Recycle(order)
 }
 
 // endOrder is a record of a sweep's batch to queue: its end time, and its place in
