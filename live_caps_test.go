@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // TestLiveWithCapabilitiesOnly runs the command as user nobody with only CAP_BPF,
@@ -51,7 +53,7 @@ func TestLiveWithCapabilitiesOnly(t *testing.T) {
 
 	// With them: attach, count, stop on SIGINT.
 	var stdout bytes.Buffer
-	stderr := &lockedBuffer{}
+	stderr := &testnet.Buffer{}
 	cmd := asNobody(true, "-i "+liveIface+" -o csv -v")
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {

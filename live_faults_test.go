@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // TestLiveKill9LeavesNothingAttached: fparser killed with SIGKILL while attached (XDP
@@ -44,7 +45,7 @@ func TestLiveKill9LeavesNothingAttached(t *testing.T) {
 	if got := attached(); got != "xdp=false tcx-ingress=0 tcx-egress=0" {
 		t.Fatalf("before: %s", got)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &testnet.Buffer{}
 	cmd := exec.Command("ip", "netns", "exec", host, bin, "-i", liveIface, "-v")
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -106,7 +107,7 @@ func TestLiveInterfaceFlap(t *testing.T) {
 	if os.Getenv(envRole) != "flap" {
 		t.Skip("run by TestLiveInterfaceDownUpDeleted")
 	}
-	logged := &lockedBuffer{}
+	logged := &testnet.Buffer{}
 	var flows flowLog
 	p, err := fparser.Open(liveIface, &fparser.Options{OnUDP: flows.add, OnTCP: flows.add, Logger: slog.New(slog.NewTextHandler(logged, nil))})
 	if err != nil {
@@ -174,8 +175,8 @@ func TestLivePinAdoptsAfterKill9(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", fs).Run() })
 	pin := fs + "/fparser"
 
-	start := func() (*exec.Cmd, *lockedBuffer, *lockedBuffer) {
-		stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
+	start := func() (*exec.Cmd, *testnet.Buffer, *testnet.Buffer) {
+		stdout, stderr := &testnet.Buffer{}, &testnet.Buffer{}
 		cmd := exec.Command("ip", "netns", "exec", host, bin, "-i", liveIface, "--pin", pin, "-o", "csv", "-v")
 		cmd.Stdout, cmd.Stderr = stdout, stderr
 		if err := cmd.Start(); err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // TestLiveSignalDuringStartup stops fparser -i and fparser top -i, attached the legacy
@@ -73,7 +75,7 @@ func TestLiveSignalDuringStartup(t *testing.T) {
 			const atAttach = 10
 			for try := 0; try < 100; try++ {
 				cmd := exec.Command(c.command[0], c.command[1:]...)
-				var out lockedBuffer
+				var out testnet.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/kerneltest"
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // The live tests run the kernel datapath on real traffic. Everything happens inside
@@ -163,7 +164,7 @@ func TestLiveCLI(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv", "-v")
 	var stdout strings.Builder
-	stderr := &lockedBuffer{}
+	stderr := &testnet.Buffer{}
 	cmd.Stdout, cmd.Stderr = &stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -262,7 +263,7 @@ func TestLiveClient(t *testing.T) {
 		args = append([]string{"-Q", "in"}, args...)
 	}
 	dump := exec.Command("tcpdump", args...)
-	dumpErr := &lockedBuffer{}
+	dumpErr := &testnet.Buffer{}
 	dump.Stderr = dumpErr
 	if err := dump.Start(); err != nil {
 		t.Fatal(err)
@@ -547,24 +548,6 @@ func (l *flowLog) snapshot() []fparser.Flow {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]fparser.Flow(nil), l.flows...)
-}
-
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func reuseAddr(_, _ string, c syscall.RawConn) error {

@@ -9,101 +9,23 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testnet"
 	"github.com/fparser/fparser/ipfix"
 )
 
 // safety turns a hang into a failure; nothing here is meant to take near as long.
 const safety = time.Minute
 
-// stalledCollector is a TCP collector on loopback that accepts every connection and
-// reads none of them until told to, with a receive buffer so small that a few
-// kilobytes fill it.
-type stalledCollector struct {
-	ln       net.Listener
-	accepted chan net.Conn
-}
-
-func newStalledCollector(t *testing.T) *stalledCollector {
-	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) {
-			// Accepted connections inherit it.
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &stalledCollector{ln: ln, accepted: make(chan net.Conn, 64)}
-	var conns []net.Conn
-	var mu sync.Mutex
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			c.accepted <- conn
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, conn := range conns {
-			conn.Close()
-		}
-	})
-	return c
-}
-
-func (c *stalledCollector) addr() string { return c.ln.Addr().String() }
-
-// next returns the next connection accepted, waiting for it.
-func (c *stalledCollector) next(t *testing.T) net.Conn {
-	t.Helper()
-	select {
-	case conn := <-c.accepted:
-		return conn
-	case <-time.After(safety):
-		t.Fatal("no connection to the collector")
-		return nil
-	}
-}
-
 // completeMessages reads what conn holds until the exporter has closed or reset it,
 // and returns the complete messages in it: what the collector could decode.
 func completeMessages(t *testing.T, conn net.Conn) [][]byte {
 	t.Helper()
-	conn.SetReadDeadline(time.Now().Add(safety))
-	b, err := io.ReadAll(conn)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatal("the exporter left its connection open")
-	}
-	var msgs [][]byte
-	for len(b) >= 16 {
-		n := int(binary.BigEndian.Uint16(b[2:]))
-		if n < 16 || n > len(b) {
-			break
-		}
-		msgs = append(msgs, b[:n])
-		b = b[n:]
-	}
-	return msgs
+	return testnet.Messages(t, conn, safety)
 }
 
 // within runs f and fails the test if it has not returned after the safety timeout.
@@ -193,9 +115,9 @@ func delivered(t *testing.T, st ipfix.Stats, conns ...[][]byte) (records int) {
 // 1) until RetryInterval has passed. Close returns. The counters say exactly what the
 // collector's TCP took: the flows in its complete messages, and no more.
 func TestStalledCollector(t *testing.T) {
-	col := newStalledCollector(t)
-	e := dial(t, ipfix.Config{Network: "tcp", Address: col.addr(), WriteTimeout: 100 * time.Millisecond, RetryInterval: time.Hour})
-	conn := col.next(t)
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: 100 * time.Millisecond, RetryInterval: time.Hour})
+	conn := col.Next(t, safety)
 	flows := testFlows(t)
 	type result struct {
 		n   int
@@ -205,7 +127,7 @@ func TestStalledCollector(t *testing.T) {
 		n, err := exportUntilError(e, flows)
 		return result{n, err}
 	})
-	if !errors.Is(r.err, os.ErrDeadlineExceeded) || !strings.Contains(r.err.Error(), col.addr()) {
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) || !strings.Contains(r.err.Error(), col.Addr()) {
 		t.Fatalf("Export: %v; want a timeout that names the collector", r.err)
 	}
 	exported := r.n
@@ -234,9 +156,9 @@ func TestStalledCollector(t *testing.T) {
 // TestStatsWhileSendIsStuck: Stats answers while another goroutine's send waits for
 // the collector, and SetWriteTimeout cuts that send short.
 func TestStatsWhileSendIsStuck(t *testing.T) {
-	col := newStalledCollector(t)
-	e := dial(t, ipfix.Config{Network: "tcp", Address: col.addr(), WriteTimeout: time.Hour, RetryInterval: time.Hour})
-	conn := col.next(t)
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: time.Hour, RetryInterval: time.Hour})
+	conn := col.Next(t, safety)
 	flows := testFlows(t)
 	done := make(chan struct{})
 	var exported int
@@ -269,9 +191,9 @@ func TestStatsWhileSendIsStuck(t *testing.T) {
 // the collector, returns once that send's WriteTimeout has passed, and counts what it
 // could not send.
 func TestCloseWhileSendIsStuck(t *testing.T) {
-	col := newStalledCollector(t)
-	e := dial(t, ipfix.Config{Network: "tcp", Address: col.addr(), WriteTimeout: 2 * time.Second, RetryInterval: time.Hour})
-	conn := col.next(t)
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: 2 * time.Second, RetryInterval: time.Hour})
+	conn := col.Next(t, safety)
 	flows := testFlows(t)
 	done := make(chan struct{})
 	var exported int
@@ -296,9 +218,9 @@ func TestCloseWhileSendIsStuck(t *testing.T) {
 // WriteTimeout for the rest, then gives up: what the collector did not acknowledge is
 // counted as not sent, not as sent.
 func TestCloseCountsWhatTheCollectorDidNotTake(t *testing.T) {
-	col := newStalledCollector(t)
-	e := dial(t, ipfix.Config{Network: "tcp", Address: col.addr(), WriteTimeout: 200 * time.Millisecond, RetryInterval: time.Hour})
-	conn := col.next(t)
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: 200 * time.Millisecond, RetryInterval: time.Hour})
+	conn := col.Next(t, safety)
 	flows := testFlows(t)
 	const n = 2000 // about 130 kB: more than the collector's window, less than the socket buffers
 	for i := range n {
@@ -424,9 +346,9 @@ func TestClosedUDPPort(t *testing.T) {
 // background once RetryInterval has passed; the new connection starts with the
 // templates and with sequence number 0, and the flows go through it.
 func TestReconnectAfterStall(t *testing.T) {
-	col := newStalledCollector(t)
-	e := dial(t, ipfix.Config{Network: "tcp", Address: col.addr(), WriteTimeout: 100 * time.Millisecond, RetryInterval: 10 * time.Millisecond})
-	first := col.next(t)
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: 100 * time.Millisecond, RetryInterval: 10 * time.Millisecond})
+	first := col.Next(t, safety)
 	flows := testFlows(t)
 	type result struct {
 		n   int
@@ -437,7 +359,7 @@ func TestReconnectAfterStall(t *testing.T) {
 		return result{n, err}
 	})
 	exported := r.n
-	second := col.next(t)
+	second := col.Next(t, safety)
 	got := make(chan []byte, 1024)
 	go func() {
 		defer close(got)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -18,80 +17,24 @@ import (
 	"time"
 
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // stallSafety turns a hang into a failure; nothing here is meant to take near as long.
 const stallSafety = 2 * time.Minute
 
-// stalledCollector listens for IPFIX over TCP on loopback with a receive buffer of a
-// few kilobytes, accepts every connection and reads nothing until the command has
-// ended; then flowRecords reads what each connection holds.
-type stalledCollector struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newStalledCollector(t *testing.T) *stalledCollector {
-	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		if cerr := c.Control(func(fd uintptr) {
-			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); cerr != nil {
-			return cerr
-		}
-		return err
-	}}
-	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &stalledCollector{ln: ln}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, conn)
-			c.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, conn := range c.conns {
-			conn.Close()
-		}
-	})
-	return c
-}
-
 // flowRecords reads, once the exporter has closed or reset its connections, the
-// complete messages each connection holds, decodes them with goflow2, and returns
-// the flow records in them.
-func (c *stalledCollector) flowRecords(t *testing.T) int {
+// complete messages each connection of col holds, decodes them with goflow2, and
+// returns the flow records in them.
+func flowRecords(t *testing.T, col *testnet.StalledCollector) int {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	records := 0
-	for _, conn := range c.conns {
-		conn.SetReadDeadline(time.Now().Add(stallSafety))
-		b, err := io.ReadAll(conn)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatal("the exporter left a connection open")
-		}
+	for _, conn := range col.Conns() {
 		ts := netflow.CreateTemplateSystem() // a connection is a session of its own
-		for len(b) >= 16 {
-			n := int(b[2])<<8 | int(b[3]) // the message length, big-endian
-			if n < 16 || n > len(b) {
-				break // the message the exporter gave up on
-			}
+		for _, msg := range testnet.Messages(t, conn, stallSafety) {
 			var p netflow.IPFIXPacket
-			if err := netflow.DecodeMessageVersion(bytes.NewBuffer(b[:n]), ts, nil, &p); err != nil {
+			if err := netflow.DecodeMessageVersion(bytes.NewBuffer(msg), ts, nil, &p); err != nil {
 				t.Fatal(err)
 			}
 			for _, fs := range p.FlowSets {
@@ -102,7 +45,6 @@ func (c *stalledCollector) flowRecords(t *testing.T) int {
 					t.Fatalf("a set without its template (id %d)", s.Id)
 				}
 			}
-			b = b[n:]
 		}
 	}
 	return records
@@ -114,7 +56,7 @@ var ipfixSummary = regexp.MustCompile(`ipfix: (\d+) flows in \d+ messages \(\d+ 
 // checkUndelivered checks the end of a run against a stalled collector: exit status
 // 1, the error, and an IPFIX line that counts every flow printed once, as delivered
 // or not sent, with the delivered ones exactly those the collector holds.
-func checkUndelivered(t *testing.T, code int, stdout, stderr string, col *stalledCollector) {
+func checkUndelivered(t *testing.T, code int, stdout, stderr string, col *testnet.StalledCollector) {
 	t.Helper()
 	m := ipfixSummary.FindStringSubmatch(stderr)
 	if code != 1 || m == nil || !strings.Contains(stderr, "fparser: ipfix: ") {
@@ -126,7 +68,7 @@ func checkUndelivered(t *testing.T, code int, stdout, stderr string, col *stalle
 	if flows+notSent != rows || notSent == 0 {
 		t.Errorf("%d flows printed; %d delivered, %d not sent", rows, flows, notSent)
 	}
-	if got := col.flowRecords(t); got != flows {
+	if got := flowRecords(t, col); got != flows {
 		t.Errorf("the command counts %d flows delivered; the collector holds %d", flows, got)
 	}
 	t.Logf("%d flows printed; %d delivered, %d not sent", rows, flows, notSent)
@@ -148,35 +90,17 @@ func runWithin(t *testing.T, done <-chan int) int {
 // delivered (as many as the collector holds) or not sent.
 func TestIPFIXStalledCollector(t *testing.T) {
 	capture := writeManyFlows(t, 100000) // more than the socket buffers hold
-	col := newStalledCollector(t)
+	col := testnet.NewStalledCollector(t)
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.ln.Addr().String(), "--ipfix-proto", "tcp", "--ipfix-timeout", "100ms"}, &stdout, &stderr)
+		done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.Addr(), "--ipfix-proto", "tcp", "--ipfix-timeout", "100ms"}, &stdout, &stderr)
 	}()
 	code := runWithin(t, done)
 	if !strings.Contains(stderr.String(), "i/o timeout") {
 		t.Errorf("stderr %q: want the timeout", stderr.String())
 	}
 	checkUndelivered(t, code, stdout.String(), stderr.String(), col)
-}
-
-// syncBuffer is a bytes.Buffer for a writer and a reader on other goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestIPFIXStallSignal: with a send stuck on a collector that reads nothing, and an
@@ -186,12 +110,12 @@ func TestIPFIXStallSignal(t *testing.T) {
 	capture := writeManyFlows(t, 100000)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			col := newStalledCollector(t)
+			col := testnet.NewStalledCollector(t)
 			var stdout bytes.Buffer
-			stderr := &syncBuffer{}
+			stderr := &testnet.Buffer{}
 			done := make(chan int, 1)
 			go func() {
-				done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.ln.Addr().String(), "--ipfix-proto", "tcp", "--ipfix-timeout", "10m",
+				done <- run([]string{"-r", capture, "-o", "csv", "--ipfix", col.Addr(), "--ipfix-proto", "tcp", "--ipfix-timeout", "10m",
 					"--metrics", "127.0.0.1:0", "-v"}, &stdout, stderr)
 			}()
 			waitIPFIXStuck(t, done)

@@ -1,0 +1,144 @@
+// Package testnet holds what the tests of the network sinks and of the command share:
+// an IPFIX collector over TCP that accepts connections and reads none of them until a
+// test asks, and a buffer that one goroutine or child process writes while a test
+// reads it.
+package testnet
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// StalledCollector is a TCP collector on loopback that accepts every connection and
+// reads none of them until a test does, with a receive buffer so small that a few
+// kilobytes fill it. The test's end closes the listener and every connection.
+type StalledCollector struct {
+	ln      net.Listener
+	arrived chan struct{} // a connection was accepted
+	mu      sync.Mutex
+	conns   []net.Conn
+	taken   int // how many of conns Next has returned
+}
+
+// NewStalledCollector listens on a loopback port of its own.
+func NewStalledCollector(t testing.TB) *StalledCollector {
+	t.Helper()
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) {
+			// Accepted connections inherit it.
+			err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &StalledCollector{ln: ln, arrived: make(chan struct{}, 1)}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, conn)
+			c.mu.Unlock()
+			select {
+			case c.arrived <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for _, conn := range c.Conns() {
+			conn.Close()
+		}
+	})
+	return c
+}
+
+// Addr is the collector's address, host:port.
+func (c *StalledCollector) Addr() string { return c.ln.Addr().String() }
+
+// Conns returns the connections accepted so far, in the order they came.
+func (c *StalledCollector) Conns() []net.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]net.Conn(nil), c.conns...)
+}
+
+// Next returns the first connection that Next has not returned yet, waiting for it
+// up to timeout.
+func (c *StalledCollector) Next(t testing.TB, timeout time.Duration) net.Conn {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		c.mu.Lock()
+		if c.taken < len(c.conns) {
+			conn := c.conns[c.taken]
+			c.taken++
+			c.mu.Unlock()
+			return conn
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.arrived:
+		case <-deadline:
+			t.Fatal("no connection to the collector")
+		}
+	}
+}
+
+// Messages reads what conn holds until the exporter has closed or reset it, and
+// returns the complete IPFIX messages in it: what a collector could decode. A
+// connection still open after timeout fails the test.
+func Messages(t testing.TB, conn net.Conn, timeout time.Duration) [][]byte {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(conn)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the exporter left its connection open")
+	}
+	var msgs [][]byte
+	for len(b) >= 16 {
+		n := int(binary.BigEndian.Uint16(b[2:])) // the message's length
+		if n < 16 || n > len(b) {
+			break // the message the exporter gave up on
+		}
+		msgs = append(msgs, b[:n])
+		b = b[n:]
+	}
+	return msgs
+}
+
+// Buffer collects output that another goroutine or a child process writes while the
+// test reads it.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
