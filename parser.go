@@ -362,7 +362,11 @@ func (p *Parser) Run(ctx context.Context) error {
 	if err := p.inCallback("Run"); err != nil {
 		return err
 	}
-	p.Start()
+	if ctx.Err() != nil {
+		p.Stop() // done already: not a packet counts, however fast the source
+	} else {
+		p.Start()
+	}
 	select {
 	case <-p.done:
 	case <-ctx.Done():
