@@ -1,14 +1,17 @@
 package offline_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/internal/testpackets"
@@ -26,15 +29,32 @@ var expiryConfigs = []userspace.Timeouts{
 }
 
 // endedFlows is what an engine reported, in the order it reported it, but for flows
-// that ended at the same instant, which are in the order of their descriptions.
+// that ended at the same instant, which are in the order of their keys.
 type endedFlows struct {
-	recs   []string
-	ends   []int64
+	recs   []endedFlow
 	counts userspace.EngineCounts
 }
 
+// endedFlow is a Record without its history, comparable with ==: formatting every
+// record as text took most of these tests' time.
+type endedFlow struct {
+	key    userspace.Key
+	state  userspace.State
+	stats  userspace.FlowStats
+	reason userspace.EndReason
+	end    int64
+}
+
+func (f endedFlow) String() string {
+	return fmt.Sprintf("%x %+v %+v %v %d", f.key, f.state, f.stats, f.reason, f.end)
+}
+
 func (f *endedFlows) add(r *userspace.Record) {
-	f.recs, f.ends = append(f.recs, record(r)), append(f.ends, r.End)
+	e := endedFlow{key: r.Key, state: r.State, reason: r.Reason, end: r.End}
+	if r.Stats != nil {
+		e.stats = *r.Stats
+	}
+	f.recs = append(f.recs, e)
 }
 
 // canonical sorts the runs of flows that ended at the same instant: a sweep that ends
@@ -43,20 +63,18 @@ func (f *endedFlows) add(r *userspace.Record) {
 func (f *endedFlows) canonical() {
 	for i := 0; i < len(f.recs); {
 		j := i + 1
-		for j < len(f.recs) && f.ends[j] == f.ends[i] {
+		for j < len(f.recs) && f.recs[j].end == f.recs[i].end {
 			j++
 		}
-		slices.Sort(f.recs[i:j])
+		slices.SortFunc(f.recs[i:j], func(a, b endedFlow) int {
+			x, y := (*[unsafe.Sizeof(a.key)]byte)(unsafe.Pointer(&a.key)), (*[unsafe.Sizeof(b.key)]byte)(unsafe.Pointer(&b.key))
+			if c := bytes.Compare(x[:], y[:]); c != 0 {
+				return c
+			}
+			return strings.Compare(a.String(), b.String()) // a flow that ended as the same 5-tuple's next began, rarely
+		})
 		i = j
 	}
-}
-
-func record(r *userspace.Record) string {
-	var st userspace.FlowStats
-	if r.Stats != nil {
-		st = *r.Stats
-	}
-	return fmt.Sprintf("%x %+v %+v %v %d", r.Key, r.State, st, r.Reason, r.End)
 }
 
 // replayWith replays a capture with the deadline index, or with the reference walk of
@@ -132,7 +150,46 @@ func TestDeadlineIndexMatchesScan(t *testing.T) {
 func TestDeadlineIndexMatchesScanRandom(t *testing.T) {
 	for seed := range uint64(40) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		frames, times := randomTraffic(r, 3000)
+		frames, times := randomTraffic(r, 3000, 3)
+		compareIndexAndScan(t, fmt.Sprintf("seed=%d", seed), frames, times)
+	}
+}
+
+// TestDeadlineIndexMatchesScanAcrossShrinks is TestDeadlineIndexMatchesScanRandom
+// with bursts of thousands of flows between quiet times of a few, so that the table
+// grows and shrinks again and again while flows are active.
+func TestDeadlineIndexMatchesScanAcrossShrinks(t *testing.T) {
+	for seed := range uint64(2) {
+		r := rand.New(rand.NewPCG(seed, 11))
+		var frames [][]byte
+		var times []int64
+		last := int64(0)
+		for range 3 {
+			// A burst: a frame every 100 µs, among up to 20,000 flows.
+			f, ts := randomTraffic(r, 10000, 2500)
+			for i := range ts {
+				ts[i] = last + int64(i)*100e3
+			}
+			frames, times = append(frames, f...), append(times, ts...)
+			last = ts[len(ts)-1]
+			// Then quiet, for an hour or so.
+			f, ts = randomTraffic(r, 2000, 3)
+			shift := last + 1e9 - ts[0]
+			for i := range ts {
+				ts[i] += shift
+			}
+			frames, times = append(frames, f...), append(times, ts...)
+			last = ts[len(ts)-1] + 1e9
+		}
+		compareIndexAndScan(t, fmt.Sprintf("seed=%d", seed), frames, times)
+	}
+}
+
+// compareIndexAndScan replays frames under every timeout of expiryConfigs, with the
+// deadline index and with the scan, and compares the flows they end.
+func compareIndexAndScan(t *testing.T, name string, frames [][]byte, times []int64) {
+	t.Helper()
+	{
 		for _, to := range expiryConfigs {
 			run := func(scan bool) endedFlows {
 				tab := userspace.NewFlowTable(16)
@@ -153,15 +210,15 @@ func TestDeadlineIndexMatchesScanRandom(t *testing.T) {
 				out.counts.Sweeps = userspace.SweepHistogram{}
 				return out
 			}
-			t.Run(fmt.Sprintf("seed=%d/%v", seed, to), func(t *testing.T) { compareEnded(t, run(false), run(true)) })
+			t.Run(fmt.Sprintf("%s/%v", name, to), func(t *testing.T) { compareEnded(t, run(false), run(true)) })
 		}
 	}
 }
 
-// randomTraffic returns n frames among a few TCP and UDP endpoints with random flags
-// and gaps: mostly short, some of seconds, a few of hours (past the wheel's span), and
-// a few timestamps that go backwards.
-func randomTraffic(r *rand.Rand, n int) (frames [][]byte, times []int64) {
+// randomTraffic returns n frames among a few TCP and UDP endpoints, each with ports
+// client ports, with random flags and gaps: mostly short, some of seconds, a few of
+// hours (past the wheel's span), and a few timestamps that go backwards.
+func randomTraffic(r *rand.Rand, n, ports int) (frames [][]byte, times []int64) {
 	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}
 	flagChoices := []uint8{pb.SYN, pb.SYN | pb.ACK, pb.ACK, pb.ACK, pb.ACK, pb.FIN | pb.ACK, pb.RST, pb.PSH | pb.ACK}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
@@ -181,7 +238,7 @@ func randomTraffic(r *rand.Rand, n int) (frames [][]byte, times []int64) {
 		if v6 {
 			a, b = addrs[2+r.IntN(2)], addrs[2+r.IntN(2)]
 		}
-		sp, dp := uint16(1000+r.IntN(3)), uint16(80+r.IntN(2))
+		sp, dp := uint16(1000+r.IntN(ports)), uint16(80+r.IntN(2))
 		if r.IntN(2) == 0 {
 			a, b, sp, dp = b, a, dp, sp
 		}
