@@ -223,7 +223,12 @@ func (t *FlowTable) Expire(now int64, ended func(*Key, *State, *FlowStats, EndRe
 	for _, p := range w.keep {
 		t.file(p.idx, w.bucket(p.end))
 	}
-	return t.earliest()
+	t.shrink()
+	next = t.earliest()
+	if cap(w.keep) > pageSize {
+		w.keep = nil // a burst's: the next sweep makes one its size
+	}
+	return next
 }
 
 // earliest returns the earliest deadline among the flows, exactly: it looks into the
@@ -279,6 +284,7 @@ func (t *FlowTable) expireByScan(now int64, ended func(*Key, *State, *FlowStats,
 		ended(&e.key, &e.state, t.statsOf(i), reason, d)
 		t.removeEntry(i)
 	}
+	t.shrink()
 	return next
 }
 

@@ -35,8 +35,10 @@ type Table interface {
 // datapath: a hit or an insert allocates nothing, entries sit in fixed-size pages so
 // growing never copies a flow, and the index holds a hash fragment so a probe rarely
 // touches an entry that does not match. A removed flow's entry stays where it is,
-// free, and a new flow takes it: removing touches only the flow and its slot. It is
-// not safe for concurrent use.
+// free, and a new flow takes it: removing touches only the flow and its slot. Once
+// its flows fill a quarter of its entries or less, Expire moves them into memory
+// their size, so that a burst leaves nothing behind. It is not safe for concurrent
+// use.
 type FlowTable struct {
 	// slots: 0 is empty; otherwise the high 32 bits are the key's hash, whose low bits
 	// are also the home slot, and the low 32 bits are the entry index + 1.
@@ -54,6 +56,7 @@ type FlowTable struct {
 	stamps  []*[pageSize]int32 // the deadline index's stamp of each entry, beside the pages
 	unfiled []int32            // new entries from Upsert, for the next sweep to file
 	scan    bool               // Expire walks the whole table instead (ScanExpiry)
+	least   int                // the index's size for the hint: shrink goes no smaller
 }
 
 const (
@@ -98,6 +101,7 @@ func NewFlowTable(hint int) *FlowTable {
 	}
 	t.slots = make([]uint64, n)
 	t.mask = uint64(n - 1)
+	t.least = n
 	return t
 }
 
@@ -153,8 +157,8 @@ func (t *FlowTable) PrefetchEntry(h uint64) {
 
 // Upsert returns the state and statistics (nil unless kept) for k, inserting zero
 // ones when k is absent; created reports the insert. The pointers are valid until
-// the next Upsert or removal. A new flow is looked at by the next sweep, and filed
-// under its deadline then.
+// the next Upsert, removal or Expire. A new flow is looked at by the next sweep, and
+// filed under its deadline then.
 func (t *FlowTable) Upsert(k *Key) (s *State, st *FlowStats, created bool) {
 	s, st, i, created := t.UpsertHash(k, t.hash(k))
 	if created && t.wheel != nil {
@@ -166,7 +170,7 @@ func (t *FlowTable) Upsert(k *Key) (s *State, st *FlowStats, created bool) {
 // UpsertHash is Upsert for a key whose Hash is h, for a datapath: a new flow is filed
 // in the deadline index only when the datapath calls Track, once it has set the
 // flow's state. It also returns the entry's index, for Track, valid until the flow is
-// removed.
+// removed or the next Expire.
 func (t *FlowTable) UpsertHash(k *Key, h uint64) (s *State, st *FlowStats, i int32, created bool) {
 	tag := h >> 32 << 32
 	for i := h >> 32 & t.mask; ; i = (i + 1) & t.mask {
@@ -366,11 +370,91 @@ func (t *FlowTable) grow() {
 		if slot == 0 {
 			continue
 		}
-		for i := slot >> 32 & t.mask; ; i = (i + 1) & t.mask {
-			if t.slots[i] == 0 {
-				t.slots[i] = slot
-				break
+		t.place(slot)
+	}
+}
+
+// place puts slot, which points at an entry whose key no other slot's has, in the
+// first empty slot of its probe run.
+func (t *FlowTable) place(slot uint64) {
+	for i := slot >> 32 & t.mask; ; i = (i + 1) & t.mask {
+		if t.slots[i] == 0 {
+			t.slots[i] = slot
+			return
+		}
+	}
+}
+
+// shrinkShare: the table shrinks once its flows fill no more than 1/shrinkShare of
+// the entries it has. Each shrink costs a visit of every entry, so that between two
+// the flows that ended, at least 3/4 of the entries, pay for it.
+const shrinkShare = 4
+
+// shrink moves the flows into memory sized for them once they fill no more than
+// 1/shrinkShare of the entries the table has, so that a burst of flows leaves nothing
+// behind once it has ended. Entries and the deadline index's buckets keep their
+// order, so flows are found, and end, in the same order as before. It moves entries:
+// an index from UpsertHash is no longer valid after it.
+func (t *FlowTable) shrink() {
+	if t.base != 0 || len(t.pages) <= 1 || t.live > t.n/shrinkShare {
+		return
+	}
+	old := *t
+	moved := make([]int32, old.n) // each entry's new index, or -1
+	n := t.least
+	for n < 2*old.live {
+		n <<= 1
+	}
+	t.slots, t.mask = make([]uint64, n), uint64(n-1)
+	t.pages, t.stats, t.stamps = nil, nil, nil
+	t.n, t.live, t.free = 0, 0, nil
+	for i := range old.n {
+		e := old.entry(i)
+		if e.free() {
+			moved[i] = -1
+			continue
+		}
+		idx := t.newEntry()
+		moved[i] = idx
+		*t.entry(int(idx)) = *e
+		if st := t.statsOf(int(idx)); st != nil {
+			*st = *old.statsOf(i)
+		}
+		*t.stampOf(idx) = *old.stampOf(int32(i))
+		t.live++
+		t.place(t.hash(&e.key)>>32<<32 | uint64(idx+1))
+	}
+	t.unfiled = remap(old.unfiled, moved, nil)
+	if w := t.wheel; w != nil {
+		for slot, idx := range w.buckets {
+			// The bucket's stamp, to leave out the indices filed again elsewhere.
+			s := stamp(w.cursor + (int64(slot)-w.cursor)&(wheelBuckets-1))
+			w.buckets[slot] = remap(idx, moved, func(i int32) bool { return *old.stampOf(i) == s })
+			if len(w.buckets[slot]) == 0 {
+				w.buckets[slot] = nil
+				w.used[slot>>6] &^= 1 << (slot & 63)
 			}
 		}
 	}
+}
+
+// remap returns the new indices of those of idx that are still flows and pass keep
+// (nil: all), in a new array only as large as they need.
+func remap(idx, moved []int32, keep func(int32) bool) []int32 {
+	var n int
+	for _, i := range idx {
+		if moved[i] >= 0 && (keep == nil || keep(i)) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]int32, 0, n)
+	for _, i := range idx {
+		if moved[i] >= 0 && (keep == nil || keep(i)) {
+			out = append(out, moved[i])
+		}
+	}
+	return out
 }

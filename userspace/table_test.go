@@ -1,9 +1,13 @@
 package userspace
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
+
+const unsafeSizeofStats = unsafe.Sizeof(FlowStats{})
 
 func testKey(i int) Key {
 	var k Key
@@ -167,5 +171,84 @@ func TestFlowTableStatisticsFollowTheirFlow(t *testing.T) {
 	}
 	if _, st, _ := NewFlowTable(4).Upsert(&k); st != nil {
 		t.Fatal("a table without statistics returned some")
+	}
+}
+
+// tableMemory is what a table holds in pages, index, free list and deadline buckets,
+// in bytes.
+func tableMemory(t *FlowTable) int {
+	n := len(t.pages)*(pageSize*(128+4)) + len(t.stats)*pageSize*int(unsafeSizeofStats) + 8*len(t.slots) + 4*cap(t.free) + 4*cap(t.unfiled)
+	if w := t.wheel; w != nil {
+		for _, b := range w.buckets {
+			n += 4 * cap(b)
+		}
+		n += 16 * cap(w.keep)
+	}
+	return n
+}
+
+// TestFlowTableShrinksWhenFlowsEnd: once a burst of 100,000 flows has ended but for a
+// few, the table holds memory for those few only; they keep their state, statistics
+// and deadlines, and end when they are due, in the order they would have; the table
+// then takes a burst again.
+func TestFlowTableShrinksWhenFlowsEnd(t *testing.T) {
+	const burst, stay = 100_000, 100
+	to := Timeouts{Idle: 10e9, FIN: 1e9}
+	tab := NewFlowTable(1024)
+	tab.KeepStatistics()
+	tab.SetTimeouts(to)
+	// What a new table holding the flows that stay has.
+	few := NewFlowTable(1024)
+	few.KeepStatistics()
+	for i := range stay {
+		k := testKey(i)
+		few.Upsert(&k)
+	}
+	small := tableMemory(few)
+	for round := range 3 {
+		now := int64(round) * 100e9
+		for i := range burst {
+			k := testKey(i)
+			s, st, created := tab.Upsert(&k)
+			if !created {
+				t.Fatalf("round %d: flow %d was still there", round, i)
+			}
+			s.Dir[0].Packets, s.Dir[0].First, s.Dir[0].Last = 1, now, now
+			if i%(burst/stay) == 0 {
+				s.Dir[0].Last = now + 5e9 + int64(i) // stays past the burst, ending in key order
+			}
+			st[0].GapSum = uint64(i)
+		}
+		peak := tableMemory(tab)
+		var ended []int
+		check := func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
+			i := int(k.A[15]) | int(k.A[14])<<8 | int(k.PortA)<<16
+			if st[0].GapSum != uint64(i) || reason != EndIdle || end != s.LastSeen()+10e9 {
+				t.Fatalf("round %d: flow %d ended with the statistics of %d, reason %v at %d", round, i, st[0].GapSum, reason, end)
+			}
+			ended = append(ended, i)
+		}
+		next := tab.Expire(now+10e9, check)
+		if len(ended) != burst-stay || tab.Len() != stay || next != now+15e9 {
+			t.Fatalf("round %d: %d ended, %d left, next deadline %d; want %d, %d, %d", round, len(ended), tab.Len(), next, burst-stay, stay, now+15e9)
+		}
+		if m := tableMemory(tab); m > 2*small {
+			t.Errorf("round %d: with %d flows left of %d, the table holds %d KiB (%d KiB at its peak, %d KiB in a new table with them)", round, stay, burst, m>>10, peak>>10, small>>10)
+		}
+		for i := 0; i < burst; i += burst / stay {
+			k := testKey(i)
+			if s, st, ok := tab.Lookup(&k); !ok || s.Dir[0].Last != now+5e9+int64(i) || st[0].GapSum != uint64(i) {
+				t.Fatalf("round %d: flow %d after the shrink: found %v, last %d, statistics of %d", round, i, ok, s.Dir[0].Last, st[0].GapSum)
+			}
+		}
+		ended = ended[:0]
+		if next := tab.Expire(now+20e9, check); next != math.MaxInt64 || tab.Len() != 0 || len(ended) != stay {
+			t.Fatalf("round %d: %d of the last flows ended, %d left, next %d", round, len(ended), tab.Len(), next)
+		}
+		for j, i := range ended {
+			if i != j*(burst/stay) {
+				t.Fatalf("round %d: the last flows ended in the order %v", round, ended)
+			}
+		}
 	}
 }
