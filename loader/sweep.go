@@ -2,6 +2,7 @@ package loader
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -93,7 +94,19 @@ func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *
 	for i := range sw.gone {
 		t.end(&sw.gone[i], now, ended)
 	}
+	sw.due, sw.gone = trim(sw.due), trim(sw.gone)
 	return math.MaxInt64
+}
+
+// keepKeys is the most keys an array of the sweep keeps room for between calls: one
+// that a burst grew larger is let go, and the next burst makes its own.
+const keepKeys = 4096
+
+func trim(keys []userspace.Key) []userspace.Key {
+	if cap(keys) > keepKeys {
+		return nil
+	}
+	return keys[:0]
 }
 
 // end removes the flow with key k, due at now, and passes its final state to ended.
@@ -168,14 +181,29 @@ func (t *Table) Mark(k *userspace.Key, at int64) { t.marks.add(k, at) }
 // keyWheel files flow keys by the time to check them, in buckets of wheelWidth. A
 // key is filed once, under its earliest time; a check that finds the flow still busy
 // files it again.
+//
+// Go's maps keep the room of their largest size, so once the keys filed fall to a
+// quarter of their peak, the wheel moves them into maps their size: a burst of flows
+// leaves nothing behind once it has ended, and each move is paid for by the three
+// quarters of the keys taken since the peak.
 type keyWheel struct {
 	mu      sync.Mutex
 	started bool
 	next    int64 // the first bucket not yet taken
 	buckets map[int64][]userspace.Key
 	filed   map[userspace.Key]int64 // the bucket each key is filed under
-	free    [][]userspace.Key
+	peak    int                     // the most keys filed since the maps were made
+	free    [][]userspace.Key       // emptied buckets' arrays, for new buckets
 }
+
+// Bounds on what the wheel keeps for reuse: the maps are remade only past
+// keepFiled keys, and at most keepFree emptied arrays, each of room for at most
+// keepBucket keys, wait for new buckets (640 KiB at most).
+const (
+	keepFiled  = 1024
+	keepFree   = 64
+	keepBucket = 256
+)
 
 // add files key k to be checked at time at.
 func (w *keyWheel) add(k *userspace.Key, at int64) {
@@ -192,6 +220,7 @@ func (w *keyWheel) add(k *userspace.Key, at int64) {
 		return // it is checked earlier already
 	}
 	w.filed[*k] = b
+	w.peak = max(w.peak, len(w.filed))
 	keys, ok := w.buckets[b]
 	if !ok && len(w.free) > 0 {
 		keys, w.free = w.free[len(w.free)-1], w.free[:len(w.free)-1]
@@ -236,8 +265,22 @@ func (w *keyWheel) take(now int64, dst []userspace.Key) []userspace.Key {
 				dst = append(dst, k)
 			}
 		}
-		w.free = append(w.free, keys[:0])
+		if cap(keys) <= keepBucket && len(w.free) < keepFree {
+			w.free = append(w.free, keys[:0])
+		}
 	}
 	w.next = max(w.next, last+1)
+	if w.peak > keepFiled && len(w.filed) <= w.peak/4 {
+		w.remake()
+	}
 	return dst
+}
+
+// remake moves the keys filed into maps their size. (maps.Clone would keep the
+// room: it copies a map's tables as they are.)
+func (w *keyWheel) remake() {
+	buckets, filed := make(map[int64][]userspace.Key, len(w.buckets)), make(map[userspace.Key]int64, len(w.filed))
+	maps.Copy(buckets, w.buckets)
+	maps.Copy(filed, w.filed)
+	w.buckets, w.filed, w.peak = buckets, filed, len(filed)
 }
