@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -84,110 +83,43 @@ func burstSource(i int) netip.AddrPort {
 }
 
 // heapKept is how far above its baseline the heap may stay once a burst of flows has
-// ended, leaving out what the flow table keeps (heapUse.Table): buffers that do not
-// grow with the flows, the replay's read-ahead (4 MiB: four batches in flight and the
-// read buffer), the engine's buffers of ended flows (room for at most 4096 flows
-// each), the batch of the reader of the kernel's events (under 1 MiB).
+// ended: buffers that do not grow with the flows, the replay's read-ahead (4 MiB: four
+// batches in flight and the read buffer), the engine's buffers of ended flows (room
+// for at most 4096 flows each), the batch of the reader of the kernel's events (under
+// 1 MiB), a page of the Go flow table (4096 flows, 528 KiB), the loader's arrays of
+// keys to check (640 KiB).
 const heapKept = 6 << 20
 
-// What the flow table keeps of a burst once it is over, which this change leaves as
-// it is and the tests leave out, by the functions that allocated it: offline, the Go
-// flow table keeps the pages, index and free list of its peak for the flows to come
-// (about 190 B a flow); live, the loader's sweep keeps the room of the maps and
-// buckets of its wheel of keys to check (from 0 to 200 B a flow, as many as were
-// filed at once).
-var (
-	goTable     = []string{"github.com/fparser/fparser/userspace.(*FlowTable).", "github.com/fparser/fparser/userspace.NewFlowTable", "github.com/fparser/fparser/userspace.newDeadlines"}
-	kernelTable = []string{"github.com/fparser/fparser/loader."}
-)
-
-// heapUse is the live heap after a collection, and the part of it that the flow
-// table's functions allocated.
-type heapUse struct{ Total, Table uint64 }
-
-// rest is the heap but the flow table's.
-func (h heapUse) rest() uint64 { return h.Total - h.Table }
-
-// profileEveryAllocation makes the runtime's heap profile record every allocation, so
-// that heapAfterGC can tell the flow table's memory exactly.
-func profileEveryAllocation(t testing.TB) {
-	old := runtime.MemProfileRate
-	runtime.MemProfileRate = 1
-	t.Cleanup(func() { runtime.MemProfileRate = old })
-}
-
-// heapAfterGC reads the live heap after a collection, and of it the memory allocated
-// by a function (the innermost outside the runtime) whose name begins with one of
-// table. It collects three times: the heap profile is up to two collections old, and
-// what another goroutine let go of while the first one marked is gone after the next.
-func heapAfterGC(table []string) heapUse {
-	for range 3 {
+// heapAfterGC reads the live heap after a collection. It collects twice: what
+// another goroutine let go of while the first one marked is gone after the second.
+func heapAfterGC() uint64 {
+	for range 2 {
 		runtime.GC()
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	h := heapUse{Total: ms.HeapAlloc}
-	n, _ := runtime.MemProfile(nil, false)
-	recs := make([]runtime.MemProfileRecord, n+64)
-	for {
-		var ok bool
-		if n, ok = runtime.MemProfile(recs, false); ok {
-			break
-		}
-		recs = make([]runtime.MemProfileRecord, n+64)
-	}
-	for _, r := range recs[:n] {
-		if r.InUseBytes() > 0 && allocatedBy(r.Stack(), table) {
-			h.Table += uint64(r.InUseBytes())
-		}
-	}
-	return h
+	return ms.HeapAlloc
 }
 
-// allocatedBy reports whether the innermost function of stack outside the runtime
-// has a name that begins with one of prefixes.
-func allocatedBy(stack []uintptr, prefixes []string) bool {
-	frames := runtime.CallersFrames(stack)
-	for {
-		f, more := frames.Next()
-		if !strings.HasPrefix(f.Function, "runtime.") && !strings.HasPrefix(f.Function, "internal/") {
-			for _, p := range prefixes {
-				if strings.HasPrefix(f.Function, p) {
-					return true
-				}
-			}
-			return false
-		}
-		if !more {
-			return false
-		}
-	}
-}
-
-// checkHeap fails the test unless the heap but the flow table's is back within
-// heapKept of its baseline.
-func checkHeap(t *testing.T, base, end heapUse) {
+// checkHeap fails the test unless the heap is back within heapKept of its baseline.
+func checkHeap(t *testing.T, base, end uint64) {
 	t.Helper()
-	t.Logf("heap after GC: %.1f MiB at the baseline (%.1f of it the flow table's), %.1f MiB once the burst's flows had ended (%.1f)",
-		mib(base.Total), mib(base.Table), mib(end.Total), mib(end.Table))
-	if end.rest() > base.rest()+heapKept {
-		t.Errorf("leaving out the flow table's, the heap after GC stays %.1f MiB above its baseline once the flows have ended (allowed: %.1f MiB)",
-			mib(end.rest()-base.rest()), mib(heapKept))
+	t.Logf("heap after GC: %.1f MiB at the baseline, %.1f MiB once the burst's flows had ended", mib(base), mib(end))
+	if end > base+heapKept {
+		t.Errorf("the heap after GC stays %.1f MiB above its baseline once the flows have ended (allowed: %.1f MiB)", mib(end-base), mib(heapKept))
 	}
 }
 
 // TestMemoryIsFreedWhenFlowsEnd: once the 100,000 flows of a burst, each with a
 // history of its 10 packets, have ended and been delivered, the parser (still
-// running) holds no memory for them: but for what the flow table keeps, the heap
-// after a collection is back within heapKept of what it was before the parser
-// opened.
+// running) holds no memory for them, its flow table included: the heap after a
+// collection is back within heapKept of what it was before the parser opened.
 func TestMemoryIsFreedWhenFlowsEnd(t *testing.T) {
 	path := burstCapture(t)
 	var burst, stored int
-	var heap heapUse
+	var heap uint64
 	var p *fparser.Parser
-	profileEveryAllocation(t)
-	base := heapAfterGC(goTable)
+	base := heapAfterGC()
 	p, err := fparser.New(path, &fparser.Options{
 		FlowTimeout: burstIdle,
 		Packets:     burstPackets,
@@ -198,7 +130,7 @@ func TestMemoryIsFreedWhenFlowsEnd(t *testing.T) {
 				// The burst's flows ended a flow timeout ago and were delivered;
 				// the second lone flow's packet, whose time ended this one, is not
 				// counted yet.
-				heap = heapAfterGC(goTable)
+				heap = heapAfterGC()
 				if in := p.Info(); in.UDPFlows+in.TCPFlows != 0 || in.PacketMemory != 0 {
 					t.Errorf("%d active flows, %d bytes of packet memory when the first lone flow ended; want none", in.UDPFlows+in.TCPFlows, in.PacketMemory)
 				}
@@ -218,7 +150,7 @@ func TestMemoryIsFreedWhenFlowsEnd(t *testing.T) {
 	if burst != burstFlows || stored != burstFlows*burstPackets {
 		t.Fatalf("%d burst flows delivered with %d packets stored, want %d and %d", burst, stored, burstFlows, burstFlows*burstPackets)
 	}
-	if heap.Total == 0 {
+	if heap == 0 {
 		t.Fatal("the first lone flow was never delivered")
 	}
 	checkHeap(t, base, heap)
