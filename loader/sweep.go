@@ -94,19 +94,8 @@ func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *
 	for i := range sw.gone {
 		t.end(&sw.gone[i], now, ended)
 	}
-	sw.due, sw.gone = trim(sw.due), trim(sw.gone)
+	sw.due, sw.gone = userspace.Recycle(sw.due), userspace.Recycle(sw.gone) // a burst's room is let go
 	return math.MaxInt64
-}
-
-// keepKeys is the most keys an array of the sweep keeps room for between calls: one
-// that a burst grew larger is let go, and the next burst makes its own.
-const keepKeys = 4096
-
-func trim(keys []userspace.Key) []userspace.Key {
-	if cap(keys) > keepKeys {
-		return nil
-	}
-	return keys[:0]
 }
 
 // end removes the flow with key k, due at now, and passes its final state to ended.

@@ -7,8 +7,6 @@ import (
 	"unsafe"
 )
 
-const unsafeSizeofStats = unsafe.Sizeof(FlowStats{})
-
 func testKey(i int) Key {
 	var k Key
 	k.A[15], k.A[14] = byte(i), byte(i>>8)
@@ -177,12 +175,13 @@ func TestFlowTableStatisticsFollowTheirFlow(t *testing.T) {
 // tableMemory is what a table holds in pages, index, free list and deadline buckets,
 // in bytes.
 func tableMemory(t *FlowTable) int {
-	n := len(t.pages)*(pageSize*(128+4)) + len(t.stats)*pageSize*int(unsafeSizeofStats) + 8*len(t.slots) + 4*cap(t.free) + 4*cap(t.unfiled)
+	entry, stats := int(unsafe.Sizeof(flowEntry{})+unsafe.Sizeof(int32(0))), int(unsafe.Sizeof(FlowStats{})) // with its stamp
+	n := len(t.pages)*pageSize*entry + len(t.stats)*pageSize*stats + 8*len(t.slots) + 4*cap(t.free) + 4*cap(t.unfiled)
 	if w := t.wheel; w != nil {
 		for _, b := range w.buckets {
 			n += 4 * cap(b)
 		}
-		n += 16 * cap(w.keep)
+		n += int(unsafe.Sizeof(pending{})) * cap(w.keep)
 	}
 	return n
 }
