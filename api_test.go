@@ -307,8 +307,8 @@ func TestRunStopsWhenContextEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Run(ctx); err != nil {
-		t.Errorf("Run with a cancelled context: %v", err)
+	if err := p.Run(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run with a cancelled context: %v, want context.Canceled", err)
 	}
 	for _, r := range reasons {
 		if r != fparser.EndStopped {

@@ -41,7 +41,9 @@ var (
 	ErrFilter = filter.ErrFilter
 	// ErrOption: an option has a value out of its range.
 	ErrOption = errors.New("invalid option")
-	// ErrStopped: the parser has stopped, and SetFilter has nothing to change.
+	// ErrStopped: SetFilter was called once the parser had been stopped (Stop,
+	// Close, Run's context) or had finished: no packet is left for a filter to
+	// decide.
 	ErrStopped = errors.New("the parser has stopped")
 	// ErrInCallback: Close, Wait, WaitContext or Run was called from one of the
 	// parser's own callbacks, which the parser would have to finish first: it
@@ -49,9 +51,16 @@ var (
 	ErrInCallback = errors.New("called from a callback of the same parser, which it would wait for")
 )
 
-// DefaultFilter says what is counted when no filter is given: all IPv4 and IPv6
-// traffic. No filter runs then; given explicitly, it runs, and non-IP packets count
-// as filtered rather than as non-IP.
+// DefaultFilter is the expression nearest to what is counted when no filter is
+// given, all IPv4 and IPv6 traffic, for a caller that wants to write a filter
+// around it; it compiles for every link type. It is not the same as no filter:
+//   - No program runs without a filter; given, it runs, and non-IP packets count as
+//     filtered rather than as non-IP.
+//   - Without a filter, packets under up to two VLAN tags count. Like libpcap's ip,
+//     this expression does not look past a VLAN tag (testdata/vlan.pcap: 2 packets
+//     of 8). On Ethernet, "ip or ip6 or (vlan and (ip or ip6 or (vlan and (ip or
+//     ip6))))" counts what no filter does; "vlan" is refused on link types without
+//     VLAN tags, such as raw IP.
 const DefaultFilter = "ip or ip6"
 
 // AllPackets, as Options.Packets, keeps every packet of every flow.
@@ -136,8 +145,12 @@ type Options struct {
 	// LogLevel is the least level logged when Logger is nil. The zero value is
 	// slog.LevelInfo; the parser logs routine events at Debug only.
 	LogLevel slog.Level
-	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once, after the last
-	// flow has been delivered. All three run on one goroutine, in the order flows end,
+	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once for every
+	// parser New or Open returned, after its last flow has been delivered, however
+	// it ended: its source ended, it was stopped, or the capture failed (Wait then
+	// returns the error, after the flows before the fault). When New or Open returns
+	// an error, there is no parser and no callback runs: the error is the whole
+	// answer. All three run on one goroutine, in the order flows end,
 	// while counting pauses: a callback sees the parser as it was when its flow ended
 	// and may call its methods, Stop included. Close, Wait, WaitContext and Run,
 	// which would wait for the callback itself, return an error matching
@@ -348,19 +361,44 @@ func (p *Parser) SetFilter(expr string) error {
 	if err != nil {
 		return err
 	}
+	if p.stopped() {
+		return ErrStopped
+	}
 	return p.setFilter(f)
+}
+
+// stopped reports whether the parser has been stopped or has finished: no packet
+// counts any more.
+func (p *Parser) stopped() bool {
+	if p.ctx.Err() != nil {
+		return true
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Start starts counting in the background. Calling it again does nothing.
 func (p *Parser) Start() { p.started.Do(p.start) }
 
 // Run starts the parser if it is not running and blocks until it has finished, like
-// Wait. When ctx is done first, Run stops the parser, waits for the stopped flows and
-// the kill callback, and returns nil. Called from one of the parser's callbacks, it
-// returns an error matching ErrInCallback at once.
+// Wait, and returns the capture's error. When ctx is done first, Run stops the
+// parser, waits for the stopped flows and the kill callback, and returns ctx.Err()
+// (unless the capture failed meanwhile: then its error), as WaitContext does; on a
+// parser that had finished already, it returns its result, as Wait does.
+// Called from one of the parser's callbacks, it returns an error matching
+// ErrInCallback at once.
 func (p *Parser) Run(ctx context.Context) error {
 	if err := p.inCallback("Run"); err != nil {
 		return err
+	}
+	select {
+	case <-p.done: // finished already: its own result, whatever ctx says
+		return p.err
+	default:
 	}
 	if ctx.Err() != nil {
 		p.Stop() // done already: not a packet counts, however fast the source
@@ -369,11 +407,15 @@ func (p *Parser) Run(ctx context.Context) error {
 	}
 	select {
 	case <-p.done:
+		return p.err
 	case <-ctx.Done():
 		p.Stop()
 		<-p.done
+		if p.err != nil {
+			return p.err
+		}
+		return ctx.Err()
 	}
-	return p.err
 }
 
 func (p *Parser) start() {
@@ -494,11 +536,17 @@ func (p *Parser) Wait() error {
 }
 
 // WaitContext is Wait that gives up when ctx is done, returning ctx's error; the
-// parser keeps running. Called from one of the parser's callbacks, it returns an
+// parser keeps running. Once the parser has finished, it returns its result, as Wait
+// does, whatever ctx says. Called from one of the parser's callbacks, it returns an
 // error matching ErrInCallback at once.
 func (p *Parser) WaitContext(ctx context.Context) error {
 	if err := p.inCallback("WaitContext"); err != nil {
 		return err
+	}
+	select {
+	case <-p.done: // finished: its own result, whatever ctx says
+		return p.err
+	default:
 	}
 	select {
 	case <-p.done:
@@ -569,20 +617,26 @@ type SortOrder uint8
 
 // Sort orders.
 const (
-	ByPackets    SortOrder = iota + 1 // packets in both directions
-	ByBytes                           // bytes in both directions
-	ByPacketRate                      // Flow.PacketRate
-	ByByteRate                        // Flow.ByteRate
+	Unsorted     SortOrder = iota // the table's order, as Flows yields them
+	ByPackets                     // packets in both directions
+	ByBytes                       // bytes in both directions
+	ByPacketRate                  // Flow.PacketRate
+	ByByteRate                    // Flow.ByteRate
 )
 
 var sortOrderNames = [...]string{ByPackets: "packets", ByBytes: "bytes", ByPacketRate: "pps", ByByteRate: "bps"}
 
 func (o SortOrder) String() string {
-	if int(o) < len(sortOrderNames) && sortOrderNames[o] != "" {
+	switch {
+	case o == Unsorted:
+		return "unsorted"
+	case o.valid():
 		return sortOrderNames[o]
 	}
-	return "unsorted"
+	return fmt.Sprintf("SortOrder(%d)", uint8(o))
 }
+
+func (o SortOrder) valid() bool { return int(o) < len(sortOrderNames) && sortOrderNames[o] != "" }
 
 // ParseSortOrder reads a sort order by name: packets, bytes, pps or bps (bytes per
 // second).
@@ -596,8 +650,13 @@ func ParseSortOrder(name string) (SortOrder, error) {
 }
 
 // Compare orders a and b by o, largest first, then by first packet and endpoints,
-// so that the order is total and repeatable: for slices.SortFunc.
-func (o SortOrder) Compare(a, b *Flow) int {
+// so that the order is total and repeatable: slices.SortFunc(flows, o.Compare)
+// sorts a []Flow. Unsorted compares by the rest alone.
+func (o SortOrder) Compare(a, b Flow) int {
+	return o.compare(&a, &b)
+}
+
+func (o SortOrder) compare(a, b *Flow) int {
 	var c int
 	switch o {
 	case ByPackets:
@@ -626,14 +685,22 @@ func (o SortOrder) Compare(a, b *Flow) int {
 
 // FlowsSorted yields the active flows sorted by o, largest first, as the original
 // FParser's flow_iter(sort_order). It reads them all first, as Flows does.
+// FlowsSorted(Unsorted) is Flows. An order that is none of the constants is a
+// programming error: FlowsSorted panics, naming it.
 func (p *Parser) FlowsSorted(o SortOrder) iter.Seq[Flow] {
+	if o == Unsorted {
+		return p.Flows()
+	}
+	if !o.valid() {
+		panic(fmt.Sprintf("fparser: FlowsSorted: SortOrder(%d) is not a sort order", uint8(o)))
+	}
 	return func(yield func(Flow) bool) {
 		recs := p.eng.Snapshot(nil)
 		flows := make([]Flow, len(recs))
 		for i := range recs {
 			flows[i] = flowOf(&recs[i], p.offset)
 		}
-		slices.SortFunc(flows, func(a, b Flow) int { return o.Compare(&a, &b) })
+		slices.SortFunc(flows, func(a, b Flow) int { return o.compare(&a, &b) })
 		for _, f := range flows {
 			if !yield(f) {
 				return

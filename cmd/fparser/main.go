@@ -295,6 +295,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		queue = startFlowQueue(out, p.Stop) // nowhere to write: stop reading
 	}
 	runErr := p.Run(ctx)
+	if errors.Is(runErr, context.Canceled) {
+		runErr = nil // a signal stopped it, as asked
+	}
 	if endProgress != nil {
 		endProgress()
 	}
@@ -306,7 +309,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	forgetSignal() // stop cancels ctx too, and is no signal
 	stop()
 	if order != 0 {
-		slices.SortFunc(held, func(a, b fparser.Flow) int { return order.Compare(&a, &b) })
+		slices.SortFunc(held, order.Compare)
 		for i := range held {
 			if writeErr = out.write(&held[i]); writeErr != nil {
 				break
