@@ -402,9 +402,13 @@ func (p *Parser) Run(ctx context.Context) error {
 	}
 	if ctx.Err() != nil {
 		p.Stop() // done already: not a packet counts, however fast the source
-	} else {
-		p.Start()
+		<-p.done
+		if p.err != nil {
+			return p.err
+		}
+		return ctx.Err()
 	}
+	p.Start()
 	select {
 	case <-p.done:
 		return p.err
