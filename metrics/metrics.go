@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type Collector struct {
 	src      Source
 	exporter *ipfix.Exporter
 	version  string
+
+	// mu guards evicted, the most Info.Evictions has been, for scrapes that run
+	// at once.
+	mu      sync.Mutex
+	evicted uint64
 }
 
 // NewCollector returns a collector of src's counters, and of exporter's when it is
@@ -47,18 +53,25 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("fparser_"+name, help, labels, nil)
 }
 
+// Names follow the Prometheus naming guide: the unit, when there is one in the
+// guide's narrow sense (bytes, seconds), comes last, then _total for a counter;
+// TestMetricNames pins them, since a rename breaks every query that uses one.
 var (
 	descPackets       = desc("packets_total", "Frames handed to the datapath, by what became of them.", "result")
 	descFragments     = desc("fragments_total", "IP fragments seen, first and later.")
 	descFlowsActive   = desc("flows_active", "Flows being tracked.", "protocol")
-	descActivePackets = desc("flow_packets_active", "Packets counted in the flows being tracked.", "protocol")
-	descActiveBytes   = desc("flow_bytes_active", "Bytes (IP lengths) counted in the flows being tracked.", "protocol")
+	descActivePackets = desc("flows_active_packets", "Packets counted in the flows being tracked.", "protocol")
+	descActiveBytes   = desc("flows_active_bytes", "Bytes (IP lengths) counted in the flows being tracked.", "protocol")
 	descFlowsCreated  = desc("flows_created_total", "Flows the datapath created.")
-	descFlowsEnded    = desc("flows_ended_total", "Flows that ended, by reason.", "reason")
-	descEndedPackets  = desc("flow_packets_ended_total", "Packets of the flows that ended.")
-	descEndedBytes    = desc("flow_bytes_ended_total", "Bytes (IP lengths) of the flows that ended.")
-	descEvicted       = desc("flows_evicted", "Flows the table dropped for lack of room: created - ended - active.")
-	descEventsLost    = desc("kernel_events_lost_total", "Kernel events the ring buffer had no room for.")
+	descFlowsEnded    = desc("flows_ended_total", "Flows reported as ended, by reason. reason=\"evicted\": reported because a table had no room "+
+		"(no datapath reports this yet). Flows dropped unreported count in fparser_flows_evicted_total, never here.", "reason")
+	descEndedPackets = desc("flows_ended_packets_total", "Packets of the flows reported as ended.")
+	descEndedBytes   = desc("flows_ended_bytes_total", "Bytes (IP lengths) of the flows reported as ended.")
+	descFlowsEvicted = desc("flows_evicted_total", "Flows dropped unreported: created, but neither reported as ended nor active (created - ended - active). "+
+		"Mostly flows the kernel's LRU flow map evicted for lack of room; also flows whose end event the ring buffer lost. "+
+		"Disjoint from fparser_flows_ended_total. Held at its highest value, as the difference of counters read at slightly different instants can dip.")
+	descEventsLost = desc("kernel_events_lost_total", "Kernel events the ring buffer had no room for: FIN or RST marks, and flow ends, "+
+		"whose flows then count in fparser_flows_evicted_total.")
 	descStored        = desc("history_packets_stored_total", "Packets whose headers the history stored.", "protocol")
 	descNotStored     = desc("history_packets_not_stored_total", "Packets missing from histories: memory cap, or records lost in the ring buffer.")
 	descPanics        = desc("callback_panics_total", "Callbacks that panicked, recovered.")
@@ -77,7 +90,7 @@ var (
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descFragments, descFlowsActive, descActivePackets, descActiveBytes,
-		descFlowsCreated, descFlowsEnded, descEndedPackets, descEndedBytes, descEvicted, descEventsLost, descStored,
+		descFlowsCreated, descFlowsEnded, descEndedPackets, descEndedBytes, descFlowsEvicted, descEventsLost, descStored,
 		descNotStored, descPanics, descSweeps, descBuildInfo} {
 		ch <- d
 	}
@@ -117,7 +130,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descEndedPackets, in.EndedPackets)
 	counter(descEndedBytes, in.EndedBytes)
-	gauge(descEvicted, float64(in.Evictions))
+	counter(descFlowsEvicted, c.evictions(in.Evictions))
 	counter(descEventsLost, in.EventsLost)
 	counter(descStored, in.StoredTCPPackets, "tcp")
 	counter(descStored, in.StoredUDPPackets, "udp")
@@ -146,6 +159,19 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descIPFIXErrors, st.Errors)
 	}
 	gauge(descBuildInfo, 1, c.version, runtime.Version())
+}
+
+// evictions is the largest of n and the values before it. Info.Evictions is
+// created - ended - active from counters read at slightly different instants (live:
+// the kernel's counters, a walk of its map, ends still in the ring buffer), so it can
+// dip by a few flows between scrapes; a counter that goes down reads to Prometheus as
+// a restart, and rate() would count its whole value again. The true count only
+// grows, so it catches up with the highest value seen.
+func (c *Collector) evictions(n uint64) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evicted = max(c.evicted, n)
+	return c.evicted
 }
 
 // Handler serves the collector's metrics, and those of the Go runtime and the

@@ -1,16 +1,21 @@
 package metrics_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -83,15 +88,7 @@ func TestScrapeEqualsInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	export := func(f fparser.Flow) { e.Export(&f) }
-	p, err := fparser.New("../testdata/http.pcap", &fparser.Options{OnTCP: export, OnUDP: export, Packets: 4,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Run(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	p := replayInto(t, e)
 	e.Flush()
 	srv, err := metrics.Serve("127.0.0.1:0", metrics.NewCollector(p, e))
 	if err != nil {
@@ -112,9 +109,12 @@ func TestScrapeEqualsInfo(t *testing.T) {
 		{"fparser_packets_total", []string{"result", "malformed"}, in.Malformed},
 		{"fparser_flows_created_total", nil, in.FlowsCreated},
 		{"fparser_flows_ended_total", []string{"reason", "end-of-capture"}, in.FlowsEnded[fparser.EndEndOfCapture]},
-		{"fparser_flow_packets_ended_total", nil, in.EndedPackets},
-		{"fparser_flow_bytes_ended_total", nil, in.EndedBytes},
+		{"fparser_flows_ended_packets_total", nil, in.EndedPackets},
+		{"fparser_flows_ended_bytes_total", nil, in.EndedBytes},
+		{"fparser_flows_evicted_total", nil, in.Evictions},
 		{"fparser_flows_active", []string{"protocol", "tcp"}, uint64(in.TCPFlows)},
+		{"fparser_flows_active_packets", []string{"protocol", "udp"}, in.UDPPackets},
+		{"fparser_flows_active_bytes", []string{"protocol", "udp"}, in.UDPBytes},
 		{"fparser_history_packets_stored_total", []string{"protocol", "tcp"}, in.StoredTCPPackets},
 		{"fparser_sweep_duration_seconds", nil, sum(in.SweepTimes.Counts)},
 		{"fparser_ipfix_flows_total", nil, st.Flows},
@@ -262,4 +262,202 @@ func TestScrapeDuringStalledSend(t *testing.T) {
 	if st.NotSentFlows == 0 || st.Errors != 1 {
 		t.Errorf("Stats %+v: want flows not sent and one failed send", st)
 	}
+}
+
+// exporter returns an IPFIX exporter to a UDP socket nothing reads, so that the
+// collector sends its IPFIX metrics too.
+func exporter(t *testing.T) *ipfix.Exporter {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	e, err := ipfix.Dial(ipfix.Config{Address: pc.LocalAddr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// gather gathers reg's metrics by name. Tests use pedantic registries, whose Gather
+// also fails on a metric that Describe did not announce.
+func gather(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
+	t.Helper()
+	got, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := make(map[string]*dto.MetricFamily, len(got))
+	for _, f := range got {
+		fams[f.GetName()] = f
+	}
+	return fams
+}
+
+// TestMetricNames pins every metric's name, type and label names: renaming one breaks
+// the queries and dashboards built on it, so it must be deliberate, and the README's
+// table must follow.
+func TestMetricNames(t *testing.T) {
+	want := map[string]string{
+		"fparser_packets_total":                    "COUNTER result",
+		"fparser_fragments_total":                  "COUNTER",
+		"fparser_flows_active":                     "GAUGE protocol",
+		"fparser_flows_active_packets":             "GAUGE protocol",
+		"fparser_flows_active_bytes":               "GAUGE protocol",
+		"fparser_flows_created_total":              "COUNTER",
+		"fparser_flows_ended_total":                "COUNTER reason",
+		"fparser_flows_ended_packets_total":        "COUNTER",
+		"fparser_flows_ended_bytes_total":          "COUNTER",
+		"fparser_flows_evicted_total":              "COUNTER",
+		"fparser_kernel_events_lost_total":         "COUNTER",
+		"fparser_history_packets_stored_total":     "COUNTER protocol",
+		"fparser_history_packets_not_stored_total": "COUNTER",
+		"fparser_callback_panics_total":            "COUNTER",
+		"fparser_sweep_duration_seconds":           "HISTOGRAM",
+		"fparser_build_info":                       "GAUGE goversion version",
+	}
+	ipfixWant := map[string]string{
+		"fparser_ipfix_messages_total":          "COUNTER",
+		"fparser_ipfix_records_total":           "COUNTER",
+		"fparser_ipfix_flows_total":             "COUNTER",
+		"fparser_ipfix_messages_not_sent_total": "COUNTER",
+		"fparser_ipfix_records_not_sent_total":  "COUNTER",
+		"fparser_ipfix_flows_not_sent_total":    "COUNTER",
+		"fparser_ipfix_errors_total":            "COUNTER",
+	}
+	withIPFIX := maps.Clone(want)
+	maps.Copy(withIPFIX, ipfixWant)
+	for _, tc := range []struct {
+		name     string
+		exporter *ipfix.Exporter
+		want     map[string]string
+	}{
+		{"without exporter", nil, want},
+		{"with exporter", exporter(t), withIPFIX},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(metrics.NewCollector(infoOnly{}, tc.exporter))
+			got := make(map[string]string)
+			for name, f := range gather(t, reg) {
+				var labels []string
+				for _, l := range f.GetMetric()[0].GetLabel() {
+					labels = append(labels, l.GetName())
+				}
+				slices.Sort(labels)
+				got[name] = strings.Join(append([]string{f.GetType().String()}, labels...), " ")
+			}
+			for name, w := range tc.want {
+				if g, ok := got[name]; !ok {
+					t.Errorf("no metric %s", name)
+				} else if g != w {
+					t.Errorf("%s: %q, want %q", name, g, w)
+				}
+			}
+			for name, g := range got {
+				if _, ok := tc.want[name]; !ok {
+					t.Errorf("unexpected metric %s (%s)", name, g)
+				}
+			}
+		})
+	}
+}
+
+// TestMetricsLint lints the collector's output as promtool check metrics does, with
+// the linter it uses (promlint), plus the one naming rule that linter leaves out: a
+// unit comes last, before only _total. The collector runs over a replay with an IPFIX
+// exporter, so that every metric is there. Then the endpoint's whole page, the Go
+// runtime's and the process's metrics included, goes through promlint alone, as
+// promtool would read it from a scrape.
+func TestMetricsLint(t *testing.T) {
+	e := exporter(t)
+	p := replayInto(t, e)
+	c := metrics.NewCollector(p, e)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fams) < 23 {
+		t.Fatalf("only %d metric families", len(fams))
+	}
+	l := promlint.NewWithMetricFamilies(fams)
+	l.AddCustomValidations(unitLast)
+	lint(t, l)
+
+	srv, err := metrics.Serve("127.0.0.1:0", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	client := http.Client{Timeout: time.Minute} // a timeout only to turn a hang into a failure
+	resp, err := client.Get("http://" + srv.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lint(t, promlint.New(resp.Body))
+}
+
+func lint(t *testing.T, l *promlint.Linter) {
+	t.Helper()
+	problems, err := l.Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("%s: %s", pr.Metric, pr.Text)
+	}
+}
+
+// unitLast is the naming guide's rule that a metric's unit is its last word but for
+// _total, for the guide's base units a flow tracker could measure in.
+func unitLast(mf *dto.MetricFamily) []error {
+	var problems []error
+	name := mf.GetName()
+	for _, u := range []string{"seconds", "bytes", "meters", "ratio", "volts", "amperes", "joules", "grams", "celsius"} {
+		if strings.Contains(name, "_"+u+"_") && !strings.HasSuffix(name, "_"+u+"_total") {
+			problems = append(problems, fmt.Errorf("the unit %s is not last", u))
+		}
+	}
+	return problems
+}
+
+// evictionsSource reports the evictions of a parser whose counters, read at
+// slightly different instants, make them dip.
+type evictionsSource struct{ n *uint64 }
+
+func (s evictionsSource) Info() fparser.Info { return fparser.Info{Evictions: *s.n} }
+
+// TestEvictedNeverDecreases: fparser_flows_evicted_total is a counter, so a dip of
+// Info.Evictions must not reach Prometheus, which would read it as a restart.
+func TestEvictedNeverDecreases(t *testing.T) {
+	var n uint64
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(metrics.NewCollector(evictionsSource{&n}, nil))
+	for _, step := range []struct{ info, want uint64 }{{0, 0}, {5, 5}, {3, 5}, {5, 5}, {9, 9}, {8, 9}, {12, 12}} {
+		n = step.info
+		if got := value(t, gather(t, reg), "fparser_flows_evicted_total"); got != float64(step.want) {
+			t.Errorf("Info.Evictions %d: fparser_flows_evicted_total %v, want %d", step.info, got, step.want)
+		}
+	}
+}
+
+// replayInto replays testdata/http.pcap to its end, keeping 4 packets a flow and
+// exporting every flow to e.
+func replayInto(t *testing.T, e *ipfix.Exporter) *fparser.Parser {
+	t.Helper()
+	export := func(f fparser.Flow) { e.Export(&f) }
+	p, err := fparser.New("../testdata/http.pcap", &fparser.Options{OnTCP: export, OnUDP: export, Packets: 4,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
