@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,7 +332,7 @@ func TestOpenErrors(t *testing.T) {
 		{"testdata/http.pcap", &fparser.Options{Filter: "vlan 5000"}, filter.ErrSyntax},
 		{"testdata/http.pcap", &fparser.Options{Filter: "protochain 6"}, filter.ErrUnsupported},
 		{"testdata/http.pcap", &fparser.Options{Filter: "4\n40 0 0 12\n21 0 1 2048\n6 0 0 1\n7 0 0 0"}, filter.ErrProgram},
-		{"testdata", nil, fparser.ErrNoSource},
+		{"testdata", nil, syscall.EISDIR},
 	} {
 		_, err := fparser.Open(tc.source, tc.opts)
 		if !errors.Is(err, tc.want) {

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
+	"syscall"
 
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/offline"
@@ -32,7 +32,7 @@ var (
 	// ErrUnsupportedLink: the capture's link type is not one fparser reads. It also
 	// matches ErrBadCapture.
 	ErrUnsupportedLink = offline.ErrUnsupportedLink
-	// ErrNoSource: the source is neither a readable file nor a network interface.
+	// ErrNoSource: the source names neither a file nor a network interface.
 	ErrNoSource = errors.New("no such capture file or network interface")
 	// ErrFilter: the filter is not valid, not supported, or cannot apply to the
 	// capture's link type. The error names the expression, and the column where
@@ -50,115 +50,6 @@ var (
 	// returns at once instead of waiting forever. Use Stop there.
 	ErrInCallback = errors.New("called from a callback of the same parser, which it would wait for")
 )
-
-// DefaultFilter is the expression nearest to what is counted when no filter is
-// given, all IPv4 and IPv6 traffic, for a caller that wants to write a filter
-// around it; it compiles for every link type. It is not the same as no filter:
-//   - No program runs without a filter; given, it runs, and non-IP packets count as
-//     filtered rather than as non-IP.
-//   - Without a filter, packets under up to two VLAN tags count. Like libpcap's ip,
-//     this expression does not look past a VLAN tag (testdata/vlan.pcap: 2 packets
-//     of 8). On Ethernet, "ip or ip6 or (vlan and (ip or ip6 or (vlan and (ip or
-//     ip6))))" counts what no filter does; "vlan" is refused on link types without
-//     VLAN tags, such as raw IP.
-const DefaultFilter = "ip or ip6"
-
-// AllPackets, as Options.Packets, keeps every packet of every flow.
-const AllPackets = -1
-
-// DefaultMaxPacketMemory is the default of Options.MaxPacketMemory.
-const DefaultMaxPacketMemory = 1 << 30
-
-// DefaultSnaplen is the capture length used when none is given: libpcap's maximum.
-const DefaultSnaplen = 262144
-
-// Options configure a Parser. The zero value, like a nil *Options, means every default.
-type Options struct {
-	// FlowTimeout ends a flow after this long without a packet. Default 600 s.
-	FlowTimeout time.Duration
-	// FinTimeout ends a flow this long after its last packet once a FIN or RST was
-	// seen. Default 30 s.
-	FinTimeout time.Duration
-	// ActiveTimeout, when positive, ends a flow this long after its first packet,
-	// however busy; the next packet starts a new flow. Default off.
-	ActiveTimeout time.Duration
-	// Filter selects the packets to count, in pcap-filter syntax, as tcpdump takes
-	// it ("tcp port 443", "net 10.0.0.0/8 and not port 22"), or a program as
-	// "tcpdump -ddd" prints it. It is compiled to classic BPF by fparser itself: host
-	// and port names are not resolved. Live, it runs in the kernel, before the flow
-	// update; offline, on each frame, compiled for the capture's link type. Packets
-	// it rejects count only in Info.Filtered. The default, empty, counts all IPv4 and
-	// IPv6 traffic without running a filter.
-	Filter string
-	// Packets keeps the headers of each flow's packets, for Flow.Packets: 0 (the
-	// default) keeps none, N keeps the first N of each flow, AllPackets keeps all.
-	Packets int
-	// ReplaySpeed replays a capture file at this multiple of its own pace: 1 as it
-	// was captured, 10 ten times faster. 0, the default, replays as fast as it can.
-	// The flows, their counts and times are the same either way.
-	ReplaySpeed float64
-	// Statistics makes the datapath keep each direction's statistics, NFStream's
-	// post-mortem features: packet sizes, gaps between packets and TCP flag counts
-	// (Counters.Size, Gap, FlagPackets), updated per packet, in the kernel live.
-	// Off by default, as in NFStream: they cost a few ns a packet and two more
-	// cache lines of the flow's entry.
-	Statistics bool
-	// MaxPacketMemory caps the memory the histories of active flows may take
-	// (default 1 GiB). When it is reached, storing stops, the flows that miss
-	// packets say so (Flow.PacketsIncomplete), and Info counts the packets not kept.
-	MaxPacketMemory int64
-	// Snaplen cuts every frame of a capture file to this many bytes before it is
-	// parsed, as a capture would. Byte counts come from the IP header and do not
-	// change. Default 262144. The kernel datapath reads headers only and ignores it.
-	Snaplen int
-	// Attach says where the kernel datapath attaches on an interface: "auto" (the
-	// default: XDP on ingress, native where the driver has it, and TC on egress, so
-	// each packet of the host's own traffic is seen once), "xdp", "xdp-native",
-	// "xdp-generic" (ingress only) or "tc" (TCX on ingress and egress). Where the
-	// kernel has no TCX (before 6.6), TC programs attach as clsact filters instead;
-	// "tc-legacy" forces that. Unlike TCX and XDP links, a clsact filter stays
-	// attached if the process is killed; a clean stop removes it.
-	Attach string
-	// PinDir, live, pins the kernel's maps and links in this directory of a BPF
-	// filesystem (for example /sys/fs/bpf/fparser): if the process dies, the
-	// programs go on counting, and the next parser opened with the same PinDir and
-	// options adopts them, its flows and counters included, without losing or
-	// counting twice a packet. A clean stop removes the pins. Packet histories and
-	// marks kept in the process are not adopted.
-	PinDir string
-	// RingBufferSize, live, sizes the ring buffer that carries the kernel's events
-	// and packet records to the process: a power of two from 4096 bytes to 1 GiB.
-	// Default 4 MiB. A record the ring has no room for is counted (Info), and its
-	// flow's history is marked incomplete.
-	RingBufferSize int
-	// MaxFlows sizes the kernel's flow map (default 1<<20). An LRU map evicts before
-	// it is full: give it headroom. Evicted flows show in Info.Evictions.
-	MaxFlows int
-	// CoarseClock makes the kernel stamp packets with its coarse clock, which
-	// advances once per kernel tick (a few ms): timestamps and durations lose
-	// precision, and a packet costs less (on the machine measured, 83 to 53 ns for a
-	// hot flow). The default is the precise clock.
-	CoarseClock bool
-	// Logger receives the parser's log records. When nil, records at LogLevel and
-	// above go to standard error as text.
-	Logger *slog.Logger
-	// LogLevel is the least level logged when Logger is nil. The zero value is
-	// slog.LevelInfo; the parser logs routine events at Debug only.
-	LogLevel slog.Level
-	// OnTCP and OnUDP receive each flow as it ends. OnKill runs once for every
-	// parser New or Open returned, after its last flow has been delivered, however
-	// it ended: its source ended, it was stopped, or the capture failed (Wait then
-	// returns the error, after the flows before the fault). When New or Open returns
-	// an error, there is no parser and no callback runs: the error is the whole
-	// answer. All three run on one goroutine, in the order flows end,
-	// while counting pauses: a callback sees the parser as it was when its flow ended
-	// and may call its methods, Stop included. Close, Wait, WaitContext and Run,
-	// which would wait for the callback itself, return an error matching
-	// ErrInCallback at once instead (Close stops the parser first).
-	OnTCP  func(Flow)
-	OnUDP  func(Flow)
-	OnKill func()
-}
 
 // Parser tracks the flows of one source. Its methods are safe for concurrent use.
 type Parser struct {
@@ -194,9 +85,10 @@ type Parser struct {
 	err     error
 }
 
-// Open opens a parser on source, a capture file or a network interface, and starts
-// it, as the original FParser does. A capture file is replayed at once, as fast as it
-// can be read; use Wait to learn when it is done. opts may be nil.
+// Open opens a parser on source (a capture file, Stdin or a network interface: see
+// New) and starts it, as the original FParser does. A capture file is replayed at
+// once, as fast as it can be read; use Wait to learn when it is done. opts may be
+// nil.
 //
 // The callbacks may run before Open returns. A callback that needs the Parser itself
 // should get it from New, which does not start it, followed by Start or Run.
@@ -209,15 +101,21 @@ func Open(source string, opts *Options) (*Parser, error) {
 	return p, nil
 }
 
-// New opens a parser on source, a capture file or a network interface, without
-// starting it: nothing is counted and no callback runs until Start or Run. opts may be
-// nil.
+// New opens a parser on source, a capture file, Stdin or a network interface,
+// without starting it: nothing is counted and no callback runs until Start or Run.
+// opts may be nil. A name that is both a file and an interface is the file. The error
+// for a directory matches syscall.EISDIR; for a name that is neither, ErrNoSource;
+// for an option out of range or for the other kind of source, an *OptionError.
 func New(source string, opts *Options) (*Parser, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
-	if err := o.check(); err != nil {
+	kind, err := sourceKind(source)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.normalise(kind == sourceInterface); err != nil {
 		return nil, err
 	}
 	f, err := parseFilter(o.Filter)
@@ -236,24 +134,51 @@ func New(source string, opts *Options) (*Parser, error) {
 	}
 
 	timeouts := userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout}
-	fi, statErr := os.Stat(source)
-	switch {
-	case statErr == nil && !fi.IsDir():
-		if err := p.openFile(source, timeouts, &o, f); err != nil {
-			return nil, err
-		}
-	case isInterface(source):
-		if err := p.openLive(source, timeouts, &o, f); err != nil {
-			return nil, err
-		}
-	case statErr != nil && !errors.Is(statErr, fs.ErrNotExist):
-		return nil, fmt.Errorf("open %s: %w", source, statErr)
+	switch kind {
+	case sourceInterface:
+		err = p.openLive(source, timeouts, &o, f)
+	case sourceStdin:
+		err = p.openFile(func() (*offline.Source, error) { return offline.OpenReader(os.Stdin, "standard input") }, "standard input", timeouts, &o, f)
 	default:
-		return nil, fmt.Errorf("open %s: %w", source, ErrNoSource)
+		err = p.openFile(func() (*offline.Source, error) { return offline.Open(source) }, source, timeouts, &o, f)
+	}
+	if err != nil {
+		return nil, err
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.done = make(chan struct{})
 	return p, nil
+}
+
+// The kinds of source New opens.
+const (
+	sourceFile = iota
+	sourceStdin
+	sourceInterface
+)
+
+// Stdin, as the source of New or Open, reads a capture from standard input, as
+// tcpdump -r - does.
+const Stdin = "-"
+
+// sourceKind says what source names: a file, standard input or an interface. A
+// directory or a name that is neither is an error that says which.
+func sourceKind(source string) (int, error) {
+	if source == Stdin {
+		return sourceStdin, nil
+	}
+	fi, statErr := os.Stat(source)
+	switch {
+	case statErr == nil && !fi.IsDir():
+		return sourceFile, nil
+	case isInterface(source):
+		return sourceInterface, nil
+	case statErr == nil:
+		return 0, &fs.PathError{Op: "open", Path: source, Err: syscall.EISDIR}
+	case !errors.Is(statErr, fs.ErrNotExist):
+		return 0, fmt.Errorf("open %s: %w", source, statErr)
+	}
+	return 0, fmt.Errorf("open %s: %w", source, ErrNoSource)
 }
 
 func isInterface(name string) bool {
@@ -261,12 +186,9 @@ func isInterface(name string) bool {
 	return err == nil
 }
 
-// openFile sets the parser up to replay a capture file.
-func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
-	if o.PinDir != "" {
-		return fmt.Errorf("%w: PinDir is for an interface, not a capture file", ErrOption)
-	}
-	src, err := offline.Open(path) // its errors name the file already
+// openFile sets the parser up to replay the capture open returns, called name.
+func (p *Parser) openFile(open func() (*offline.Source, error), name string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
+	src, err := open() // its errors name the capture already
 	if err != nil {
 		return err
 	}
@@ -284,7 +206,7 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 	}
 	p.setFilter = func(f *filter.Filter) (err error) {
 		if err = dp.SetFilter(f, src.BigEndian(), links...); err != nil {
-			err = fmt.Errorf("%s: %w", path, err)
+			err = fmt.Errorf("%s: %w", name, err)
 		}
 		return err
 	}
@@ -302,45 +224,26 @@ func (p *Parser) openFile(path string, t userspace.Timeouts, o *Options, f *filt
 	return nil
 }
 
-func (o *Options) check() error {
-	switch {
-	case o.FlowTimeout < 0:
-		return fmt.Errorf("%w: FlowTimeout %v is negative", ErrOption, o.FlowTimeout)
-	case o.FinTimeout < 0:
-		return fmt.Errorf("%w: FinTimeout %v is negative", ErrOption, o.FinTimeout)
-	case o.ActiveTimeout < 0:
-		return fmt.Errorf("%w: ActiveTimeout %v is negative", ErrOption, o.ActiveTimeout)
-	case o.Snaplen < 0:
-		return fmt.Errorf("%w: Snaplen %d is negative", ErrOption, o.Snaplen)
-	case o.MaxPacketMemory < 0:
-		return fmt.Errorf("%w: MaxPacketMemory %d is negative", ErrOption, o.MaxPacketMemory)
-	case o.RingBufferSize != 0 && (o.RingBufferSize < 4096 || o.RingBufferSize > 1<<30 || o.RingBufferSize&(o.RingBufferSize-1) != 0):
-		return fmt.Errorf("%w: RingBufferSize %d (want a power of two from 4096 to 1 GiB)", ErrOption, o.RingBufferSize)
-	case o.ReplaySpeed < 0:
-		return fmt.Errorf("%w: ReplaySpeed %v is negative", ErrOption, o.ReplaySpeed)
-	case o.Packets < AllPackets:
-		return fmt.Errorf("%w: Packets %d (want 0, a positive count, or AllPackets)", ErrOption, o.Packets)
-	case o.MaxFlows < 0 || o.MaxFlows > 1<<30:
-		return fmt.Errorf("%w: MaxFlows %d is out of range (0 to 2^30)", ErrOption, o.MaxFlows)
+// CompileFilter compiles expr (DefaultFilter when empty) for the link type of the
+// capture file at capture, or for Ethernet when capture is "" or a pcapng file, whose
+// interfaces each have their own: the program a capture's replay runs, which
+// fparser --dump-filter prints in tcpdump -ddd's form.
+func CompileFilter(expr, capture string) (*filter.Program, error) {
+	if strings.TrimSpace(expr) == "" {
+		expr = DefaultFilter
 	}
-	switch o.Attach {
-	case "", "auto", "xdp", "xdp-native", "xdp-generic", "tc", "tc-legacy":
-	default:
-		return fmt.Errorf("%w: Attach %q (want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy)", ErrOption, o.Attach)
+	link := filter.Ethernet
+	if capture != "" {
+		src, err := offline.Open(capture)
+		if err != nil {
+			return nil, err
+		}
+		if lt, ok := src.LinkType(); ok {
+			link = filter.Link{Type: lt, BigEndian: src.BigEndian()}
+		}
+		src.Close()
 	}
-	if o.Snaplen == 0 {
-		o.Snaplen = DefaultSnaplen
-	}
-	return nil
-}
-
-// history is the engine's history configuration for the options.
-func (o *Options) history() userspace.HistoryConfig {
-	c := userspace.HistoryConfig{Limit: o.Packets, MaxBytes: o.MaxPacketMemory}
-	if c.MaxBytes == 0 {
-		c.MaxBytes = DefaultMaxPacketMemory
-	}
-	return c
+	return filter.Compile(expr, link)
 }
 
 // parseFilter parses a filter option; "" is no filter.

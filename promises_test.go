@@ -1,16 +1,21 @@
 package fparser_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/filter"
 )
 
 // TestSetFilterOnceStopped: SetFilter returns ErrStopped once the parser has been
@@ -227,5 +232,139 @@ func TestRunReturnsTheContextsError(t *testing.T) {
 	}
 	if err := q.Run(ctx); err != nil {
 		t.Errorf("Run with a cancelled context on a finished parser: %v, want its result, nil", err)
+	}
+}
+
+// TestOptionsForTheOtherSource: an option for the other kind of source is refused
+// with an *OptionError that names it, rather than ignored; so are values out of
+// range, one rule each.
+func TestOptionsForTheOtherSource(t *testing.T) {
+	for _, tc := range []struct {
+		source string
+		opts   fparser.Options
+		option string
+	}{
+		{"testdata/http.pcap", fparser.Options{MaxFlows: 10}, "MaxFlows"},
+		{"testdata/http.pcap", fparser.Options{Attach: "xdp"}, "Attach"},
+		{"testdata/http.pcap", fparser.Options{PinDir: "/sys/fs/bpf/x"}, "PinDir"},
+		{"testdata/http.pcap", fparser.Options{RingBufferSize: 1 << 16}, "RingBufferSize"},
+		{"testdata/http.pcap", fparser.Options{CoarseClock: true}, "CoarseClock"},
+		{"lo", fparser.Options{ReplaySpeed: 2}, "ReplaySpeed"},
+		{"lo", fparser.Options{Snaplen: 96}, "Snaplen"},
+		{"lo", fparser.Options{Attach: "tc-legacy", PinDir: "/sys/fs/bpf/x"}, "Attach"},
+		{"lo", fparser.Options{Attach: "ebpf"}, "Attach"},
+		{"lo", fparser.Options{RingBufferSize: 1000}, "RingBufferSize"},
+		{"testdata/http.pcap", fparser.Options{FinTimeout: -1}, "FinTimeout"},
+		{"testdata/http.pcap", fparser.Options{Packets: -2}, "Packets"},
+	} {
+		_, err := fparser.New(tc.source, &tc.opts)
+		var oe *fparser.OptionError
+		if !errors.As(err, &oe) || oe.Option != tc.option || !errors.Is(err, fparser.ErrOption) || !strings.Contains(err.Error(), tc.option) {
+			t.Errorf("New(%q, %+v): %v, want an *OptionError for %s", tc.source, tc.opts, err, tc.option)
+		}
+	}
+}
+
+// TestSources: a directory, a missing name and standard input ("-") are told apart.
+func TestSources(t *testing.T) {
+	if _, err := fparser.New("testdata", nil); !errors.Is(err, syscall.EISDIR) || errors.Is(err, fparser.ErrNoSource) || !strings.Contains(err.Error(), "testdata: is a directory") {
+		t.Errorf("a directory: %v", err)
+	}
+	if _, err := fparser.New("testdata/nothing-here.pcap", nil); !errors.Is(err, fparser.ErrNoSource) {
+		t.Errorf("a missing file: %v", err)
+	}
+	f, err := os.Open("testdata/dns.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stdin := os.Stdin
+	os.Stdin = f
+	var n int
+	count := func(fparser.Flow) { n++ }
+	p, err := fparser.Open(fparser.Stdin, &fparser.Options{OnTCP: count, OnUDP: count})
+	os.Stdin = stdin
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil || n != len(mustFlows(t, "testdata/dns.pcap")) || n == 0 {
+		t.Errorf("standard input: %v, %d flows", err, n)
+	}
+	if _, err := f.Seek(0, 0); err != nil {
+		t.Errorf("the parser closed standard input: %v", err)
+	}
+}
+
+// mustFlows replays path and returns its flows.
+func mustFlows(t *testing.T, path string) []fparser.Flow {
+	t.Helper()
+	var flows []fparser.Flow
+	add := func(f fparser.Flow) { flows = append(flows, f) }
+	p, err := fparser.Open(path, &fparser.Options{OnTCP: add, OnUDP: add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return flows
+}
+
+// TestCompileFilter: the program is the one for the capture's link type, and the
+// default filter when the expression is empty.
+func TestCompileFilter(t *testing.T) {
+	eth, err := fparser.CompileFilter("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := filter.Compile(fparser.DefaultFilter, filter.Ethernet)
+	if eth.DDD() != want.DDD() {
+		t.Errorf("the empty expression on Ethernet:\n%s\nwant\n%s", eth.DDD(), want.DDD())
+	}
+	if _, err := fparser.CompileFilter("tcp", "testdata/nothing-here.pcap"); err == nil {
+		t.Error("a missing capture compiled")
+	}
+	if _, err := fparser.CompileFilter("tcp prot 80", ""); !errors.Is(err, fparser.ErrFilter) {
+		t.Errorf("a bad expression: %v", err)
+	}
+}
+
+// TestVersion: the kernel object's id is its hash, and a test binary of the module
+// has a module version to show.
+func TestVersion(t *testing.T) {
+	v := fparser.Version()
+	if len(v.KernelObject) != 12 || v.Module == "" || !strings.HasPrefix(v.Go, "go") || !strings.Contains(v.String(), v.KernelObject) {
+		t.Errorf("Version() = %+v, %q", v, v.String())
+	}
+}
+
+// TestFlowsAtTheEndComeInTimeOrder: the flows the end of a capture ends come out in
+// the order of their last packet, then their first, not in the table's order; the
+// flows a stop ends likewise.
+func TestFlowsAtTheEndComeInTimeOrder(t *testing.T) {
+	paths, _ := filepath.Glob("testdata/*.pcap*")
+	seen := 0
+	for _, path := range paths {
+		if strings.HasSuffix(path, ".csv") {
+			continue
+		}
+		var atEnd []fparser.Flow
+		for _, f := range mustFlows(t, path) {
+			if f.EndReason == fparser.EndEndOfCapture {
+				atEnd = append(atEnd, f)
+			}
+		}
+		seen += len(atEnd)
+		if !slices.IsSortedFunc(atEnd, func(a, b fparser.Flow) int {
+			return cmp.Or(a.LastSeen.Compare(b.LastSeen), a.FirstSeen.Compare(b.FirstSeen))
+		}) {
+			for _, f := range atEnd {
+				t.Logf("%v %v %v", f.Src, f.FirstSeen, f.LastSeen)
+			}
+			t.Errorf("%s: the flows ended at the end of the capture are not in the order of their last packets", path)
+		}
+	}
+	if seen < 20 {
+		t.Errorf("only %d flows ended at the end of the captures", seen)
 	}
 }

@@ -113,8 +113,31 @@ func (s *Stats) notSent(records, flows int) {
 	s.NotSentFlows += uint64(flows)
 }
 
-// ErrConfig is a bad configuration; errors.Is finds it.
+// ErrConfig is a bad configuration; errors.Is finds it. The error is a *ConfigError,
+// which names the field.
 var ErrConfig = errors.New("ipfix: bad configuration")
+
+// ConfigError is a field of Config that Dial refuses. It matches ErrConfig.
+type ConfigError struct {
+	Field  string // of Config, as "Network"
+	Value  any    // the value refused
+	Reason string // what is wanted
+	Err    error  // the cause, if any
+}
+
+func (e *ConfigError) Error() string {
+	msg := fmt.Sprintf("ipfix: bad configuration: %s %v: %s", e.Field, e.Value, e.Reason)
+	if s, ok := e.Value.(string); ok {
+		msg = fmt.Sprintf("ipfix: bad configuration: %s %q: %s", e.Field, s, e.Reason)
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrConfig }
+
+// Unwrap returns the cause.
+func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Template ids.
 const (
@@ -271,13 +294,13 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Network = "udp"
 	case "udp", "tcp":
 	default:
-		return cfg, fmt.Errorf("%w: network %q (want udp or tcp)", ErrConfig, cfg.Network)
+		return cfg, &ConfigError{Field: "Network", Value: cfg.Network, Reason: "want udp or tcp"}
 	}
 	if cfg.MaxMessage == 0 {
 		cfg.MaxMessage = 1400
 	}
 	if cfg.MaxMessage < 512 || cfg.MaxMessage > 65535 {
-		return cfg, fmt.Errorf("%w: MaxMessage %d (want 512 to 65535)", ErrConfig, cfg.MaxMessage)
+		return cfg, &ConfigError{Field: "MaxMessage", Value: cfg.MaxMessage, Reason: "want 512 to 65535"}
 	}
 	if cfg.TemplateRefresh <= 0 {
 		cfg.TemplateRefresh = time.Minute
@@ -295,7 +318,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.RetryInterval = time.Second
 	}
 	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
-		return cfg, fmt.Errorf("%w: collector address %q: %w", ErrConfig, cfg.Address, err)
+		return cfg, &ConfigError{Field: "Address", Value: cfg.Address, Reason: "want HOST:PORT: " + addrReason(err), Err: err}
 	}
 	return cfg, nil
 }
@@ -598,4 +621,14 @@ func appendUniflow(b []byte, f *fparser.Flow, rev bool) []byte {
 	b = append(b, EndReason(f.EndReason))
 	b = binary.BigEndian.AppendUint64(b, c.Bytes)
 	return binary.BigEndian.AppendUint64(b, c.Packets)
+}
+
+// addrReason is what net's error about an address says, without the address, which
+// the ConfigError names already.
+func addrReason(err error) string {
+	var ae *net.AddrError
+	if errors.As(err, &ae) {
+		return ae.Err
+	}
+	return err.Error()
 }

@@ -6,6 +6,8 @@
 package loader
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -209,8 +211,8 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 		flows.Value = coreType(flows.Value)
 	}
 	if n := cfg.RingBufferSize; n != 0 {
-		if n < os.Getpagesize() || n&(n-1) != 0 || n > 1<<30 {
-			return nil, fmt.Errorf("%w: ring buffer size %d (want a power of two from %d to 1 GiB)", ErrConfig, n, os.Getpagesize())
+		if !ValidRingBufferSize(n) {
+			return nil, fmt.Errorf("%w: ring buffer size %d (%s)", ErrConfig, n, RingBufferSizeRule())
 		}
 		spec.Maps["events"].MaxEntries = uint32(n)
 	}
@@ -541,4 +543,22 @@ func missingCaps() string {
 		return "the process has CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; a security module or sysctl (kernel.unprivileged_bpf_disabled) may refuse it"
 	}
 	return "missing " + strings.Join(missing, ", ") + " (run as root, or grant CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+}
+
+// ValidRingBufferSize says n bytes is a size the kernel takes for the ring buffer: a
+// power of two, at least a page and at most 1 GiB.
+func ValidRingBufferSize(n int) bool {
+	return n >= os.Getpagesize() && n <= 1<<30 && n&(n-1) == 0
+}
+
+// RingBufferSizeRule says what ValidRingBufferSize wants, for error messages.
+func RingBufferSizeRule() string {
+	return fmt.Sprintf("want a power of two from %d (the page size) to 1 GiB", os.Getpagesize())
+}
+
+// ObjectID identifies the kernel object built into this binary: the first 12 hex
+// digits of its SHA-256, the same for every build from the same C source and clang.
+func ObjectID() string {
+	sum := sha256.Sum256(_FparserBytes)
+	return hex.EncodeToString(sum[:6])
 }

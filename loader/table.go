@@ -216,6 +216,22 @@ func (t *Table) Lookup(k *userspace.Key) (userspace.State, *userspace.FlowStats,
 	return s, st, err == nil
 }
 
+// Take removes the flow with key k, passes its final state to ended, and reports
+// whether it was there. It is one lookup-and-delete call: for a stop, once the
+// programs are detached, rather than for the busy path.
+func (t *Table) Take(k *userspace.Key, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) bool {
+	if !t.open() {
+		return false
+	}
+	defer t.done()
+	s, st, err := t.get(k, true)
+	if err != nil {
+		return false
+	}
+	ended(k, &s, st)
+	return true
+}
+
 // Range calls yield for every flow until it returns false.
 func (t *Table) Range(yield func(*userspace.Key, *userspace.State, *userspace.FlowStats) bool) {
 	if !t.open() {

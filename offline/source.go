@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"sync/atomic"
+	"syscall"
 )
 
 // ErrBadCapture is the error every fault of a capture file wraps: test for it with
@@ -57,7 +58,7 @@ type Frame struct {
 // two.
 type Source struct {
 	path string
-	file *os.File
+	file io.Closer
 	size int64           // the file's size, for Progress
 	read progressCounter // bytes read from the file (compressed, if it is)
 	in   io.Reader       // the capture's bytes, decompressed
@@ -121,13 +122,30 @@ func Open(path string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{path: path, file: f}
+	var size int64
 	if fi, err := f.Stat(); err == nil {
-		s.size = fi.Size()
+		if fi.IsDir() {
+			f.Close()
+			return nil, &os.PathError{Op: "open", Path: path, Err: syscall.EISDIR}
+		}
+		if fi.Mode().IsRegular() {
+			size = fi.Size()
+		}
 	}
-	s.read.r = f
+	return newSource(path, f, f, size)
+}
+
+// OpenReader reads a capture from r, a pipe or standard input, say; name is what its
+// errors call it. Closing the Source does not close r.
+func OpenReader(r io.Reader, name string) (*Source, error) {
+	return newSource(name, r, io.NopCloser(nil), 0)
+}
+
+func newSource(name string, r io.Reader, c io.Closer, size int64) (*Source, error) {
+	s := &Source{path: name, file: c, size: size}
+	s.read.r = r
 	if err := s.init(); err != nil {
-		f.Close()
+		c.Close()
 		return nil, err
 	}
 	return s, nil

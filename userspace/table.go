@@ -289,6 +289,23 @@ func (t *FlowTable) Drain(max int, ended func(*Key, *State, *FlowStats)) (more b
 	return true
 }
 
+// rangeEntries calls yield with the entry index and state of every flow, in entry
+// order.
+func (t *FlowTable) rangeEntries(yield func(idx int32, s *State)) {
+	for i := t.base; i < t.n; i++ {
+		if e := t.entry(i); !e.free() {
+			yield(int32(i), &e.state)
+		}
+	}
+}
+
+// takeEntry removes the flow in entry idx and passes its final state to ended.
+func (t *FlowTable) takeEntry(idx int32, ended func(*Key, *State, *FlowStats)) {
+	e := t.entry(int(idx))
+	ended(&e.key, &e.state, t.statsOf(int(idx)))
+	t.removeEntry(int(idx))
+}
+
 // Delete removes the flow with key k and reports whether it was there.
 func (t *FlowTable) Delete(k *Key) bool {
 	i := t.find(k)

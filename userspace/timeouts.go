@@ -14,9 +14,15 @@ type Timeouts struct {
 	Active time.Duration // since the first packet; 0 disables it
 }
 
-// DefaultTimeouts are the original FParser's: 600 s idle, 30 s after FIN/RST, no active
-// timeout.
-var DefaultTimeouts = Timeouts{Idle: 600 * time.Second, FIN: 30 * time.Second}
+// The original FParser's timeouts, the defaults of every layer: 600 s idle, 30 s
+// after FIN/RST, no active timeout.
+const (
+	DefaultIdle = 600 * time.Second
+	DefaultFIN  = 30 * time.Second
+)
+
+// DefaultTimeouts are DefaultIdle and DefaultFIN, with no active timeout.
+var DefaultTimeouts = Timeouts{Idle: DefaultIdle, FIN: DefaultFIN}
 
 // Deadline returns when the flow will end if no packet comes first, and why: the
 // earliest of its timeouts that apply.
