@@ -59,7 +59,7 @@ func TestLiveWithCapabilitiesOnly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return strings.Contains(stderr.String(), "attached") })
+	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
 	client := reexec(host, "TestLiveCapsTraffic", envRole+"=caps-traffic")
 	if b, err := client.CombinedOutput(); err != nil {
 		t.Fatalf("traffic: %v\n%s", err, b)

@@ -51,7 +51,7 @@ func TestLiveKill9LeavesNothingAttached(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return strings.Contains(stderr.String(), "attached") })
+	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
 	if got := attached(); got != "xdp=true tcx-ingress=0 tcx-egress=1" {
 		t.Errorf("while running in auto mode: %s", got)
 	}
@@ -182,7 +182,7 @@ func TestLivePinAdoptsAfterKill9(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, func() bool { return strings.Contains(stderr.String(), "attached") })
+		waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
 		return cmd, stdout, stderr
 	}
 	traffic := func(n int) {

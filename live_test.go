@@ -152,8 +152,9 @@ func TestLive(t *testing.T) {
 	}
 }
 
-// TestLiveCLI runs fparser -i in the host namespace, sends UDP, stops it with SIGINT
-// and reads what it printed: the flow, ended with reason stopped, and the summary.
+// TestLiveCLI runs fparser -i in the host namespace, with its output a pipe: it says
+// when it counts, writes a flow that ends while it runs at once rather than at exit
+// (as tcpdump -l), and at SIGINT the flow that the stop ended, then the summary.
 func TestLiveCLI(t *testing.T) {
 	if os.Getenv(envRole) != "cli" {
 		t.Skip("run by TestLive")
@@ -162,33 +163,32 @@ func TestLiveCLI(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv", "-v")
-	var stdout strings.Builder
-	stderr := &testnet.Buffer{}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv", "--flow-timeout", "1s")
+	stdout, stderr := &testnet.Buffer{}, &testnet.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// With -v it logs when the programs are attached; loading them can take
-	// seconds on a busy machine.
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "msg=attached"); {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("not attached after 30 s; stderr:\n%s", stderr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	defer cmd.Process.Kill()
+	// Loading the programs can take seconds on a busy machine.
+	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on "+liveIface+";") })
 	udpEcho(t, 41001, 3, 50)
+	idle := "udp,198.18.77.1,41001,198.18.77.2,9000,0,3,234,3,234,,,"
+	waitFor(t, func() bool { return strings.Contains(stdout.String(), ",idle\n") })
+	if !strings.HasPrefix(strings.SplitN(stdout.String(), "\n", 3)[1], idle) {
+		t.Errorf("written while running:\n%s\nwant a line starting %q", stdout, idle)
+	}
+	udpEcho(t, 41002, 2, 50)
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("fparser exited %v; stderr:\n%s", err, stderr)
 	}
-	want := "udp,198.18.77.1,41001,198.18.77.2,9000,0,3,234,3,234,"
-	if !strings.Contains(stdout.String(), want) || !strings.Contains(stdout.String(), ",stopped\n") {
-		t.Errorf("output:\n%s\nwant a line starting %q and ending stopped", stdout.String(), want)
+	stopped := "udp,198.18.77.1,41002,198.18.77.2,9000,0,2,156,2,156,,,"
+	if lines := strings.Split(stdout.String(), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[2], stopped) || !strings.HasSuffix(lines[2], ",stopped") {
+		t.Errorf("output:\n%s\nwant a header, the idle flow, and a line starting %q and ending stopped", stdout, stopped)
 	}
-	if !strings.Contains(stderr.String(), "fparser: ") || !strings.Contains(stderr.String(), "in flows") {
-		t.Errorf("no summary on stderr: %q", stderr)
+	if !strings.Contains(stderr.String(), "10 in flows (tcp 0, udp 10)") || !strings.Contains(stderr.String(), "; 2 flows;") {
+		t.Errorf("no summary of 10 packets in 2 flows on stderr: %q", stderr)
 	}
 }
 
@@ -560,7 +560,13 @@ func reuseAddr(_, _ string, c syscall.RawConn) error {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	waitForWithin(t, 5*time.Second, cond)
+}
+
+// waitForWithin waits for cond, checked every 20 ms, for at most d.
+func waitForWithin(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	for !cond() {
 		select {

@@ -8,7 +8,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
@@ -20,10 +22,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fparser/fparser"
-	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/metrics"
-	"github.com/fparser/fparser/offline"
 )
 
 const usage = `fparser: print the TCP and UDP flows of a capture file or a network interface.
@@ -92,58 +92,63 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "top" {
 		return runTop(args[1:], os.Stdin, stdout, stderr)
 	}
-	var c config
+	c, err := parseArgs(args, stdout)
+	if err == nil && c == nil {
+		return exitOK // -h or --version
+	}
+	if err == nil {
+		if c.dumpFilter {
+			err = dumpFilter(c.filter, c.read, stdout)
+		} else {
+			err = count(c, stdout, stderr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fparser: %s\n", errorMessage(err))
+		return exitCode(err)
+	}
+	return exitOK
+}
+
+// parseArgs reads the command line. It returns a nil config without error when it
+// has done what was asked already (-h, --version).
+func parseArgs(args []string, stdout io.Writer) (*config, error) {
+	c := &config{}
 	fs := flag.NewFlagSet("fparser", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip)")
+	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip; - for standard input)")
 	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
-	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: auto (XDP ingress + TC egress), xdp, xdp-native, xdp-generic, tc or tc-legacy (clsact)")
-	fs.IntVar(&c.maxFlows, "max-flows", 0, "with -i, size of the kernel's flow table (default 1048576)")
+	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: "+strings.Join(fparser.AttachModes, ", ")+" (see the README)")
+	fs.IntVar(&c.maxFlows, "max-flows", fparser.DefaultMaxFlows, "with -i, size of the kernel's flow table")
 	fs.StringVar(&c.pin, "pin", "", "with -i, pin the kernel's maps and links in `DIR` (on a BPF filesystem): a restarted fparser adopts them, flows and counts included")
 	fs.BoolVar(&c.coarse, "coarse-clock", false, "with -i, stamp packets with the kernel's tick clock (ms resolution): cheaper per packet")
 	fs.StringVar(&c.format, "o", "text", "output `format`: text, json (one object per line) or csv")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
 	fs.StringVar(&c.filterFile, "F", "", "read the filter expression (or a tcpdump -ddd program) from `FILE`")
 	fs.BoolVar(&c.dumpFilter, "dump-filter", false, "print the compiled filter as tcpdump -ddd does (for the -r file's link type, or Ethernet), and exit")
-	fs.DurationVar(&c.flowTimeout, "flow-timeout", 600*time.Second, "end a flow after this long without packets")
-	fs.DurationVar(&c.finTimeout, "fin-timeout", 30*time.Second, "end a flow this long after its last packet once FIN or RST was seen")
-	fs.DurationVar(&c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
-	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "cut each packet to `snaplen` bytes before parsing")
+	durationFlag(fs, &c.flowTimeout, "flow-timeout", fparser.DefaultFlowTimeout, "end a flow after this long without packets")
+	durationFlag(fs, &c.finTimeout, "fin-timeout", fparser.DefaultFinTimeout, "end a flow this long after its last packet once FIN or RST was seen")
+	durationFlag(fs, &c.activeTimeout, "active-timeout", 0, "end a flow this long after its first packet (0: never)")
+	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "with -r, cut each packet to `snaplen` bytes before parsing")
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
 	fs.BoolVar(&c.ipfixUniflow, "ipfix-uniflow", false, "with --ipfix: two records per flow, one per direction, instead of one with RFC 5103 reverse counts")
-	fs.DurationVar(&c.ipfixTimeout, "ipfix-timeout", 5*time.Second, "with --ipfix: how long a message may wait for the collector; then it is counted as not sent and the collector is taken as down for a while")
+	durationFlag(fs, &c.ipfixTimeout, "ipfix-timeout", 5*time.Second, "with --ipfix: how long a message may wait for the collector; then it is counted as not sent and the collector is taken as down for a while")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), usage)
-		fs.PrintDefaults()
+	version := fs.Bool("version", false, "print the version, the Go version and the kernel object's, and exit")
+	words, help, err := parseFlags(fs, args, stdout, printUsage(fs, usage))
+	if err != nil || help {
+		return nil, err
 	}
-	// Options may follow the filter words, as with tcpdump: parse again from each
-	// word that looks like an option ("-o", "--flow-timeout"), keeping the others.
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		rest := fs.Args()
-		i := 0
-		for i < len(rest) && !looksLikeOption(rest[i]) {
-			i++
-		}
-		words = append(words, rest[:i]...)
-		if i == len(rest) {
-			break
-		}
-		args = rest[i:]
+	if *version {
+		fmt.Fprintln(stdout, fparser.Version())
+		return nil, nil
 	}
+	set := setFlags(fs)
 	given := 0
 	if c.filter != "" {
 		given++
@@ -156,55 +161,96 @@ func run(args []string, stdout, stderr io.Writer) int {
 		given++
 		b, err := os.ReadFile(c.filterFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "fparser: -F: %v\n", err)
-			return 2
+			return nil, usagef("-F: %v", err)
 		}
 		c.filter = string(b)
 	}
 	if given > 1 {
-		fmt.Fprintln(stderr, "fparser: give the filter once: with -f, -F or as trailing words")
-		return 2
+		return nil, usagef("give the filter once: with -f, -F or as trailing words")
 	}
 	if c.dumpFilter {
-		return dumpFilter(c.filter, c.read, stdout, stderr)
+		return c, onlyWith(set, false, "does not apply to --dump-filter", "i")
 	}
-	source := c.read
 	switch {
 	case c.read != "" && c.iface != "":
-		fmt.Fprintln(stderr, "fparser: -r and -i exclude each other")
-		return 2
-	case c.iface != "":
-		source = c.iface
-	case c.read == "":
-		fmt.Fprintln(stderr, "fparser: nothing to read: give -r FILE or -i IFACE (see fparser -h)")
-		return 2
+		return nil, usagef("-r and -i exclude each other")
+	case c.read == "" && c.iface == "":
+		return nil, usagef("nothing to read: give -r FILE or -i IFACE (see fparser -h)")
+	}
+	for _, check := range []error{
+		onlyWith(set, c.iface != "", "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
+		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
+		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
+		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
+		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
+	} {
+		if check != nil {
+			return nil, check
+		}
 	}
 	if c.snaplen <= 0 {
-		fmt.Fprintf(stderr, "fparser: -s %d: the snaplen must be positive\n", c.snaplen)
-		return 2
+		return nil, usagef("-s %d: want a positive length", c.snaplen)
 	}
+	if c.ipfixProto != "udp" && c.ipfixProto != "tcp" {
+		return nil, usagef("--ipfix-proto %s: want udp or tcp", c.ipfixProto)
+	}
+	if c.sort != "" {
+		if _, err := fparser.ParseSortOrder(c.sort); err != nil {
+			return nil, usagef("--sort %s: want packets, bytes, pps or bps", c.sort)
+		}
+	}
+	if _, ok := formats[c.format]; !ok {
+		return nil, usagef("-o %s: want text, json or csv", c.format)
+	}
+	if c.metrics != "" {
+		if _, err := metrics.ListenAddress(c.metrics); err != nil {
+			return nil, usagef("--metrics %s: want HOST:PORT, :PORT or PORT", c.metrics)
+		}
+	}
+	return c, nil
+}
 
-	if c.packets != 0 && c.format == "csv" {
-		fmt.Fprintln(stderr, "fparser: --packets needs -o text or -o json")
-		return 2
+// openSource checks the source the command line names, so that its error says what
+// it is: a file that is missing or a directory, an interface that does not exist.
+func openSource(c *config) (string, error) {
+	if c.iface != "" {
+		if _, err := net.InterfaceByName(c.iface); err != nil {
+			if c.iface == "any" {
+				return "", fmt.Errorf("-i any: no such network interface: fparser attaches to interfaces by name, and libpcap's \"any\" is not one")
+			}
+			return "", fmt.Errorf("-i %s: no such network interface", c.iface)
+		}
+		return c.iface, nil
 	}
-	if c.features && c.format == "text" {
-		fmt.Fprintln(stderr, "fparser: --features needs -o csv or -o json")
-		return 2
+	if c.read == fparser.Stdin {
+		return c.read, nil
+	}
+	fi, err := os.Stat(c.read)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("-r %s: no such file", c.read)
+	case err != nil:
+		return "", fmt.Errorf("-r: %w", err)
+	case fi.IsDir():
+		return "", fmt.Errorf("-r %s: is a directory, not a capture file", c.read)
+	}
+	return c.read, nil
+}
+
+// count counts the flows of the source c names and writes them to stdout.
+func count(c *config, stdout, stderr io.Writer) error {
+	source, err := openSource(c)
+	if err != nil {
+		return err
 	}
 	var order fparser.SortOrder
 	if c.sort != "" {
-		o, err := fparser.ParseSortOrder(c.sort)
-		if err != nil {
-			fmt.Fprintf(stderr, "fparser: --sort: %v\n", err)
-			return 2
-		}
-		order = o
+		order, _ = fparser.ParseSortOrder(c.sort) // checked by parseArgs
 	}
+	live := c.iface != ""
 	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features)
 	if err != nil {
-		fmt.Fprintf(stderr, "fparser: -o: %v\n", err)
-		return 2
+		return &usageError{err.Error()}
 	}
 	level := slog.LevelWarn
 	if c.verbose {
@@ -215,13 +261,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var exporter *ipfix.Exporter
 	if c.ipfix != "" {
 		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout})
-		if errors.Is(err, ipfix.ErrConfig) {
-			fmt.Fprintf(stderr, "fparser: --ipfix: %v\n", err)
-			return 2
-		}
 		if err != nil {
-			fmt.Fprintf(stderr, "fparser: %v\n", err)
-			return 1
+			return err
 		}
 	}
 
@@ -235,38 +276,38 @@ func run(args []string, stdout, stderr io.Writer) int {
 				exportErr = err // counted by the exporter; reported at the end
 			}
 		}
-		if order != 0 {
+		if order != fparser.Unsorted {
 			held = append(held, f)
 			return
 		}
 		queue.put(&f)
 	}
-	// A Ctrl-C or SIGTERM stops the parser the clean way, even one that came while
-	// the programs were being attached (interrupts).
-	ctx, stop := onInterrupt()
-	defer stop()
-	p, err = fparser.New(source, &fparser.Options{
+	o := &fparser.Options{
 		FlowTimeout:   c.flowTimeout,
 		FinTimeout:    c.finTimeout,
 		ActiveTimeout: c.activeTimeout,
 		Filter:        c.filter,
-		Snaplen:       c.snaplen,
 		Packets:       c.packets,
 		Statistics:    c.features,
-		Attach:        c.attach,
-		MaxFlows:      c.maxFlows,
-		CoarseClock:   c.coarse,
-		PinDir:        c.pin,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,
-	})
+	}
+	if live {
+		o.Attach, o.MaxFlows, o.CoarseClock, o.PinDir = c.attach, c.maxFlows, c.coarse, c.pin
+	} else {
+		o.Snaplen = c.snaplen
+	}
+	// A Ctrl-C or SIGTERM stops the parser the clean way, even one that came while
+	// the programs were being attached (interrupts).
+	ctx, stop := onInterrupt()
+	defer stop()
+	p, err = fparser.New(source, o)
 	if err != nil {
 		if exporter != nil {
 			exporter.Close()
 		}
-		fmt.Fprintf(stderr, "fparser: %v\n", err)
-		return 1
+		return err
 	}
 	if c.metrics != "" {
 		srv, err := metrics.Serve(c.metrics, metrics.NewCollector(p, exporter))
@@ -274,8 +315,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			if exporter != nil {
 				exporter.Close()
 			}
-			fmt.Fprintf(stderr, "fparser: --metrics: %v\n", err)
-			return 1
+			p.Close()
+			return fmt.Errorf("--metrics: %w", err)
 		}
 		defer srv.Close()
 		logger.Info("serving metrics", "url", "http://"+srv.Addr().String()+"/metrics")
@@ -288,11 +329,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		forgetSignal = context.AfterFunc(ctx, func() { exporter.SetWriteTimeout(ipfixStopWait) })
 	}
 	var endProgress func()
-	if c.read != "" && !c.quiet && isTerminal(stderr) {
+	if !live && !c.quiet && isTerminal(stderr) {
 		endProgress = showProgress(p, stderr)
 	}
-	if order == 0 {
-		queue = startFlowQueue(out, p.Stop) // nowhere to write: stop reading
+	if order == fparser.Unsorted {
+		// Live, each flow is written as it ends, as tcpdump -l does; a replay
+		// writes in batches.
+		queue = startFlowQueue(out, live, p.Stop) // nowhere to write: stop reading
+	}
+	if live && !c.quiet {
+		// tcpdump's "listening on": the programs are attached, packets count from
+		// here on. Scripts and tests wait for this line.
+		fmt.Fprintf(stderr, "fparser: counting on %s; Ctrl-C or SIGTERM stops\n", source)
 	}
 	runErr := p.Run(ctx)
 	if errors.Is(runErr, context.Canceled) {
@@ -308,7 +356,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	forgetSignal() // stop cancels ctx too, and is no signal
 	stop()
-	if order != 0 {
+	if order != fparser.Unsorted {
 		slices.SortFunc(held, order.Compare)
 		for i := range held {
 			if writeErr = out.write(&held[i]); writeErr != nil {
@@ -326,25 +374,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if !c.quiet {
-		fmt.Fprintln(stderr, summary(&info))
+		fmt.Fprintln(stderr, summary(&info, live))
 		if exporter != nil {
-			st := exporter.Stats()
-			fmt.Fprintf(stderr, "fparser: ipfix: %d flows in %d messages (%d records) to %s over %s; %d flows not sent\n",
-				st.Flows, st.Messages, st.Records, c.ipfix, c.ipfixProto, st.NotSentFlows)
+			fmt.Fprintln(stderr, ipfixSummary(exporter.Stats(), c.ipfix, c.ipfixProto))
 		}
 	}
 	switch {
 	case writeErr != nil:
-		fmt.Fprintf(stderr, "fparser: writing flows: %v\n", writeErr)
-		return 1
+		return fmt.Errorf("writing flows: %w", writeErr)
 	case exportErr != nil:
-		fmt.Fprintf(stderr, "fparser: %v\n", exportErr)
-		return 1
-	case runErr != nil:
-		fmt.Fprintf(stderr, "fparser: %v\n", runErr)
-		return 1
+		return exportErr
 	}
-	return 0
+	return runErr
 }
 
 // ipfixStopWait is how long, at most, a send waits for the IPFIX collector once a
@@ -360,48 +401,59 @@ func looksLikeOption(w string) bool {
 
 // dumpFilter prints expr compiled for the link type of capture (Ethernet without
 // one), in tcpdump -ddd's form.
-func dumpFilter(expr, capture string, stdout, stderr io.Writer) int {
-	if strings.TrimSpace(expr) == "" {
-		expr = fparser.DefaultFilter
-	}
-	link := filter.Ethernet
-	if capture != "" {
-		src, err := offline.Open(capture)
-		if err != nil {
-			fmt.Fprintf(stderr, "fparser: %v\n", err)
-			return 1
-		}
-		if lt, ok := src.LinkType(); ok {
-			link = filter.Link{Type: lt, BigEndian: src.BigEndian()}
-		}
-		src.Close()
-	}
-	prog, err := filter.Compile(expr, link)
+func dumpFilter(expr, capture string, stdout io.Writer) error {
+	prog, err := fparser.CompileFilter(expr, capture)
 	if err != nil {
-		fmt.Fprintf(stderr, "fparser: %v\n", err)
-		return 1
+		return err
 	}
-	fmt.Fprint(stdout, prog.DDD())
-	return 0
+	_, err = fmt.Fprint(stdout, prog.DDD())
+	return err
 }
 
-// summary is Info in one line.
-func summary(in *fparser.Info) string {
+// summary is Info in one line, for a reader who has not read Info's doc.
+func summary(in *fparser.Info, live bool) string {
 	var ended uint64
 	for _, n := range in.FlowsEnded {
 		ended += n
 	}
-	filtered := ""
+	var b strings.Builder
+	fmt.Fprintf(&b, "fparser: %s", plural(in.PacketsSeen, "packet"))
 	if in.Filtered > 0 {
-		filtered = fmt.Sprintf(", %d filtered out", in.Filtered)
+		fmt.Fprintf(&b, ", %d filtered out", in.Filtered)
 	}
-	s := fmt.Sprintf("fparser: %d packets%s, %d in flows (tcp %d, udp %d), %d non-IP, %d other L4, %d malformed, %d fragments (%d unattributed); %d flows; avg %.1f pps over %v; %v collecting",
-		in.PacketsSeen, filtered, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP, in.NonIP, in.OtherL4, in.Malformed,
-		in.Fragments, in.Unattributed, ended, in.AvgPPS, in.Elapsed.Round(time.Millisecond), in.TimeCollecting.Round(time.Microsecond))
+	fmt.Fprintf(&b, ", %d in flows (tcp %d, udp %d), %d non-IP, %d other L4, %d malformed, %s (%d not in a flow); %s",
+		in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP, in.NonIP, in.OtherL4, in.Malformed,
+		plural(in.Fragments, "fragment"), in.Unattributed, plural(ended, "flow"))
+	if live && in.Evictions > 0 {
+		fmt.Fprintf(&b, " (%d evicted by the kernel's full table)", in.Evictions)
+	}
+	fmt.Fprintf(&b, "; %.1f packets/s over %v; sweeps for ended flows took %v",
+		in.AvgPPS, in.Elapsed.Round(time.Millisecond), in.TimeCollecting.Round(time.Microsecond))
 	if in.CallbackPanics > 0 {
-		s += fmt.Sprintf("; %d callback panics", in.CallbackPanics)
+		fmt.Fprintf(&b, "; %s", plural(in.CallbackPanics, "callback panic"))
+	}
+	return b.String()
+}
+
+// ipfixSummary says, in one line, what the IPFIX exporter delivered.
+func ipfixSummary(st ipfix.Stats, addr, proto string) string {
+	s := fmt.Sprintf("fparser: ipfix: %s sent in %s (%s) to %s over %s",
+		plural(st.Flows, "flow"), plural(st.Messages, "message"), plural(st.Records, "record"), addr, proto)
+	if st.NotSentFlows > 0 || st.NotSentMessages > 0 {
+		s += fmt.Sprintf("; %s not sent (%s)", plural(st.NotSentFlows, "flow"), plural(st.NotSentMessages, "message"))
+	}
+	if st.Errors > 0 {
+		s += fmt.Sprintf("; %s", plural(st.Errors, "send error"))
 	}
 	return s
+}
+
+// plural is n words, with an s unless n is 1.
+func plural(n uint64, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.FormatUint(n, 10) + " " + word + "s"
 }
 
 // progressEvery is how often the progress line is redrawn.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
+
+	"github.com/fparser/fparser"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.flows.csv from the current output")
@@ -73,11 +76,11 @@ func TestFormats(t *testing.T) {
 			"tcp   192.0.2.1:45000         192.0.2.2:8080             0        6        408        6        539 SPF.    SPF.    2026-11-28T13:36:43.052620000Z      1.002ms reused",
 		}},
 		{"json", []string{
-			`{"protocol":"tcp","src_ip":"192.0.2.1","src_port":45000,"dst_ip":"192.0.2.2","dst_port":8080,"vlan_id":0,"src2dst_packets":6,"src2dst_bytes":408,"dst2src_packets":6,"dst2src_bytes":539,"first_seen":"2026-11-28T13:36:43.052620000Z","last_seen":"2026-11-28T13:36:43.053622000Z","end_reason":"reused"}`,
+			`{"protocol":"tcp","src_ip":"192.0.2.1","src_port":45000,"dst_ip":"192.0.2.2","dst_port":8080,"vlan_id":0,"src2dst_packets":6,"src2dst_bytes":408,"dst2src_packets":6,"dst2src_bytes":539,"src2dst_tcp_flags":"SPF.","dst2src_tcp_flags":"SPF.","first_seen":"2026-11-28T13:36:43.052620000Z","last_seen":"2026-11-28T13:36:43.053622000Z","bidirectional_duration_ms":1.002,"end_reason":"reused"}`,
 		}},
 		{"csv", []string{
-			"protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,first_seen,last_seen,end_reason",
-			"tcp,192.0.2.1,45000,192.0.2.2,8080,0,6,408,6,539,2026-11-28T13:36:43.052620000Z,2026-11-28T13:36:43.053622000Z,reused",
+			"protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason",
+			"tcp,192.0.2.1,45000,192.0.2.2,8080,0,6,408,6,539,SPF.,SPF.,2026-11-28T13:36:43.052620000Z,2026-11-28T13:36:43.053622000Z,1.002,reused",
 		}},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -90,42 +93,90 @@ func TestFormats(t *testing.T) {
 				t.Errorf("%s line %d:\n got %q\nwant %q", tc.format, i, lines[min(i, len(lines)-1)], w)
 			}
 		}
-		want := "fparser: 24 packets, 24 in flows (tcp 24, udp 0), 0 non-IP, 0 other L4, 0 malformed, 0 fragments (0 unattributed); 2 flows;"
+		want := "fparser: 24 packets, 24 in flows (tcp 24, udp 0), 0 non-IP, 0 other L4, 0 malformed, 0 fragments (0 not in a flow); 2 flows;"
 		if !strings.HasPrefix(stderr.String(), want) || strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("%s: summary %q, want one line starting %q", tc.format, stderr.String(), want)
 		}
 	}
 }
 
+// TestUsageAndErrors: -h goes to standard output with status 0; every usage error
+// is one line that names the flag as typed and says what is wanted, with status 2;
+// every failure at run time is one line with status 1.
 func TestUsageAndErrors(t *testing.T) {
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.pcap")
 	os.WriteFile(garbage, []byte("this is not a capture file at all"), 0o644)
+	http := filepath.Join("..", "..", "testdata", "http.pcap")
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
-		{[]string{"-h"}, 0, "Usage:"},
-		{nil, 2, "nothing to read"},
-		{[]string{"-r", "x", "-i", "y"}, 2, "exclude each other"},
-		{[]string{"-r", garbage, "-o", "xml"}, 2, `unknown output format "xml"`},
-		{[]string{"-r", filepath.Join(dir, "missing.pcap")}, 1, "no such capture file or network interface"},
-		{[]string{"-r", garbage}, 1, garbage + ": at byte 0: not a pcap or pcapng file"},
-		{[]string{"-r", garbage, "tcp", "prot", "80"}, 1, `filter "tcp prot 80": column 5 ("prot"): unknown word "prot"`},
-		{[]string{"-r", garbage, "host", "example.com"}, 1, `host names are not resolved`},
-		{[]string{"-r", garbage, "-f", "tcp", "udp"}, 2, "give the filter once"},
-		{[]string{"-F", filepath.Join(dir, "missing.filter"), "-r", garbage}, 2, "-F: open"},
-		{[]string{"-r", garbage, "--flow-timeout", "ten"}, 2, "invalid value"},
+		{nil, 2, "fparser: nothing to read: give -r FILE or -i IFACE"},
+		{[]string{"-r", "x", "-i", "y"}, 2, "fparser: -r and -i exclude each other"},
+		{[]string{"-r", garbage, "-o", "xml"}, 2, "fparser: -o xml: want text, json or csv"},
+		{[]string{"-r", filepath.Join(dir, "missing.pcap")}, 1, "fparser: -r " + filepath.Join(dir, "missing.pcap") + ": no such file"},
+		{[]string{"-r", dir}, 1, "fparser: -r " + dir + ": is a directory, not a capture file"},
+		{[]string{"-i", "fpt-nosuch0"}, 1, "fparser: -i fpt-nosuch0: no such network interface"},
+		{[]string{"-i", "any"}, 1, `fparser: -i any: no such network interface: fparser attaches to interfaces by name, and libpcap's "any" is not one`},
+		{[]string{"-r", garbage}, 1, "fparser: " + garbage + ": at byte 0: not a pcap or pcapng file"},
+		{[]string{"-r", garbage, "tcp", "prot", "80"}, 2, `fparser: filter "tcp prot 80": column 5 ("prot"): unknown word "prot"`},
+		{[]string{"-r", garbage, "host", "example.com"}, 2, `fparser: filter "host example.com": column 6 ("example.com"): host names are not resolved`},
+		{[]string{"-r", garbage, "-f", "tcp", "udp"}, 2, "fparser: give the filter once"},
+		{[]string{"-F", filepath.Join(dir, "missing.filter"), "-r", garbage}, 2, "fparser: -F: open"},
+		{[]string{"-r", http, "--flow-timeout", "ten"}, 2, "fparser: --flow-timeout ten: want a duration with a unit, such as 5s, 2m or 500ms"},
+		{[]string{"-r", http, "--fin-timeout", "5"}, 2, "fparser: --fin-timeout 5: want a duration with a unit"},
+		{[]string{"-r", http, "--flow-timeout", "-5s"}, 2, "fparser: --flow-timeout -5s: is negative"},
+		{[]string{"-r", http, "-s", "abc"}, 2, "fparser: -s abc: want a whole number"},
+		{[]string{"-r", http, "-s", "0"}, 2, "fparser: -s 0: want a positive length"},
+		{[]string{"-r", http, "-q=maybe"}, 2, "fparser: -q maybe: want true or false"},
+		{[]string{"-r", http, "--bogus"}, 2, "fparser: unknown option --bogus (see -h)"},
+		{[]string{"-r"}, 2, "fparser: -r needs a value"},
+		{[]string{"-r", http, "--max-flows", "5"}, 2, "fparser: --max-flows is for -i, not -r"},
+		{[]string{"-r", http, "--attach", "xdp"}, 2, "fparser: --attach is for -i, not -r"},
+		{[]string{"-r", http, "--pin", "/x"}, 2, "fparser: --pin is for -i, not -r"},
+		{[]string{"-r", http, "--coarse-clock"}, 2, "fparser: --coarse-clock is for -i, not -r"},
+		{[]string{"-i", "lo", "-s", "96"}, 2, "fparser: -s is for -r"},
+		{[]string{"-i", "lo", "--attach", "foo"}, 2, "fparser: --attach foo: want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy"},
+		{[]string{"-i", "lo", "--attach", "tc-legacy", "--pin", dir}, 2, "fparser: --attach tc-legacy: clsact filters are not BPF links and cannot be pinned"},
+		{[]string{"-r", http, "--ipfix-proto", "sctp"}, 2, "fparser: --ipfix-proto needs --ipfix"},
+		{[]string{"-r", http, "--ipfix-uniflow"}, 2, "fparser: --ipfix-uniflow needs --ipfix"},
+		{[]string{"-r", http, "--ipfix", "127.0.0.1:4739", "--ipfix-proto", "sctp"}, 2, "fparser: --ipfix-proto sctp: want udp or tcp"},
+		{[]string{"-r", http, "--ipfix", "nowhere"}, 2, "fparser: --ipfix nowhere: want HOST:PORT: missing port in address"},
+		{[]string{"-r", http, "--metrics", "junk:x:y"}, 2, "fparser: --metrics junk:x:y: want HOST:PORT, :PORT or PORT"},
+		{[]string{"-r", http, "--sort", "size"}, 2, "fparser: --sort size: want packets, bytes, pps or bps"},
+		{[]string{"-r", http, "-o", "csv", "--packets", "3"}, 2, "fparser: --packets needs -o text or -o json"},
+		{[]string{"-r", http, "--features"}, 2, "fparser: --features needs -o csv or -o json"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tc.args, &stdout, &stderr)
-		if code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+		if code != tc.code || !strings.HasPrefix(stderr.String(), tc.want) {
 			t.Errorf("fparser %v: exit %d, stderr %q; want exit %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
 		}
-		if tc.code == 1 && strings.Count(stderr.String(), "\n") != 1 {
-			t.Errorf("fparser %v: want a one-line error, got %q", tc.args, stderr.String())
+		if strings.Count(stderr.String(), "\n") != 1 || stdout.Len() != 0 {
+			t.Errorf("fparser %v: want a one-line error and no output, got %q and %q", tc.args, stderr.String(), stdout.String())
 		}
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"top", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage:") || stderr.Len() != 0 {
+			t.Errorf("fparser %v: exit %d, stdout %q, stderr %q; want the usage on standard output and exit 0", args, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// TestVersion: --version names the module's version (a development build says so),
+// the Go version and the kernel object's hash, on standard output.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	v := fparser.Version()
+	want := fmt.Sprintf("fparser %s, built with %s, kernel object %s\n", v.Module, runtime.Version(), v.KernelObject)
+	if stdout.String() != want || len(v.KernelObject) != 12 || v.Module == "" {
+		t.Errorf("--version printed %q, want %q", stdout.String(), want)
 	}
 }
 
@@ -142,7 +193,7 @@ func TestFeaturesAndSort(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(csvOut.String()), "\n")
 	header := strings.Split(lines[0], ",")
-	if want := len(fields) + 34; len(header) != want || header[13] != "src2dst_min_ps" || header[len(header)-1] != "byte_rate" {
+	if want := len(fields) + 34; len(header) != want || header[len(fields)] != "src2dst_min_ps" || header[len(header)-1] != "byte_rate" {
 		t.Fatalf("header has %d fields, want %d: %v", len(header), want, header)
 	}
 	var prevBytes int
@@ -158,17 +209,21 @@ func TestFeaturesAndSort(t *testing.T) {
 		if err := json.Unmarshal([]byte(strings.Split(strings.TrimSpace(jsonOut.String()), "\n")[i]), &obj); err != nil {
 			t.Fatal(err)
 		}
-		for j, name := range header[13:] {
-			if got := fmt.Sprint(obj[name]); got != row[13+j] && strconv.Quote(row[13+j]) != got {
-				if v, err := strconv.ParseFloat(row[13+j], 64); err != nil || v != obj[name] {
-					t.Errorf("row %d: %s is %s in CSV, %v in JSON", i, name, row[13+j], obj[name])
+		n := len(fields)
+		for j, name := range header[n:] {
+			if got := fmt.Sprint(obj[name]); got != row[n+j] && strconv.Quote(row[n+j]) != got {
+				if v, err := strconv.ParseFloat(row[n+j], 64); err != nil || v != obj[name] {
+					t.Errorf("row %d: %s is %s in CSV, %v in JSON", i, name, row[n+j], obj[name])
 				}
 			}
 		}
 	}
 	// The first flow of http.pcap by bytes: the IPv4 download, 9 packets out and 8 in.
 	first := strings.Split(lines[1], ",")
-	if first[1] != "192.0.2.1" || first[13] != "52" || first[16] != "138" || first[21] != "1" || first[25] != "8" {
+	col := func(name string) string { return first[slices.Index(header, name)] }
+	if first[1] != "192.0.2.1" || col("src2dst_min_ps") != "52" || col("src2dst_max_ps") != "138" ||
+		col("src2dst_syn_packets") != "1" || col("src2dst_ack_packets") != "8" ||
+		col("src2dst_tcp_flags") != "SPF." || col("dst2src_tcp_flags") != "SPF." || col("bidirectional_duration_ms") != "0.988" {
 		t.Errorf("first row %v", first)
 	}
 
@@ -221,7 +276,7 @@ func TestIPFIXOption(t *testing.T) {
 			}
 		}
 	}
-	if flows < 2 || records != flows || !strings.Contains(stderr.String(), fmt.Sprintf("ipfix: %d flows in", flows)) {
+	if flows < 2 || records != flows || !strings.Contains(stderr.String(), fmt.Sprintf("ipfix: %d flows sent in", flows)) {
 		t.Errorf("%d flows printed, %d IPFIX records received; stderr %q", flows, records, stderr.String())
 	}
 	var out, errOut bytes.Buffer
@@ -261,7 +316,7 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 // order, and the README's field tables name every one. Changing them breaks users'
 // scripts: this test makes it a deliberate act.
 func TestOutputFieldsArePinned(t *testing.T) {
-	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,first_seen,last_seen,end_reason"
+	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason"
 	c := filepath.Join("..", "..", "testdata", "http.pcap")
 	var csvOut, jsonOut, stderr bytes.Buffer
 	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features"}, &jsonOut, &stderr) != 0 {
@@ -351,6 +406,30 @@ func TestOutputFaults(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			cmd.Process.Kill()
 			t.Errorf("%s: hung", tc.name)
+		}
+	}
+}
+
+// TestReadStandardInput: -r - reads the capture from standard input, as tcpdump
+// does, gzip included, with the same flows as the file gives.
+func TestReadStandardInput(t *testing.T) {
+	for _, name := range []string{"http.pcap", "nanoseconds.pcap.gz", "sections.pcapng"} {
+		path := filepath.Join("..", "..", "testdata", name)
+		var want, got, stderr bytes.Buffer
+		if code := run([]string{"-r", path, "-o", "csv", "-q"}, &want, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr.String())
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdin := os.Stdin
+		os.Stdin = f
+		code := run([]string{"-r", "-", "-o", "csv", "-q"}, &got, &stderr)
+		os.Stdin = stdin
+		f.Close()
+		if code != 0 || got.String() != want.String() || want.Len() == 0 {
+			t.Errorf("%s from standard input: exit %d, %s\n got %q\nwant %q", name, code, stderr.String(), got.String(), want.String())
 		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 var fields = []string{
 	"protocol", "src_ip", "src_port", "dst_ip", "dst_port", "vlan_id",
 	"src2dst_packets", "src2dst_bytes", "dst2src_packets", "dst2src_bytes",
-	"first_seen", "last_seen", "end_reason",
+	"src2dst_tcp_flags", "dst2src_tcp_flags",
+	"first_seen", "last_seen", "bidirectional_duration_ms", "end_reason",
 }
 
 // dirFeatures are NFStream's names for its post-mortem statistics of one direction.
@@ -88,6 +89,9 @@ const (
 	formatJSON
 )
 
+// formats are the output formats by the name -o takes.
+var formats = map[string]int{"text": formatText, "csv": formatCSV, "json": formatJSON}
+
 // flowWriter writes ended flows in one format. Write errors stick: the first one is
 // returned by every later call, so the caller can stop at once.
 //
@@ -106,18 +110,11 @@ type flowWriter struct {
 }
 
 func newFlowWriter(w io.Writer, format string, flushEach, packets, features bool) (*flowWriter, error) {
-	fw := &flowWriter{w: bufio.NewWriterSize(w, 64<<10), flush: flushEach, packets: packets, features: features}
-	switch format {
-	case "text":
-		fw.format = formatText
-	case "csv":
-		fw.format = formatCSV
-	case "json":
-		fw.format = formatJSON
-	default:
-		return nil, fmt.Errorf("unknown output format %q (want text, json or csv)", format)
+	f, ok := formats[format]
+	if !ok {
+		return nil, fmt.Errorf("-o %s: want text, json or csv", format)
 	}
-	return fw, nil
+	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: f, flush: flushEach, packets: packets, features: features}, nil
 }
 
 func (fw *flowWriter) write(f *fparser.Flow) error {
@@ -216,11 +213,17 @@ func (fw *flowWriter) appendJSON(b []byte, f *fparser.Flow) []byte {
 	b = strconv.AppendUint(b, f.Rev.Packets, 10)
 	b = append(b, `,"dst2src_bytes":`...)
 	b = strconv.AppendUint(b, f.Rev.Bytes, 10)
-	b = append(b, `,"first_seen":"`...)
+	b = append(b, `,"src2dst_tcp_flags":"`...)
+	b = append(b, exportedFlags(f, f.Fwd.Flags)...)
+	b = append(b, `","dst2src_tcp_flags":"`...)
+	b = append(b, exportedFlags(f, f.Rev.Flags)...)
+	b = append(b, `","first_seen":"`...)
 	b = fw.stamps.append(b, f.FirstSeen)
 	b = append(b, `","last_seen":"`...)
 	b = fw.stamps.append(b, f.LastSeen)
-	b = append(b, `","end_reason":"`...)
+	b = append(b, `","bidirectional_duration_ms":`...)
+	b = appendMillis(b, f.Duration())
+	b = append(b, `,"end_reason":"`...)
 	b = append(b, f.EndReason.String()...)
 	b = append(b, '"')
 	if fw.features {
@@ -274,9 +277,15 @@ func (fw *flowWriter) appendCSV(b []byte, f *fparser.Flow) []byte {
 		b = strconv.AppendUint(b, n, 10)
 	}
 	b = append(b, ',')
+	b = append(b, exportedFlags(f, f.Fwd.Flags)...)
+	b = append(b, ',')
+	b = append(b, exportedFlags(f, f.Rev.Flags)...)
+	b = append(b, ',')
 	b = fw.stamps.append(b, f.FirstSeen)
 	b = append(b, ',')
 	b = fw.stamps.append(b, f.LastSeen)
+	b = append(b, ',')
+	b = appendMillis(b, f.Duration())
 	b = append(b, ',')
 	b = append(b, f.EndReason.String()...)
 	if fw.features {
@@ -330,6 +339,21 @@ func flagsText(f *fparser.Flow, flags fparser.TCPFlags) string {
 		return "-"
 	}
 	return flagNames[flags]
+}
+
+// exportedFlags are a direction's TCP flags as CSV and JSON carry them: tcpdump's
+// letters as the text format shows them ("SPF." for SYN, PSH, FIN and ACK, "none"
+// for a TCP direction without flags), and "" for UDP, which has none.
+func exportedFlags(f *fparser.Flow, flags fparser.TCPFlags) string {
+	if f.Protocol != fparser.TCP {
+		return ""
+	}
+	return flagNames[flags]
+}
+
+// appendMillis appends d in milliseconds, with as many digits as it needs.
+func appendMillis(b []byte, d time.Duration) []byte {
+	return strconv.AppendFloat(b, millis(d), 'f', -1, 64)
 }
 
 // appendAddrPort appends p as p.String() writes it, which the text format has always

@@ -141,11 +141,13 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = strconv.AppendUint(b, f.Rev.Packets, 10)
 		b = append(b, `,"dst2src_bytes":`...)
 		b = strconv.AppendUint(b, f.Rev.Bytes, 10)
+		b = fmt.Appendf(b, `,"src2dst_tcp_flags":"%s","dst2src_tcp_flags":"%s"`, refFlags(f, f.Fwd.Flags), refFlags(f, f.Rev.Flags))
 		b = append(b, `,"first_seen":"`...)
 		b = f.FirstSeen.AppendFormat(b, timeLayout)
 		b = append(b, `","last_seen":"`...)
 		b = f.LastSeen.AppendFormat(b, timeLayout)
-		b = append(b, `","end_reason":"`...)
+		b = fmt.Appendf(b, `","bidirectional_duration_ms":%s`, refMillis(f))
+		b = append(b, `,"end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
 		b = append(b, '"')
 		if fw.features {
@@ -173,11 +175,11 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 			b = append(b, ',')
 			b = strconv.AppendUint(b, n, 10)
 		}
-		b = append(b, ',')
+		b = fmt.Appendf(b, ",%s,%s,", refFlags(f, f.Fwd.Flags), refFlags(f, f.Rev.Flags))
 		b = f.FirstSeen.AppendFormat(b, timeLayout)
 		b = append(b, ',')
 		b = f.LastSeen.AppendFormat(b, timeLayout)
-		b = append(b, ',')
+		b = fmt.Appendf(b, ",%s,", refMillis(f))
 		b = append(b, f.EndReason.String()...)
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
@@ -614,4 +616,20 @@ func parseFlows(t *testing.T, capture string, o *fparser.Options) []fparser.Flow
 		t.Fatal(err)
 	}
 	return flows
+}
+
+// refFlags is a direction's flags as the reference writes them in CSV and JSON.
+func refFlags(f *fparser.Flow, flags fparser.TCPFlags) string {
+	switch {
+	case f.Protocol != fparser.TCP:
+		return ""
+	case flags == 0:
+		return "none"
+	}
+	return flags.String()
+}
+
+// refMillis is the flow's duration in milliseconds, as the reference writes it.
+func refMillis(f *fparser.Flow) string {
+	return strconv.FormatFloat(float64(f.LastSeen.Sub(f.FirstSeen))/1e6, 'f', -1, 64)
 }

@@ -20,6 +20,7 @@ const maxBatches = 6
 // them. put is for one goroutine, the parser's callbacks.
 type flowQueue struct {
 	out     *flowWriter
+	live    bool   // flush whenever the queue is empty: each flow shows as it ends
 	size    int    // flows per batch: 1 on a terminal, to show each flow as it ends
 	onError func() // called once, on the writer goroutine, when a write fails
 	batch   []fparser.Flow
@@ -32,16 +33,21 @@ type flowQueue struct {
 }
 
 // startFlowQueue starts the writer goroutine. out belongs to it until close returns.
-func startFlowQueue(out *flowWriter, onError func()) *flowQueue {
+// A live queue hands each flow over as it comes and flushes the output whenever it
+// has written all it was given, as tcpdump -l does: flows end in sweeps, so a flow
+// waits for the rest of its sweep at most. A replay's queue hands flows over in
+// batches and leaves flushing to the writer's buffer.
+func startFlowQueue(out *flowWriter, live bool, onError func()) *flowQueue {
 	q := &flowQueue{
 		out:     out,
+		live:    live,
 		size:    batchSize,
 		onError: onError,
 		full:    make(chan []fparser.Flow, maxBatches),
 		free:    make(chan []fparser.Flow, maxBatches),
 		done:    make(chan struct{}),
 	}
-	if out.flush {
+	if out.flush || live {
 		q.size = 1
 	}
 	q.batch, q.batches = make([]fparser.Flow, 0, q.size), 1
@@ -97,5 +103,12 @@ func (q *flowQueue) run() {
 		}
 		clear(batch) // let go of the flows' packet histories
 		q.free <- batch[:0]
+		if q.live && q.err == nil && len(q.full) == 0 {
+			if err := q.out.Flush(); err != nil {
+				q.err = err
+				q.failed.Store(true)
+				q.onError()
+			}
+		}
 	}
 }

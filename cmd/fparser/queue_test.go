@@ -42,7 +42,7 @@ func TestFlowQueue(t *testing.T) {
 			}
 			direct.Flush()
 			out, _ := newFlowWriter(&got, format, false, false, false)
-			q := startFlowQueue(out, func() { t.Error("write error") })
+			q := startFlowQueue(out, false, func() { t.Error("write error") })
 			for i := range flows {
 				q.put(&flows[i])
 			}
@@ -67,7 +67,7 @@ func TestFlowQueueEachFlow(t *testing.T) {
 	defer r.Close()
 	defer w.Close()
 	out, _ := newFlowWriter(w, "csv", true, false, false)
-	q := startFlowQueue(out, func() {})
+	q := startFlowQueue(out, false, func() {})
 	in := bufio.NewReader(r)
 	rnd := rand.New(rand.NewPCG(2, 2))
 	for i := range 3 {
@@ -94,7 +94,7 @@ func TestFlowQueueError(t *testing.T) {
 	w := &failingWriter{room: 100000, err: fail}
 	out, _ := newFlowWriter(w, "json", false, false, false)
 	calls := 0
-	q := startFlowQueue(out, func() { calls++ })
+	q := startFlowQueue(out, false, func() { calls++ })
 	r := rand.New(rand.NewPCG(3, 3))
 	f := randomFlow(r)
 	for range 100 * batchSize {
@@ -158,7 +158,7 @@ func TestInterruptLosesNothing(t *testing.T) {
 func BenchmarkFlowQueue(b *testing.B) {
 	flows := benchFlows(1024)
 	out, _ := newFlowWriter(io.Discard, "csv", false, false, false)
-	q := startFlowQueue(out, func() {})
+	q := startFlowQueue(out, false, func() {})
 	n := 0
 	b.ReportAllocs()
 	for b.Loop() {
