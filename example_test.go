@@ -53,8 +53,8 @@ func ExampleNew() {
 	}
 	// Output:
 	// 192.0.2.1:52534 ended: fin - active flows left: 1
-	// [2001:db8::1]:53864 ended: end-of-capture - active flows left: 0
 	// 192.0.2.1:52544 ended: end-of-capture - active flows left: 0
+	// [2001:db8::1]:53864 ended: end-of-capture - active flows left: 0
 }
 
 // FindTCPFlow takes the two endpoints in either order. Here the first connection's
