@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Protocol is a flow's transport protocol.

@@ -1,7 +1,7 @@
 package fparser
 
 // The kernel datapath: bpf/fparser.c compiled for little-endian BPF, with its Go
-// bindings, into package loader. The outputs are committed, so building fparser
+// bindings, into internal/loader. The outputs are committed, so building fparser
 // needs only Go; CI regenerates them with clang and fails on any difference.
 //
-//go:generate go tool bpf2go -go-package loader -output-dir loader -output-stem fparser -target bpfel -cflags "-O2 -g -mcpu=v3 -Wall -Werror" -type event -type record fparser bpf/fparser.c
+//go:generate go tool bpf2go -go-package loader -output-dir internal/loader -output-stem fparser -target bpfel -cflags "-O2 -g -mcpu=v3 -Wall -Werror" -type event -type record fparser bpf/fparser.c

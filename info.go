@@ -3,7 +3,7 @@ package fparser
 import (
 	"time"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Info describes a parser at one instant: the original FParser's info() and the loss

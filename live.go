@@ -12,8 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/loader"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/loader"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Errors of the live datapath, to test with errors.Is.

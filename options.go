@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fparser/fparser/loader"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/loader"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // DefaultFilter is the expression nearest to what is counted when no filter is

@@ -20,8 +20,8 @@ import (
 	"syscall"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/offline"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/offline"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Errors that callers test with errors.Is.

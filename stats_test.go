@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/offline"
 	"github.com/fparser/fparser/internal/testpackets"
-	"github.com/fparser/fparser/offline"
 )
 
 // expectedStats are a direction's statistics computed here from its packet records,

@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/fparser/fparser/loader"
+	"github.com/fparser/fparser/internal/loader"
 )
 
 // modulePath is this module's import path, to find its version in the build

@@ -27,9 +27,9 @@ dpkg-deb -x "$work"/"$pkg"_*.deb "$work/k"
 kernel=$(ls "$work"/k/boot/vmlinuz-*)
 
 root="$work/root"
-mkdir -p "$root"/{bin,proc,sys,tmp,dev,src/loader}
+mkdir -p "$root"/{bin,proc,sys,tmp,dev,src/internal/loader}
 cp "$(command -v busybox)" "$root/bin/busybox"
-CGO_ENABLED=0 go test -c -o "$root/loader.test" ./loader
+CGO_ENABLED=0 go test -c -o "$root/loader.test" ./internal/loader
 cp -r testdata "$root/src/"
 cat >"$root/init" <<'INIT'
 #!/bin/busybox sh
@@ -39,7 +39,7 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 echo "VM kernel: $(uname -r)"
-cd /src/loader
+cd /src/internal/loader
 /loader.test -test.run 'TestLoadPassesTheVerifier|TestVerifierRejection|TestDifferentialTestdata|TestFilterPassesTheVerifier' -test.v 2>&1
 echo "VM-TESTS-EXIT=$?"
 poweroff -f

@@ -9,7 +9,7 @@ import (
 	pb "github.com/fparser/fparser/internal/pktbuild"
 )
 
-// BenchExpressions are typical filters, for the benchmarks here and in loader/.
+// BenchExpressions are typical filters, for the benchmarks here and in internal/loader/.
 var benchExpressions = []string{
 	"tcp port 443",
 	"host 192.0.2.1",

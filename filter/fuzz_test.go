@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/offline"
+	"github.com/fparser/fparser/internal/offline"
 )
 
 // fuzzFrames are a few real frames of testdata, to run compiled programs on.

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/offline"
+	"github.com/fparser/fparser/internal/offline"
 )
 
 // Packet is one captured frame and where it came from.

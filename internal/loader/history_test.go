@@ -8,7 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/fparser/fparser/internal/pktbuild"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // TestRecordsLost: when the ring buffer has no room, the kernel counts the lost

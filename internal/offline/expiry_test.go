@@ -13,10 +13,10 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fparser/fparser/internal/offline"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/internal/testpackets"
-	"github.com/fparser/fparser/offline"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // expiryConfigs are the timeouts the deadline index is checked under: the defaults,

@@ -3,7 +3,7 @@ package offline
 import (
 	"encoding/binary"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Link types we read (LINKTYPE_* numbers from the pcap and pcapng headers).

@@ -25,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Errors that callers test with errors.Is.

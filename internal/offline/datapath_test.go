@@ -6,7 +6,7 @@ import (
 	"time"
 
 	pb "github.com/fparser/fparser/internal/pktbuild"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 var (

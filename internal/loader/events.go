@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Event kinds the kernel sends.

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fparser/fparser/filter"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // Datapath is the Go mirror of the kernel program: it parses a frame, finds its flow

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // seedCaptures adds the test captures (and the corpus's, cut to 64 KiB) as seeds.
 func seedCaptures(f *testing.F) {
-	paths, _ := filepath.Glob("../testdata/*.pcap*")
-	more, _ := filepath.Glob("../../shared/corpus/pcaps/*/*.pcap*")
+	paths, _ := filepath.Glob("../../testdata/*.pcap*")
+	more, _ := filepath.Glob("../../../shared/corpus/pcaps/*/*.pcap*")
 	for _, p := range append(paths, more...) {
 		if filepath.Ext(p) == ".csv" {
 			continue
@@ -96,8 +96,8 @@ func gzipped(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b
 // in exactly one counter.
 func FuzzDatapath(f *testing.F) {
 	links := []uint32{LinkNull, LinkEthernet, LinkRawBSD, LinkRawBSD2, LinkRaw, LinkLoop, LinkSLL, LinkIPv4, LinkIPv6, LinkSLL2}
-	paths, _ := filepath.Glob("../testdata/*.pcap*")
-	more, _ := filepath.Glob("../../shared/corpus/pcaps/*/*.pcap*")
+	paths, _ := filepath.Glob("../../testdata/*.pcap*")
+	more, _ := filepath.Glob("../../../shared/corpus/pcaps/*/*.pcap*")
 	for _, p := range append(paths, more...) {
 		src, err := Open(p)
 		if err != nil {

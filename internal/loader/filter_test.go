@@ -12,9 +12,9 @@ import (
 
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/internal/kerneltest"
+	"github.com/fparser/fparser/internal/offline"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/internal/testpackets"
-	"github.com/fparser/fparser/offline"
 )
 
 const (

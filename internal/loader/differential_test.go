@@ -15,8 +15,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/fparser/fparser/offline"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/offline"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // maxTestFrame is the longest frame BPF_PROG_TEST_RUN takes for XDP (a page, less
@@ -332,7 +332,7 @@ func loadForTest(t testing.TB, cfg Config) *Datapath {
 // itself on idle, FIN and active timeouts; and with the packet history on, the same
 // packet records, all of them or the first 3 of each flow.
 func TestDifferentialTestdata(t *testing.T) {
-	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	paths, _ := filepath.Glob("../../testdata/*.pcap*")
 	short := userspace.Timeouts{Idle: 2 * time.Second, FIN: 100 * time.Millisecond, Active: 5 * time.Second}
 	for _, tc := range []struct {
 		name string
@@ -359,7 +359,7 @@ func TestDifferentialTestdata(t *testing.T) {
 
 // TestDifferentialCorpus runs every capture of ../shared/corpus, when present.
 func TestDifferentialCorpus(t *testing.T) {
-	manifest := filepath.Join("..", "..", "shared", "corpus", "MANIFEST.tsv")
+	manifest := filepath.Join("..", "..", "..", "shared", "corpus", "MANIFEST.tsv")
 	f, err := os.Open(manifest)
 	if err != nil {
 		t.Skip("no ../shared/corpus beside the module: corpus differential skipped")
@@ -381,7 +381,7 @@ func TestDifferentialCorpus(t *testing.T) {
 // same way: a frame is sent twice, a second apart, so that both the creation and the
 // update of its flow are compared.
 func FuzzDifferential(f *testing.F) {
-	paths, _ := filepath.Glob("../testdata/*.pcap*")
+	paths, _ := filepath.Glob("../../testdata/*.pcap*")
 	for _, p := range paths {
 		if strings.HasSuffix(p, ".csv") {
 			continue

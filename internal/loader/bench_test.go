@@ -13,7 +13,7 @@ import (
 
 	"github.com/fparser/fparser/filter"
 	pb "github.com/fparser/fparser/internal/pktbuild"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 var (

@@ -5,7 +5,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // inFlight is how many batches a replay has read ahead of the one it counts: enough

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	pb "github.com/fparser/fparser/internal/pktbuild"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 const sec = int64(time.Second)

@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 func wheelKey(i int) userspace.Key {

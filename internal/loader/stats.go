@@ -3,7 +3,7 @@ package loader
 import (
 	"fmt"
 
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // The per-CPU stats array's indices, as bpf/fparser.c numbers them. A packet counts

@@ -18,7 +18,7 @@ import (
 
 	"github.com/fparser/fparser/filter"
 	pb "github.com/fparser/fparser/internal/pktbuild"
-	"github.com/fparser/fparser/userspace"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // The benchmark workload: benchFlows flows, all active at once, whose packets take
