@@ -54,6 +54,10 @@ type Info struct {
 	// Evictions are flows the table dropped for lack of room: created − ended − active.
 	Evictions      uint64
 	CallbackPanics uint64
+	// MapReadErrors, live, counts the walks of the kernel's flow map (by sweeps,
+	// Flows, Info) that failed part way: each missed the flows it had not reached
+	// yet, which the next walk finds. 0 offline.
+	MapReadErrors uint64
 }
 
 // SweepHistogram counts durations: Counts[i] those up to Bounds[i], the last those
@@ -77,8 +81,8 @@ func (p *Parser) Info() Info {
 	st := p.eng.Stats()
 	hs := &st.History
 	c := st.Datapath
-	if p.counters != nil {
-		c = p.counters() // the kernel's
+	if kc, ok := p.src.Counters(); ok {
+		c = kc // the kernel's
 	}
 	in := Info{
 		TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
@@ -112,5 +116,6 @@ func (p *Parser) Info() Info {
 		in.AvgPPS = float64(in.PacketsAccepted) / in.Elapsed.Seconds()
 	}
 	in.CallbackPanics = p.panics.Load()
+	in.MapReadErrors = c.MapReadErrors
 	return in
 }

@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/internal/live"
 	"github.com/fparser/fparser/internal/offline"
 	"github.com/fparser/fparser/internal/userspace"
 )
@@ -56,25 +57,15 @@ type Parser struct {
 	source string
 	log    *slog.Logger
 	eng    *userspace.Engine
-	// The source: run counts until the source ends or ctx is done, delivering ended
-	// flows as they end and flushing at the end; release frees it after the kill
-	// callback; counters reads the kernel datapath's counters (nil offline, where
-	// the engine keeps them); offset turns the datapath's clock into Unix ns.
-	run      func(ctx context.Context) error
-	release  func() error
-	counters func() userspace.DatapathCounters
-	// setFilter swaps the datapath's packet filter (nil: none).
-	setFilter func(*filter.Filter) error
-	offset    int64
-	coarse    bool // live: the kernel stamps packets with the coarse clock
+	src    source
+	offset int64 // turns the datapath's clock into Unix ns
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
 	panics       atomic.Uint64
-	capLogged    bool // the history's memory cap was logged; touched by the reading goroutine only
-	lostLogged   bool // likewise, lost packet records
-	statistics   bool // live: the kernel keeps statistics
-	progress     func() (read, size int64)
+	capLogged    bool                      // the history's memory cap was logged; touched by the reading goroutine only
+	lostLogged   bool                      // likewise, lost packet records
+	progress     func() (read, size int64) // a capture's replay only
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -138,13 +129,15 @@ func New(source string, opts *Options) (*Parser, error) {
 	case sourceInterface:
 		err = p.openLive(source, timeouts, &o, f)
 	case sourceStdin:
-		err = p.openFile(func() (*offline.Source, error) { return offline.OpenReader(os.Stdin, "standard input") }, "standard input", timeouts, &o, f)
+		err = p.openFile(offline.OpenReader(os.Stdin, "standard input"))(timeouts, &o, f)
 	default:
-		err = p.openFile(func() (*offline.Source, error) { return offline.Open(source) }, source, timeouts, &o, f)
+		err = p.openFile(offline.Open(source))(timeouts, &o, f)
 	}
 	if err != nil {
 		return nil, err
 	}
+	p.eng = p.src.Engine()
+	p.offset = p.src.ClockOffset()
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.done = make(chan struct{})
 	return p, nil
@@ -186,42 +179,21 @@ func isInterface(name string) bool {
 	return err == nil
 }
 
-// openFile sets the parser up to replay the capture open returns, called name.
-func (p *Parser) openFile(open func() (*offline.Source, error), name string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
-	src, err := open() // its errors name the capture already
-	if err != nil {
-		return err
-	}
-	p.progress = src.Progress
-	table := userspace.NewFlowTable(1024)
-	p.eng = userspace.NewEngine(table, t)
-	p.eng.SetHistory(o.history())
-	dp := offline.NewDatapath(p.eng, table, o.Snaplen)
-	if o.Statistics {
-		dp.KeepStatistics()
-	}
-	var links []uint32
-	if lt, ok := src.LinkType(); ok {
-		links = append(links, lt)
-	}
-	p.setFilter = func(f *filter.Filter) (err error) {
-		if err = dp.SetFilter(f, src.BigEndian(), links...); err != nil {
-			err = fmt.Errorf("%s: %w", name, err)
+// openFile returns what sets the parser up to replay src, the capture just opened
+// (or the error of opening it, which names the capture already).
+func (p *Parser) openFile(src *offline.Source, openErr error) func(userspace.Timeouts, *Options, *filter.Filter) error {
+	return func(t userspace.Timeouts, o *Options, f *filter.Filter) error {
+		if openErr != nil {
+			return openErr
 		}
-		return err
-	}
-	if err := p.setFilter(f); err != nil {
-		src.Close()
-		return err
-	}
-	p.run = func(ctx context.Context) error {
-		if o.ReplaySpeed > 0 {
-			return offline.ReplayPaced(ctx, src, dp, p.eng, p.deliver, o.ReplaySpeed)
+		r := offline.NewReplayer(src, offline.ReplayConfig{Timeouts: t, History: o.history(), Snaplen: o.Snaplen, Statistics: o.Statistics, Speed: o.ReplaySpeed})
+		if err := r.SetFilter(f); err != nil {
+			r.Close()
+			return err
 		}
-		return offline.Replay(ctx, src, dp, p.eng, p.deliver)
+		p.src, p.progress = r, r.Progress
+		return nil
 	}
-	p.release = src.Close
-	return nil
 }
 
 // CompileFilter compiles expr (DefaultFilter when empty) for the link type of the
@@ -267,7 +239,11 @@ func (p *Parser) SetFilter(expr string) error {
 	if p.stopped() {
 		return ErrStopped
 	}
-	return p.setFilter(f)
+	err = p.src.SetFilter(f)
+	if errors.Is(err, live.ErrClosed) {
+		return ErrStopped
+	}
+	return err
 }
 
 // stopped reports whether the parser has been stopped or has finished: no packet
@@ -330,7 +306,7 @@ func (p *Parser) start() {
 	go func() {
 		defer close(p.done)
 		p.runner.Store(goroutineID())
-		err := p.run(p.ctx)
+		err := p.src.Run(p.ctx, p.deliver)
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
@@ -338,7 +314,7 @@ func (p *Parser) start() {
 		if p.onKill != nil {
 			p.call(p.onKill)
 		}
-		if rerr := p.release(); rerr != nil && p.err == nil {
+		if rerr := p.src.Close(); rerr != nil && p.err == nil {
 			p.err = rerr
 		}
 		p.log.Debug("fparser stopped", "source", p.source, "err", err)

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
 	"net/netip"
 	"strconv"
@@ -288,7 +289,7 @@ func BenchmarkRecords(b *testing.B) {
 				}
 			}
 			eng.Apply(batch[:k], false)
-			if IsFlushed(err) {
+			if errors.Is(err, ErrFlushed) {
 				return n
 			}
 			if err != nil {

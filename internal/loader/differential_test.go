@@ -64,7 +64,7 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 		for {
 			var ev Event
 			if err := events.Read(&ev); err != nil {
-				if IsFlushed(err) {
+				if errors.Is(err, ErrFlushed) {
 					err = nil
 				}
 				readErr <- err

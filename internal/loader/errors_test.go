@@ -3,6 +3,7 @@ package loader
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 const envChild = "FPARSER_LOADER_CHILD"
@@ -58,6 +60,11 @@ func TestVerifierRejectionIsExplained(t *testing.T) {
 	if !errors.Is(err, ErrVerifier) || !strings.Contains(err.Error(), "last lines of the verifier log") || !strings.Contains(err.Error(), "invalid access to packet") {
 		t.Errorf("error %v, want ErrVerifier with the log's last lines", err)
 	}
+	// The cause stays reachable: the whole log, for a caller that wants it.
+	var ve *ebpf.VerifierError
+	if !errors.As(fmt.Errorf("open interface x: %w", err), &ve) || len(ve.Log) == 0 {
+		t.Errorf("errors.As finds no *ebpf.VerifierError in %v", err)
+	}
 }
 
 // TestNotPermittedNamesCapabilities runs Load in a child that lost CAP_BPF,
@@ -65,8 +72,8 @@ func TestVerifierRejectionIsExplained(t *testing.T) {
 func TestNotPermittedNamesCapabilities(t *testing.T) {
 	if os.Getenv(envChild) == "noperm" {
 		_, err := Load(Config{})
-		if !errors.Is(err, ErrNotPermitted) {
-			t.Fatalf("error %v, want ErrNotPermitted", err)
+		if !errors.Is(err, ErrNotPermitted) || !errors.Is(err, unix.EPERM) {
+			t.Fatalf("error %v, want ErrNotPermitted wrapping EPERM", err)
 		}
 		for _, c := range []string{"CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN"} {
 			if !strings.Contains(err.Error(), c) {

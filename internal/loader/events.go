@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"unsafe"
 
@@ -36,7 +35,7 @@ func (d *Datapath) Events() (*Events, error) {
 }
 
 // Read blocks until an event arrives, a Flush has delivered every event before it
-// (IsFlushed), or Close is called (IsClosed). It fills only the fields of ev that
+// (ErrFlushed), or Close is called (ErrClosed). It fills only the fields of ev that
 // the event's kind uses.
 func (e *Events) Read(ev *Event) error {
 	if err := e.rd.ReadInto(&e.rec); err != nil {
@@ -82,14 +81,15 @@ func (e *Events) Read(ev *Event) error {
 func (e *Events) Pending() bool { return e.rd.AvailableBytes() > 0 }
 
 // Flush makes Read return every event already in the ring buffer, then an error for
-// which IsFlushed is true. Unlike SetDeadline it may be called while Read blocks.
+// which matches ErrFlushed. Unlike SetDeadline it may be called while Read blocks.
 func (e *Events) Flush() error { return e.rd.Flush() }
 
-// IsFlushed reports whether err is the end of a Flush.
-func IsFlushed(err error) bool { return errors.Is(err, ringbuf.ErrFlushed) }
+// ErrFlushed is what Read returns once it has returned every event sent before a
+// Flush.
+var ErrFlushed = ringbuf.ErrFlushed
 
 // Close ends Read.
 func (e *Events) Close() error { return e.rd.Close() }
 
-// IsClosed reports whether err says the reader was closed.
-func IsClosed(err error) bool { return errors.Is(err, ringbuf.ErrClosed) }
+// ErrClosed is what Read returns once Close was called.
+var ErrClosed = ringbuf.ErrClosed

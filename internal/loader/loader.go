@@ -163,7 +163,7 @@ func Load(cfg Config) (*Datapath, error) {
 	}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		if d.adopted && errors.Is(err, ebpf.ErrMapIncompatible) {
-			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size): start with the same options, or remove %s: %v", ErrPin, cfg.PinDir, cfg.PinDir, err)
+			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size): start with the same options, or remove %s: %w", ErrPin, cfg.PinDir, cfg.PinDir, err)
 		}
 		return nil, classify("load the programs", err)
 	}
@@ -504,16 +504,30 @@ func classifyOr(what string, err, otherwise error) error {
 		if len(lines) > 8 {
 			lines = lines[len(lines)-8:]
 		}
-		return fmt.Errorf("%s: %w: %v; last lines of the verifier log:\n  %s", what, ErrVerifier, ve.Cause, strings.Join(lines, "\n  "))
+		// The log's tail, not the whole of it, which Error would print.
+		return &causeError{
+			msg:      fmt.Sprintf("%s: %v: %v; last lines of the verifier log:\n  %s", what, ErrVerifier, ve.Cause, strings.Join(lines, "\n  ")),
+			sentinel: ErrVerifier, cause: err,
+		}
 	case errors.Is(err, unix.EPERM) || errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%s: %w: %s (%v)", what, ErrNotPermitted, missingCaps(), err)
+		return fmt.Errorf("%s: %w: %s (%w)", what, ErrNotPermitted, missingCaps(), err)
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return fmt.Errorf("%s: %w: %v (fparser needs Linux 5.15 or later)", what, ErrKernelTooOld, err)
+		return fmt.Errorf("%s: %w: %w (fparser needs Linux 5.15 or later)", what, ErrKernelTooOld, err)
 	case otherwise != nil:
-		return fmt.Errorf("%s: %w: %v", what, otherwise, err)
+		return fmt.Errorf("%s: %w: %w", what, otherwise, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// causeError is an error with its own message that matches both a sentinel and its
+// cause with errors.Is and errors.As.
+type causeError struct {
+	msg             string
+	sentinel, cause error
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
 
 // Capabilities fparser needs, by bit number (linux/capability.h).
 var neededCaps = []struct {

@@ -23,11 +23,11 @@ var pinnedMaps = []string{"flows", "frags", "stats", "events"}
 // its maps in it.
 func preparePin(dir string, spec *ebpf.CollectionSpec) (adopt bool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrPin, err)
+		return false, fmt.Errorf("%w: %w", ErrPin, err)
 	}
 	var fs unix.Statfs_t
 	if err := unix.Statfs(dir, &fs); err != nil {
-		return false, fmt.Errorf("%w: %v", ErrPin, err)
+		return false, fmt.Errorf("%w: %w", ErrPin, err)
 	}
 	if fs.Type != unix.BPF_FS_MAGIC {
 		return false, fmt.Errorf("%w: %s is not on a BPF filesystem (mount one with: mount -t bpf bpf DIR)", ErrPin, dir)
@@ -69,7 +69,7 @@ func (d *Datapath) pinLink(name string, l link.Link) error {
 		return nil
 	}
 	if err := l.Pin(d.linkPin(name)); err != nil {
-		return fmt.Errorf("%w: pin link %s: %v", ErrPin, name, err)
+		return fmt.Errorf("%w: pin link %s: %w", ErrPin, name, err)
 	}
 	return nil
 }

@@ -38,6 +38,10 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 		}
 	}
 	accepted := sums[statAcceptedTCP] + sums[statAcceptedUDP]
+	var readErrors uint64
+	if d.table != nil {
+		readErrors = d.table.ReadErrors()
+	}
 	return userspace.DatapathCounters{
 		Seen:     accepted + sums[statNonIP] + sums[statOtherL4] + sums[statMalformed] + sums[statUnattributed] + sums[statLostInsert] + sums[statFiltered],
 		Filtered: sums[statFiltered],
@@ -45,6 +49,6 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
 		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],
-		RecordsLost: sums[statRecordsLost],
+		RecordsLost: sums[statRecordsLost], MapReadErrors: readErrors,
 	}, nil
 }

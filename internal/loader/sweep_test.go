@@ -2,6 +2,7 @@ package loader
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -123,7 +124,7 @@ func TestKernelEndsAnExpiredFlowAtItsNextPacket(t *testing.T) {
 	for {
 		var ev Event
 		err := events.Read(&ev)
-		if IsFlushed(err) {
+		if errors.Is(err, ErrFlushed) {
 			break
 		}
 		if err != nil {

@@ -54,7 +54,10 @@ type Table struct {
 	stats    bool // the values carry statistics
 	timeouts userspace.Timeouts
 	noBatch  atomic.Bool // the kernel lacks batch lookup on this map: iterate instead
-	bufs     sync.Pool   // *buffers for walks
+	// readErrors counts the walks of the map that failed part way: Range has no
+	// error to return, so the failure is counted, for Info, rather than dropped.
+	readErrors atomic.Uint64
+	bufs       sync.Pool // *buffers for walks
 
 	flush buffers // Drain's
 	// drain continues a Drain where the last call stopped, so the kernel does not
@@ -155,7 +158,20 @@ func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.Flo
 }
 
 // each calls fn for every flow in the map, a batch at a time, until fn returns false.
+// A walk that fails is counted in ReadErrors as well as returned.
 func (t *Table) each(fn func(k *userspace.Key, s *userspace.State, st *userspace.FlowStats) bool) error {
+	err := t.walk(fn)
+	if err != nil {
+		t.readErrors.Add(1)
+	}
+	return err
+}
+
+// ReadErrors is how many walks of the map failed part way; each missed the flows
+// it had not reached.
+func (t *Table) ReadErrors() uint64 { return t.readErrors.Load() }
+
+func (t *Table) walk(fn func(k *userspace.Key, s *userspace.State, st *userspace.FlowStats) bool) error {
 	if !t.noBatch.Load() {
 		b := t.bufs.Get().(*buffers)
 		defer t.bufs.Put(b)

@@ -285,4 +285,5 @@ type DatapathCounters struct {
 	RingbufFailed uint64 // kernel events lost because the ring buffer was full
 	LostInserts   uint64 // kernel: a new flow evicted before its first packet was counted
 	RecordsLost   uint64 // kernel: packet records for the history the ring buffer had no room for
+	MapReadErrors uint64 // kernel: walks of the flow map that failed part way
 }

@@ -1,0 +1,302 @@
+// Package live runs the kernel datapath on one interface for a parser: it loads and
+// attaches the programs, reads the kernel's events into the engine, keeps the clock,
+// sweeps, and at the end detaches and ends every flow. It is the live counterpart of
+// offline.Replayer; the root package sees both through one interface.
+package live
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/internal/loader"
+	"github.com/fparser/fparser/internal/userspace"
+)
+
+// tick is how often the loop reads the clock: it sweeps when a flow can have ended
+// (at most once a second) and hands out the flows the kernel ended.
+const tick = 100 * time.Millisecond
+
+// ErrClosed is what SetFilter returns once the datapath is released.
+var ErrClosed = errors.New("the kernel datapath is closed")
+
+// Config is what Open needs besides the filter.
+type Config struct {
+	Loader  loader.Config // Filter is set by Open
+	History userspace.HistoryConfig
+	Logger  *slog.Logger
+}
+
+// Source is the kernel datapath attached to an interface, with the engine over its
+// flow map. Run is for one goroutine; Counters and SetFilter may be called meanwhile.
+type Source struct {
+	iface      string
+	log        *slog.Logger
+	eng        *userspace.Engine
+	events     *loader.Events
+	coarse     bool // the kernel stamps packets with the coarse clock
+	statistics bool
+	offset     int64 // the kernel's clock to Unix ns
+
+	mu   sync.Mutex // d is released by Close while Counters may read it
+	d    *loader.Datapath
+	last userspace.DatapathCounters
+}
+
+// Open loads the kernel datapath, attaches it to cfg.Loader.Interface and opens its
+// events, with the filter f (nil: none).
+func Open(cfg Config, f *filter.Filter) (*Source, error) {
+	iface := cfg.Loader.Interface
+	prog, err := compile(f)
+	if err != nil {
+		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	cfg.Loader.Filter = prog
+	d, err := loader.Open(cfg.Loader)
+	if err != nil {
+		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	events, err := d.Events()
+	if err != nil {
+		d.Close()
+		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+	}
+	s := &Source{iface: iface, log: cfg.Logger, d: d, events: events, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	// The kernel stamps packets with the monotonic clock; one reading of both clocks
+	// maps it to wall time for the flows handed out.
+	s.offset = time.Now().UnixNano() - monotonic(s.coarse)
+	s.eng = userspace.NewEngine(d.Table(), cfg.Loader.Timeouts)
+	hist := cfg.History
+	hist.Late = true
+	s.eng.SetHistory(hist)
+	s.log.Debug("attached", "interface", iface, "where", d.Attached())
+	if d.Adopted() {
+		s.log.Info("adopted the maps and links pinned in "+cfg.Loader.PinDir, "interface", iface)
+	}
+	return s, nil
+}
+
+// Engine is the engine over the kernel's flow map.
+func (s *Source) Engine() *userspace.Engine { return s.eng }
+
+// ClockOffset turns the kernel's timestamps into Unix nanoseconds.
+func (s *Source) ClockOffset() int64 { return s.offset }
+
+// Counters reads the kernel's packet counters; once the datapath is released, the
+// last ones read.
+func (s *Source) Counters() (userspace.DatapathCounters, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d != nil {
+		if c, err := s.d.Counters(); err == nil {
+			s.last = c
+		}
+	}
+	return s.last, true
+}
+
+// SetFilter swaps the kernel's programs for ones with filter f, keeping the maps.
+func (s *Source) SetFilter(f *filter.Filter) error {
+	prog, err := compile(f)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d == nil {
+		return ErrClosed
+	}
+	return s.d.SetFilter(prog)
+}
+
+// Close releases the datapath, after Run has returned.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d == nil {
+		return nil
+	}
+	if c, err := s.d.Counters(); err == nil {
+		s.last = c // Counters keeps answering after the maps are gone
+	}
+	err := s.d.Close()
+	s.d = nil
+	return err
+}
+
+// compile compiles a filter for the kernel datapath, which sees Ethernet frames.
+func compile(f *filter.Filter) (*filter.Program, error) {
+	if f == nil {
+		return nil, nil
+	}
+	return f.Compile(filter.Ethernet)
+}
+
+// monotonic reads the clock the kernel program stamps packets with: precise, or the
+// coarse one that follows the kernel's tick.
+func monotonic(coarse bool) int64 {
+	id := int32(unix.CLOCK_MONOTONIC)
+	if coarse {
+		id = unix.CLOCK_MONOTONIC_COARSE
+	}
+	var ts unix.Timespec
+	unix.ClockGettime(id, &ts)
+	return ts.Nano()
+}
+
+// Run is the live loop: the kernel counts; this goroutine keeps the clock, sweeps,
+// and calls deliver when flows have ended; another reads the kernel's events into
+// the engine. Before each sweep the reader catches up with the ring buffer, so the
+// packet records of a flow the sweep ends are in its history. When ctx is done it
+// detaches the programs first, so that no packet is counted after the last flush,
+// reads the events left, then ends every flow with reason stopped, and returns
+// ctx.Err(). A failed read of the events, or the interface's deletion
+// (ErrInterfaceGone), ends it the same way with that error.
+func (s *Source) Run(ctx context.Context, deliver func()) error {
+	d, events := s.d, s.events
+	read := make(chan error, 1)
+	caughtUp := make(chan struct{})
+	go func() { read <- s.readEvents(caughtUp) }()
+	// catchUp waits until the reader has taken every event sent so far; false if
+	// the reader stopped.
+	catchUp := func() bool {
+		if err := events.Flush(); err != nil {
+			return false
+		}
+		select {
+		case <-caughtUp:
+			return true
+		case err := <-read:
+			read <- err
+			return false
+		}
+	}
+	// finish detaches, takes the events left, and ends every flow; why is what the
+	// run returns unless something fails on the way.
+	finish := func(why error, detach bool) error {
+		var detachErr error
+		if detach {
+			detachErr = d.Detach()
+		}
+		// Events the kernel sent before it stopped may still be in the ring
+		// buffer: the reader takes them all.
+		catchUp()
+		events.Close()
+		err := <-read
+		s.eng.Tick(monotonic(s.coarse))
+		deliver()
+		s.eng.Flush(userspace.EndStopped, deliver)
+		if err != nil {
+			return fmt.Errorf("reading kernel events: %w", err)
+		}
+		if detachErr != nil {
+			return fmt.Errorf("detach: %w", detachErr)
+		}
+		return why
+	}
+	watch := newInterfaceWatch(d.InterfaceIndex(), s.iface)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for ticks := 0; ; ticks++ {
+		select {
+		case <-ctx.Done():
+			return finish(ctx.Err(), true)
+		case err := <-read:
+			// The reader failed, or the ring buffer was closed under it: stop, and
+			// say why.
+			read <- err
+			return finish(nil, true)
+		case <-ticker.C:
+			catchUp()
+			s.eng.Tick(monotonic(s.coarse))
+			deliver()
+			if ticks%interfaceCheck == 0 {
+				if err := watch.check(s.log); err != nil {
+					// The kernel detached the programs with the interface.
+					return finish(err, false)
+				}
+			}
+		}
+	}
+}
+
+// interfaceCheck is how many ticks pass between looks at the interface's state.
+const interfaceCheck = 10
+
+// ErrInterfaceGone: the interface was deleted. The flows counted until then are
+// ended first, with reason stopped.
+var ErrInterfaceGone = errors.New("the network interface is gone")
+
+// interfaceWatch notices the interface going down, coming up, and going away.
+type interfaceWatch struct {
+	index int
+	name  string
+	down  bool
+}
+
+func newInterfaceWatch(index int, name string) *interfaceWatch {
+	return &interfaceWatch{index: index, name: name}
+}
+
+// check logs a change of state, and returns ErrInterfaceGone once the interface
+// no longer exists.
+func (w *interfaceWatch) check(log *slog.Logger) error {
+	ifc, err := net.InterfaceByIndex(w.index)
+	if err != nil || ifc.Name != w.name {
+		log.Error("the interface was deleted: stopping", "interface", w.name)
+		return fmt.Errorf("%s: %w", w.name, ErrInterfaceGone)
+	}
+	switch down := ifc.Flags&net.FlagUp == 0; {
+	case down && !w.down:
+		log.Warn("the interface is down: no packet arrives until it is up again; flows go on timing out", "interface", w.name)
+	case !down && w.down:
+		log.Warn("the interface is up again", "interface", w.name)
+	}
+	w.down = ifc.Flags&net.FlagUp == 0
+	return nil
+}
+
+// eventBatch is how many events readEvents moves into the engine per hold of its
+// lock, when that many are waiting: with packet records on, one lock per record
+// would cost more than the record, and when lookups and snapshots take the lock
+// too, the reader catches up in few turns.
+const eventBatch = 1024
+
+// readEvents moves the kernel's events into the engine until the ring buffer is
+// closed or reading fails. Each time it has taken every event before a Flush, it
+// says so on caughtUp.
+func (s *Source) readEvents(caughtUp chan<- struct{}) error {
+	batch := make([]loader.Event, eventBatch)
+	for {
+		n := 0
+		var err error
+		for n < eventBatch {
+			if err = s.events.Read(&batch[n]); err != nil {
+				break
+			}
+			n++
+			if !s.events.Pending() {
+				break
+			}
+		}
+		if n > 0 {
+			s.eng.Apply(batch[:n], s.statistics)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, loader.ErrFlushed):
+			caughtUp <- struct{}{}
+		case errors.Is(err, loader.ErrClosed):
+			return nil
+		default:
+			return err
+		}
+	}
+}
