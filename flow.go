@@ -31,20 +31,37 @@ func (p Protocol) String() string {
 	return "proto-" + strconv.Itoa(int(p))
 }
 
-// EndReason says why a flow ended.
-type EndReason = userspace.EndReason
+// EndReason says why a flow ended: which of the rules in Options ended it, or what
+// ended the parser. Its String is the name the CLI prints ("idle", "fin", ...).
+type EndReason uint8
 
-// End reasons.
+// End reasons. The zero value, shown as "unknown", is the EndReason of a flow that is
+// still active.
 const (
-	EndIdle         = userspace.EndIdle         // FlowTimeout passed without a packet
-	EndFIN          = userspace.EndFIN          // FinTimeout passed after a FIN
-	EndRST          = userspace.EndRST          // FinTimeout passed after a RST
-	EndReused       = userspace.EndReused       // a new SYN reused the 5-tuple of a finished flow
-	EndActive       = userspace.EndActive       // ActiveTimeout passed since the first packet
-	EndEndOfCapture = userspace.EndEndOfCapture // the capture file ended
-	EndStopped      = userspace.EndStopped      // the parser was stopped
-	EndEvicted      = userspace.EndEvicted      // the flow table had no room for it
+	// EndIdle: FlowTimeout passed since the flow's last packet.
+	EndIdle = EndReason(userspace.EndIdle)
+	// EndFIN: FinTimeout passed since the last packet, once a FIN was seen from
+	// either side.
+	EndFIN = EndReason(userspace.EndFIN)
+	// EndRST: FinTimeout passed since the last packet, once a RST was seen.
+	EndRST = EndReason(userspace.EndRST)
+	// EndReused: a SYN without ACK arrived on the 5-tuple of a flow that had seen a
+	// FIN or RST; the old flow ends at once and the SYN starts a new one.
+	EndReused = EndReason(userspace.EndReused)
+	// EndActive: ActiveTimeout passed since the flow's first packet.
+	EndActive = EndReason(userspace.EndActive)
+	// EndEndOfCapture: the capture file ended, or failed (Wait returns why).
+	EndEndOfCapture = EndReason(userspace.EndEndOfCapture)
+	// EndStopped: the parser was stopped (Stop, Close, Run's context), or its
+	// interface went away.
+	EndStopped = EndReason(userspace.EndStopped)
+	// EndEvicted: a flow table had no room for the flow and reported it as it
+	// dropped it. No datapath reports this yet: the kernel's LRU map drops flows
+	// unreported, which Info.Evictions counts.
+	EndEvicted = EndReason(userspace.EndEvicted)
 )
+
+func (r EndReason) String() string { return userspace.EndReason(r).String() }
 
 // TCPFlags is an OR of TCP header flags.
 type TCPFlags uint8
@@ -194,7 +211,7 @@ func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
 // flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
 func flowOf(r *userspace.Record, offset int64) Flow {
-	f := flowOfState(&r.Key, &r.State, r.Stats, r.Reason, offset)
+	f := flowOfState(&r.Key, &r.State, r.Stats, EndReason(r.Reason), offset)
 	f.history, f.offset = r.History, offset
 	return f
 }
@@ -271,7 +288,7 @@ func stddev(n, sum, squares uint64) float64 {
 	lo, borrow := bits.Sub64(lo1, lo2, 0)
 	hi, _ := bits.Sub64(hi1, hi2, borrow)
 	if hi>>63 != 0 {
-		// Negative: a sum of squares overflowed 64 bits (README, Flow statistics),
+		// Negative: a sum of squares overflowed 64 bits (docs/statistics.md),
 		// or live, a race lost one packet's square.
 		return 0
 	}
