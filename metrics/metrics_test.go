@@ -297,7 +297,7 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily
 }
 
 // TestMetricNames pins every metric's name, type and label names: renaming one breaks
-// the queries and dashboards built on it, so it must be deliberate, and the README's
+// the queries and dashboards built on it, so it must be deliberate, and docs/metrics.md's
 // table must follow.
 func TestMetricNames(t *testing.T) {
 	want := map[string]string{
