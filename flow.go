@@ -171,11 +171,12 @@ type Packet struct {
 	Window  uint16
 }
 
-// Packets yields the flow's packets in arrival order, as the original FParser's flow
-// iteration does: all of them, or the first Options.Packets. It yields nothing when
-// the history is off. The history of an active flow (from Flows or Find) holds the
-// packets up to when it was taken.
-func (f *Flow) Packets() iter.Seq[Packet] {
+// History yields the headers of the flow's packets in arrival order, as the original
+// FParser's flow iteration does: all of them, or the first Options.Packets. It
+// yields nothing when the history is off. The history of an active flow (from Flows
+// or Find) holds the packets up to when it was taken. How many packets the flow had
+// is PacketCount, or each direction's Counters.Packets.
+func (f *Flow) History() iter.Seq[Packet] {
 	return func(yield func(Packet) bool) {
 		if f.history == nil {
 			return
@@ -194,12 +195,27 @@ func (f *Flow) Packets() iter.Seq[Packet] {
 	}
 }
 
-// PacketsIncomplete says packets are missing from the flow's history: storing
+// HistoryIncomplete says packets are missing from the flow's history: storing
 // stopped at Options.MaxPacketMemory, or (live) records were lost.
-func (f *Flow) PacketsIncomplete() bool { return f.history != nil && f.history.Incomplete() }
+func (f *Flow) HistoryIncomplete() bool { return f.history != nil && f.history.Incomplete() }
 
-// PacketsStored is the number of packets in the flow's history.
-func (f *Flow) PacketsStored() int {
+// Packets is History.
+//
+// Deprecated: use History; Packets reads like the count, which is PacketCount.
+func (f *Flow) Packets() iter.Seq[Packet] { return f.History() }
+
+// PacketsIncomplete is HistoryIncomplete.
+//
+// Deprecated: use HistoryIncomplete.
+func (f *Flow) PacketsIncomplete() bool { return f.HistoryIncomplete() }
+
+// PacketsStored is HistoryLen.
+//
+// Deprecated: use HistoryLen.
+func (f *Flow) PacketsStored() int { return f.HistoryLen() }
+
+// HistoryLen is the number of packets in the flow's history.
+func (f *Flow) HistoryLen() int {
 	if f.history == nil {
 		return 0
 	}

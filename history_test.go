@@ -125,14 +125,14 @@ func TestPacketHistoryMatchesTshark(t *testing.T) {
 		consumed := map[tuple]int{}
 		for _, f := range flows {
 			var got []string
-			for pk := range f.Packets() {
+			for pk := range f.History() {
 				src, dst := f.Src, f.Dst
 				if pk.Reverse {
 					src, dst = dst, src
 				}
 				got = append(got, packetRow(pk.Time.UnixNano(), src, dst, pk.IPID, pk.TTL, pk.Length, uint8(pk.Flags), pk.Seq, pk.Ack, pk.Window))
 			}
-			if len(got) != int(f.PacketCount()) || f.PacketsIncomplete() {
+			if len(got) != int(f.PacketCount()) || f.HistoryIncomplete() {
 				t.Errorf("%s: flow %v-%v: %d packets in the history, %d counted", capture, f.Src, f.Dst, len(got), f.PacketCount())
 			}
 			k := key(f.Protocol == fparser.TCP, f.Src, f.Dst)
@@ -177,10 +177,10 @@ func TestPacketHistoryOptions(t *testing.T) {
 	info := p.Info()
 	var stored uint64
 	for _, f := range flows {
-		if n := f.PacketsStored(); n != 3 || f.PacketsIncomplete() {
-			t.Errorf("flow %v: %d packets stored, incomplete %v; want the first 3", f.Src, n, f.PacketsIncomplete())
+		if n := f.HistoryLen(); n != 3 || f.HistoryIncomplete() {
+			t.Errorf("flow %v: %d packets stored, incomplete %v; want the first 3", f.Src, n, f.HistoryIncomplete())
 		}
-		stored += uint64(f.PacketsStored())
+		stored += uint64(f.HistoryLen())
 	}
 	if info.StoredTCPPackets != stored || info.PacketMemory != 0 {
 		t.Errorf("Info: %d TCP packets stored, %d bytes held; want %d and 0 after the end", info.StoredTCPPackets, info.PacketMemory, stored)
@@ -197,7 +197,7 @@ func TestPacketHistoryOptions(t *testing.T) {
 	info = p.Info()
 	incomplete := 0
 	for _, f := range flows {
-		if f.PacketsIncomplete() {
+		if f.HistoryIncomplete() {
 			incomplete++
 		}
 	}

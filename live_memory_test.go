@@ -80,7 +80,7 @@ func TestLiveMemoryParser(t *testing.T) {
 		Packets:     burstPackets,
 		Logger:      discard(),
 		OnUDP: func(f fparser.Flow) {
-			stored.Add(uint64(f.PacketsStored()))
+			stored.Add(uint64(f.HistoryLen()))
 			delivered.Add(1)
 		},
 	})

@@ -175,14 +175,14 @@ func TestLiveScrapesParser(t *testing.T) {
 		defer mu.Unlock()
 		res.Reported++
 		res.ReportedPackets += f.PacketCount()
-		if f.PacketsIncomplete() {
+		if f.HistoryIncomplete() {
 			res.Incomplete++
 		}
 		if f.Protocol == fparser.UDP && f.Dst == peerDst {
 			res.GenFlows++
 			res.GenPackets += f.PacketCount()
 			res.GenMaxPackets = max(res.GenMaxPackets, f.PacketCount())
-			if uint64(f.PacketsStored()) != f.PacketCount() {
+			if uint64(f.HistoryLen()) != f.PacketCount() {
 				res.GenShort++
 			}
 		}

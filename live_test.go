@@ -467,7 +467,7 @@ func comparePacketRecords(t *testing.T, live, dump []fparser.Flow) {
 	}
 	records := func(f *fparser.Flow) []string {
 		var out []string
-		for p := range f.Packets() {
+		for p := range f.History() {
 			p.Time = time.Time{}
 			out = append(out, fmt.Sprintf("%+v", p))
 		}
@@ -483,8 +483,8 @@ func comparePacketRecords(t *testing.T, live, dump []fparser.Flow) {
 		}
 		for i := range fs {
 			f, d := &fs[i], &ds[i]
-			if f.PacketsIncomplete() || f.PacketsStored() != int(f.PacketCount()) {
-				t.Errorf("%v: live history has %d of %d packets, incomplete %v", k, f.PacketsStored(), f.PacketCount(), f.PacketsIncomplete())
+			if f.HistoryIncomplete() || f.HistoryLen() != int(f.PacketCount()) {
+				t.Errorf("%v: live history has %d of %d packets, incomplete %v", k, f.HistoryLen(), f.PacketCount(), f.HistoryIncomplete())
 			}
 			if g, w := records(f), records(d); !slices.Equal(g, w) {
 				t.Errorf("%v: live packet records differ from the replay's:\n live %q\n dump %q", k, g, w)

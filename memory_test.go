@@ -137,7 +137,7 @@ func TestMemoryIsFreedWhenFlowsEnd(t *testing.T) {
 			case burstLone[1]:
 			default:
 				burst++
-				stored += f.PacketsStored()
+				stored += f.HistoryLen()
 			}
 		},
 	})

@@ -53,7 +53,7 @@ type Options struct {
 	// it rejects count only in Info.Filtered. The default, empty, counts all IPv4 and
 	// IPv6 traffic without running a filter.
 	Filter string
-	// Packets keeps the headers of each flow's packets, for Flow.Packets: 0 (the
+	// Packets keeps the headers of each flow's packets, for Flow.History: 0 (the
 	// default) keeps none, N keeps the first N of each flow, AllPackets keeps all.
 	Packets int
 	// ReplaySpeed replays a capture file at this multiple of its own pace: 1 as it
@@ -69,7 +69,7 @@ type Options struct {
 	Statistics bool
 	// MaxPacketMemory caps the memory the histories of active flows may take
 	// (default 1 GiB). When it is reached, storing stops, the flows that miss
-	// packets say so (Flow.PacketsIncomplete), and Info counts the packets not kept.
+	// packets say so (Flow.HistoryIncomplete), and Info counts the packets not kept.
 	MaxPacketMemory int64
 	// Snaplen cuts every frame of a capture file to this many bytes before it is
 	// parsed, as a capture would. Byte counts come from the IP header and do not

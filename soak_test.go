@@ -129,7 +129,7 @@ func TestSoakParser(t *testing.T) {
 		reported.Add(1)
 		packets.Add(f.PacketCount())
 		recorded.Add(min(f.PacketCount(), 2))
-		if f.PacketsIncomplete() {
+		if f.HistoryIncomplete() {
 			incomplete.Add(1)
 		}
 	}

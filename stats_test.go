@@ -102,12 +102,12 @@ func TestStatisticsFromPackets(t *testing.T) {
 		}
 		p.Run(t.Context())
 		for _, f := range flows {
-			if f.PacketsIncomplete() || f.PacketsStored() != int(f.PacketCount()) {
+			if f.HistoryIncomplete() || f.HistoryLen() != int(f.PacketCount()) {
 				t.Fatalf("%s: flow %v-%v: history incomplete", name, f.Src, f.Dst)
 			}
 			var want [2]expectedStats
 			var prev [2]time.Time
-			for pk := range f.Packets() {
+			for pk := range f.History() {
 				d := 0
 				if pk.Reverse {
 					d = 1

@@ -175,7 +175,7 @@ func (fw *flowWriter) appendText(b []byte, f *fparser.Flow) []byte {
 	b = append(alignRight(appendDuration(b, f.Duration().Round(time.Microsecond)), start, 12), ' ')
 	b = append(b, f.EndReason.String()...)
 	b = append(b, '\n')
-	for pk := range f.Packets() {
+	for pk := range f.History() {
 		b = append(b, "      "...)
 		b = fw.stamps.append(b, pk.Time)
 		if pk.Reverse {
@@ -186,7 +186,7 @@ func (fw *flowWriter) appendText(b []byte, f *fparser.Flow) []byte {
 		b = appendPacketFields(b, &pk, f.Protocol == fparser.TCP, &textPacket)
 		b = append(b, '\n')
 	}
-	if f.PacketsIncomplete() {
+	if f.HistoryIncomplete() {
 		b = append(b, "      (packets missing: the history reached its memory cap, or live, the ring buffer was full)\n"...)
 	}
 	return b
@@ -240,7 +240,7 @@ func (fw *flowWriter) appendJSON(b []byte, f *fparser.Flow) []byte {
 func (fw *flowWriter) appendPacketsJSON(b []byte, f *fparser.Flow) []byte {
 	b = append(b, `,"packets":[`...)
 	first := true
-	for pk := range f.Packets() {
+	for pk := range f.History() {
 		if !first {
 			b = append(b, ',')
 		}
@@ -256,7 +256,7 @@ func (fw *flowWriter) appendPacketsJSON(b []byte, f *fparser.Flow) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, ']')
-	if f.PacketsIncomplete() {
+	if f.HistoryIncomplete() {
 		b = append(b, `,"packets_incomplete":true`...)
 	}
 	return b

@@ -106,7 +106,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 			f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes,
 			refFlagsText(f, f.Fwd.Flags), refFlagsText(f, f.Rev.Flags),
 			f.FirstSeen.Format(timeLayout), f.Duration().Round(time.Microsecond), f.EndReason)
-		for pk := range f.Packets() {
+		for pk := range f.History() {
 			dir := ">"
 			if pk.Reverse {
 				dir = "<"
@@ -117,7 +117,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 			}
 			b = append(b, '\n')
 		}
-		if f.PacketsIncomplete() {
+		if f.HistoryIncomplete() {
 			b = append(b, "      (packets missing: the history reached its memory cap, or live, the ring buffer was full)\n"...)
 		}
 	case "json":
@@ -202,7 +202,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 func refAppendPacketsJSON(b []byte, f *fparser.Flow) []byte {
 	b = append(b, `,"packets":[`...)
 	first := true
-	for pk := range f.Packets() {
+	for pk := range f.History() {
 		if !first {
 			b = append(b, ',')
 		}
@@ -218,7 +218,7 @@ func refAppendPacketsJSON(b []byte, f *fparser.Flow) []byte {
 		b = append(b, '}')
 	}
 	b = append(b, ']')
-	if f.PacketsIncomplete() {
+	if f.HistoryIncomplete() {
 		b = append(b, `,"packets_incomplete":true`...)
 	}
 	return b
@@ -260,7 +260,7 @@ func TestWriterMatchesReference(t *testing.T) {
 	edge := writeEdgeCapture(t, r)
 	flows = append(flows, parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, Statistics: true})...)
 	capped := parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, MaxPacketMemory: 256, Logger: slog.New(slog.DiscardHandler)})
-	if !slices.ContainsFunc(capped, func(f fparser.Flow) bool { return f.PacketsIncomplete() }) {
+	if !slices.ContainsFunc(capped, func(f fparser.Flow) bool { return f.HistoryIncomplete() }) {
 		t.Fatal("no flow of the capped history misses packets")
 	}
 	flows = append(flows, capped...)
