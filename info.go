@@ -51,7 +51,10 @@ type Info struct {
 
 	FlowsCreated uint64
 	FlowsEnded   map[EndReason]uint64
-	// Evictions are flows the table dropped for lack of room: created − ended − active.
+	// Evictions are flows dropped unreported: created − ended − active, the highest
+	// value seen so far, so that it never decreases. Live, mostly flows the
+	// kernel's LRU map evicted for lack of room; also flows whose end event the ring
+	// buffer lost (EventsLost).
 	Evictions      uint64
 	CallbackPanics uint64
 	// MapReadErrors, live, counts the walks of the kernel's flow map (by sweeps,
@@ -111,6 +114,19 @@ func (p *Parser) Info() Info {
 	}
 	if active := uint64(st.TCPFlows + st.UDPFlows); c.NewFlows > ended+active {
 		in.Evictions = c.NewFlows - ended - active
+	}
+	// The three counts are read at slightly different instants (a sweep or the
+	// events may move flows between them), so the difference can dip: Evictions
+	// reports the highest seen, which never decreases.
+	for {
+		seen := p.evictions.Load()
+		if in.Evictions <= seen {
+			in.Evictions = seen
+			break
+		}
+		if p.evictions.CompareAndSwap(seen, in.Evictions) {
+			break
+		}
 	}
 	if in.Elapsed > 0 {
 		in.AvgPPS = float64(in.PacketsAccepted) / in.Elapsed.Seconds()

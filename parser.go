@@ -63,6 +63,7 @@ type Parser struct {
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
 	panics       atomic.Uint64
+	evictions    atomic.Uint64             // the highest Info.Evictions reported
 	capLogged    bool                      // the history's memory cap was logged; touched by the reading goroutine only
 	lostLogged   bool                      // likewise, lost packet records
 	progress     func() (read, size int64) // a capture's replay only

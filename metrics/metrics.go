@@ -161,12 +161,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descBuildInfo, 1, c.version, runtime.Version())
 }
 
-// evictions is the largest of n and the values before it. Info.Evictions is
-// created - ended - active from counters read at slightly different instants (live:
-// the kernel's counters, a walk of its map, ends still in the ring buffer), so it can
-// dip by a few flows between scrapes; a counter that goes down reads to Prometheus as
-// a restart, and rate() would count its whole value again. The true count only
-// grows, so it catches up with the highest value seen.
+// evictions is the largest of n and the values before it. A Parser's Info.Evictions
+// never decreases, but the collector takes any source of Info, and a counter that
+// goes down reads to Prometheus as a restart (rate() would count its whole value
+// again), so it keeps the guard.
 func (c *Collector) evictions(n uint64) uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
