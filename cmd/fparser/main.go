@@ -38,7 +38,10 @@ ports, and the outer VLAN. SRC is the side that started it. Each flow is printed
 once, when it ends: after --flow-timeout without packets, --fin-timeout after its
 last packet once a FIN or RST was seen, when a new SYN reuses its ports, or when
 the capture ends (with -i: when stopped by Ctrl-C or SIGTERM, after which the
-kernel programs detach). A one-line summary goes to standard error at the end.
+kernel programs detach). With -i each flow is written as it ends, even into a pipe;
+"counting on IFACE" on standard error says the programs are attached. A one-line
+summary goes to standard error at the end. Exit status: 0, or 2 for a usage error,
+1 for a failure while running.
 
 The filter is in tcpdump's syntax (pcap-filter(7)) and compiled by fparser
 itself; with -i it runs in the kernel. Host and port names are not resolved.
@@ -47,6 +50,7 @@ form is also accepted in place of an expression (with -F FILE, say).
 
 Examples:
   fparser -r testdata/http.pcap                   read a capture (pcap, pcapng, .gz)
+  tcpdump -i eth0 -w - | fparser -r -            read standard input
   fparser -r trace.pcap -o csv > flows.csv        export to CSV
   fparser -r trace.pcap -o json | jq .            JSON lines
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
