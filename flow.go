@@ -15,12 +15,13 @@ import (
 // Protocol is a flow's transport protocol.
 type Protocol uint8
 
-// The protocols fparser tracks.
+// The protocols fparser tracks, by their IP protocol numbers.
 const (
-	TCP Protocol = userspace.ProtoTCP
-	UDP Protocol = userspace.ProtoUDP
+	TCP Protocol = 6  // IPPROTO_TCP
+	UDP Protocol = 17 // IPPROTO_UDP
 )
 
+// String is "tcp", "udp", or "proto-N" for another protocol number.
 func (p Protocol) String() string {
 	switch p {
 	case TCP:
@@ -32,53 +33,57 @@ func (p Protocol) String() string {
 }
 
 // EndReason says why a flow ended: which of the rules in Options ended it, or what
-// ended the parser. Its String is the name the CLI prints ("idle", "fin", ...).
+// ended the parser. String gives its name, as the CLI prints it: "idle", "fin",
+// "rst", "reused", "active", "end-of-capture", "stopped", "evicted", or "unknown" for
+// the zero value, which active flows have.
 type EndReason uint8
 
-// End reasons. The zero value, shown as "unknown", is the EndReason of a flow that is
-// still active.
+// End reasons.
 const (
-	// EndIdle: FlowTimeout passed since the flow's last packet.
-	EndIdle = EndReason(userspace.EndIdle)
-	// EndFIN: FinTimeout passed since the last packet, once a FIN was seen from
-	// either side.
-	EndFIN = EndReason(userspace.EndFIN)
-	// EndRST: FinTimeout passed since the last packet, once a RST was seen.
-	EndRST = EndReason(userspace.EndRST)
+	// EndIdle: Options.FlowTimeout passed since the flow's last packet.
+	EndIdle EndReason = 1
+	// EndFIN: Options.FinTimeout passed since the last packet, once a FIN was seen
+	// from either side.
+	EndFIN EndReason = 2
+	// EndRST: Options.FinTimeout passed since the last packet, once a RST was seen.
+	EndRST EndReason = 3
 	// EndReused: a SYN without ACK arrived on the 5-tuple of a flow that had seen a
 	// FIN or RST; the old flow ends at once and the SYN starts a new one.
-	EndReused = EndReason(userspace.EndReused)
-	// EndActive: ActiveTimeout passed since the flow's first packet.
-	EndActive = EndReason(userspace.EndActive)
+	EndReused EndReason = 4
+	// EndActive: Options.ActiveTimeout passed since the flow's first packet.
+	EndActive EndReason = 5
 	// EndEndOfCapture: the capture file ended, or failed (Wait returns why).
-	EndEndOfCapture = EndReason(userspace.EndEndOfCapture)
+	EndEndOfCapture EndReason = 6
 	// EndStopped: the parser was stopped (Stop, Close, Run's context), or its
 	// interface went away.
-	EndStopped = EndReason(userspace.EndStopped)
-	// EndEvicted: a flow table had no room for the flow and reported it as it
-	// dropped it. No datapath reports this yet: the kernel's LRU map drops flows
-	// unreported, which Info.Evictions counts.
-	EndEvicted = EndReason(userspace.EndEvicted)
+	EndStopped EndReason = 7
+	// EndEvicted is reserved for a flow table that reports the flows it drops for
+	// lack of room. No datapath does yet: the kernel's LRU map drops flows
+	// unreported, and Info.Evictions counts them.
+	EndEvicted EndReason = 8
 )
 
+// String is the reason's name (see EndReason).
 func (r EndReason) String() string { return userspace.EndReason(r).String() }
 
 // TCPFlags is an OR of TCP header flags.
 type TCPFlags uint8
 
-// TCP flags.
+// TCP flags: the bits of the TCP header's flags byte.
 const (
-	FIN TCPFlags = userspace.FlagFIN
-	SYN TCPFlags = userspace.FlagSYN
-	RST TCPFlags = userspace.FlagRST
-	PSH TCPFlags = userspace.FlagPSH
-	ACK TCPFlags = userspace.FlagACK
-	URG TCPFlags = userspace.FlagURG
-	ECE TCPFlags = userspace.FlagECE
-	CWR TCPFlags = userspace.FlagCWR
+	FIN TCPFlags = 0x01
+	SYN TCPFlags = 0x02
+	RST TCPFlags = 0x04
+	PSH TCPFlags = 0x08
+	ACK TCPFlags = 0x10
+	URG TCPFlags = 0x20
+	ECE TCPFlags = 0x40
+	CWR TCPFlags = 0x80
 )
 
-// String writes the flags as tcpdump does, e.g. "SPF." ("." is ACK).
+// String writes the flags in tcpdump's letters and order: S (SYN), P (PSH), F
+// (FIN), R (RST), U (URG), E (ECE), W (CWR), then "." for ACK, e.g. "SPF."; no flag
+// at all is "".
 func (f TCPFlags) String() string {
 	var b strings.Builder
 	for _, x := range []struct {
@@ -98,7 +103,7 @@ type Counters struct {
 	Bytes   uint64 // IP lengths: the snaplen never changes them
 	Flags   TCPFlags
 	First   time.Time // zero when the direction has no packet
-	Last    time.Time
+	Last    time.Time // the direction's last packet; zero likewise
 
 	// Statistics, as NFStream's post-mortem features, kept by the datapath per
 	// packet (in the kernel, live) with Options.Statistics; zero without.
@@ -107,15 +112,15 @@ type Counters struct {
 	FlagPackets FlagCounts // packets that carried each TCP flag
 }
 
-// SizeStats summarize a direction's packet sizes, IP lengths in bytes as Bytes
-// counts them. Stddev is the sample standard deviation, 0 below two packets.
+// SizeStats summarize a direction's packet sizes, IP lengths in bytes as
+// Counters.Bytes counts them. Stddev is the sample standard deviation, 0 below two packets.
 type SizeStats struct {
 	Min, Max     uint32
 	Mean, Stddev float64
 }
 
-// GapStats summarize the gaps between a direction's consecutive packets (Packets-1
-// of them), each in whole microseconds, truncated. Stddev is the sample standard
+// GapStats summarize the gaps between a direction's consecutive packets
+// (Counters.Packets-1 of them), each in whole microseconds, truncated. Stddev is the sample standard
 // deviation, 0 below two gaps. A gap is 0 where the clock went backwards: live, when
 // two CPUs count packets of the same direction at once.
 type GapStats struct {
@@ -135,8 +140,8 @@ type Flow struct {
 	VLAN      uint16         // outer 802.1Q/802.1ad VID, 0 when untagged
 	Fwd       Counters       // Src to Dst
 	Rev       Counters       // Dst to Src
-	FirstSeen time.Time
-	LastSeen  time.Time
+	FirstSeen time.Time      // the flow's first packet, in either direction
+	LastSeen  time.Time      // its last packet
 	// EndReason is set on flows handed to a callback; it is zero on active flows.
 	EndReason EndReason
 	// PacketRate and ByteRate are the flow's moving rates, per second, as of its
@@ -157,8 +162,8 @@ func (f *Flow) PacketCount() uint64 { return f.Fwd.Packets + f.Rev.Packets }
 func (f *Flow) ByteCount() uint64 { return f.Fwd.Bytes + f.Rev.Bytes }
 
 // Packet is the headers of one packet of a flow, as the history keeps them
-// (Options.Packets). Seq, Ack and Window are zero for UDP and for IP fragments after
-// the first; IPID is zero for IPv6, whose TTL is the hop limit.
+// (Options.Packets). Flags, Seq, Ack and Window are zero for UDP and for IP fragments
+// after the first; IPID is zero for IPv6, whose TTL is the hop limit.
 type Packet struct {
 	Time    time.Time
 	Reverse bool // Dst to Src; false: Src to Dst

@@ -25,8 +25,8 @@ type Info struct {
 	PacketsSeen     uint64 // frames handed to the datapath
 	Filtered        uint64 // rejected by the filter, and not parsed further
 	PacketsAccepted uint64 // counted in a TCP or UDP flow
-	AcceptedTCP     uint64
-	AcceptedUDP     uint64
+	AcceptedTCP     uint64 // PacketsAccepted, TCP
+	AcceptedUDP     uint64 // PacketsAccepted, UDP
 	NonIP           uint64 // not IPv4 or IPv6
 	OtherL4         uint64 // IP, but not TCP or UDP
 	Malformed       uint64 // headers cut short or inconsistent: skipped
@@ -35,7 +35,8 @@ type Info struct {
 
 	// With Options.Packets: packets whose headers were stored, per protocol, in all
 	// flows so far; the memory the histories of active flows hold; packets not
-	// stored because of MaxPacketMemory.
+	// stored, because of Options.MaxPacketMemory or, live, because the ring buffer
+	// had no room for their records.
 	StoredTCPPackets, StoredUDPPackets uint64
 	PacketMemory                       int64
 	PacketsNotStored                   uint64
@@ -49,13 +50,17 @@ type Info struct {
 	// SweepTimes counts the sweeps that looked for ended flows, by duration.
 	SweepTimes SweepHistogram
 
+	// FlowsCreated counts the flows begun; FlowsEnded the flows reported as ended,
+	// by reason (reasons with none are absent).
 	FlowsCreated uint64
 	FlowsEnded   map[EndReason]uint64
 	// Evictions are flows dropped unreported: created − ended − active, the highest
 	// value seen so far, so that it never decreases. Live, mostly flows the
 	// kernel's LRU map evicted for lack of room; also flows whose end event the ring
 	// buffer lost (EventsLost).
-	Evictions      uint64
+	Evictions uint64
+	// CallbackPanics counts the callbacks that panicked; each panic was recovered
+	// and logged, and the flows after it delivered.
 	CallbackPanics uint64
 	// MapReadErrors, live, counts the walks of the kernel's flow map (by sweeps,
 	// Flows, Info) that failed part way: each missed the flows it had not reached
@@ -64,22 +69,21 @@ type Info struct {
 }
 
 // SweepHistogram counts durations: Counts[i] those up to Bounds[i], the last those
-// longer than every bound.
+// longer than every bound, so len(Counts) is len(Bounds)+1.
 type SweepHistogram struct {
 	Bounds []time.Duration
 	Counts []uint64
-	Sum    time.Duration
+	Sum    time.Duration // of every duration counted
 }
 
 func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 	return SweepHistogram{Bounds: userspace.SweepBounds[:], Counts: append([]uint64(nil), h.Counts[:]...), Sum: h.Sum}
 }
 
-// Info reads the parser's counters. It visits every active flow once. Live, it reads
-// the kernel's map without holding what the reader of the kernel's events needs, and
-// calls that come while a walk of the map is under way share the next one, so
-// however often Info is called (by scrapes of the metrics, say), the events and
-// packet records keep flowing.
+// Info reads the parser's counters. It visits every active flow once. Live, it walks
+// the kernel's flow map without pausing the reading of the kernel's events, and
+// calls that come while a walk is under way share the next one, so however often
+// Info is called (by scrapes of the metrics, say), counting is not held up.
 func (p *Parser) Info() Info {
 	st := p.eng.Stats()
 	hs := &st.History

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/internal/loader"
 	"github.com/fparser/fparser/internal/userspace"
 )
@@ -17,13 +18,13 @@ import (
 //   - No program runs without a filter; given, it runs, and non-IP packets count as
 //     filtered rather than as non-IP.
 //   - Without a filter, packets under up to two VLAN tags count. Like libpcap's ip,
-//     this expression does not look past a VLAN tag (testdata/vlan.pcap: 2 packets
-//     of 8). On Ethernet, "ip or ip6 or (vlan and (ip or ip6 or (vlan and (ip or
+//     this expression does not look past a VLAN tag, so tagged packets are
+//     filtered out. On Ethernet, "ip or ip6 or (vlan and (ip or ip6 or (vlan and (ip or
 //     ip6))))" counts what no filter does; "vlan" is refused on link types without
 //     VLAN tags, such as raw IP.
-const DefaultFilter = "ip or ip6"
+const DefaultFilter = filter.Default
 
-// AllPackets, as Options.Packets, keeps every packet of every flow.
+// AllPackets, as Options.Packets, keeps the headers of every packet of every flow.
 const AllPackets = -1
 
 // DefaultMaxPacketMemory is the default of Options.MaxPacketMemory.
@@ -37,10 +38,11 @@ const DefaultSnaplen = 262144
 // PinDir, RingBufferSize, MaxFlows and CoarseClock are for interfaces; ReplaySpeed
 // and Snaplen for capture files) is refused with an *OptionError rather than ignored.
 type Options struct {
-	// FlowTimeout ends a flow after this long without a packet. Default 600 s.
+	// FlowTimeout ends a flow after this long without a packet. Default
+	// DefaultFlowTimeout, 10 minutes.
 	FlowTimeout time.Duration
 	// FinTimeout ends a flow this long after its last packet once a FIN or RST was
-	// seen. Default 30 s.
+	// seen. Default DefaultFinTimeout, 30 s.
 	FinTimeout time.Duration
 	// ActiveTimeout, when positive, ends a flow this long after its first packet,
 	// however busy; the next packet starts a new flow. Default off.
@@ -55,6 +57,7 @@ type Options struct {
 	Filter string
 	// Packets keeps the headers of each flow's packets, for Flow.History: 0 (the
 	// default) keeps none, N keeps the first N of each flow, AllPackets keeps all.
+	// It is not a count: a flow's packets are counted in Counters.Packets either way.
 	Packets int
 	// ReplaySpeed replays a capture file at this multiple of its own pace: 1 as it
 	// was captured, 10 ten times faster. 0, the default, replays as fast as it can.
@@ -68,18 +71,20 @@ type Options struct {
 	// cache lines of the flow's entry.
 	Statistics bool
 	// MaxPacketMemory caps the memory the histories of active flows may take
-	// (default 1 GiB). When it is reached, storing stops, the flows that miss
+	// (default DefaultMaxPacketMemory, 1 GiB). When it is reached, storing stops, the flows that miss
 	// packets say so (Flow.HistoryIncomplete), and Info counts the packets not kept.
 	MaxPacketMemory int64
 	// Snaplen cuts every frame of a capture file to this many bytes before it is
 	// parsed, as a capture would. Byte counts come from the IP header and do not
-	// change. Default 262144. For capture files only: the kernel datapath reads
+	// change. Default DefaultSnaplen, 262144. For capture files only: the kernel datapath reads
 	// headers only, and an interface refuses it.
 	Snaplen int
 	// Attach says where the kernel datapath attaches on an interface: "auto" (the
 	// default: XDP on ingress, native where the driver has it, and TC on egress, so
-	// each packet of the host's own traffic is seen once), "xdp", "xdp-native",
-	// "xdp-generic" (ingress only) or "tc" (TCX on ingress and egress). Where the
+	// each packet of the host's own traffic is seen once), "xdp" (ingress only,
+	// native where the driver has it, generic otherwise), "xdp-native" or
+	// "xdp-generic" (ingress only, and only that kind: an error where it cannot
+	// attach) or "tc" (TCX on ingress and egress). Where the
 	// kernel has no TCX (before 6.6), TC programs attach as clsact filters instead;
 	// "tc-legacy" forces that. Unlike TCX and XDP links, a clsact filter stays
 	// attached if the process is killed; a clean stop removes it.
@@ -93,11 +98,14 @@ type Options struct {
 	PinDir string
 	// RingBufferSize, live, sizes the ring buffer that carries the kernel's events
 	// and packet records to the process: a power of two from the page size (4096
-	// bytes on most machines) to 1 GiB. Default 4 MiB. A record the ring has no
-	// room for is counted (Info), and its flow's history is marked incomplete.
+	// bytes on most machines) to 1 GiB. Default DefaultRingBufferSize, 4 MiB. A
+	// packet record the ring has no room for is counted in Info.PacketsNotStored,
+	// and its flow's history is marked incomplete; an event (a FIN or RST mark, an
+	// ended flow) in Info.EventsLost.
 	RingBufferSize int
-	// MaxFlows sizes the kernel's flow map (default DefaultMaxFlows, 1<<20). An LRU map evicts before
-	// it is full: give it headroom. Evicted flows show in Info.Evictions.
+	// MaxFlows sizes the kernel's flow map (default DefaultMaxFlows, 1<<20). An LRU
+	// map evicts before it is full: give it headroom. Evicted flows show in
+	// Info.Evictions.
 	MaxFlows int
 	// CoarseClock makes the kernel stamp packets with its coarse clock, which
 	// advances once per kernel tick (a few ms): timestamps and durations lose
@@ -119,25 +127,32 @@ type Options struct {
 	// while counting pauses: a callback sees the parser as it was when its flow ended
 	// and may call its methods, Stop included. Close, Wait, WaitContext and Run,
 	// which would wait for the callback itself, return an error matching
-	// ErrInCallback at once instead (Close stops the parser first).
+	// ErrInCallback at once instead (Close stops the parser first). A callback that
+	// panics is recovered: the panic is logged at Error and counted in
+	// Info.CallbackPanics, and the flows after it are still delivered.
 	OnTCP  func(Flow)
 	OnUDP  func(Flow)
 	OnKill func()
 }
 
-// The timeouts a parser uses when Options leaves them zero.
+// The timeouts a parser uses when Options leaves them zero: the original FParser's.
 const (
-	DefaultFlowTimeout = userspace.DefaultIdle
-	DefaultFinTimeout  = userspace.DefaultFIN
+	DefaultFlowTimeout = 10 * time.Minute
+	DefaultFinTimeout  = 30 * time.Second
 )
 
 // DefaultMaxFlows is the kernel flow map's size when Options.MaxFlows is zero.
 const DefaultMaxFlows = 1 << 20
 
-// AttachModes are the values Options.Attach takes, "" aside, which means "auto".
+// AttachModes are the values Options.Attach takes, "" aside, which means "auto". It
+// is for reading (help texts, validation); changing it changes nothing.
 var AttachModes = []string{"auto", "xdp", "xdp-native", "xdp-generic", "tc", "tc-legacy"}
 
-// OptionError is an Options field whose value New refuses: out of its range, or for
+// attachModes are the modes New accepts, apart from what a caller does to
+// AttachModes.
+var attachModes = slices.Clone(AttachModes)
+
+// OptionError is an Options field whose value New or Open refuses: out of its range, or for
 // the other kind of source (MaxFlows for a capture file, ReplaySpeed for an
 // interface). It matches ErrOption.
 type OptionError struct {
@@ -146,6 +161,7 @@ type OptionError struct {
 	Reason string // what is wrong with it, or what is wanted
 }
 
+// Error names the field, its value and what is wrong.
 func (e *OptionError) Error() string {
 	if s, ok := e.Value.(string); ok {
 		return fmt.Sprintf("invalid option %s %q: %s", e.Option, s, e.Reason)
@@ -182,8 +198,8 @@ func (o *Options) normalise(live bool) error {
 	case o.MaxFlows < 0 || o.MaxFlows > 1<<30:
 		return refuse("MaxFlows", o.MaxFlows, "out of range (0 to 2^30)")
 	}
-	if o.Attach != "" && !slices.Contains(AttachModes, o.Attach) {
-		return refuse("Attach", o.Attach, "want "+strings.Join(AttachModes[:len(AttachModes)-1], ", ")+" or "+AttachModes[len(AttachModes)-1])
+	if modes := attachModes; o.Attach != "" && !slices.Contains(modes, o.Attach) {
+		return refuse("Attach", o.Attach, "want "+strings.Join(modes[:len(modes)-1], ", ")+" or "+modes[len(modes)-1])
 	}
 	if o.Attach == "tc-legacy" && o.PinDir != "" {
 		return refuse("Attach", o.Attach, "clsact filters are not BPF links and cannot be pinned")

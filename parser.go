@@ -25,33 +25,6 @@ import (
 	"github.com/fparser/fparser/internal/userspace"
 )
 
-// Errors that callers test with errors.Is.
-var (
-	// ErrBadCapture: the capture file is damaged or not a capture. The flows read
-	// before the fault were still reported.
-	ErrBadCapture = offline.ErrBadCapture
-	// ErrUnsupportedLink: the capture's link type is not one fparser reads. It also
-	// matches ErrBadCapture.
-	ErrUnsupportedLink = offline.ErrUnsupportedLink
-	// ErrNoSource: the source names neither a file nor a network interface.
-	ErrNoSource = errors.New("no such capture file or network interface")
-	// ErrFilter: the filter is not valid, not supported, or cannot apply to the
-	// capture's link type. The error names the expression, and the column where
-	// it is wrong; filter.ErrSyntax, filter.ErrUnsupported, filter.ErrHostName and
-	// filter.ErrLinkType tell the cases apart.
-	ErrFilter = filter.ErrFilter
-	// ErrOption: an option has a value out of its range.
-	ErrOption = errors.New("invalid option")
-	// ErrStopped: SetFilter was called once the parser had been stopped (Stop,
-	// Close, Run's context) or had finished: no packet is left for a filter to
-	// decide.
-	ErrStopped = errors.New("the parser has stopped")
-	// ErrInCallback: Close, Wait, WaitContext or Run was called from one of the
-	// parser's own callbacks, which the parser would have to finish first: it
-	// returns at once instead of waiting forever. Use Stop there.
-	ErrInCallback = errors.New("called from a callback of the same parser, which it would wait for")
-)
-
 // Parser tracks the flows of one source. Its methods are safe for concurrent use.
 type Parser struct {
 	source string
@@ -78,9 +51,10 @@ type Parser struct {
 }
 
 // Open opens a parser on source (a capture file, Stdin or a network interface: see
-// New) and starts it, as the original FParser does. A capture file is replayed at
-// once, as fast as it can be read; use Wait to learn when it is done. opts may be
-// nil.
+// New) and starts it, as the original FParser does: it returns New's errors, and
+// starting cannot fail. A capture file is replayed at once, at Options.ReplaySpeed
+// (by default as fast as it can be read); use Wait to learn when it is done. An
+// interface is counted until Stop or Close. opts may be nil.
 //
 // The callbacks may run before Open returns. A callback that needs the Parser itself
 // should get it from New, which does not start it, followed by Start or Run.
@@ -95,10 +69,21 @@ func Open(source string, opts *Options) (*Parser, error) {
 
 // New opens a parser on source, a capture file, Stdin or a network interface,
 // without starting it: nothing is counted and no callback runs until Start or Run.
-// opts may be nil. A name that is both a file and an interface is the file. The error
-// for a directory matches syscall.EISDIR; for a name that is neither, ErrNoSource;
-// for an option out of range or for the other kind of source, an *OptionError.
+// opts may be nil. A name that is both a file and an interface is the file.
+//
+// A capture file's header is read, and an interface's kernel programs are loaded and
+// attached, here, so New returns their errors: for a directory, one matching
+// syscall.EISDIR; for a name that is neither a file nor an interface, ErrNoSource;
+// for a bad capture header, ErrBadCapture (ErrUnsupportedLink for a link type
+// fparser does not read); for an option out of range or for the other kind of
+// source, an *OptionError (ErrOption); for a bad filter, ErrFilter; live,
+// ErrNotPermitted, ErrKernelTooOld, ErrVerifier or ErrAttach.
 func New(source string, opts *Options) (*Parser, error) {
+	p, err := newParser(source, opts)
+	return p, publicError(err)
+}
+
+func newParser(source string, opts *Options) (*Parser, error) {
 	var o Options
 	if opts != nil {
 		o = *opts
@@ -199,9 +184,16 @@ func (p *Parser) openFile(src *offline.Source, openErr error) func(userspace.Tim
 
 // CompileFilter compiles expr (DefaultFilter when empty) for the link type of the
 // capture file at capture, or for Ethernet when capture is "" or a pcapng file, whose
-// interfaces each have their own: the program a capture's replay runs, which
-// fparser --dump-filter prints in tcpdump -ddd's form.
+// interfaces each have their own: the classic BPF program a capture's replay runs
+// (package filter; its DDD method prints it in tcpdump -ddd's form, as fparser
+// --dump-filter does). A bad expression's error matches ErrFilter; a capture that
+// cannot be read gives the error of opening it (an *fs.PathError, or ErrBadCapture).
 func CompileFilter(expr, capture string) (*filter.Program, error) {
+	prog, err := compileFilter(expr, capture)
+	return prog, publicError(err)
+}
+
+func compileFilter(expr, capture string) (*filter.Program, error) {
 	if strings.TrimSpace(expr) == "" {
 		expr = DefaultFilter
 	}
@@ -227,11 +219,13 @@ func parseFilter(expr string) (*filter.Filter, error) {
 	return filter.Parse(expr)
 }
 
-// SetFilter replaces the packet filter while the parser runs (see Options.Filter;
-// "" counts everything again). No flow and no count is lost: live, the kernel's
-// programs are swapped in place, keeping their maps; offline, the new filter decides
-// the next packet when it is set from a callback, and otherwise applies within a
-// batch of packets (at most 4096). On error the old filter stays.
+// SetFilter replaces the packet filter, before the parser starts or while it runs
+// (see Options.Filter; "" counts everything again). No flow and no count is lost:
+// live, the kernel's programs are swapped in place, keeping their maps; offline, the
+// new filter decides the next packet when it is set from a callback, and otherwise
+// applies within a batch of packets (at most 4096). A bad expression returns an
+// error matching ErrFilter, and the old filter stays; a parser that has stopped or
+// finished returns ErrStopped.
 func (p *Parser) SetFilter(expr string) error {
 	f, err := parseFilter(expr)
 	if err != nil {
@@ -311,12 +305,12 @@ func (p *Parser) start() {
 		if errors.Is(err, context.Canceled) {
 			err = nil
 		}
-		p.err = err
+		p.err = publicError(err)
 		if p.onKill != nil {
 			p.call(p.onKill)
 		}
 		if rerr := p.src.Close(); rerr != nil && p.err == nil {
-			p.err = rerr
+			p.err = publicError(rerr)
 		}
 		p.log.Debug("fparser stopped", "source", p.source, "err", err)
 	}()
@@ -373,6 +367,7 @@ func (p *Parser) call(fn func()) {
 func (p *Parser) SetTCPCallback(fn func(Flow)) { p.setCallback(&p.onTCP, fn) }
 
 // SetUDPCallback replaces the function that receives ended UDP flows; nil removes it.
+// It is safe to call while the parser runs, from a callback too.
 func (p *Parser) SetUDPCallback(fn func(Flow)) { p.setCallback(&p.onUDP, fn) }
 
 func (p *Parser) setCallback(to *atomic.Pointer[func(Flow)], fn func(Flow)) {
@@ -486,8 +481,11 @@ func (p *Parser) Flows() iter.Seq[Flow] {
 	}
 }
 
-// Progress reports how far the replay of a capture file has read: bytes read of the
-// file (compressed, for a gzip file) and its size. For an interface it returns 0, 0.
+// Progress reports how much of a capture file has been read: bytes read (of the
+// compressed file, for gzip) and the file's size. Reading runs ahead of the replay
+// by a buffer (a small capture is read whole at New), so it is how far the reading
+// has come, not the replay. size is 0 for Stdin and other pipes; both are 0 for an
+// interface.
 // Safe to call at any time, from any goroutine.
 func (p *Parser) Progress() (read, size int64) {
 	if p.progress == nil {
@@ -496,12 +494,12 @@ func (p *Parser) Progress() (read, size int64) {
 	return p.progress()
 }
 
-// SortOrder orders flows for FlowsSorted, largest first.
+// SortOrder orders flows for FlowsSorted and Compare, largest first.
 type SortOrder uint8
 
 // Sort orders.
 const (
-	Unsorted     SortOrder = iota // the table's order, as Flows yields them
+	Unsorted     SortOrder = iota // FlowsSorted: the table's order, as Flows; Compare: see there
 	ByPackets                     // packets in both directions
 	ByBytes                       // bytes in both directions
 	ByPacketRate                  // Flow.PacketRate
@@ -510,6 +508,8 @@ const (
 
 var sortOrderNames = [...]string{ByPackets: "packets", ByBytes: "bytes", ByPacketRate: "pps", ByByteRate: "bps"}
 
+// String is the order's name, as ParseSortOrder reads it, "unsorted" for Unsorted,
+// or SortOrder(N) for a value that is none of the orders.
 func (o SortOrder) String() string {
 	switch {
 	case o == Unsorted:
@@ -522,8 +522,9 @@ func (o SortOrder) String() string {
 
 func (o SortOrder) valid() bool { return int(o) < len(sortOrderNames) && sortOrderNames[o] != "" }
 
-// ParseSortOrder reads a sort order by name: packets, bytes, pps or bps (bytes per
-// second).
+// ParseSortOrder reads a sort order by the name String gives it: packets, bytes, pps
+// (ByPacketRate) or bps (ByByteRate, bytes per second), in any case. "unsorted" is
+// refused: it is no order to sort by. The error matches ErrOption.
 func ParseSortOrder(name string) (SortOrder, error) {
 	for o, n := range sortOrderNames {
 		if n != "" && strings.EqualFold(n, name) {
@@ -535,7 +536,8 @@ func ParseSortOrder(name string) (SortOrder, error) {
 
 // Compare orders a and b by o, largest first, then by first packet and endpoints,
 // so that the order is total and repeatable: slices.SortFunc(flows, o.Compare)
-// sorts a []Flow. Unsorted compares by the rest alone.
+// sorts a []Flow. Unsorted, and a value that is none of the orders, compare by
+// first packet and endpoints alone (FlowsSorted panics on the latter).
 func (o SortOrder) Compare(a, b Flow) int {
 	return o.compare(&a, &b)
 }

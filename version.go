@@ -26,7 +26,7 @@ type VersionInfo struct {
 	KernelObject string
 }
 
-// Version reports the running program's fparser.
+// Version reports the version of fparser built into the running program.
 func Version() VersionInfo {
 	v := VersionInfo{Module: "(devel)", Go: runtime.Version(), KernelObject: loader.ObjectID()}
 	bi, ok := debug.ReadBuildInfo()

@@ -29,7 +29,9 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// Default is the expression used when none is given: all IPv4 and IPv6 traffic.
+// Default is the expression Parse and Compile use for an empty one: all IPv4 and
+// IPv6 traffic. fparser itself runs no filter when none is given, which is not quite
+// the same (see fparser.DefaultFilter).
 const Default = "ip or ip6"
 
 // The compiler's limits. Past one, Parse or Compile returns an error that matches
