@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # Records the real-traffic captures in testdata/: real clients and servers in two
 # network namespaces joined by a veth pair, captured with tcpdump on the client side.
-# Needs root, iproute2, tcpdump, python3 and curl. Every address is one of the
+# Needs root, iproute2, tcpdump, python3, curl and bash. Every address is one of the
 # namespaces' own (documentation ranges 192.0.2.0/24 and 2001:db8::/64); nothing
 # leaves the machine.
 #
-#   sudo testdata/capture/capture.sh [OUTDIR]      (default: testdata/)
+#   sudo testdata/capture/capture.sh [OUTDIR [NAME...]]    (default: testdata/, all)
+#
+# With NAMEs, only those captures are recorded: the others' oracles and golden files
+# pin their exact packets, so a new capture must not rewrite them.
 #
 # Writes http.pcap (HTTP/1.0 over IPv4 and IPv6, curl against python's http.server),
 # dns.pcap (DNS-format queries over UDP to a small responder), reset.pcap (a connect
 # to a closed port, answered by RST, and a connection the client aborts with RST),
-# and reuse.pcap (two connections from the same client port, the second after the
-# first's FIN).
+# reuse.pcap (two connections from the same client port, the second after the
+# first's FIN), and watch.pcap (13 s of concurrent flows at different paces, to watch
+# with fparser top: curl downloads of 4, 2 and 20 kB/s from a server that paces its
+# replies, over IPv4 and IPv6, UDP streams of a datagram every 100 ms and every
+# 700 ms, and short HTTP and DNS exchanges coming and going).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(cd "${1:-$here/..}" && pwd)
+shift $(($# > 0 ? 1 : 0))
+wanted=("$@")
 cli=fpcap-cli-$$
 srv=fpcap-srv-$$
 pids=()
@@ -61,10 +69,14 @@ ip netns exec "$srv" python3 "$here/udp_responder.py" 5353 &
 pids+=($!)
 sleep 1
 
-# capture NAME FILTER CMD...: runs CMD in the client namespace under tcpdump.
+# capture NAME FILTER CMD...: runs CMD in the client namespace under tcpdump, unless
+# NAMEs were given and NAME is not one of them.
 capture() {
 	local name=$1 filter=$2
 	shift 2
+	if [ ${#wanted[@]} -gt 0 ] && ! printf '%s\n' "${wanted[@]}" | grep -qxF "$name"; then
+		return
+	fi
 	ip netns exec "$cli" tcpdump -q -n -i veth-c -s 0 -U -w "$out/$name" "$filter" 2>/dev/null &
 	local tp=$!
 	sleep 1
@@ -87,4 +99,50 @@ capture reuse.pcap "tcp port 8080" bash -c '
 	curl -s -o /dev/null --local-port 45000 http://192.0.2.2:8080/index.html
 	sleep 0.5
 	curl -s -o /dev/null --local-port 45000 http://192.0.2.2:8080/index.html'
+# watch.pcap: curl downloads from a server that sends its body in 1000-byte pieces
+# at the pace the path asks (GET /N/MS: N pieces, one every MS ms), so that each
+# download keeps a steady rate for seconds; bash's /dev/udp gives one connected
+# socket, so one flow, per UDP stream, and the responder answers every datagram.
+ip netns exec "$srv" python3 - 8081 <<'PY' &
+import socket, sys, threading, time
+
+def serve(c):
+    with c:
+        _, n, ms = c.recv(4096).split()[1].decode().split("/")
+        c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % (int(n) * 1000))
+        for _ in range(int(n)):
+            c.sendall(b"w" * 1000)
+            time.sleep(int(ms) / 1000)
+
+s = socket.create_server(("::", int(sys.argv[1])), family=socket.AF_INET6, dualstack_ipv6=True)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+PY
+pids+=($!)
+sleep 1
+capture watch.pcap "tcp port 8080 or tcp port 8081 or udp port 5353" bash -c '
+	stream() { # HOST COUNT INTERVAL PADDING: one datagram every INTERVAL seconds
+		exec 3<>"/dev/udp/$1/5353"
+		local pad i
+		pad=$(head -c "$4" /dev/zero | tr "\0" "z")
+		for ((i = 0; i < $2; i++)); do
+			# A DNS-format header (id, flags, one question), then the padding.
+			printf "\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00%s" "$pad" >&3
+			sleep "$3"
+		done
+		exec 3>&-
+	}
+	curl -s -o /dev/null http://192.0.2.2:8081/48/250 &
+	stream 192.0.2.2 120 0.1 100 &
+	sleep 1
+	curl -s -o /dev/null "http://[2001:db8::2]:8081/20/500" &
+	stream 2001:db8::2 16 0.7 900 &
+	sleep 2
+	curl -s -o /dev/null http://192.0.2.2:8081/20/50 &
+	for i in 1 2 3 4; do
+		curl -s -o /dev/null http://192.0.2.2:8080/index.html
+		sleep 2
+	done
+	python3 '"$here"'/udp_client.py 192.0.2.2 5353 3
+	wait'
 rm -rf "$www"
