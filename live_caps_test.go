@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testnet"
 )
 
@@ -17,13 +18,8 @@ import (
 // CAP_NET_ADMIN and CAP_PERFMON (granted with capsh), on real traffic: it counts the
 // flow exactly. As nobody without them, it refuses and names what it lacks.
 func TestLiveWithCapabilitiesOnly(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
-	if _, err := exec.LookPath("capsh"); err != nil {
-		t.Skip("needs capsh (libcap2-bin)")
-	}
+	testharness.Require(t, testharness.HasTool("capsh"), "the capabilities test needs capsh (libcap2-bin): skipped")
 	// A binary nobody may run.
 	dir, err := os.MkdirTemp("", "fparser-caps-")
 	if err != nil {
@@ -59,12 +55,15 @@ func TestLiveWithCapabilitiesOnly(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
-	client := reexec(host, "TestLiveCapsTraffic", envRole+"=caps-traffic")
+	testharness.WaitFor(t, 30*time.Second, "fparser's readiness line", func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
+	client := testharness.Command(host, roleCapsTraffic)
 	if b, err := client.CombinedOutput(); err != nil {
 		t.Fatalf("traffic: %v\n%s", err, b)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Nothing to wait for: the traffic is request and reply, and the client waited
+	// for each reply, so every packet has passed the kernel's programs, which count
+	// it in the flow map on its way out or in, before it goes on; the stop reads
+	// that map.
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("fparser as nobody with capabilities: %v\n%s", err, stderr.String())
@@ -76,16 +75,11 @@ func TestLiveWithCapabilitiesOnly(t *testing.T) {
 	t.Logf("as nobody with CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON:\n%s%s", stdout.String(), stderr.String())
 }
 
-// TestLiveCapsTraffic sends the traffic TestLiveWithCapabilitiesOnly counts.
-func TestLiveCapsTraffic(t *testing.T) {
-	if os.Getenv(envRole) != "caps-traffic" {
-		t.Skip("run by TestLiveWithCapabilitiesOnly")
-	}
-	udpEcho(t, 41200, 5, 100)
-}
+// roleCapsTraffic sends the traffic TestLiveWithCapabilitiesOnly counts.
+var roleCapsTraffic = testharness.Role("caps-traffic", func(t testing.TB) { udpEcho(t, 41200, 5, 100) })
 
 // buildCLI builds the command into dir and returns its path.
-func buildCLI(t *testing.T, dir string) string {
+func buildCLI(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "fparser")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testnet"
 )
 
@@ -23,14 +24,11 @@ import (
 // and TCX links) leaves no program on the interface: the kernel drops bpf_links with
 // the last file descriptor.
 func TestLiveKill9LeavesNothingAttached(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	bin := buildCLI(t, t.TempDir())
 	host, _ := liveNamespaces(t)
 	attached := func() string {
-		out, err := reexec(host, "TestLiveAttachedPrograms", envRole+"=attached").CombinedOutput()
+		out, err := testharness.Command(host, roleAttached).CombinedOutput()
 		if err != nil {
 			t.Fatalf("query: %v\n%s", err, out)
 		}
@@ -51,7 +49,7 @@ func TestLiveKill9LeavesNothingAttached(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
+	testharness.WaitFor(t, 30*time.Second, "fparser's readiness line", func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
 	if got := attached(); got != "xdp=true tcx-ingress=0 tcx-egress=1" {
 		t.Errorf("while running in auto mode: %s", got)
 	}
@@ -62,11 +60,10 @@ func TestLiveKill9LeavesNothingAttached(t *testing.T) {
 	}
 }
 
-// TestLiveAttachedPrograms prints what is attached to the test interface.
-func TestLiveAttachedPrograms(t *testing.T) {
-	if os.Getenv(envRole) != "attached" {
-		t.Skip("run by TestLiveKill9LeavesNothingAttached")
-	}
+// roleAttached prints what is attached to the test interface.
+var roleAttached = testharness.Role("attached", liveAttachedPrograms)
+
+func liveAttachedPrograms(t testing.TB) {
 	ifc, err := net.InterfaceByName(liveIface)
 	if err != nil {
 		t.Fatal(err)
@@ -90,23 +87,19 @@ func TestLiveAttachedPrograms(t *testing.T) {
 // while the parser runs. Down and up are logged and counting goes on; deleted, the
 // parser logs it, reports its flows and ends with ErrInterfaceGone.
 func TestLiveInterfaceDownUpDeleted(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	host := liveNamespacesAndServer(t)
-	out, err := reexec(host, "TestLiveInterfaceFlap", envRole+"=flap").CombinedOutput()
+	out, err := testharness.Command(host, roleFlap).CombinedOutput()
 	t.Logf("in %s:\n%s", host, out)
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestLiveInterfaceFlap is TestLiveInterfaceDownUpDeleted inside the namespace.
-func TestLiveInterfaceFlap(t *testing.T) {
-	if os.Getenv(envRole) != "flap" {
-		t.Skip("run by TestLiveInterfaceDownUpDeleted")
-	}
+// roleFlap is TestLiveInterfaceDownUpDeleted inside the namespace.
+var roleFlap = testharness.Role("flap", liveInterfaceFlap)
+
+func liveInterfaceFlap(t testing.TB) {
 	logged := &testnet.Buffer{}
 	var flows flowLog
 	p, err := fparser.Open(liveIface, &fparser.Options{OnUDP: flows.add, OnTCP: flows.add, Logger: slog.New(slog.NewTextHandler(logged, nil))})
@@ -115,12 +108,12 @@ func TestLiveInterfaceFlap(t *testing.T) {
 	}
 	udpEcho(t, 41300, 3, 100)
 	defer func() { t.Logf("log:\n%s", logged.String()) }()
-	sh(t, "ip", "link", "set", liveIface, "down")
-	waitFor(t, func() bool { return strings.Contains(logged.String(), "the interface is down") })
-	sh(t, "ip", "link", "set", liveIface, "up")
-	waitFor(t, func() bool { return strings.Contains(logged.String(), "the interface is up again") })
+	testharness.Sh(t, "ip", "link", "set", liveIface, "down")
+	testharness.WaitFor(t, 5*time.Second, "the log of the interface going down", func() bool { return strings.Contains(logged.String(), "the interface is down") })
+	testharness.Sh(t, "ip", "link", "set", liveIface, "up")
+	testharness.WaitFor(t, 5*time.Second, "the log of the interface coming up", func() bool { return strings.Contains(logged.String(), "the interface is up again") })
 	// Until the link carries traffic again, probed from another port.
-	waitFor(t, func() bool {
+	testharness.WaitFor(t, 5*time.Second, "an echo across the link", func() bool {
 		c, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: 41301}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
 		if err != nil {
 			return false
@@ -132,7 +125,7 @@ func TestLiveInterfaceFlap(t *testing.T) {
 		return err == nil
 	})
 	udpEcho(t, 41300, 2, 100)
-	sh(t, "ip", "link", "del", liveIface)
+	testharness.Sh(t, "ip", "link", "del", liveIface)
 	select {
 	case <-p.Done():
 	case <-time.After(5 * time.Second):
@@ -163,15 +156,12 @@ func TestLiveInterfaceFlap(t *testing.T) {
 // --pin adopts the maps and links, and at its stop the flow has every packet sent
 // before, between and after, once. The pins are 0600 and a clean stop removes them.
 func TestLivePinAdoptsAfterKill9(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	bin := buildCLI(t, t.TempDir())
 	host := liveNamespacesAndServer(t)
 	// A BPF filesystem of the test's own, visible inside the namespace.
 	fs := t.TempDir()
-	sh(t, "mount", "-t", "bpf", "bpf", fs)
+	testharness.Sh(t, "mount", "-t", "bpf", "bpf", fs)
 	t.Cleanup(func() { exec.Command("umount", fs).Run() })
 	pin := fs + "/fparser"
 
@@ -182,11 +172,11 @@ func TestLivePinAdoptsAfterKill9(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
+		testharness.WaitFor(t, 30*time.Second, "fparser's readiness line", func() bool { return strings.Contains(stderr.String(), "fparser: counting on ") })
 		return cmd, stdout, stderr
 	}
 	traffic := func(n int) {
-		out, err := reexec(host, "TestLivePinTraffic", envRole+"=pin-traffic", fmt.Sprintf("FPARSER_PIN_N=%d", n)).CombinedOutput()
+		out, err := testharness.Command(host, rolePinTraffic, fmt.Sprintf("%s=%d", envPinN, n)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("traffic: %v\n%s", err, out)
 		}
@@ -231,12 +221,11 @@ func TestLivePinAdoptsAfterKill9(t *testing.T) {
 	}
 }
 
-// TestLivePinTraffic sends FPARSER_PIN_N echoes from port 41400.
-func TestLivePinTraffic(t *testing.T) {
-	if os.Getenv(envRole) != "pin-traffic" {
-		t.Skip("run by TestLivePinAdoptsAfterKill9")
-	}
+// rolePinTraffic sends FPARSER_PIN_N echoes from port 41400.
+var rolePinTraffic = testharness.Role("pin-traffic", func(t testing.TB) {
 	n := 0
-	fmt.Sscan(os.Getenv("FPARSER_PIN_N"), &n)
+	fmt.Sscan(os.Getenv(envPinN), &n)
 	udpEcho(t, 41400, n, 100)
-}
+})
+
+const envPinN = "FPARSER_PIN_N"

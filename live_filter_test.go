@@ -8,19 +8,17 @@ import (
 	"testing"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testharness"
 )
 
 // TestLiveFilter filters in the kernel, then swaps the filter while attached, with
 // XDP and TCX links and with clsact filters.
 func TestLiveFilter(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	for _, mode := range []string{"auto", "tc-legacy"} {
 		t.Run(mode, func(t *testing.T) {
 			host := liveNamespacesAndServer(t)
-			client := reexec(host, "TestLiveFilterClient", envRole+"=filter", envMode+"="+mode)
+			client := testharness.Command(host, roleFilterClient, envMode+"="+mode)
 			b, err := client.CombinedOutput()
 			t.Logf("client in %s:\n%s", host, b)
 			if err != nil {
@@ -30,12 +28,11 @@ func TestLiveFilter(t *testing.T) {
 	}
 }
 
-// TestLiveFilterClient counts only the UDP port the filter names, swaps the filter to
+// roleFilterClient counts only the UDP port the filter names, swaps the filter to
 // another port while running, and checks that the first flow kept its counts.
-func TestLiveFilterClient(t *testing.T) {
-	if os.Getenv(envRole) != "filter" {
-		t.Skip("run by TestLiveFilter")
-	}
+var roleFilterClient = testharness.Role("filter-client", liveFilterClient)
+
+func liveFilterClient(t testing.TB) {
 	var log flowLog
 	p, err := fparser.Open(liveIface, &fparser.Options{
 		Attach: os.Getenv(envMode),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testharness"
 )
 
 // liveMemoryResult is what TestLiveMemoryParser reports.
@@ -27,20 +28,17 @@ type liveMemoryResult struct {
 // delivered, the heap after a collection is back within heapKept of what it was when
 // the parser had just opened.
 func TestLiveMemoryIsFreedWhenFlowsEnd(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	host, peer := liveNamespaces(t)
-	parser := reexec(host, "TestLiveMemoryParser", envRole+"=memory-parser")
+	parser := testharness.Command(host, roleMemoryParser)
 	parser.Stderr = os.Stderr
 	sent, err := parser.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := startChild(t, parser, "memory parser ready")
+	lines := testharness.Start(t, parser, "memory parser ready")
 
-	gen := reexec(peer, "TestLiveMemoryGenerator", envRole+"=memory-gen")
+	gen := testharness.Command(peer, roleMemoryGenerator)
 	if b, err := gen.CombinedOutput(); err != nil {
 		t.Fatalf("generator: %v\n%s", err, b)
 	}
@@ -65,14 +63,17 @@ func TestLiveMemoryIsFreedWhenFlowsEnd(t *testing.T) {
 	checkHeap(t, res.Base, res.Heap)
 }
 
-// TestLiveMemoryParser counts in the host namespace with the packet history on; once
-// its standard input closes (the generator is done), every flow has ended and been
+// The roles of TestLiveMemoryIsFreedWhenFlowsEnd.
+var (
+	roleMemoryParser    = testharness.Role("memory-parser", liveMemoryParser)
+	roleMemoryGenerator = testharness.Role("memory-gen", liveMemoryGenerator)
+)
+
+// liveMemoryParser counts in the host namespace with the packet history on; once its
+// standard input closes (the generator is done), every flow has ended and been
 // delivered, and the engine no longer remembers them for late records, it reports
 // the heap.
-func TestLiveMemoryParser(t *testing.T) {
-	if os.Getenv(envRole) != "memory-parser" {
-		t.Skip("run by TestLiveMemoryIsFreedWhenFlowsEnd")
-	}
+func liveMemoryParser(t testing.TB) {
 	var delivered, stored atomic.Uint64
 	p, err := fparser.Open(liveIface, &fparser.Options{
 		Attach:      "xdp",
@@ -95,11 +96,8 @@ func TestLiveMemoryParser(t *testing.T) {
 	var in fparser.Info
 	deadline := time.Now().Add(2 * time.Minute)
 	wait := func(what string, done func() bool) {
-		for in = p.Info(); !done(); in = p.Info() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s after 2 min: %+v, %d delivered", what, in, delivered.Load())
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !testharness.Poll(time.Until(deadline), func() bool { in = p.Info(); return done() }) {
+			t.Fatalf("%s after 2 min: %+v, %d delivered", what, in, delivered.Load())
 		}
 	}
 	wait("flows still to end", func() bool {
@@ -125,12 +123,9 @@ func TestLiveMemoryParser(t *testing.T) {
 	fmt.Printf("memory result %s\n", j)
 }
 
-// TestLiveMemoryGenerator sends, from the peer side, burstPackets rounds of one frame
-// of each of burstFlows UDP flows, so that all are active at once.
-func TestLiveMemoryGenerator(t *testing.T) {
-	if os.Getenv(envRole) != "memory-gen" {
-		t.Skip("run by TestLiveMemoryIsFreedWhenFlowsEnd")
-	}
+// liveMemoryGenerator sends, from the peer side, burstPackets rounds of one frame of
+// each of burstFlows UDP flows, so that all are active at once.
+func liveMemoryGenerator(t testing.TB) {
 	s := newPeerSender(t)
 	var failed int
 	for range burstPackets {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/metrics"
 )
 
@@ -73,19 +74,16 @@ type scrapeResult struct {
 // never keep the reader of the ring buffer from the engine, so no record is lost
 // and no history is incomplete.
 func TestLiveScrapesLoseNoRecord(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	began := time.Now()
 	host, peer := liveNamespaces(t)
-	parser := reexec(host, "TestLiveScrapesParser", envRole+"=scrape-parser")
+	parser := testharness.Command(host, roleScrapeParser)
 	parser.Stderr = os.Stderr
 	stdin, err := parser.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := startChild(t, parser, "scrape parser ready")
+	lines := testharness.Start(t, parser, "scrape parser ready")
 	// Whatever the code under test does, the test ends.
 	watchdog := time.AfterFunc(time.Minute, func() { parser.Process.Kill() })
 	defer watchdog.Stop()
@@ -100,7 +98,7 @@ func TestLiveScrapesLoseNoRecord(t *testing.T) {
 		return "", false
 	}
 
-	gen := reexec(peer, "TestLiveScrapesGenerator", envRole+"=scrape-gen")
+	gen := testharness.Command(peer, roleScrapeGenerator)
 	b, err := gen.CombinedOutput()
 	if err != nil {
 		t.Fatalf("generator: %v\n%s", err, b)
@@ -161,13 +159,16 @@ func TestLiveScrapesLoseNoRecord(t *testing.T) {
 	}
 }
 
-// TestLiveScrapesParser counts with packet records in the host namespace while
-// its scrapers run, until the test says what was sent; then it waits until the
-// kernel has counted that, closes, and reports.
-func TestLiveScrapesParser(t *testing.T) {
-	if os.Getenv(envRole) != "scrape-parser" {
-		t.Skip("run by TestLiveScrapesLoseNoRecord")
-	}
+// The roles of TestLiveScrapesLoseNoRecord.
+var (
+	roleScrapeParser    = testharness.Role("scrape-parser", liveScrapesParser)
+	roleScrapeGenerator = testharness.Role("scrape-gen", liveScrapesGenerator)
+)
+
+// liveScrapesParser counts with packet records in the host namespace while its
+// scrapers run, until the test says what was sent; then it waits until the kernel
+// has counted that, closes, and reports.
+func liveScrapesParser(t testing.TB) {
 	var mu sync.Mutex
 	var res scrapeResult
 	count := func(f fparser.Flow) {
@@ -265,10 +266,10 @@ func TestLiveScrapesParser(t *testing.T) {
 	if _, err := fmt.Fscanf(os.Stdin, "sent %d dropped %d\n", &sent, &dropped); err != nil {
 		t.Fatalf("reading what was sent: %v", err)
 	}
-	// Frames may still be on their way through the veth.
-	for deadline := time.Now().Add(5 * time.Second); p.Info().PacketsAccepted+dropped < sent && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Frames may still be on their way through the veth: until the kernel has
+	// counted every frame that certainly arrived, or 5 s. A frame missing after that
+	// is the checks' to report.
+	testharness.Poll(5*time.Second, func() bool { return p.Info().PacketsAccepted+dropped >= sent })
 	closing := time.Now()
 	closed := make(chan error, 1)
 	go func() { closed <- p.Close() }()
@@ -299,19 +300,17 @@ func TestLiveScrapesParser(t *testing.T) {
 	fmt.Printf("scrape result %s\n", j)
 }
 
-// TestLiveScrapesGenerator sends scrapeFlows UDP flows of scrapePackets packets from
-// the peer namespace at scrapeRate, interleaved: packet j of every flow before
-// packet j+1 of any, so that the map holds every flow from the first second on.
-func TestLiveScrapesGenerator(t *testing.T) {
-	if os.Getenv(envRole) != "scrape-gen" {
-		t.Skip("run by TestLiveScrapesLoseNoRecord")
-	}
+// liveScrapesGenerator sends scrapeFlows UDP flows of scrapePackets packets from the
+// peer namespace at scrapeRate, interleaved: packet j of every flow before packet
+// j+1 of any, so that the map holds every flow from the first second on.
+func liveScrapesGenerator(t testing.TB) {
 	s := newPeerSender(t)
 	dropped0 := txDropped(t)
 	began := time.Now()
 	failed := 0
 	for n := range scrapeFlows * scrapePackets {
-		// Paced in small bursts: the veth's ring holds a few hundred frames.
+		// Paced in small bursts: the veth's ring holds a few hundred frames. The
+		// sleep sets the rate; it waits for nothing.
 		if n%64 == 0 {
 			if ahead := time.Duration(n)*time.Second/time.Duration(scrapeRate) - time.Since(began); ahead > 0 {
 				time.Sleep(ahead)

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testnet"
 )
 
@@ -25,13 +26,8 @@ import (
 // behind. One case starts fparser with SIGINT ignored, as a shell without job control
 // starts a command run with &, where an early SIGINT was lost.
 func TestLiveSignalDuringStartup(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
-	if _, err := exec.LookPath("script"); err != nil {
-		t.Skip("needs script (bsdutils), for top's terminal")
-	}
+	testharness.Require(t, testharness.HasTool("script"), "the start-up signal test needs script (bsdutils), for top's terminal: skipped")
 	bin := buildCLI(t, t.TempDir())
 	host, _ := liveNamespaces(t)
 	ns, err := netns.GetFromName(host)
@@ -90,7 +86,7 @@ func TestLiveSignalDuringStartup(t *testing.T) {
 					// Until the handler is in place, SIGINT is ignored; what
 					// runs before it (the Go runtime's start) has nothing
 					// attached, and no test can tell it from a lost signal.
-					waitFor(t, func() bool {
+					testharness.WaitFor(t, 5*time.Second, "fparser's SIGINT handler", func() bool {
 						exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
 						return exe == bin && catches(pid, syscall.SIGINT)
 					})
@@ -101,6 +97,8 @@ func TestLiveSignalDuringStartup(t *testing.T) {
 					for filters() == 0 && len(done) == 0 {
 					}
 				} else {
+					// The signal's moment is what the test varies: this
+					// sleep waits for nothing.
 					delay := time.Duration(try-atAttach) * 50 * time.Millisecond
 					time.Sleep(delay)
 					when = fmt.Sprintf("%v after the start", delay)
@@ -127,11 +125,11 @@ func TestLiveSignalDuringStartup(t *testing.T) {
 }
 
 // childOf returns the only child of process pid, once it has one.
-func childOf(t *testing.T, pid int) int {
+func childOf(t testing.TB, pid int) int {
 	t.Helper()
 	path := filepath.Join("/proc", strconv.Itoa(pid), "task", strconv.Itoa(pid), "children")
 	var child int
-	waitFor(t, func() bool {
+	testharness.WaitFor(t, 5*time.Second, "a child of "+strconv.Itoa(pid), func() bool {
 		b, _ := os.ReadFile(path)
 		f := strings.Fields(string(b))
 		if len(f) == 1 {

@@ -1,8 +1,6 @@
 package fparser_test
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +20,10 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser"
-	"github.com/fparser/fparser/internal/kerneltest"
+	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testnet"
 )
 
@@ -41,49 +40,40 @@ const (
 	liveTCPPort  = 8081 // answers and closes: for port reuse
 )
 
-const (
-	envRole = "FPARSER_LIVE_ROLE" // "server" or "client"
-	envMode = "FPARSER_LIVE_MODE"
+const envMode = "FPARSER_LIVE_MODE" // the client's attach mode
+
+// The roles of the live tests' child processes, run in a namespace by
+// testharness.Command.
+var (
+	roleLiveServer = testharness.Role("live-server", liveServer)
+	roleLiveClient = testharness.Role("live-client", liveClient)
+	roleLiveCLI    = testharness.Role("live-cli", liveCLI)
 )
 
-func liveSkip(t *testing.T) {
+// liveSkip skips the test (fails it under CI) where the live tests cannot run.
+func liveSkip(t testing.TB) {
 	t.Helper()
-	kerneltest.RequireRoot(t, "live tests (network namespaces, BPF)", "ip", "tcpdump")
-}
-
-func sh(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	testharness.RequireRoot(t, "live tests (network namespaces, BPF)", "ip", "tcpdump")
 }
 
 // liveNamespaces makes the two namespaces and the veth pair, and removes them at the
 // end of the test.
-func liveNamespaces(t *testing.T) (host, peer string) {
+func liveNamespaces(t testing.TB) (host, peer string) {
+	t.Helper()
 	id := strconv.Itoa(os.Getpid())
-	host, peer = "fpt-host-"+id, "fpt-peer-"+id
-	sh(t, "ip", "netns", "add", host)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", host).Run() })
-	sh(t, "ip", "netns", "add", peer)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", peer).Run() })
-	sh(t, "ip", "link", "add", liveIface, "netns", host, "type", "veth", "peer", "name", "fpt1", "netns", peer)
-	sh(t, "ip", "-n", host, "addr", "add", liveHostAddr+"/24", "dev", liveIface)
-	sh(t, "ip", "-n", peer, "addr", "add", livePeerAddr+"/24", "dev", "fpt1")
-	for _, nd := range [][2]string{{host, liveIface}, {peer, "fpt1"}} {
-		sh(t, "ip", "-n", nd[0], "link", "set", "lo", "up")
-		// One frame per packet, as on a wire, so that counts can be exact.
-		exec.Command("ip", "netns", "exec", nd[0], "ethtool", "-K", nd[1], "tso", "off", "gso", "off", "gro", "off").Run()
-		sh(t, "ip", "-n", nd[0], "link", "set", nd[1], "up")
-	}
+	host = testharness.Netns(t, "fpt-host-"+id)
+	peer = testharness.Netns(t, "fpt-peer-"+id)
+	testharness.Veth(t, testharness.End{NS: host, Dev: liveIface, Addr: liveHostAddr + "/24"},
+		testharness.End{NS: peer, Dev: "fpt1", Addr: livePeerAddr + "/24"}, true)
 	return host, peer
 }
 
-// liveNamespacesAndServer makes the namespaces, starts TestLiveServer in the peer's,
-// waits until it serves, and returns the host namespace.
-func liveNamespacesAndServer(t *testing.T) string {
+// liveNamespacesAndServer makes the namespaces, starts the server role in the
+// peer's, waits until it serves, and returns the host namespace.
+func liveNamespacesAndServer(t testing.TB) string {
+	t.Helper()
 	host, peer := liveNamespaces(t)
-	out := startChild(t, reexec(peer, "TestLiveServer", envRole+"=server"), "server ready")
+	out := testharness.Start(t, testharness.Command(peer, roleLiveServer), "server ready")
 	go func() {
 		for out.Scan() {
 		}
@@ -91,49 +81,14 @@ func liveNamespacesAndServer(t *testing.T) string {
 	return host
 }
 
-// startChild starts a child, killed at the end of the test if it still runs, and
-// reads its output up to the line that has ready in it: it is ready then. It
-// returns the reader of the rest.
-func startChild(t *testing.T, cmd *exec.Cmd, ready string) *bufio.Scanner {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	lines := bufio.NewScanner(out)
-	var said strings.Builder
-	for lines.Scan() {
-		if strings.Contains(lines.Text(), ready) {
-			return lines
-		}
-		said.WriteString(lines.Text() + "\n")
-	}
-	t.Fatalf("%s never said %q:\n%s", cmd, ready, &said)
-	return nil
-}
-
-// reexec runs this test binary inside a namespace, running only the named test.
-func reexec(ns, test string, env ...string) *exec.Cmd {
-	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^"+test+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), env...)
-	return cmd
-}
-
 // TestLive attaches in each mode and checks the flows of real traffic.
 func TestLive(t *testing.T) {
-	if os.Getenv(envRole) != "" {
-		t.Skip("inside a namespace")
-	}
 	liveSkip(t)
 	for _, mode := range []string{"auto", "auto-coarse", "tc", "tc-legacy", "xdp"} {
 		t.Run(mode, func(t *testing.T) {
 			host := liveNamespacesAndServer(t)
 
-			client := reexec(host, "TestLiveClient", envRole+"=client", envMode+"="+mode)
+			client := testharness.Command(host, roleLiveClient, envMode+"="+mode)
 			b, err := client.CombinedOutput()
 			t.Logf("client in %s:\n%s", host, b)
 			if err != nil {
@@ -142,7 +97,7 @@ func TestLive(t *testing.T) {
 			if mode != "auto" {
 				return
 			}
-			cli := reexec(host, "TestLiveCLI", envRole+"=cli")
+			cli := testharness.Command(host, roleLiveCLI)
 			b, err = cli.CombinedOutput()
 			t.Logf("CLI in %s:\n%s", host, b)
 			if err != nil {
@@ -152,17 +107,12 @@ func TestLive(t *testing.T) {
 	}
 }
 
-// TestLiveCLI runs fparser -i in the host namespace, with its output a pipe: it says
-// when it counts, writes a flow that ends while it runs at once rather than at exit
-// (as tcpdump -l), and at SIGINT the flow that the stop ended, then the summary.
-func TestLiveCLI(t *testing.T) {
-	if os.Getenv(envRole) != "cli" {
-		t.Skip("run by TestLive")
-	}
-	bin := filepath.Join(t.TempDir(), "fparser")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/fparser").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+// liveCLI, a role of TestLive, runs fparser -i in the host namespace, with its output
+// a pipe: it says when it counts, writes a flow that ends while it runs at once
+// rather than at exit (as tcpdump -l), and at SIGINT the flow that the stop ended,
+// then the summary.
+func liveCLI(t testing.TB) {
+	bin := buildCLI(t, t.TempDir())
 	cmd := exec.Command(bin, "-i", liveIface, "-o", "csv", "--flow-timeout", "1s")
 	stdout, stderr := &testnet.Buffer{}, &testnet.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -171,13 +121,16 @@ func TestLiveCLI(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	// Loading the programs can take seconds on a busy machine.
-	waitForWithin(t, 30*time.Second, func() bool { return strings.Contains(stderr.String(), "fparser: counting on "+liveIface+";") })
+	testharness.WaitFor(t, 30*time.Second, "fparser's readiness line", func() bool {
+		return strings.Contains(stderr.String(), "fparser: counting on "+liveIface+";")
+	})
 	udpEcho(t, 41001, 3, 50)
 	idle := "udp,198.18.77.1,41001,198.18.77.2,9000,0,3,234,3,234,,,"
-	waitFor(t, func() bool { return strings.Contains(stdout.String(), ",idle\n") })
+	testharness.WaitFor(t, 5*time.Second, "the idle flow's line", func() bool { return strings.Contains(stdout.String(), ",idle\n") })
 	if !strings.HasPrefix(strings.SplitN(stdout.String(), "\n", 3)[1], idle) {
 		t.Errorf("written while running:\n%s\nwant a line starting %q", stdout, idle)
 	}
+	// Each echo came back: the kernel counted every packet before SIGINT.
 	udpEcho(t, 41002, 2, 50)
 	cmd.Process.Signal(syscall.SIGINT)
 	if err := cmd.Wait(); err != nil {
@@ -192,12 +145,9 @@ func TestLiveCLI(t *testing.T) {
 	}
 }
 
-// TestLiveServer serves UDP echo, HTTP and a TCP answer-and-close in the peer
+// liveServer, a role, serves UDP echo, HTTP and a TCP answer-and-close in the peer
 // namespace until it is killed.
-func TestLiveServer(t *testing.T) {
-	if os.Getenv(envRole) != "server" {
-		t.Skip("run by TestLive")
-	}
+func liveServer(t testing.TB) {
 	udp, err := net.ListenPacket("udp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
 	if err != nil {
 		t.Fatal(err)
@@ -247,13 +197,10 @@ func (l *flowLog) add(f fparser.Flow) {
 	l.mu.Unlock()
 }
 
-// TestLiveClient runs in the host namespace: it attaches, sends real traffic, stops,
-// and checks the flows against what it sent and against tcpdump's capture of the same
-// interface replayed offline.
-func TestLiveClient(t *testing.T) {
-	if os.Getenv(envRole) != "client" {
-		t.Skip("run by TestLive")
-	}
+// liveClient, a role of TestLive, runs in the host namespace: it attaches, sends real
+// traffic, stops, and checks the flows against what it sent and against tcpdump's
+// capture of the same interface replayed offline.
+func liveClient(t testing.TB) {
 	mode := os.Getenv(envMode)
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "veth.pcap")
@@ -268,7 +215,7 @@ func TestLiveClient(t *testing.T) {
 	if err := dump.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return strings.Contains(dumpErr.String(), "listening on") })
+	testharness.WaitFor(t, 5*time.Second, "tcpdump to listen", func() bool { return strings.Contains(dumpErr.String(), "listening on") })
 
 	var log flowLog
 	attach, coarse := strings.CutSuffix(mode, "-coarse")
@@ -333,24 +280,50 @@ func TestLiveClient(t *testing.T) {
 		t.Fatal("port 9 answered")
 	}
 
-	// The same client port twice: the second SYN reuses a finished 5-tuple.
-	for range 2 {
+	// The same client port twice: the second SYN reuses a finished 5-tuple. The
+	// second connection waits for what it needs, no longer: the client's socket of
+	// the first gone (until the server's last ACK it is in LAST-ACK, and connect
+	// fails with EADDRNOTAVAIL, sending nothing), and the clock of TCP timestamps
+	// (milliseconds of CLOCK_MONOTONIC) past the first's FIN: the server's socket, in
+	// TIME-WAIT, takes a SYN of the same 4-tuple only with a newer timestamp.
+	var finAt int64 // ms, CLOCK_MONOTONIC
+	for i := range 2 {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(liveHostAddr), Port: 42000}, Control: reuseAddr}
-		c, err := d.Dial("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveTCPPort)))
+		var c net.Conn
+		var err error
+		testharness.WaitFor(t, 5*time.Second, "client port 42000 to be free", func() bool {
+			if i > 0 && monotonicMillis() <= finAt {
+				return false
+			}
+			c, err = d.Dial("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveTCPPort)))
+			return !errors.Is(err, syscall.EADDRNOTAVAIL)
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.ReadAll(c)
 		c.Close()
-		time.Sleep(100 * time.Millisecond)
+		finAt = monotonicMillis()
 	}
 
 	// Ping: three ICMP echoes and their replies count as other L4, in no flow.
 	icmpBefore := p.Info().OtherL4
 	ping(t, 3)
 
-	// Let the FIN'd and idle flows end while the parser runs.
-	time.Sleep(2500 * time.Millisecond)
+	// Until every flow has ended while the parser runs, on its own timeout (the
+	// FIN'd and RST ones after FinTimeout, the UDP one after FlowTimeout), and been
+	// delivered: the check below that Close had none left to stop says which did not.
+	var in fparser.Info
+	if !testharness.Poll(10*time.Second, func() bool {
+		in = p.Info()
+		var ended uint64
+		for _, n := range in.FlowsEnded {
+			ended += n
+		}
+		return in.TCPFlows+in.UDPFlows == 0 && ended == in.FlowsCreated && uint64(len(log.snapshot())) == ended
+	}) {
+		t.Errorf("10 s on, flows still active or undelivered: %+v, %d delivered", in, len(log.snapshot()))
+	}
 	running := log.snapshot()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -448,7 +421,7 @@ func TestLiveClient(t *testing.T) {
 // comparePacketRecords compares the packet records and statistics of flows counted
 // live with those of the same flows replayed from tcpdump's capture: every field but
 // the times, which come from different clocks.
-func comparePacketRecords(t *testing.T, live, dump []fparser.Flow) {
+func comparePacketRecords(t testing.TB, live, dump []fparser.Flow) {
 	t.Helper()
 	type tuple struct {
 		proto    fparser.Protocol
@@ -502,7 +475,7 @@ func comparePacketRecords(t *testing.T, live, dump []fparser.Flow) {
 
 // udpEcho sends n datagrams of size bytes from the host's port to the peer's echo
 // server, one socket for all, and waits for each echo.
-func udpEcho(t *testing.T, port, n, size int) {
+func udpEcho(t testing.TB, port, n, size int) {
 	t.Helper()
 	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: port}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
 	if err != nil {
@@ -519,7 +492,8 @@ func udpEcho(t *testing.T, port, n, size int) {
 }
 
 // ping sends n ICMP echo requests to the peer and waits for each reply.
-func ping(t *testing.T, n int) {
+func ping(t testing.TB, n int) {
+	t.Helper()
 	c, err := icmp.ListenPacket("ip4:icmp", liveHostAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -558,21 +532,10 @@ func reuseAddr(_, _ string, c syscall.RawConn) error {
 	return errors.Join(err, serr)
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	waitForWithin(t, 5*time.Second, cond)
-}
-
-// waitForWithin waits for cond, checked every 20 ms, for at most d.
-func waitForWithin(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatal("timed out waiting")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+// monotonicMillis reads CLOCK_MONOTONIC in milliseconds: the clock of Linux's TCP
+// timestamps, up to the offset each pair of addresses adds.
+func monotonicMillis() int64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano() / 1e6
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/fparser/fparser"
 	pb "github.com/fparser/fparser/internal/pktbuild"
+	"github.com/fparser/fparser/internal/testharness"
 )
 
 // The soak test runs only when FPARSER_SOAK says how long to send (for example 60s):
@@ -36,6 +36,7 @@ type soakResult struct {
 	Reported, ReportedPackets                      uint64
 	Ended                                          map[string]uint64
 	PeakRSSKiB                                     int
+	Stop                                           time.Duration // Close, which ends every flow
 }
 
 // TestSoak sends UDP at full rate through a million distinct flows (a source port
@@ -45,9 +46,9 @@ type soakResult struct {
 // evictions are counted and Info stays consistent. It reports the Go process's peak
 // RSS.
 func TestSoak(t *testing.T) {
-	d, err := time.ParseDuration(os.Getenv(envSoak))
-	if os.Getenv(envRole) != "" || err != nil {
-		t.Skipf("set %s=60s to run the soak test", envSoak)
+	d, err := time.ParseDuration(testharness.OptIn(t, envSoak, "60s", "the soak test"))
+	if err != nil || d <= 0 {
+		t.Fatalf("%s=%s: want a duration such as 60s", envSoak, os.Getenv(envSoak))
 	}
 	liveSkip(t)
 	for _, tc := range []struct {
@@ -57,11 +58,15 @@ func TestSoak(t *testing.T) {
 	}{{"room", 1 << 22, false}, {"evicting", 1 << 16, false}, {"records-through-a-page", 1 << 22, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			host, peer := liveNamespaces(t)
-			parser := reexec(host, "TestSoakParser", envRole+"=soak-parser", envSoakMaxFlows+"="+strconv.Itoa(tc.maxFlows), envSoakRecords+"="+strconv.FormatBool(tc.records))
+			parser := testharness.Command(host, roleSoakParser, envSoakMaxFlows+"="+strconv.Itoa(tc.maxFlows), envSoakRecords+"="+strconv.FormatBool(tc.records))
 			parser.Stderr = os.Stderr
-			lines := startChild(t, parser, "soak parser ready")
+			stdin, err := parser.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := testharness.Start(t, parser, "soak parser ready")
 
-			gen := reexec(peer, "TestSoakGenerator", envRole+"=soak-gen", envSoak+"="+d.String())
+			gen := testharness.Command(peer, roleSoakGenerator, envSoak+"="+d.String())
 			b, err := gen.CombinedOutput()
 			if err != nil {
 				t.Fatalf("generator: %v\n%s", err, b)
@@ -70,8 +75,9 @@ func TestSoak(t *testing.T) {
 			for _, l := range strings.Split(string(b), "\n") {
 				fmt.Sscanf(strings.TrimSpace(l), "soak sent %d dropped %d", &sent, &dropped)
 			}
-			time.Sleep(500 * time.Millisecond)
-			parser.Process.Signal(os.Interrupt)
+			// The parser stops once it has counted what arrived.
+			fmt.Fprintf(stdin, "sent %d dropped %d\n", sent, dropped)
+			stdin.Close()
 			var res soakResult
 			for lines.Scan() {
 				if j, ok := strings.CutPrefix(strings.TrimSpace(lines.Text()), "soak result "); ok {
@@ -80,10 +86,12 @@ func TestSoak(t *testing.T) {
 					}
 				}
 			}
-			parser.Wait()
+			if err := parser.Wait(); err != nil {
+				t.Errorf("the parser's side: %v", err)
+			}
 			arrived := sent - dropped
-			t.Logf("%v: sent %d frames (%.0f k/s), %d dropped by the veth, %d certainly arrived; fparser saw %d, accepted %d, created %d flows, reported %d with %d packets, %d evicted, %d events lost; peak RSS %d KiB",
-				d, sent, float64(sent)/d.Seconds()/1e3, dropped, arrived, res.Seen, res.Accepted, res.Created, res.Reported, res.ReportedPackets, res.Evictions, res.EventsLost, res.PeakRSSKiB)
+			t.Logf("%v: sent %d frames (%.0f k/s), %d dropped by the veth, %d certainly arrived; fparser saw %d, accepted %d, created %d flows, reported %d with %d packets, %d evicted, %d events lost; peak RSS %d KiB; the stop took %v",
+				d, sent, float64(sent)/d.Seconds()/1e3, dropped, arrived, res.Seen, res.Accepted, res.Created, res.Reported, res.ReportedPackets, res.Evictions, res.EventsLost, res.PeakRSSKiB, res.Stop.Round(time.Millisecond))
 			// Every frame sent reaches the XDP hook but those the veth dropped on
 			// the way; its drop counter also counts frames the receiving stack
 			// dropped after the hook, so the count lies between the two. The
@@ -117,11 +125,15 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-// TestSoakParser counts on the host side until interrupted, then reports.
-func TestSoakParser(t *testing.T) {
-	if os.Getenv(envRole) != "soak-parser" {
-		t.Skip("run by TestSoak")
-	}
+// The roles of TestSoak.
+var (
+	roleSoakParser    = testharness.Role("soak-parser", soakParser)
+	roleSoakGenerator = testharness.Role("soak-gen", soakGenerator)
+)
+
+// soakParser counts on the host side until the test says what was sent and the
+// kernel has counted what arrived, then reports.
+func soakParser(t testing.TB) {
 	maxFlows, _ := strconv.Atoi(os.Getenv(envSoakMaxFlows))
 	records := os.Getenv(envSoakRecords) == "true"
 	var reported, packets, incomplete, recorded atomic.Uint64
@@ -141,16 +153,23 @@ func TestSoakParser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
 	fmt.Println("soak parser ready")
-	<-sig
+	var sent, dropped uint64
+	if _, err := fmt.Fscanf(os.Stdin, "sent %d dropped %d\n", &sent, &dropped); err != nil {
+		t.Fatalf("reading what was sent: %v", err)
+	}
+	// Frames may still be on their way through the veth: until the kernel has
+	// counted every frame that certainly arrived, or 10 s. A frame missing after
+	// that is the test's to report.
+	testharness.Poll(10*time.Second, func() bool { return p.Info().PacketsAccepted+dropped >= sent })
+	stopping := time.Now()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	stop := time.Since(stopping)
 	in := p.Info()
 	res := soakResult{Seen: in.PacketsSeen, Accepted: in.PacketsAccepted, Created: in.FlowsCreated, Evictions: in.Evictions,
-		EventsLost: in.EventsLost, Reported: reported.Load(), ReportedPackets: packets.Load(), Ended: map[string]uint64{}, PeakRSSKiB: peakRSS(),
+		EventsLost: in.EventsLost, Reported: reported.Load(), ReportedPackets: packets.Load(), Ended: map[string]uint64{}, PeakRSSKiB: peakRSS(), Stop: stop,
 		Stored: in.StoredTCPPackets + in.StoredUDPPackets, NotStored: in.PacketsNotStored, Incomplete: incomplete.Load(), Recorded: recorded.Load()}
 	for r, n := range in.FlowsEnded {
 		res.Ended[r.String()] = n
@@ -171,14 +190,11 @@ func peakRSS() int {
 	return 0
 }
 
-// TestSoakGenerator sends the soak's frames from the peer side for FPARSER_SOAK,
-// through an AF_PACKET socket on the veth: UDP from 16 addresses and 62,500 source
-// ports each, to an address nobody has, so that the host's stack drops them cheaply
-// after fparser's XDP program has counted them.
-func TestSoakGenerator(t *testing.T) {
-	if os.Getenv(envRole) != "soak-gen" {
-		t.Skip("run by TestSoak")
-	}
+// soakGenerator sends the soak's frames from the peer side for FPARSER_SOAK, through
+// an AF_PACKET socket on the veth: UDP from 16 addresses and 62,500 source ports
+// each, to an address nobody has, so that the host's stack drops them cheaply after
+// fparser's XDP program has counted them.
+func soakGenerator(t testing.TB) {
 	d, _ := time.ParseDuration(os.Getenv(envSoak))
 	s := newPeerSender(t)
 	dropped0 := txDropped(t)
@@ -211,7 +227,7 @@ type peerSender struct {
 	frame []byte
 }
 
-func newPeerSender(t *testing.T) *peerSender {
+func newPeerSender(t testing.TB) *peerSender {
 	t.Helper()
 	ifc, err := net.InterfaceByName("fpt1")
 	if err != nil {
@@ -246,7 +262,8 @@ func peerSource(n int) netip.AddrPort {
 
 // txDropped reads the veth's transmit drops: frames the receiving side had no room
 // for.
-func txDropped(t *testing.T) uint64 {
+func txDropped(t testing.TB) uint64 {
+	t.Helper()
 	b, err := os.ReadFile("/sys/class/net/fpt1/statistics/tx_dropped")
 	if err != nil {
 		t.Fatal(err)

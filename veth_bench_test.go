@@ -1,7 +1,6 @@
 package fparser_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testharness"
 )
 
 // The end-to-end benchmark: a generator sends UDP as fast as it can from one network
@@ -31,28 +31,12 @@ const (
 )
 
 func BenchmarkLiveVeth(b *testing.B) {
-	if os.Getenv(envRole) != "" {
-		b.Skip("inside a namespace")
-	}
-	if os.Geteuid() != 0 {
-		b.Skip("needs root (network namespaces, BPF)")
-	}
+	testharness.RequireRoot(b, "the veth benchmark (network namespaces, BPF)", "ip")
 	id := strconv.Itoa(os.Getpid())
-	gen, recv := "fpb-gen-"+id, "fpb-recv-"+id
-	run := func(args ...string) {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			b.Fatalf("ip %v: %v\n%s", args, err, out)
-		}
-	}
-	run("netns", "add", gen)
-	defer exec.Command("ip", "netns", "del", gen).Run()
-	run("netns", "add", recv)
-	defer exec.Command("ip", "netns", "del", recv).Run()
-	run("link", "add", "fpb0", "netns", gen, "type", "veth", "peer", "name", vethRecv, "netns", recv)
-	run("-n", gen, "addr", "add", vethGenAddr+"/24", "dev", "fpb0")
-	run("-n", recv, "addr", "add", vethRecvAddr+"/24", "dev", vethRecv)
-	run("-n", gen, "link", "set", "fpb0", "up")
-	run("-n", recv, "link", "set", vethRecv, "up")
+	gen := testharness.Netns(b, "fpb-gen-"+id)
+	recv := testharness.Netns(b, "fpb-recv-"+id)
+	testharness.Veth(b, testharness.End{NS: gen, Dev: "fpb0", Addr: vethGenAddr + "/24"},
+		testharness.End{NS: recv, Dev: vethRecv, Addr: vethRecvAddr + "/24"}, false)
 	// Static neighbours: the generator needs no ARP.
 	mac := func(ns, dev string) string {
 		out, _ := exec.Command("ip", "-n", ns, "-o", "link", "show", dev).Output()
@@ -65,21 +49,19 @@ func BenchmarkLiveVeth(b *testing.B) {
 		b.Fatalf("no MAC for %s", dev)
 		return ""
 	}
-	run("-n", gen, "neigh", "add", vethRecvAddr, "lladdr", mac(recv, vethRecv), "dev", "fpb0", "nud", "permanent")
+	testharness.Sh(b, "ip", "-n", gen, "neigh", "add", vethRecvAddr, "lladdr", mac(recv, vethRecv), "dev", "fpb0", "nud", "permanent")
 
 	// attach: "none", "empty" (an XDP program that only passes packets: the veth's
 	// own XDP receive path) or "fparser".
 	measure := func(attach string) (pps float64, arrived, counted uint64) {
-		receiver := exec.Command("ip", "netns", "exec", recv, os.Args[0], "-test.run", "^TestVethReceiver$", "-test.v")
-		receiver.Env = append(os.Environ(), envRole+"=receiver", "FPARSER_ATTACH="+attach)
-		in, _ := receiver.StdinPipe()
-		out, _ := receiver.StdoutPipe()
-		receiver.Stderr = os.Stderr
-		if err := receiver.Start(); err != nil {
+		receiver := testharness.Command(recv, roleVethReceiver, envVethAttach+"="+attach)
+		in, err := receiver.StdinPipe()
+		if err != nil {
 			b.Fatal(err)
 		}
+		receiver.Stderr = os.Stderr
+		lines := testharness.Start(b, receiver, "ready")
 		defer receiver.Wait()
-		lines := bufio.NewScanner(out)
 		expect := func(prefix string) string {
 			for lines.Scan() {
 				if v, ok := strings.CutPrefix(lines.Text(), prefix); ok {
@@ -89,23 +71,22 @@ func BenchmarkLiveVeth(b *testing.B) {
 			b.Fatalf("receiver said no %q", prefix)
 			return ""
 		}
-		expect("ready")
-		generator := exec.Command("ip", "netns", "exec", gen, os.Args[0], "-test.run", "^TestVethGenerator$", "-test.v")
-		generator.Env = append(os.Environ(), envRole+"=generator")
+		generator := testharness.Command(gen, roleVethGenerator)
 		gout, err := generator.Output()
 		if err != nil {
 			b.Fatalf("generator: %v\n%s", err, gout)
 		}
-		var sent uint64
+		var sent, dropped uint64
 		var secs float64
 		for _, line := range strings.Split(string(gout), "\n") {
-			fmt.Sscanf(line, "sent %d in %f", &sent, &secs)
+			fmt.Sscanf(line, "sent %d dropped %d in %f", &sent, &dropped, &secs)
 		}
-		time.Sleep(200 * time.Millisecond) // the receiver's softirq catches up
-		fmt.Fprintln(in, "stop")
+		// The receiver reports once the frames the veth did not drop have all
+		// arrived: its softirq may still be at them.
+		fmt.Fprintf(in, "stop %d\n", sent-dropped)
 		fmt.Sscanf(expect("result "), "%d %d", &arrived, &counted)
 		in.Close()
-		b.Logf("%s: sent %d, arrived %d (%.2f Mpps), fparser counted %d", attach, sent, arrived, float64(arrived)/secs/1e6, counted)
+		b.Logf("%s: sent %d (%d dropped by the veth), arrived %d (%.2f Mpps), fparser counted %d", attach, sent, dropped, arrived, float64(arrived)/secs/1e6, counted)
 		return float64(arrived) / secs, arrived, counted
 	}
 	without, _, _ := measure("none")
@@ -121,12 +102,18 @@ func BenchmarkLiveVeth(b *testing.B) {
 	}
 }
 
-// TestVethGenerator sends UDP from one socket as fast as sendmmsg allows, for
-// vethDuration, and prints how many it sent.
-func TestVethGenerator(t *testing.T) {
-	if os.Getenv(envRole) != "generator" {
-		t.Skip("run by BenchmarkLiveVeth")
-	}
+// The roles of BenchmarkLiveVeth.
+var (
+	roleVethGenerator = testharness.Role("veth-generator", vethGenerator)
+	roleVethReceiver  = testharness.Role("veth-receiver", vethReceiver)
+)
+
+// envVethAttach tells the receiver what to attach: "none", "empty" or "fparser".
+const envVethAttach = "FPARSER_ATTACH"
+
+// vethGenerator sends UDP from one socket as fast as sendmmsg allows, for
+// vethDuration, and prints how many it sent and how many of them the veth dropped.
+func vethGenerator(t testing.TB) {
 	conn, err := net.ListenPacket("udp4", net.JoinHostPort(vethGenAddr, "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -137,6 +124,15 @@ func TestVethGenerator(t *testing.T) {
 	for i := range msgs {
 		msgs[i] = ipv4.Message{Buffers: [][]byte{make([]byte, 18)}, Addr: dst}
 	}
+	txDropped := func() uint64 {
+		b, err := os.ReadFile("/sys/class/net/fpb0/statistics/tx_dropped")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	dropped0 := txDropped()
 	var sent uint64
 	began := time.Now()
 	for time.Since(began) < vethDuration {
@@ -146,17 +142,16 @@ func TestVethGenerator(t *testing.T) {
 		}
 		sent += uint64(n)
 	}
-	fmt.Printf("sent %d in %f\n", sent, time.Since(began).Seconds())
+	secs := time.Since(began).Seconds()
+	fmt.Printf("sent %d dropped %d in %f\n", sent, txDropped()-dropped0, secs)
 }
 
-// TestVethReceiver attaches fparser (or not) to the receiving veth, then reports the
-// frames that arrived there and the frames fparser saw.
-func TestVethReceiver(t *testing.T) {
-	if os.Getenv(envRole) != "receiver" {
-		t.Skip("run by BenchmarkLiveVeth")
-	}
+// vethReceiver attaches fparser (or not) to the receiving veth, then, told how many
+// frames to expect, reports the frames that arrived there and the frames fparser
+// saw.
+func vethReceiver(t testing.TB) {
 	var p *fparser.Parser
-	switch os.Getenv("FPARSER_ATTACH") {
+	switch os.Getenv(envVethAttach) {
 	case "fparser":
 		var err error
 		p, err = fparser.Open(vethRecv, &fparser.Options{Attach: "xdp-native", Logger: discard()})
@@ -191,7 +186,12 @@ func TestVethReceiver(t *testing.T) {
 	}
 	before := rx()
 	fmt.Println("ready")
-	bufio.NewScanner(os.Stdin).Scan()
+	var expected uint64
+	if _, err := fmt.Fscanf(os.Stdin, "stop %d\n", &expected); err != nil {
+		t.Fatalf("reading how many frames to expect: %v", err)
+	}
+	// Until they have all arrived, or 2 s: the result says how many did.
+	testharness.Poll(2*time.Second, func() bool { return rx()-before >= expected })
 	arrived := rx() - before
 	var counted uint64
 	if p != nil {
