@@ -344,7 +344,7 @@ func (p *Parser) deliver() {
 			cb = p.onTCP.Load()
 		}
 		if cb != nil {
-			p.call(func() { (*cb)(f) })
+			p.callFlow(*cb, &f)
 		}
 	}
 	p.spare = userspace.Recycle(recs) // keeps neither the flows' histories nor a burst's room
@@ -353,13 +353,22 @@ func (p *Parser) deliver() {
 // call runs a callback, recovering and counting a panic so that one bad callback
 // does not lose the flows after it.
 func (p *Parser) call(fn func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.panics.Add(1)
-			p.log.Error("callback panicked", "panic", r)
-		}
-	}()
+	defer p.recoverCallback()
 	fn()
+}
+
+// callFlow is call for a flow's callback. The flow goes by pointer and the callback
+// gets a copy: a closure over it would put each ended flow on the heap.
+func (p *Parser) callFlow(fn func(Flow), f *Flow) {
+	defer p.recoverCallback()
+	fn(*f)
+}
+
+func (p *Parser) recoverCallback() {
+	if r := recover(); r != nil {
+		p.panics.Add(1)
+		p.log.Error("callback panicked", "panic", r)
+	}
 }
 
 // SetTCPCallback replaces the function that receives ended TCP flows; nil removes it.

@@ -60,11 +60,10 @@ func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *
 	sw.due = t.marks.take(now, sw.due[:0])
 	for i := range sw.due {
 		k := &sw.due[i]
-		s, _, err := t.get(k, false)
-		if err != nil {
+		if t.read(k, &sw.bufs.one, false) != nil {
 			continue // ended meanwhile, by the kernel or evicted
 		}
-		if _, end := t.timeouts.Deadline(&s); end <= now {
+		if _, end := t.timeouts.Deadline(&sw.bufs.one.State); end <= now {
 			t.end(k, now, ended)
 		} else if end < ahead {
 			t.marks.add(k, end)
@@ -102,12 +101,12 @@ func (t *Table) Expire(now int64, ended func(*userspace.Key, *userspace.State, *
 // A packet that landed since it was read as due moved its deadline: it still ends
 // now, with that packet, and for its own reason.
 func (t *Table) end(k *userspace.Key, now int64, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats, userspace.EndReason, int64)) {
-	s, st, err := t.get(k, true)
-	if err != nil {
+	v := &t.sweep.bufs.one
+	if t.read(k, v, true) != nil {
 		return // ended meanwhile, by the kernel or evicted
 	}
-	reason, end := t.timeouts.Deadline(&s)
-	ended(k, &s, st, reason, min(end, now))
+	reason, end := t.timeouts.Deadline(&v.State)
+	ended(k, &v.State, t.statsOf(v), reason, min(end, now))
 }
 
 // scan reads the next batch of the walk and passes each flow to fn; done says the walk

@@ -79,6 +79,7 @@ type buffers struct {
 	keys   []userspace.Key
 	states []userspace.State // the values, without statistics
 	full   []fullValue       // the values, with statistics
+	one    fullValue         // one flow read by key
 }
 
 func (t *Table) newBuffers(n int) *buffers {
@@ -138,23 +139,26 @@ func (t *Table) open() bool {
 
 func (t *Table) done() { t.gate.RUnlock() }
 
-// get reads (del: and removes) the flow with key k.
-func (t *Table) get(k *userspace.Key, del bool) (userspace.State, *userspace.FlowStats, error) {
-	var v fullValue
+// read reads (del: and removes) the flow with key k into v, which the caller owns so
+// that a read allocates nothing: the sweep and the stop read a flow at a time, a
+// million of them on a busy host. Without statistics only v.State is written.
+func (t *Table) read(k *userspace.Key, v *fullValue, del bool) error {
 	var out any = &v.State
 	if t.stats {
-		out = &v
+		out = v
 	}
-	var err error
 	if del {
-		err = t.m.LookupAndDelete(k, out)
-	} else {
-		err = t.m.Lookup(k, out)
+		return t.m.LookupAndDelete(k, out)
 	}
-	if err != nil || !t.stats {
-		return v.State, nil, err
+	return t.m.Lookup(k, out)
+}
+
+// statsOf returns v's statistics when the map carries them, else nil.
+func (t *Table) statsOf(v *fullValue) *userspace.FlowStats {
+	if t.stats {
+		return &v.Stats
 	}
-	return v.State, &v.Stats, nil
+	return nil
 }
 
 // each calls fn for every flow in the map, a batch at a time, until fn returns false.
@@ -228,24 +232,46 @@ func (t *Table) Lookup(k *userspace.Key) (userspace.State, *userspace.FlowStats,
 		return userspace.State{}, nil, false
 	}
 	defer t.done()
-	s, st, err := t.get(k, false)
-	return s, st, err == nil
+	v := new(fullValue)
+	if err := t.read(k, v, false); err != nil {
+		return userspace.State{}, nil, false
+	}
+	return v.State, t.statsOf(v), true
 }
 
-// Take removes the flow with key k, passes its final state to ended, and reports
-// whether it was there. It is one lookup-and-delete call: for a stop, once the
-// programs are detached, rather than for the busy path.
-func (t *Table) Take(k *userspace.Key, ended func(*userspace.Key, *userspace.State, *userspace.FlowStats)) bool {
+// Remove removes the flows with the given keys, a batch per call where the kernel
+// has batch deletion, and calls removed with the index of each key it removed: a key
+// whose flow is gone is skipped. It is for a stop, once the programs are detached and
+// the flows no longer change: their final state is what the last walk read.
+func (t *Table) Remove(keys []userspace.Key, removed func(i int)) {
 	if !t.open() {
-		return false
+		return
 	}
 	defer t.done()
-	s, st, err := t.get(k, true)
-	if err != nil {
-		return false
+	for i := 0; i < len(keys); {
+		if !t.noBatch.Load() {
+			n, err := t.m.BatchDelete(keys[i:], nil)
+			for j := range n {
+				removed(i + j)
+			}
+			i += n
+			switch {
+			case err == nil:
+				return
+			case errors.Is(err, ebpf.ErrKeyNotExist):
+				i++ // gone already: the kernel stopped at it
+				continue
+			case !errors.Is(err, ebpf.ErrNotSupported):
+				// Something else: the rest, one by one.
+			default:
+				t.noBatch.Store(true)
+			}
+		}
+		if t.m.Delete(&keys[i]) == nil {
+			removed(i)
+		}
+		i++
 	}
-	ended(k, &s, st)
-	return true
 }
 
 // Range calls yield for every flow until it returns false.
@@ -304,8 +330,8 @@ func (t *Table) Drain(max int, ended func(*userspace.Key, *userspace.State, *use
 		return len(gone) < max
 	})
 	for i := range gone {
-		if s, st, err := t.get(&gone[i], true); err == nil {
-			ended(&gone[i], &s, st)
+		if v := &b.one; t.read(&gone[i], v, true) == nil {
+			ended(&gone[i], &v.State, t.statsOf(v))
 		}
 	}
 	var k userspace.Key

@@ -45,6 +45,9 @@ type histories struct {
 	// With Late: the last packet's time of the flows that ended in this sweep and
 	// the one before, by key.
 	recent, older map[Key]int64
+	// ending: Flush is ending every flow, so the map is not rebuilt smaller on the
+	// way (a copy of up to a quarter of it, for nothing); it is let go once empty.
+	ending bool
 }
 
 // keepHistories is the size below which the map of histories is never rebuilt. A Go
@@ -142,7 +145,12 @@ func (hs *histories) take(k *Key, s *State) *History {
 	if h != nil {
 		delete(hs.m, *k)
 		hs.stats.Bytes -= int64(cap(h.buf))
-		if n := len(hs.m); hs.peak > keepHistories && n <= hs.peak/4 {
+		switch n := len(hs.m); {
+		case hs.ending:
+			if n == 0 {
+				hs.m, hs.peak = make(map[Key]*History), 0
+			}
+		case hs.peak > keepHistories && n <= hs.peak/4:
 			hs.rebuild()
 		}
 	} else if s.Recorded > 0 {
@@ -187,10 +195,11 @@ func (hs *histories) late(k *Key, r *PacketRecord) bool {
 }
 
 // noLateRecords forgets the flows that ended, and stops remembering them: no record
-// can come late any more.
+// can come late any more. It is Flush's: every flow ends now.
 func (hs *histories) noLateRecords() {
 	if hs != nil {
 		hs.recent, hs.older = nil, nil
+		hs.ending = true
 	}
 }
 
