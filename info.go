@@ -54,10 +54,15 @@ type Info struct {
 	// by reason (reasons with none are absent).
 	FlowsCreated uint64
 	FlowsEnded   map[EndReason]uint64
-	// Evictions are flows dropped unreported: created − ended − active, the highest
-	// value seen so far, so that it never decreases. Live, mostly flows the
-	// kernel's LRU map evicted for lack of room; also flows whose end event the ring
-	// buffer lost (EventsLost).
+	// Evictions are flows dropped unreported: live, mostly flows the kernel's LRU
+	// map evicted for lack of room; also flows whose end event the ring buffer
+	// lost (EventsLost). They are the flows created, less those reported as ended
+	// and those still active, counted so that an end on its way to userspace is not
+	// one: a flow the datapath ends and begins anew in place (a reused port, say)
+	// counts once its end event is sent. The counters are read before the active
+	// flows are walked, so a flow begun meanwhile is never taken for evicted; one
+	// that ends meanwhile may be missed until the next call, so Info reports the
+	// highest value seen, which never decreases.
 	Evictions uint64
 	// CallbackPanics counts the callbacks that panicked; each panic was recovered
 	// and logged, and the flows after it delivered.
@@ -85,12 +90,9 @@ func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 // calls that come while a walk is under way share the next one, so however often
 // Info is called (by scrapes of the metrics, say), counting is not held up.
 func (p *Parser) Info() Info {
-	st := p.eng.Stats()
+	st := p.eng.StatsWith(p.src.Counters) // live, the kernel's counters
 	hs := &st.History
 	c := st.Datapath
-	if kc, ok := p.src.Counters(); ok {
-		c = kc // the kernel's
-	}
 	in := Info{
 		TCPFlows: st.TCPFlows, UDPFlows: st.UDPFlows,
 		TCPPackets: st.TCPPackets, UDPPackets: st.UDPPackets,
@@ -116,12 +118,16 @@ func (p *Parser) Info() Info {
 			ended += n
 		}
 	}
-	if active := uint64(st.TCPFlows + st.UDPFlows); c.NewFlows > ended+active {
-		in.Evictions = c.NewFlows - ended - active
+	// A flow ended in place and its successor are one entry of the table: entered
+	// counts the entries (the new flows less those begun in place of one whose end
+	// was sent), left those gone from it reported (the ended flows less the ends
+	// sent from in place, once they arrive). An end still in the ring buffer is in
+	// neither.
+	entered := c.NewFlows - min(c.Restarts, c.NewFlows)
+	left := ended - min(st.Counts.EndedByDatapath, ended)
+	if active := uint64(st.TCPFlows + st.UDPFlows); entered > left+active {
+		in.Evictions = entered - left - active
 	}
-	// The three counts are read at slightly different instants (a sweep or the
-	// events may move flows between them), so the difference can dip: Evictions
-	// reports the highest seen, which never decreases.
 	for {
 		seen := p.evictions.Load()
 		if in.Evictions <= seen {

@@ -354,6 +354,12 @@ func liveClient(t testing.TB) {
 		t.Errorf("other L4 grew by %d during the pings, want at least %d", got, wantICMP)
 	}
 
+	// The map had room, and every flow was reported, the reused ports' too: none
+	// was evicted, at any of the Info calls above (it never decreases).
+	if info.Evictions != 0 {
+		t.Errorf("Info.Evictions %d with room in the map: %+v", info.Evictions, info)
+	}
+
 	// Every flow ended on its own timeout before Close: nothing was left to stop.
 	if len(running) != len(flows) {
 		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))

@@ -194,6 +194,7 @@ enum {
 	STAT_LOST_INSERT, /* a new flow evicted before it could be counted */
 	STAT_FILTERED,    /* rejected by the packet filter */
 	STAT_RECORDS_LOST, /* packet records the ring buffer had no room for */
+	STAT_RESTARTS,    /* of the new flows, those begun in place of one whose end was sent */
 	STAT_COUNT,
 };
 
@@ -418,12 +419,12 @@ static __always_inline int canonicalize(struct flow_key *k)
 	return 0;
 }
 
-static __always_inline void send_event(__u8 type, __u8 reason, __s64 time, struct flow_key *k, struct flow_state *s)
+static __always_inline int send_event(__u8 type, __u8 reason, __s64 time, struct flow_key *k, struct flow_state *s)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		stat_inc(STAT_RINGBUF_FAILED);
-		return;
+		return 0;
 	}
 	e->type = type;
 	e->reason = reason;
@@ -438,6 +439,7 @@ static __always_inline void send_event(__u8 type, __u8 reason, __s64 time, struc
 	} else
 		__builtin_memset(&e->state, 0, sizeof(e->state));
 	bpf_ringbuf_submit(e, 0);
+	return 1;
 }
 
 /* deadline mirrors userspace.Timeouts.Deadline: when the flow ends if no packet
@@ -641,7 +643,10 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 			}
 		}
 		if (reason) {
-			send_event(EVENT_ENDED, reason, end, k, s);
+			/* An end that reaches userspace is a flow that leaves the table
+			 * reported; one the ring buffer lost, a flow dropped unreported. */
+			if (send_event(EVENT_ENDED, reason, end, k, s))
+				stat_inc(STAT_RESTARTS);
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
 			fresh_state(s, dir, length, flags, now);

@@ -67,7 +67,7 @@ var (
 		"(no datapath reports this yet). Flows dropped unreported count in fparser_flows_evicted_total, never here.", "reason")
 	descEndedPackets = desc("flows_ended_packets_total", "Packets of the flows reported as ended.")
 	descEndedBytes   = desc("flows_ended_bytes_total", "Bytes (IP lengths) of the flows reported as ended.")
-	descFlowsEvicted = desc("flows_evicted_total", "Flows dropped unreported: created, but neither reported as ended nor active (created - ended - active). "+
+	descFlowsEvicted = desc("flows_evicted_total", "Flows dropped unreported: created, but neither reported as ended nor active (created - ended - active, less the ends still on their way from the kernel). "+
 		"Mostly flows the kernel's LRU flow map evicted for lack of room; also flows whose end event the ring buffer lost. "+
 		"Disjoint from fparser_flows_ended_total. Held at its highest value, as the difference of counters read at slightly different instants can dip.")
 	descEventsLost = desc("kernel_events_lost_total", "Kernel events the ring buffer had no room for: FIN or RST marks, and flow ends, "+

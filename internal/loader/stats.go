@@ -22,6 +22,7 @@ const (
 	statLostInsert
 	statFiltered
 	statRecordsLost
+	statRestarts
 	statCount
 )
 
@@ -49,6 +50,6 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 		NonIP: sums[statNonIP], OtherL4: sums[statOtherL4], Malformed: sums[statMalformed],
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
 		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],
-		RecordsLost: sums[statRecordsLost], MapReadErrors: readErrors,
+		RecordsLost: sums[statRecordsLost], Restarts: sums[statRestarts], MapReadErrors: readErrors,
 	}, nil
 }

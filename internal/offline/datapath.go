@@ -347,8 +347,11 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 			tx.End(k, s, st, userspace.EndReused, now)
 			created = true
 		}
-		if created && st != nil {
-			*st = userspace.FlowStats{}
+		if created {
+			tx.Counters().Restarts++
+			if st != nil {
+				*st = userspace.FlowStats{}
+			}
 		}
 	}
 	dir := 0

@@ -46,7 +46,11 @@ type Engine struct {
 type EngineCounts struct {
 	FlowsEnded               [EndEvicted + 1]uint64 // by reason
 	EndedPackets, EndedBytes uint64                 // in the flows that ended
-	Sweeps                   SweepHistogram
+	// EndedByDatapath are the flows of FlowsEnded that the datapath ended and
+	// started anew in place (DatapathCounters.Restarts, once their end has come
+	// through): the others left the table.
+	EndedByDatapath uint64
+	Sweeps          SweepHistogram
 }
 
 // SweepBounds are the upper bounds of SweepHistogram's buckets: 10 µs to 10 s, a
@@ -240,6 +244,7 @@ func (tx Tx) Schedule(t int64) { tx.e.schedule(t) }
 // not kept), which it copies.
 func (tx Tx) End(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 	tx.e.end(k, s, st, reason, end)
+	tx.e.counts.EndedByDatapath++
 }
 
 // Record adds a packet the datapath has just counted to the history of its flow.
@@ -293,6 +298,7 @@ func (e *Engine) Apply(evs []Event, stats bool) {
 				st = &ev.Stats
 			}
 			e.end(&ev.Key, &ev.State, st, ev.Reason, ev.Time)
+			e.counts.EndedByDatapath++
 		case EventMark:
 			if e.shared != nil {
 				e.shared.Mark(&ev.Key, After(ev.Time, e.timeout.FIN))
@@ -660,7 +666,7 @@ type Stats struct {
 	Start, Now             int64  // the clock's first and current readings
 	Collecting             time.Duration
 	Counts                 EngineCounts
-	Datapath               DatapathCounters // the Go datapath's (Tx.Counters); zero live
+	Datapath               DatapathCounters // the Go datapath's (Tx.Counters); live, StatsWith's
 	History                HistoryStats
 }
 
@@ -668,13 +674,28 @@ type Stats struct {
 // active flow. A shared table is walked without the engine's lock, and callers that
 // come while a walk is under way share the next one, its reading of the engine's
 // counters included: however many ask at once, the lock is taken once per walk.
-func (e *Engine) Stats() Stats {
+func (e *Engine) Stats() Stats { return e.StatsWith(nil) }
+
+// StatsWith is Stats with the counters of a datapath outside the engine (the
+// kernel's), which it reads before the walk of a shared table begins: a flow created
+// after the read is then active rather than created, never created and not found, so
+// created − ended − active never counts a flow that is still there.
+func (e *Engine) StatsWith(counters func() (DatapathCounters, bool)) Stats {
 	if e.shared != nil {
 		return e.walks.get(func() Stats {
+			var c DatapathCounters
+			ok := false
+			if counters != nil {
+				c, ok = counters()
+			}
 			act := walk(e.table)
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			return e.stats(act)
+			st := e.stats(act)
+			if ok {
+				st.Datapath = c
+			}
+			return st
 		})
 	}
 	e.mu.Lock()

@@ -282,6 +282,7 @@ type DatapathCounters struct {
 	Fragments     uint64 // IP fragments, first and later
 	Unattributed  uint64 // later fragments with no first fragment seen before them
 	NewFlows      uint64
+	Restarts      uint64 // of NewFlows, those begun in place of one the datapath ended and reported
 	RingbufFailed uint64 // kernel events lost because the ring buffer was full
 	LostInserts   uint64 // kernel: a new flow evicted before its first packet was counted
 	RecordsLost   uint64 // kernel: packet records for the history the ring buffer had no room for
