@@ -163,7 +163,7 @@ func Load(cfg Config) (*Datapath, error) {
 	}
 	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
 		if d.adopted && errors.Is(err, ebpf.ErrMapIncompatible) {
-			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size): start with the same options, or remove %s: %w", ErrPin, cfg.PinDir, cfg.PinDir, err)
+			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size) or by another version of fparser: start with the same options and version, or remove %s: %w", ErrPin, cfg.PinDir, cfg.PinDir, err)
 		}
 		return nil, classify("load the programs", err)
 	}
