@@ -248,6 +248,22 @@ struct packet {
 static __always_inline __u16 load16(const __u8 *p) { return bswap16(*(const __u16 *)p); }
 static __always_inline __u32 load32(const __u8 *p) { return bswap32(*(const __u32 *)p); }
 
+/* Addresses are copied a word at a time: a memcpy from the packet, whose alignment
+ * clang cannot know, becomes a load, a shift and an OR per byte. The kernel allows
+ * unaligned packet loads wherever the CPU does them cheaply (no strict alignment). */
+static __always_inline void copy_v4mapped(__u8 *to, const __u8 *from)
+{
+	*(__u64 *)to = 0;
+	*(__u32 *)(to + 8) = 0xFFFF0000; /* bytes 0, 0, 0xff, 0xff */
+	*(__u32 *)(to + 12) = *(const __u32 *)from;
+}
+
+static __always_inline void copy16(__u8 *to, const __u8 *from)
+{
+	*(__u64 *)to = *(const __u64 *)from;
+	*(__u64 *)(to + 8) = *(const __u64 *)(from + 8);
+}
+
 /* parse reads an Ethernet frame. wire is the packet's length, for the offload case
  * where the IP header says 0; vlan and tags are a tag the driver already took off. */
 static __always_inline int parse(struct packet *p, void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
@@ -292,14 +308,8 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 			p->ttl = ip[8];
 		}
 		p->key.proto = ip[9];
-		__builtin_memset(p->key.a, 0, 10);
-		p->key.a[10] = 0xff;
-		p->key.a[11] = 0xff;
-		__builtin_memcpy(&p->key.a[12], ip + 12, 4);
-		__builtin_memset(p->key.b, 0, 10);
-		p->key.b[10] = 0xff;
-		p->key.b[11] = 0xff;
-		__builtin_memcpy(&p->key.b[12], ip + 16, 4);
+		copy_v4mapped(p->key.a, ip + 12);
+		copy_v4mapped(p->key.b, ip + 16);
 		if (p->key.proto != PROTO_TCP && p->key.proto != PROTO_UDP)
 			return V_OTHER_L4;
 		__u16 fo = load16(ip + 6);
@@ -325,8 +335,8 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 		p->length = payload + 40;
 		if (history_limit)
 			p->ttl = ip[7];
-		__builtin_memcpy(p->key.a, ip + 8, 16);
-		__builtin_memcpy(p->key.b, ip + 24, 16);
+		copy16(p->key.a, ip + 8);
+		copy16(p->key.b, ip + 24);
 		__u8 next = ip[6];
 		__u32 pos = off + 40;
 		p->frag = FRAG_NONE;
