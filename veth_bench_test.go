@@ -52,8 +52,10 @@ func BenchmarkLiveVeth(b *testing.B) {
 	testharness.Sh(b, "ip", "-n", gen, "neigh", "add", vethRecvAddr, "lladdr", mac(recv, vethRecv), "dev", "fpb0", "nud", "permanent")
 
 	// attach: "none", "empty" (an XDP program that only passes packets: the veth's
-	// own XDP receive path) or "fparser".
-	measure := func(attach string) (pps float64, arrived, counted uint64) {
+	// own XDP receive path), "fparser" (native XDP) or "fparser-tc" (--attach tc).
+	// counted is what fparser saw; udp, the UDP packets it counted, all received
+	// (with tc it also sees the receiver's own replies, ICMP).
+	measure := func(attach string) (pps float64, arrived, counted, udp, sent uint64) {
 		receiver := testharness.Command(recv, roleVethReceiver, envVethAttach+"="+attach)
 		in, err := receiver.StdinPipe()
 		if err != nil {
@@ -76,7 +78,7 @@ func BenchmarkLiveVeth(b *testing.B) {
 		if err != nil {
 			b.Fatalf("generator: %v\n%s", err, gout)
 		}
-		var sent, dropped uint64
+		var dropped uint64
 		var secs float64
 		for _, line := range strings.Split(string(gout), "\n") {
 			fmt.Sscanf(line, "sent %d dropped %d in %f", &sent, &dropped, &secs)
@@ -84,21 +86,26 @@ func BenchmarkLiveVeth(b *testing.B) {
 		// The receiver reports once the frames the veth did not drop have all
 		// arrived: its softirq may still be at them.
 		fmt.Fprintf(in, "stop %d\n", sent-dropped)
-		fmt.Sscanf(expect("result "), "%d %d", &arrived, &counted)
+		fmt.Sscanf(expect("result "), "%d %d %d", &arrived, &counted, &udp)
 		in.Close()
-		b.Logf("%s: sent %d (%d dropped by the veth), arrived %d (%.2f Mpps), fparser counted %d", attach, sent, dropped, arrived, float64(arrived)/secs/1e6, counted)
-		return float64(arrived) / secs, arrived, counted
+		b.Logf("%s: sent %d (%d dropped by the veth), arrived %d (%.2f Mpps), fparser saw %d, %d of them UDP", attach, sent, dropped, arrived, float64(arrived)/secs/1e6, counted, udp)
+		return float64(arrived) / secs, arrived, counted, udp, sent - dropped
 	}
-	without, _, _ := measure("none")
-	empty, _, _ := measure("empty")
-	with, arrived, counted := measure("fparser")
+	without, _, _, _, _ := measure("none")
+	empty, _, _, _, _ := measure("empty")
+	with, arrived, counted, _, _ := measure("fparser")
+	withTC, _, _, udpTC, sentTC := measure("fparser-tc")
 	b.ReportMetric(without/1e6, "Mpps-without")
 	b.ReportMetric(empty/1e6, "Mpps-empty-xdp")
 	b.ReportMetric(with/1e6, "Mpps-with")
-	b.ReportMetric(100*with/without, "%-of-without")
-	b.ReportMetric(100*with/empty, "%-of-empty-xdp")
+	b.ReportMetric(withTC/1e6, "Mpps-with-tc")
+	b.ReportMetric(with/empty, "xdp-x-empty-xdp")
+	b.ReportMetric(withTC/without, "tc-x-without")
 	if counted != arrived {
-		b.Errorf("fparser counted %d frames, %d arrived", counted, arrived)
+		b.Errorf("XDP: fparser counted %d frames, %d arrived", counted, arrived)
+	}
+	if udpTC != sentTC {
+		b.Errorf("tc: fparser counted %d UDP packets, %d were sent and not dropped by the veth", udpTC, sentTC)
 	}
 }
 
@@ -152,9 +159,13 @@ func vethGenerator(t testing.TB) {
 func vethReceiver(t testing.TB) {
 	var p *fparser.Parser
 	switch os.Getenv(envVethAttach) {
-	case "fparser":
+	case "fparser", "fparser-tc":
+		attach := "xdp-native"
+		if os.Getenv(envVethAttach) == "fparser-tc" {
+			attach = "tc"
+		}
 		var err error
-		p, err = fparser.Open(vethRecv, &fparser.Options{Attach: "xdp-native", Logger: discard()})
+		p, err = fparser.Open(vethRecv, &fparser.Options{Attach: attach, Logger: discard()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,10 +204,11 @@ func vethReceiver(t testing.TB) {
 	// Until they have all arrived, or 2 s: the result says how many did.
 	testharness.Poll(2*time.Second, func() bool { return rx()-before >= expected })
 	arrived := rx() - before
-	var counted uint64
+	var counted, udp uint64
 	if p != nil {
 		p.Close()
-		counted = p.Info().PacketsSeen
+		in := p.Info()
+		counted, udp = in.PacketsSeen, in.AcceptedUDP
 	}
-	fmt.Printf("result %d %d\n", arrived, counted)
+	fmt.Printf("result %d %d %d\n", arrived, counted, udp)
 }
