@@ -86,9 +86,11 @@ func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 }
 
 // Info reads the parser's counters. It visits every active flow once. Live, it walks
-// the kernel's flow map without pausing the reading of the kernel's events, and
-// calls that come while a walk is under way share the next one, so however often
-// Info is called (by scrapes of the metrics, say), counting is not held up.
+// the kernel's flow map without pausing the counting or the reading of the kernel's
+// events, and calls that come while a walk is under way share the next one, so
+// however often Info is called (by scrapes of the metrics, say), counting is not held
+// up. A sweep for ended flows waits for a walk under way (a million flows: about a
+// third of a second), so that the counts agree; flows are delivered that much later.
 func (p *Parser) Info() Info {
 	st := p.eng.StatsWith(p.src.Counters) // live, the kernel's counters
 	hs := &st.History

@@ -22,8 +22,11 @@ type Engine struct {
 	table   Table
 	shared  SharedTable // table, when it is the kernel's map
 	timeout Timeouts
-	sweepMu sync.Mutex // one sweep of a shared table at a time
-	walks   walks      // Stats' walks of a shared table, shared by concurrent callers
+	// sweepMu: one sweep of a shared table at a time. Stats holds it too, so that
+	// no flow is between the table, which a sweep removes it from, and the ended
+	// counts, which the sweep adds it to after.
+	sweepMu sync.Mutex
+	walks   walks // Stats' walks of a shared table, shared by concurrent callers
 
 	sweepEvery time.Duration
 	now        int64         // the clock, ns since the epoch; never goes backwards
@@ -679,10 +682,14 @@ func (e *Engine) Stats() Stats { return e.StatsWith(nil) }
 // StatsWith is Stats with the counters of a datapath outside the engine (the
 // kernel's), which it reads before the walk of a shared table begins: a flow created
 // after the read is then active rather than created, never created and not found, so
-// created − ended − active never counts a flow that is still there.
+// created − ended − active never counts a flow that is still there. The walk waits
+// for a sweep under way, and a sweep for the walk: a flow a sweep has taken from the
+// table counts as ended by the time the walk can miss it.
 func (e *Engine) StatsWith(counters func() (DatapathCounters, bool)) Stats {
 	if e.shared != nil {
 		return e.walks.get(func() Stats {
+			e.sweepMu.Lock()
+			defer e.sweepMu.Unlock()
 			var c DatapathCounters
 			ok := false
 			if counters != nil {
