@@ -92,7 +92,7 @@ func sweepHistogram(h *userspace.SweepHistogram) SweepHistogram {
 // up. A sweep for ended flows waits for a walk under way (a million flows: about a
 // third of a second), so that the counts agree; flows are delivered that much later.
 func (p *Parser) Info() Info {
-	st := p.eng.StatsWith(p.src.Counters) // live, the kernel's counters
+	st := p.eng.Stats() // live, with the kernel's counters
 	hs := &st.History
 	c := st.Datapath
 	in := Info{

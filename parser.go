@@ -123,6 +123,7 @@ func newParser(source string, opts *Options) (*Parser, error) {
 		return nil, err
 	}
 	p.eng = p.src.Engine()
+	p.eng.SetDatapathCounters(p.src.Counters) // live, the kernel's
 	p.offset = p.src.ClockOffset()
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.done = make(chan struct{})

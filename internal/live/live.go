@@ -184,6 +184,8 @@ func (s *Source) Run(ctx context.Context, deliver func()) error {
 		var detachErr error
 		if detach {
 			detachErr = d.Detach()
+		} else {
+			d.MarkQuiet() // the programs went with the interface
 		}
 		// Events the kernel sent before it stopped may still be in the ring
 		// buffer: the reader takes them all.

@@ -136,6 +136,7 @@ type Datapath struct {
 	attached []string
 	adopted  bool   // the maps were pinned by a previous process
 	table    *Table // the flow map as the engine reads it, once asked for
+	quiet    bool   // MarkQuiet
 }
 
 // Adopted says the datapath took over the maps and links a previous process pinned
@@ -474,7 +475,21 @@ func (d *Datapath) Detach() error {
 		errs = append(errs, l.Close())
 	}
 	d.links = nil
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err == nil {
+		d.MarkQuiet()
+	}
+	return err
+}
+
+// MarkQuiet says that no program writes the maps any more: Detach succeeded, or the
+// interface went away with them. A stop may then read the flows and remove them in
+// separate calls (Table.Remove).
+func (d *Datapath) MarkQuiet() {
+	d.quiet = true
+	if d.table != nil {
+		d.table.quiet.Store(true)
+	}
 }
 
 // Close detaches the programs, then removes the pins and releases the maps and

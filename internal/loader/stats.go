@@ -22,7 +22,7 @@ const (
 	statLostInsert
 	statFiltered
 	statRecordsLost
-	statRestarts
+	statRestarts // read after statNewFlows: the kernel adds to it first (Info.Evictions)
 	statCount
 )
 

@@ -64,7 +64,11 @@ type Table struct {
 	// walk the emptied buckets again; nil when no drain is under way.
 	drain *ebpf.MapBatchCursor
 
-	sweep sweeper  // Expire's state
+	sweep sweeper // Expire's state
+	// quiet: no program writes the map any more (detached, or gone with the
+	// interface), so a flow read in one call and removed in another loses nothing
+	// (Remove).
+	quiet atomic.Bool
 	marks keyWheel // the flows whose deadline is near, with their own lock
 
 	// gate keeps the map open while it is read: every read holds it shared, and
@@ -115,6 +119,7 @@ func (d *Datapath) Table() *Table {
 		t.bufs.New = func() any { return t.newBuffers(batch) }
 		t.flush = *t.newBuffers(batch)
 		t.sweep.bufs = *t.newBuffers(scanBatch)
+		t.quiet.Store(d.quiet)
 		d.table = t
 	}
 	return d.table
@@ -239,10 +244,14 @@ func (t *Table) Lookup(k *userspace.Key) (userspace.State, *userspace.FlowStats,
 	return v.State, t.statsOf(v), true
 }
 
+// Quiet reports that no program writes the map any more: MarkQuiet was called, or
+// Detach succeeded.
+func (t *Table) Quiet() bool { return t.quiet.Load() }
+
 // Remove removes the flows with the given keys, a batch per call where the kernel
 // has batch deletion, and calls removed with the index of each key it removed: a key
-// whose flow is gone is skipped. It is for a stop, once the programs are detached and
-// the flows no longer change: their final state is what the last walk read.
+// whose flow is gone is skipped. It is for a stop, once the map is Quiet and the flows
+// no longer change: their final state is what the last walk read.
 func (t *Table) Remove(keys []userspace.Key, removed func(i int)) {
 	if !t.open() {
 		return

@@ -27,6 +27,9 @@ type Engine struct {
 	// counts, which the sweep adds it to after.
 	sweepMu sync.Mutex
 	walks   walks // Stats' walks of a shared table, shared by concurrent callers
+	// external reads the counters of a datapath outside the engine (the kernel's)
+	// for Stats; nil when the datapath is the engine's own.
+	external func() (DatapathCounters, bool)
 
 	sweepEvery time.Duration
 	now        int64         // the clock, ns since the epoch; never goes backwards
@@ -365,7 +368,7 @@ func (e *Engine) Flush(reason EndReason, handOut func()) {
 	end := func(k *Key, s *State, st *FlowStats) { e.end(k, s, st, reason, e.now) }
 	if ft, ok := e.table.(*FlowTable); ok {
 		e.flushEntries(ft, end, handOut)
-	} else if remover, ok := e.table.(keyRemover); ok {
+	} else if remover, ok := e.table.(keyRemover); ok && remover.Quiet() {
 		e.flushKeys(remover, end, handOut)
 	}
 	for more := true; more; {
@@ -441,6 +444,9 @@ func (e *Engine) flushKeys(remover keyRemover, end func(*Key, *State, *FlowStats
 			if t := s.LastSeen(); t >= lo && t <= hi {
 				f := spanFlow{key: *k, state: *s, stats: -1}
 				if st != nil {
+					if stats == nil {
+						stats = make([]FlowStats, 0, cap(flows))
+					}
 					f.stats = int32(len(stats))
 					stats = append(stats, *st)
 				}
@@ -472,9 +478,13 @@ func (e *Engine) flushKeys(remover keyRemover, end func(*Key, *State, *FlowStats
 	}
 }
 
-// keyRemover is a table whose flows flushKeys removes by key.
+// keyRemover is a table whose flows flushKeys removes by key, once it is Quiet: no
+// datapath writes it any more. Until then (the programs could not be detached), a
+// flow read in one call and removed in another could lose a packet counted between
+// them, so Flush drains it in the table's order, each flow read as it is removed.
 type keyRemover interface {
 	Remove(keys []Key, removed func(i int))
+	Quiet() bool
 }
 
 // spanFlow is a flow of flushKeys' span: its key, its state, and the index of its
@@ -488,7 +498,7 @@ type spanFlow struct {
 // flushSpan and flushPasses bound flushKeys: a span holds at least flushSpan flows,
 // and there are at most flushPasses of them, so a million flows take 10 reads of
 // the table (the kernel reads all its buckets, full or empty) and hold 17 MB of
-// flows at a time.
+// flows at a time (37 MB with statistics).
 const (
 	flushSpan   = 1 << 16
 	flushPasses = 8
@@ -669,31 +679,35 @@ type Stats struct {
 	Start, Now             int64  // the clock's first and current readings
 	Collecting             time.Duration
 	Counts                 EngineCounts
-	Datapath               DatapathCounters // the Go datapath's (Tx.Counters); live, StatsWith's
+	Datapath               DatapathCounters // the Go datapath's (Tx.Counters), or SetDatapathCounters'
 	History                HistoryStats
 }
 
+// SetDatapathCounters gives the engine the reading of a datapath's counters outside
+// it (the kernel's), which Stats then reports as Datapath. Call it before the first
+// Stats.
+func (e *Engine) SetDatapathCounters(read func() (DatapathCounters, bool)) { e.external = read }
+
 // Stats reads the engine's statistics. It walks the table, so it costs one visit per
 // active flow. A shared table is walked without the engine's lock, and callers that
-// come while a walk is under way share the next one, its reading of the engine's
-// counters included: however many ask at once, the lock is taken once per walk.
-func (e *Engine) Stats() Stats { return e.StatsWith(nil) }
-
-// StatsWith is Stats with the counters of a datapath outside the engine (the
-// kernel's), which it reads before the walk of a shared table begins: a flow created
-// after the read is then active rather than created, never created and not found, so
-// created − ended − active never counts a flow that is still there. The walk waits
-// for a sweep under way, and a sweep for the walk: a flow a sweep has taken from the
-// table counts as ended by the time the walk can miss it.
-func (e *Engine) StatsWith(counters func() (DatapathCounters, bool)) Stats {
+// come while a walk is under way share the next one, its reading of the counters
+// included: however many ask at once, the lock is taken once per walk.
+//
+// The datapath's counters (SetDatapathCounters) are read before the walk of a shared
+// table begins: a flow created after the read is then active rather than created,
+// never created and not found, so created − ended − active never counts a flow that
+// is still there. The walk waits for a sweep under way, and a sweep for the walk: a
+// flow a sweep has taken from the table counts as ended by the time the walk can
+// miss it.
+func (e *Engine) Stats() Stats {
 	if e.shared != nil {
 		return e.walks.get(func() Stats {
 			e.sweepMu.Lock()
 			defer e.sweepMu.Unlock()
 			var c DatapathCounters
 			ok := false
-			if counters != nil {
-				c, ok = counters()
+			if e.external != nil {
+				c, ok = e.external()
 			}
 			act := walk(e.table)
 			e.mu.Lock()

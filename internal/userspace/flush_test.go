@@ -11,7 +11,10 @@ import (
 type keyTaker struct {
 	*FlowTable
 	takes int
+	busy  bool // a datapath still writes it: not Quiet
 }
+
+func (t *keyTaker) Quiet() bool { return !t.busy }
 
 func (t *keyTaker) Remove(keys []Key, removed func(i int)) {
 	for i := range keys {
@@ -65,5 +68,31 @@ func TestFlushByKeyOrder(t *testing.T) {
 	}
 	if chunks < flows/FlushChunk {
 		t.Errorf("%d hand-outs for %d flows", chunks, flows)
+	}
+}
+
+// TestFlushNotQuietDrains: while a datapath may still write the table (the programs
+// could not be detached), Flush never reads a flow in one call and removes it in
+// another: it drains the table, each flow read as it is removed, every flow once.
+func TestFlushNotQuietDrains(t *testing.T) {
+	tab := &keyTaker{FlowTable: NewFlowTable(16), busy: true}
+	const flows = 5000
+	for i := range flows {
+		k := testKey(i)
+		s, _, _ := tab.Upsert(&k)
+		s.Dir[0] = Counters{Packets: 1, First: int64(i), Last: int64(i)}
+	}
+	e := NewEngine(tab, Timeouts{})
+	seen := map[Key]bool{}
+	e.Flush(EndStopped, func() {
+		for _, r := range e.TakeEnded(nil) {
+			if seen[r.Key] {
+				t.Fatalf("flow %v ended twice", r.Key)
+			}
+			seen[r.Key] = true
+		}
+	})
+	if len(seen) != flows || tab.takes != 0 || tab.Len() != 0 {
+		t.Fatalf("%d flows ended, %d removed by key, %d left; want %d, 0, 0", len(seen), tab.takes, tab.Len(), flows)
 	}
 }

@@ -120,11 +120,11 @@ func TestStatsNeverMissAFlowASweepTook(t *testing.T) {
 			e.TakeEnded(nil)
 		}
 	}()
-	counters := func() (DatapathCounters, bool) { return DatapathCounters{NewFlows: tab.newFlows.Load()}, true }
+	e.SetDatapathCounters(func() (DatapathCounters, bool) { return DatapathCounters{NewFlows: tab.newFlows.Load()}, true })
 	deadline := time.Now().Add(time.Second)
 	reads := 0
 	for time.Now().Before(deadline) {
-		st := e.StatsWith(counters)
+		st := e.Stats()
 		var ended uint64
 		for _, n := range st.Counts.FlowsEnded {
 			ended += n
