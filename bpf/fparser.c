@@ -654,9 +654,9 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 		}
 		if (reason) {
 			/* An end that reaches userspace is a flow that leaves the table
-			 * reported; one the ring buffer lost, a flow dropped unreported. */
-			/* Before STAT_NEW_FLOWS, which userspace reads first: a new flow
-			 * it sees begun in place is never missing from the restarts. */
+			 * reported; one the ring buffer lost, a flow dropped unreported.
+			 * Counted before STAT_NEW_FLOWS, which userspace reads first, so a
+			 * new flow it sees begun in place is never missing from these. */
 			if (send_event(EVENT_ENDED, reason, end, k, s))
 				stat_inc(STAT_RESTARTS);
 			/* In place: the state, with statistics, is too large to build on

@@ -95,16 +95,8 @@ func BenchmarkKernelPacket(b *testing.B) {
 			for done := 0; done < b.N; {
 				n := max(b.N/10, 1)
 				n = min(n, b.N-done)
-				_, per, err := c.prog.Benchmark(c.frame, n, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				own += per * time.Duration(n)
-				_, per, err = ref.Program().Benchmark(refFrame, n, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				theirs += per * time.Duration(n)
+				o, r := inTurns(b, c.prog, c.frame, ref.Program(), refFrame, n)
+				own, theirs = own+o, theirs+r
 				done += n
 			}
 			reportRatio(b, own, theirs)
@@ -118,16 +110,8 @@ func BenchmarkKernelPacket(b *testing.B) {
 		f := tcpFrame(benchA, 40000, pb.ACK)
 		var own, theirs time.Duration
 		for range b.N {
-			_, per, err := d.objs.FparserXdp.Benchmark(f, 1, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			own += per
-			_, per, err = ref.Program().Benchmark(refFrame, 1, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			theirs += per
+			o, r := inTurns(b, d.objs.FparserXdp, f, ref.Program(), refFrame, 1)
+			own, theirs = own+o, theirs+r
 		}
 		reportRatio(b, own, theirs)
 	})
@@ -160,21 +144,27 @@ func BenchmarkKernelPacket(b *testing.B) {
 				f := frames[i%len(frames)]
 				// Vary the port too, so every run is a new key.
 				binary.BigEndian.PutUint16(f[14+20:], uint16(i/len(frames)))
-				_, per, err := d.objs.FparserXdp.Benchmark(f, 1, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				own += per
-				_, per, err = ref.Program().Benchmark(f, 1, nil)
-				if err != nil {
-					b.Fatal(err)
-				}
-				theirs += per
+				o, r := inTurns(b, d.objs.FparserXdp, f, ref.Program(), f, 1)
+				own, theirs = own+o, theirs+r
 			}
 			reportRatio(b, own, theirs)
 			reportSize(b, d.objs.FparserXdp)
 		})
 	}
+}
+
+// inTurns runs prog on frame n times, then the reference on refFrame n times, and
+// returns the kernel's total time for each.
+func inTurns(b *testing.B, prog *ebpf.Program, frame []byte, refProg *ebpf.Program, refFrame []byte, n int) (own, theirs time.Duration) {
+	_, per, err := prog.Benchmark(frame, n, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, refPer, err := refProg.Benchmark(refFrame, n, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return per * time.Duration(n), refPer * time.Duration(n)
 }
 
 // reportRatio reports a case's ns per packet, the reference's, and their ratio.

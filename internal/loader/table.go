@@ -270,11 +270,11 @@ func (t *Table) Remove(keys []userspace.Key, removed func(i int)) {
 			case errors.Is(err, ebpf.ErrKeyNotExist):
 				i++ // gone already: the kernel stopped at it
 				continue
-			case !errors.Is(err, ebpf.ErrNotSupported):
-				// Something else: the rest, one by one.
-			default:
+			case errors.Is(err, ebpf.ErrNotSupported):
 				t.noBatch.Store(true)
 			}
+			// Without batches, or after another failure: this key alone, then
+			// batches again.
 		}
 		if t.m.Delete(&keys[i]) == nil {
 			removed(i)

@@ -412,14 +412,11 @@ func (e *Engine) flushEntries(ft *FlowTable, end func(*Key, *State, *FlowStats),
 // stop: 2.5 to 5 s for a million flows (TestSoak).
 //
 // A flow ends with the state the span's read found, so the table must not change
-// meanwhile: Flush comes after the programs are detached.
+// meanwhile: Flush calls it only once the table is Quiet.
 func (e *Engine) flushKeys(remover keyRemover, end func(*Key, *State, *FlowStats), handOut func()) {
-	// Sized once, by counting first: growing it would leave garbage of its own
-	// size, and the sweep's last count may be long out of date.
-	n := 0
+	// Sized once, by counting first: growing it would leave garbage of its own size.
 	e.mu.Lock()
-	e.table.Range(func(*Key, *State, *FlowStats) bool { n++; return true })
-	lasts := make([]int64, 0, n+FlushChunk)
+	lasts := make([]int64, 0, e.table.Len()+FlushChunk)
 	e.table.Range(func(_ *Key, s *State, _ *FlowStats) bool {
 		lasts = append(lasts, s.LastSeen())
 		return true
