@@ -5,8 +5,11 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 
 	"github.com/fparser/fparser/filter"
 	"github.com/fparser/fparser/internal/loader/benchref"
+	"github.com/fparser/fparser/internal/offline"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 	"github.com/fparser/fparser/internal/userspace"
 )
@@ -151,6 +155,66 @@ func BenchmarkKernelPacket(b *testing.B) {
 			reportSize(b, d.objs.FparserXdp)
 		})
 	}
+}
+
+// BenchmarkKernelCaptures replays real captures through the XDP program and the
+// reference counter in turns, frame by frame (one run per frame, so the kernel's
+// per-run overhead is in both), from empty maps each time: flows that start, carry
+// a few packets, and end with FIN or RST, as on a real link. The frames are those
+// of ../shared/corpus when it is beside the module (the nDPI and Zeek test
+// captures), else testdata's. It reports the same ratio as BenchmarkKernelPacket.
+func BenchmarkKernelCaptures(b *testing.B) {
+	requireBPF(b)
+	paths, _ := filepath.Glob("../../testdata/*.pcap*")
+	source := "testdata"
+	if m, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "corpus", "MANIFEST.tsv")); err == nil {
+		paths, source = nil, "../shared/corpus"
+		for _, line := range strings.Split(string(m), "\n")[1:] {
+			if p, _, _ := strings.Cut(line, "\t"); p != "" {
+				paths = append(paths, filepath.Join("..", "..", "..", "shared", "corpus", p))
+			}
+		}
+	}
+	var frames [][]byte
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".csv") {
+			continue
+		}
+		src, err := offline.Open(p)
+		if err != nil {
+			continue // not a capture fparser reads
+		}
+		src.Close()
+		f, _, _ := readEthernetFrames(b, p)
+		frames = append(frames, f...)
+	}
+	if len(frames) == 0 {
+		b.Fatal("no frames")
+	}
+	b.Logf("%d frames from %d captures of %s", len(frames), len(paths), source)
+	d, err := Load(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer d.Close()
+	ref, err := benchref.Load(d.objs.Flows.MaxEntries())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ref.Close()
+	var own, theirs time.Duration
+	for range b.N {
+		clearMaps(b, d)
+		emptyMap(b, ref.Flows())
+		for _, f := range frames {
+			o, r := inTurns(b, d.objs.FparserXdp, f, ref.Program(), f, 1)
+			own, theirs = own+o, theirs+r
+		}
+	}
+	packets := float64(b.N * len(frames))
+	b.ReportMetric(float64(own.Nanoseconds())/packets, "ns/packet")
+	b.ReportMetric(float64(theirs.Nanoseconds())/packets, "ref-ns/packet")
+	b.ReportMetric(float64(own)/float64(theirs), "x-ref")
 }
 
 // inTurns runs prog on frame n times, then the reference on refFrame n times, and

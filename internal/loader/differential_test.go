@@ -195,7 +195,7 @@ func asEthernet(f *offline.Frame) (frame []byte, ok bool) {
 // readEthernetFrames reads a capture's frames as Ethernet frames, each cut to
 // maxTestFrame, with the clock the Go engine would keep: timestamps clamped so they
 // never go back.
-func readEthernetFrames(t *testing.T, path string) (frames [][]byte, times []int64, skipped int) {
+func readEthernetFrames(t testing.TB, path string) (frames [][]byte, times []int64, skipped int) {
 	src, err := offline.Open(path)
 	if err != nil {
 		t.Skipf("not a capture fparser reads: %v", err)
@@ -301,21 +301,9 @@ func describe(r flowRecord) string {
 	return fmt.Sprintf("proto %d %v - %v vlan %d reused=%v state %+v", r.key.Proto, r.key.EndpointA(), r.key.EndpointB(), r.key.VLAN, r.reused, r.state)
 }
 
-func clearMaps(t *testing.T, d *Datapath) {
-	for _, m := range []*ebpf.Map{d.objs.Flows, d.objs.Frags} {
-		var keys [][]byte
-		var k []byte
-		it := m.Iterate()
-		var v []byte
-		for it.Next(&k, &v) {
-			keys = append(keys, slices.Clone(k))
-		}
-		for _, k := range keys {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				t.Fatal(err)
-			}
-		}
-	}
+func clearMaps(t testing.TB, d *Datapath) {
+	emptyMap(t, d.objs.Flows)
+	emptyMap(t, d.objs.Frags)
 	zero := make([]uint64, ebpf.MustPossibleCPU())
 	for i := range uint32(statCount) {
 		if err := d.objs.Stats.Put(i, zero); err != nil {
@@ -416,4 +404,19 @@ func FuzzDifferential(f *testing.F) {
 		base := int64(1e18)
 		compareSides(t, d, [][]byte{frame, frame}, []int64{base, base + 1e9})
 	})
+}
+
+// emptyMap removes every entry of a hash map.
+func emptyMap(t testing.TB, m *ebpf.Map) {
+	var keys [][]byte
+	var k, v []byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, slices.Clone(k))
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.Fatal(err)
+		}
+	}
 }
