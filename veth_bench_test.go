@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/loader/benchref"
 	"github.com/fparser/fparser/internal/testharness"
 )
 
@@ -52,7 +53,9 @@ func BenchmarkLiveVeth(b *testing.B) {
 	testharness.Sh(b, "ip", "-n", gen, "neigh", "add", vethRecvAddr, "lladdr", mac(recv, vethRecv), "dev", "fpb0", "nud", "permanent")
 
 	// attach: "none", "empty" (an XDP program that only passes packets: the veth's
-	// own XDP receive path), "fparser" (native XDP) or "fparser-tc" (--attach tc).
+	// own XDP receive path), "reference" (the featureless counter of
+	// BenchmarkKernelPacket, native XDP), "fparser" (native XDP) or "fparser-tc"
+	// (--attach tc).
 	// counted is what fparser saw; udp, the UDP packets it counted, all received
 	// (with tc it also sees the receiver's own replies, ICMP).
 	measure := func(attach string) (pps float64, arrived, counted, udp, sent uint64) {
@@ -93,13 +96,17 @@ func BenchmarkLiveVeth(b *testing.B) {
 	}
 	without, _, _, _, _ := measure("none")
 	empty, _, _, _, _ := measure("empty")
+	reference, _, _, _, _ := measure("reference")
 	with, arrived, counted, _, _ := measure("fparser")
 	withTC, _, _, udpTC, sentTC := measure("fparser-tc")
 	b.ReportMetric(without/1e6, "Mpps-without")
 	b.ReportMetric(empty/1e6, "Mpps-empty-xdp")
+	b.ReportMetric(reference/1e6, "Mpps-reference")
 	b.ReportMetric(with/1e6, "Mpps-with")
 	b.ReportMetric(withTC/1e6, "Mpps-with-tc")
 	b.ReportMetric(with/empty, "xdp-x-empty-xdp")
+	b.ReportMetric(reference/empty, "reference-x-empty-xdp")
+	b.ReportMetric(with/reference, "xdp-x-reference")
 	b.ReportMetric(withTC/without, "tc-x-without")
 	if counted != arrived {
 		b.Errorf("XDP: fparser counted %d frames, %d arrived", counted, arrived)
@@ -115,7 +122,7 @@ var (
 	roleVethReceiver  = testharness.Role("veth-receiver", vethReceiver)
 )
 
-// envVethAttach tells the receiver what to attach: "none", "empty" or "fparser".
+// envVethAttach tells the receiver what to attach: one of measure's names.
 const envVethAttach = "FPARSER_ATTACH"
 
 // vethGenerator sends UDP from one socket as fast as sendmmsg allows, for
@@ -169,13 +176,24 @@ func vethReceiver(t testing.TB) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case "empty":
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-			Type: ebpf.XDP, License: "MIT",
-			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()},
-		})
-		if err != nil {
-			t.Fatal(err)
+	case "empty", "reference":
+		var prog *ebpf.Program
+		if os.Getenv(envVethAttach) == "empty" {
+			var err error
+			prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+				Type: ebpf.XDP, License: "MIT",
+				Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			ref, err := benchref.Load(1 << 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ref.Close()
+			prog = ref.Program()
 		}
 		iface, err := net.InterfaceByName(vethRecv)
 		if err != nil {
