@@ -51,9 +51,9 @@ var (
 	ErrVerifier = errors.New("the verifier rejected the program")
 	// ErrAttach: the kernel refused to attach the program to the interface.
 	ErrAttach = errors.New("attach refused")
-	// ErrInterfaceGone: the interface the parser counted on was deleted; Wait
-	// returns it. The flows counted until then are reported first, with reason
-	// EndStopped.
+	// ErrInterfaceGone: the interfaces the parser counted on were deleted, and no
+	// pattern (Options.Interfaces) can bring another; Wait returns it. The flows
+	// counted until then are reported first, with reason EndStopped.
 	ErrInterfaceGone = errors.New("the network interface is gone")
 )
 
@@ -67,6 +67,7 @@ var internalErrors = []struct{ internal, public error }{
 	{loader.ErrVerifier, ErrVerifier},
 	{loader.ErrAttachRefused, ErrAttach},
 	{live.ErrInterfaceGone, ErrInterfaceGone},
+	{loader.ErrNoInterface, ErrNoSource},
 }
 
 // publicError is err as the root's callers see it: matching the root's sentinels for

@@ -22,6 +22,11 @@ type Info struct {
 	// Elapsed is the span of the parser's clock, from the first packet to now.
 	Elapsed time.Duration
 
+	// Interfaces, live, are the interfaces the kernel programs are attached to
+	// now, in the order attached: those chosen that exist (Options.Interfaces).
+	// Empty offline, and once the parser has stopped.
+	Interfaces []string
+
 	PacketsSeen     uint64 // frames handed to the datapath
 	Filtered        uint64 // rejected by the filter, and not parsed further
 	PacketsAccepted uint64 // counted in a TCP or UDP flow
@@ -142,6 +147,9 @@ func (p *Parser) Info() Info {
 	}
 	if in.Elapsed > 0 {
 		in.AvgPPS = float64(in.PacketsAccepted) / in.Elapsed.Seconds()
+	}
+	if ifs, ok := p.src.(interface{ Interfaces() []string }); ok {
+		in.Interfaces = ifs.Interfaces()
 	}
 	in.CallbackPanics = p.panics.Load()
 	in.MapReadErrors = c.MapReadErrors

@@ -7,10 +7,15 @@ import (
 	"github.com/fparser/fparser/internal/userspace"
 )
 
-// openLive loads the kernel datapath and attaches it to the interface.
-func (p *Parser) openLive(iface string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
+// openLive loads the kernel datapath and attaches it to the chosen interfaces.
+func (p *Parser) openLive(chosen []string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
+	sel, err := live.NewSelection(chosen)
+	if err != nil {
+		return &OptionError{Option: "Interfaces", Value: chosen, Reason: err.Error()}
+	}
 	src, err := live.Open(live.Config{
-		Loader: loader.Config{Interface: iface, Mode: loader.Mode(o.Attach), Timeouts: t, MaxFlows: uint32(o.MaxFlows),
+		Interfaces: sel,
+		Loader: loader.Config{Mode: loader.Mode(o.Attach), Timeouts: t, MaxFlows: uint32(o.MaxFlows),
 			CoarseClock: o.CoarseClock, HistoryLimit: o.Packets, Statistics: o.Statistics, PinDir: o.PinDir,
 			RingBufferSize: o.RingBufferSize},
 		History: o.history(),

@@ -184,7 +184,7 @@ func TestLivePinAdoptsAfterKill9(t *testing.T) {
 
 	first, _, _ := start()
 	traffic(3)
-	for _, m := range []string{"flows", "events", "stats", "frags", "link-xdp", "link-tcx-egress"} {
+	for _, m := range []string{"flows", "events", "stats", "frags", "link-" + liveIface + "-xdp", "link-" + liveIface + "-tcx-egress"} {
 		fi, err := os.Stat(pin + "/" + m)
 		if err != nil {
 			t.Fatalf("pin %s: %v", m, err)

@@ -35,7 +35,7 @@ const DefaultSnaplen = 262144
 
 // Options configure a Parser. The zero value, like a nil *Options, means every default.
 // New checks them once, for the kind of source: an option for the other kind (Attach,
-// PinDir, RingBufferSize, MaxFlows and CoarseClock are for interfaces; ReplaySpeed
+// Interfaces, PinDir, RingBufferSize, MaxFlows and CoarseClock are for interfaces; ReplaySpeed
 // and Snaplen for capture files) is refused with an *OptionError rather than ignored.
 type Options struct {
 	// FlowTimeout ends a flow after this long without a packet. Default
@@ -89,6 +89,15 @@ type Options struct {
 	// "tc-legacy" forces that. Unlike TCX and XDP links, a clsact filter stays
 	// attached if the process is killed; a clean stop removes it.
 	Attach string
+	// Interfaces are more interfaces to count on, besides the source given to New
+	// or Open (which may then be ""): names, shell patterns as path.Match takes them
+	// ("veth*"), or AllInterfaces. Every interface shares one flow table. With a
+	// pattern or AllInterfaces, interfaces that appear later are attached as they
+	// appear; one that goes away is detached and its flows are kept, ending by their
+	// timeouts. Every interface named must exist when the parser is opened; when
+	// the last of them is deleted and no pattern is given, Wait returns
+	// ErrInterfaceGone.
+	Interfaces []string
 	// PinDir, live, pins the kernel's maps and links in this directory of a BPF
 	// filesystem (for example /sys/fs/bpf/fparser): if the process dies, the
 	// programs go on counting, and the next parser opened with the same PinDir and
@@ -218,6 +227,7 @@ func (o *Options) normalise(live bool) error {
 			set   bool
 		}{
 			{"Attach", o.Attach, o.Attach != ""},
+			{"Interfaces", o.Interfaces, len(o.Interfaces) > 0},
 			{"PinDir", o.PinDir, o.PinDir != ""},
 			{"MaxFlows", o.MaxFlows, o.MaxFlows != 0},
 			{"RingBufferSize", o.RingBufferSize, o.RingBufferSize != 0},

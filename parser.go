@@ -88,7 +88,7 @@ func newParser(source string, opts *Options) (*Parser, error) {
 	if opts != nil {
 		o = *opts
 	}
-	kind, err := sourceKind(source)
+	kind, err := sourceKind(source, len(o.Interfaces) > 0)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +113,11 @@ func newParser(source string, opts *Options) (*Parser, error) {
 	timeouts := userspace.Timeouts{Idle: o.FlowTimeout, FIN: o.FinTimeout, Active: o.ActiveTimeout}
 	switch kind {
 	case sourceInterface:
-		err = p.openLive(source, timeouts, &o, f)
+		chosen := o.Interfaces
+		if source != "" {
+			chosen = append([]string{source}, chosen...)
+		}
+		err = p.openLive(chosen, timeouts, &o, f)
 	case sourceStdin:
 		err = p.openFile(offline.OpenReader(os.Stdin, "standard input"))(timeouts, &o, f)
 	default:
@@ -141,17 +145,25 @@ const (
 // tcpdump -r - does.
 const Stdin = "-"
 
-// sourceKind says what source names: a file, standard input or an interface. A
-// directory or a name that is neither is an error that says which.
-func sourceKind(source string) (int, error) {
+// AllInterfaces, as the source of New or Open or in Options.Interfaces, counts on
+// every network interface but loopback, those that appear later included.
+const AllInterfaces = live.All
+
+// sourceKind says what source names: a file, standard input or interfaces (a name,
+// a pattern, AllInterfaces, or "" when more are an option). A directory or a name
+// that is neither is an error that says which.
+func sourceKind(source string, moreInterfaces bool) (int, error) {
 	if source == Stdin {
 		return sourceStdin, nil
+	}
+	if source == "" && moreInterfaces {
+		return sourceInterface, nil
 	}
 	fi, statErr := os.Stat(source)
 	switch {
 	case statErr == nil && !fi.IsDir():
 		return sourceFile, nil
-	case isInterface(source):
+	case isInterface(source) || source == AllInterfaces || live.IsPattern(source):
 		return sourceInterface, nil
 	case statErr == nil:
 		return 0, &fs.PathError{Op: "open", Path: source, Err: syscall.EISDIR}

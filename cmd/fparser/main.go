@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ const usage = `fparser: print the TCP and UDP flows of a capture file or a netwo
 
 Usage:
   fparser -r FILE [options] [filter expression]
-  fparser -i IFACE [--attach auto|xdp|tc] [options] [filter expression]
+  fparser -i IFACE [-i IFACE...] [--attach auto|xdp|tc] [options] [filter expression]
   fparser top -i IFACE | -r FILE [options]     a live view (fparser top -h)
 
 A flow is both directions of one conversation: protocol, the two addresses and
@@ -65,24 +66,25 @@ Options:
 `
 
 type config struct {
-	read, iface, format, filter string
-	filterFile                  string
-	dumpFilter                  bool
-	packets                     int
-	features                    bool
-	sort                        string
-	ipfix, ipfixProto           string
-	ipfixUniflow                bool
-	ipfixTimeout                time.Duration
-	metrics                     string
-	pin                         string
-	attach                      string
-	maxFlows                    int
-	coarse                      bool
-	flowTimeout, finTimeout     time.Duration
-	activeTimeout               time.Duration
-	snaplen                     int
-	quiet, verbose              bool
+	read, format, filter    string
+	ifaces                  interfaceList
+	filterFile              string
+	dumpFilter              bool
+	packets                 int
+	features                bool
+	sort                    string
+	ipfix, ipfixProto       string
+	ipfixUniflow            bool
+	ipfixTimeout            time.Duration
+	metrics                 string
+	pin                     string
+	attach                  string
+	maxFlows                int
+	coarse                  bool
+	flowTimeout, finTimeout time.Duration
+	activeTimeout           time.Duration
+	snaplen                 int
+	quiet, verbose          bool
 }
 
 func main() {
@@ -120,7 +122,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("fparser", flag.ContinueOnError)
 	fs.StringVar(&c.read, "r", "", "read packets from capture `FILE` (pcap or pcapng, optionally gzip; - for standard input)")
-	fs.StringVar(&c.iface, "i", "", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
+	fs.Var(&c.ifaces, "i", "count live on network interface `IFACE` with the kernel datapath (needs root or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); give it again for more, as names, shell patterns ('veth*') or all (every one but lo), in one flow table")
 	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: "+strings.Join(fparser.AttachModes, ", ")+" (see docs/live.md)")
 	fs.IntVar(&c.maxFlows, "max-flows", fparser.DefaultMaxFlows, "with -i, size of the kernel's flow table")
 	fs.StringVar(&c.pin, "pin", "", "with -i, pin the kernel's maps and links in `DIR` (on a BPF filesystem): a restarted fparser adopts them, flows and counts included")
@@ -176,13 +178,13 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		return c, onlyWith(set, false, "does not apply to --dump-filter", "i")
 	}
 	switch {
-	case c.read != "" && c.iface != "":
+	case c.read != "" && len(c.ifaces) > 0:
 		return nil, usagef("-r and -i exclude each other")
-	case c.read == "" && c.iface == "":
+	case c.read == "" && len(c.ifaces) == 0:
 		return nil, usagef("nothing to read: give -r FILE or -i IFACE (see fparser -h)")
 	}
 	for _, check := range []error{
-		onlyWith(set, c.iface != "", "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
+		onlyWith(set, len(c.ifaces) > 0, "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
 		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
@@ -191,6 +193,9 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		if check != nil {
 			return nil, check
 		}
+	}
+	if err := checkPatterns(c.ifaces); err != nil {
+		return nil, err
 	}
 	if c.snaplen <= 0 {
 		return nil, usagef("-s %d: want a positive length", c.snaplen)
@@ -217,14 +222,13 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 // openSource checks the source the command line names, so that its error says what
 // it is: a file that is missing or a directory, an interface that does not exist.
 func openSource(c *config) (string, error) {
-	if c.iface != "" {
-		if _, err := net.InterfaceByName(c.iface); err != nil {
-			if c.iface == "any" {
-				return "", fmt.Errorf("-i any: no such network interface: fparser attaches to interfaces by name, and libpcap's \"any\" is not one")
+	if len(c.ifaces) > 0 {
+		for _, name := range c.ifaces {
+			if err := checkInterface(name); err != nil {
+				return "", err
 			}
-			return "", fmt.Errorf("-i %s: no such network interface", c.iface)
 		}
-		return c.iface, nil
+		return strings.Join(c.ifaces, ", "), nil
 	}
 	if c.read == fparser.Stdin {
 		return c.read, nil
@@ -241,6 +245,49 @@ func openSource(c *config) (string, error) {
 	return c.read, nil
 }
 
+// checkInterface says what is wrong with an interface given to -i by name: it is not
+// there.
+func checkInterface(name string) error {
+	if name == fparser.AllInterfaces || isPattern(name) {
+		return nil // checked by parseArgs
+	}
+	if _, err := net.InterfaceByName(name); err != nil {
+		if name == "any" {
+			return fmt.Errorf("-i any: no such network interface: fparser attaches to interfaces by name, and libpcap's \"any\" is not one (-i all counts on every interface)")
+		}
+		return fmt.Errorf("-i %s: no such network interface", name)
+	}
+	return nil
+}
+
+// isPattern says -i was given a shell pattern rather than a name.
+func isPattern(name string) bool { return strings.ContainsAny(name, `*?[\`) }
+
+// checkPatterns refuses a bad pattern given to -i.
+func checkPatterns(ifaces []string) error {
+	for _, name := range ifaces {
+		if isPattern(name) {
+			if _, err := path.Match(name, ""); err != nil {
+				return usagef("-i %s: not a valid pattern (%v); want a name, a shell pattern such as 'veth*', or all", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// interfaceList is -i, which may be given several times.
+type interfaceList []string
+
+func (l *interfaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *interfaceList) Set(v string) error {
+	if v == "" {
+		return errors.New("want an interface name, a pattern or all")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
 // count counts the flows of the source c names and writes them to stdout.
 func count(c *config, stdout, stderr io.Writer) error {
 	source, err := openSource(c)
@@ -251,7 +298,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 	if c.sort != "" {
 		order, _ = fparser.ParseSortOrder(c.sort) // checked by parseArgs
 	}
-	live := c.iface != ""
+	live := len(c.ifaces) > 0
 	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features)
 	if err != nil {
 		return &usageError{err.Error()}
@@ -306,7 +353,11 @@ func count(c *config, stdout, stderr io.Writer) error {
 	// the programs were being attached (interrupts).
 	ctx, stop := onInterrupt()
 	defer stop()
-	p, err = fparser.New(source, o)
+	from := source
+	if live {
+		from, o.Interfaces = "", c.ifaces
+	}
+	p, err = fparser.New(from, o)
 	if err != nil {
 		if exporter != nil {
 			exporter.Close()

@@ -119,6 +119,8 @@ func TestUsageAndErrors(t *testing.T) {
 		{[]string{"-r", filepath.Join(dir, "missing.pcap")}, 1, "fparser: -r " + filepath.Join(dir, "missing.pcap") + ": no such file"},
 		{[]string{"-r", dir}, 1, "fparser: -r " + dir + ": is a directory, not a capture file"},
 		{[]string{"-i", "fpt-nosuch0"}, 1, "fparser: -i fpt-nosuch0: no such network interface"},
+		{[]string{"-i", "lo", "-i", "fpt-nosuch0"}, 1, "fparser: -i fpt-nosuch0: no such network interface"},
+		{[]string{"-i", "veth["}, 2, "fparser: -i veth[: not a valid pattern (syntax error in pattern); want a name, a shell pattern such as 'veth*', or all"},
 		{[]string{"-i", "any"}, 1, `fparser: -i any: no such network interface: fparser attaches to interfaces by name, and libpcap's "any" is not one`},
 		{[]string{"-r", garbage}, 1, "fparser: " + garbage + ": at byte 0: not a pcap or pcapng file"},
 		{[]string{"-r", garbage, "tcp", "prot", "80"}, 2, `fparser: filter "tcp prot 80": column 5 ("prot"): unknown word "prot"`},

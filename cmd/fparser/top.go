@@ -105,7 +105,8 @@ type topView struct {
 
 // topConfig is the command line of fparser top.
 type topConfig struct {
-	read, iface, attach, filter       string
+	read, attach, filter              string
+	ifaces                            interfaceList
 	order                             fparser.SortOrder
 	speed                             float64
 	interval, flowTimeout, finTimeout time.Duration
@@ -136,7 +137,7 @@ func parseTopArgs(args []string, stdout io.Writer) (*topConfig, error) {
 	var sortName string
 	var fast bool
 	fs.StringVar(&c.read, "r", "", "replay the capture `FILE` (pcap or pcapng, optionally gzip)")
-	fs.StringVar(&c.iface, "i", "", "watch the network interface `IFACE` (root, or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
+	fs.Var(&c.ifaces, "i", "watch the network interface `IFACE` (root, or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); again for more, as names, patterns or all, as fparser -i")
 	fs.StringVar(&c.attach, "attach", "auto", "with -i, where to attach: "+strings.Join(fparser.AttachModes, ", ")+" (see fparser -h)")
 	fs.StringVar(&c.filter, "f", "", "pcap-filter `expression` (default: all IPv4 and IPv6)")
 	fs.StringVar(&sortName, "sort", "bytes", "sort by `ORDER` first: packets, bytes, pps or bps (bytes per second), as fparser --sort")
@@ -158,9 +159,9 @@ func parseTopArgs(args []string, stdout io.Writer) (*topConfig, error) {
 		c.filter = strings.Join(words, " ")
 	}
 	switch {
-	case c.read != "" && c.iface != "":
+	case c.read != "" && len(c.ifaces) > 0:
 		return nil, usagef("-r and -i exclude each other")
-	case c.read == "" && c.iface == "":
+	case c.read == "" && len(c.ifaces) == 0:
 		return nil, usagef("nothing to watch: give -r FILE or -i IFACE (see fparser top -h)")
 	case c.read == fparser.Stdin:
 		return nil, usagef("-r -: the view reads its keys from standard input; give a capture file")
@@ -168,12 +169,15 @@ func parseTopArgs(args []string, stdout io.Writer) (*topConfig, error) {
 		return nil, usagef("--speed and --fast exclude each other")
 	}
 	for _, check := range []error{
-		onlyWith(set, c.iface != "", "is for -i, not -r: a capture file has no kernel datapath", "attach"),
+		onlyWith(set, len(c.ifaces) > 0, "is for -i, not -r: a capture file has no kernel datapath", "attach"),
 		onlyWith(set, c.read != "", "is for -r: an interface is watched as its packets come", "speed", "fast"),
 	} {
 		if check != nil {
 			return nil, check
 		}
+	}
+	if err := checkPatterns(c.ifaces); err != nil {
+		return nil, err
 	}
 	if c.order, err = parseTopSort(sortName); err != nil {
 		return nil, err
@@ -181,7 +185,7 @@ func parseTopArgs(args []string, stdout io.Writer) (*topConfig, error) {
 	if c.speed <= 0 {
 		return nil, usagef("--speed %v: want a positive multiple (--fast for as fast as possible)", c.speed)
 	}
-	if fast || c.iface != "" {
+	if fast || len(c.ifaces) > 0 {
 		c.speed = 0 // the library's "as fast as possible"; an interface takes none
 	}
 	if c.interval < 100*time.Millisecond {
@@ -193,7 +197,7 @@ func parseTopArgs(args []string, stdout io.Writer) (*topConfig, error) {
 // run opens the source and shows the view on stdout, a terminal, until q, Ctrl-C or
 // SIGTERM. It returns the parser's error, once the view is closed.
 func (c *topConfig) run(stdin *os.File, stdout, stderr io.Writer) error {
-	source, err := openSource(&config{read: c.read, iface: c.iface})
+	source, err := openSource(&config{read: c.read, ifaces: c.ifaces})
 	if err != nil {
 		return err
 	}
@@ -308,7 +312,7 @@ type top struct {
 func newTop(source string, c *topConfig, log *slog.Logger) (*top, error) {
 	t := &top{
 		interval: c.interval,
-		view:     topView{source: source, live: c.iface != "", order: c.order},
+		view:     topView{source: source, live: len(c.ifaces) > 0, order: c.order},
 		prev:     map[topKey]topCount{},
 	}
 	o := &fparser.Options{
@@ -320,7 +324,11 @@ func newTop(source string, c *topConfig, log *slog.Logger) (*top, error) {
 	} else {
 		o.ReplaySpeed = c.speed
 	}
-	p, err := fparser.New(source, o)
+	from := source
+	if t.view.live {
+		from, o.Interfaces = "", c.ifaces
+	}
+	p, err := fparser.New(from, o)
 	if err != nil {
 		return nil, err
 	}

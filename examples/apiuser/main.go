@@ -100,6 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stats         = fs.Bool("stats", false, "keep and print each direction's statistics")
 		snaplen       = fs.Int("s", 0, fmt.Sprintf("cut each frame to this many bytes (0: %d)", fparser.DefaultSnaplen))
 		attach        = fs.String("attach", "", "live: where to attach: "+strings.Join(fparser.AttachModes, ", "))
+		also          = fs.String("also", "", "live: more interfaces, comma-separated: names, patterns or "+fparser.AllInterfaces)
 		pin           = fs.String("pin", "", "live: pin the kernel's maps and links in this BPF filesystem directory")
 		ring          = fs.Int("ring", 0, fmt.Sprintf("live: ring buffer size in bytes (0: %d)", fparser.DefaultRingBufferSize))
 		maxFlows      = fs.Int("max-flows", 0, fmt.Sprintf("live: size of the kernel's flow map (0: %d)", fparser.DefaultMaxFlows))
@@ -190,6 +191,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		RingBufferSize:  *ring,
 		MaxFlows:        *maxFlows,
 		CoarseClock:     *coarse,
+	}
+	if *also != "" {
+		opts.Interfaces = strings.Split(*also, ",")
 	}
 	if *packets < 0 {
 		opts.Packets = fparser.AllPackets
@@ -486,6 +490,9 @@ func printInfo(w io.Writer, in fparser.Info) {
 	fmt.Fprintf(w, "packets: %d seen, %d filtered, %d accepted (%d tcp, %d udp), %d non-IP, %d other L4, %d malformed, %d fragments (%d unattributed)\n",
 		in.PacketsSeen, in.Filtered, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP,
 		in.NonIP, in.OtherL4, in.Malformed, in.Fragments, in.Unattributed)
+	if len(in.Interfaces) > 0 {
+		fmt.Fprintf(w, "interfaces: %s\n", strings.Join(in.Interfaces, ", "))
+	}
 	fmt.Fprintf(w, "rate: %.1f packets/s over %s\n", in.AvgPPS, in.Elapsed)
 	fmt.Fprintf(w, "history: %d tcp and %d udp packets stored, %d bytes held, %d not stored\n",
 		in.StoredTCPPackets, in.StoredUDPPackets, in.PacketMemory, in.PacketsNotStored)

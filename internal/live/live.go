@@ -1,7 +1,8 @@
-// Package live runs the kernel datapath on one interface for a parser: it loads and
-// attaches the programs, reads the kernel's events into the engine, keeps the clock,
-// sweeps, and at the end detaches and ends every flow. It is the live counterpart of
-// offline.Replayer; the root package sees both through one interface.
+// Package live runs the kernel datapath on the chosen interfaces for a parser: it
+// loads the programs, attaches them to each chosen interface as it comes, reads the
+// kernel's events into the engine, keeps the clock, sweeps, and at the end detaches
+// and ends every flow. It is the live counterpart of offline.Replayer; the root
+// package sees both through one interface.
 package live
 
 import (
@@ -9,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/internal/linkwatch"
 	"github.com/fparser/fparser/internal/loader"
 	"github.com/fparser/fparser/internal/userspace"
 )
@@ -29,15 +30,19 @@ var ErrClosed = errors.New("the kernel datapath is closed")
 
 // Config is what Open needs besides the filter.
 type Config struct {
-	Loader  loader.Config // Filter is set by Open
-	History userspace.HistoryConfig
-	Logger  *slog.Logger
+	// Interfaces are the interfaces to count on (NewSelection); Loader.Interface is
+	// not used.
+	Interfaces Selection
+	Loader     loader.Config // Filter is set by Open
+	History    userspace.HistoryConfig
+	Logger     *slog.Logger
 }
 
-// Source is the kernel datapath attached to an interface, with the engine over its
-// flow map. Run is for one goroutine; Counters and SetFilter may be called meanwhile.
+// Source is the kernel datapath attached to the chosen interfaces, with the engine
+// over its flow map. Run is for one goroutine; Counters and SetFilter may be called
+// meanwhile.
 type Source struct {
-	iface      string
+	ifs        *interfaces // Run's, once Open has attached the first ones
 	log        *slog.Logger
 	eng        *userspace.Engine
 	events     *loader.Events
@@ -50,25 +55,49 @@ type Source struct {
 	last userspace.DatapathCounters
 }
 
-// Open loads the kernel datapath, attaches it to cfg.Loader.Interface and opens its
-// events, with the filter f (nil: none).
+// Open loads the kernel datapath, attaches it to the chosen interfaces that are
+// there (every one named must be) and opens its events, with the filter f (nil:
+// none). With patterns or All, Run attaches to the interfaces that appear later.
 func Open(cfg Config, f *filter.Filter) (*Source, error) {
-	iface := cfg.Loader.Interface
+	what := cfg.Interfaces.String()
+	fail := func(err error) (*Source, error) { return nil, fmt.Errorf("open interface %s: %w", what, err) }
 	prog, err := compile(f)
 	if err != nil {
-		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+		return fail(err)
 	}
 	cfg.Loader.Filter = prog
-	d, err := loader.Open(cfg.Loader)
+	cfg.Loader.Interface = ""
+	if err := loader.CheckMode(cfg.Loader); err != nil {
+		return fail(err)
+	}
+	d, err := loader.Load(cfg.Loader)
 	if err != nil {
-		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+		return fail(err)
+	}
+	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}}
+	// Subscribed before the interfaces are listed, so that none that comes
+	// between is missed.
+	if ifs.watch, err = linkwatch.Watch(); err != nil {
+		cfg.Logger.Warn("interfaces that come and go are noticed once a second: "+err.Error(), "interfaces", what)
+	}
+	if err := ifs.attachAll(); err != nil {
+		ifs.close()
+		d.Close()
+		return fail(err)
+	}
+	if d.Adopted() {
+		cfg.Logger.Info("adopted the maps and links pinned in "+cfg.Loader.PinDir, "interfaces", what)
+		if pruned, err := d.PruneLinkPins(); err != nil || len(pruned) > 0 {
+			cfg.Logger.Info("removed the pinned links of interfaces not counted on now", "pins", pruned, "error", err)
+		}
 	}
 	events, err := d.Events()
 	if err != nil {
+		ifs.close()
 		d.Close()
-		return nil, fmt.Errorf("open interface %s: %w", iface, err)
+		return fail(err)
 	}
-	s := &Source{iface: iface, log: cfg.Logger, d: d, events: events, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	s := &Source{ifs: ifs, log: cfg.Logger, d: d, events: events, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
 	// The kernel stamps packets with the monotonic clock; one reading of both clocks
 	// maps it to wall time for the flows handed out.
 	s.offset = time.Now().UnixNano() - monotonic(s.coarse)
@@ -76,10 +105,6 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 	hist := cfg.History
 	hist.Late = true
 	s.eng.SetHistory(hist)
-	s.log.Debug("attached", "interface", iface, "where", d.Attached())
-	if d.Adopted() {
-		s.log.Info("adopted the maps and links pinned in "+cfg.Loader.PinDir, "interface", iface)
-	}
 	return s, nil
 }
 
@@ -100,6 +125,21 @@ func (s *Source) Counters() (userspace.DatapathCounters, bool) {
 		}
 	}
 	return s.last, true
+}
+
+// Interfaces are the names of the interfaces the programs are attached to, in the
+// order attached; none once the datapath is released.
+func (s *Source) Interfaces() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.d == nil {
+		return nil
+	}
+	var names []string
+	for _, ifc := range s.d.Interfaces() {
+		names = append(names, ifc.Name)
+	}
+	return names
 }
 
 // SetFilter swaps the kernel's programs for ones with filter f, keeping the maps.
@@ -123,6 +163,7 @@ func (s *Source) Close() error {
 	if s.d == nil {
 		return nil
 	}
+	s.ifs.close()
 	if c, err := s.d.Counters(); err == nil {
 		s.last = c // Counters keeps answering after the maps are gone
 	}
@@ -203,10 +244,10 @@ func (s *Source) Run(ctx context.Context, deliver func()) error {
 		}
 		return why
 	}
-	watch := newInterfaceWatch(d.InterfaceIndex(), s.iface)
+	ifs := s.ifs
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	for ticks := 0; ; ticks++ {
+	for ticks := 1; ; ticks++ {
 		select {
 		case <-ctx.Done():
 			return finish(ctx.Err(), true)
@@ -215,13 +256,22 @@ func (s *Source) Run(ctx context.Context, deliver func()) error {
 			// say why.
 			read <- err
 			return finish(nil, true)
+		case ev, ok := <-ifs.events():
+			if !ok {
+				s.log.Warn("interfaces that come and go are noticed once a second from now", "error", ifs.watch.Err())
+				ifs.watch = nil
+				continue
+			}
+			if err := ifs.handle(ev); err != nil {
+				// The kernel detached the programs with the interface.
+				return finish(err, false)
+			}
 		case <-ticker.C:
 			catchUp()
 			s.eng.Tick(monotonic(s.coarse))
 			deliver()
-			if ticks%interfaceCheck == 0 {
-				if err := watch.check(s.log); err != nil {
-					// The kernel detached the programs with the interface.
+			if ifs.watch == nil && ticks%interfaceCheck == 0 {
+				if err := ifs.resync(); err != nil {
 					return finish(err, false)
 				}
 			}
@@ -229,41 +279,9 @@ func (s *Source) Run(ctx context.Context, deliver func()) error {
 	}
 }
 
-// interfaceCheck is how many ticks pass between looks at the interface's state.
+// interfaceCheck is how many ticks pass between looks at the interfaces, when there
+// is no watcher.
 const interfaceCheck = 10
-
-// ErrInterfaceGone: the interface was deleted. The flows counted until then are
-// ended first, with reason stopped.
-var ErrInterfaceGone = errors.New("the network interface is gone")
-
-// interfaceWatch notices the interface going down, coming up, and going away.
-type interfaceWatch struct {
-	index int
-	name  string
-	down  bool
-}
-
-func newInterfaceWatch(index int, name string) *interfaceWatch {
-	return &interfaceWatch{index: index, name: name}
-}
-
-// check logs a change of state, and returns ErrInterfaceGone once the interface
-// no longer exists.
-func (w *interfaceWatch) check(log *slog.Logger) error {
-	ifc, err := net.InterfaceByIndex(w.index)
-	if err != nil || ifc.Name != w.name {
-		log.Error("the interface was deleted: stopping", "interface", w.name)
-		return fmt.Errorf("%s: %w", w.name, ErrInterfaceGone)
-	}
-	switch down := ifc.Flags&net.FlagUp == 0; {
-	case down && !w.down:
-		log.Warn("the interface is down: no packet arrives until it is up again; flows go on timing out", "interface", w.name)
-	case !down && w.down:
-		log.Warn("the interface is up again", "interface", w.name)
-	}
-	w.down = ifc.Flags&net.FlagUp == 0
-	return nil
-}
 
 // eventBatch is how many events readEvents moves into the engine per hold of its
 // lock, when that many are waiting: with packet records on, one lock per record

@@ -27,7 +27,8 @@ func (c *clsactFilter) update(p *programs) error {
 }
 
 func (c *clsactFilter) Close() error {
-	if err := netlink.FilterDel(c.filter); err != nil && !errors.Is(err, unix.ENOENT) {
+	// ENODEV: the interface, and the filter with it, is gone.
+	if err := netlink.FilterDel(c.filter); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("remove the clsact filter: %w", err)
 	}
 	return nil
@@ -41,13 +42,13 @@ const (
 
 // attachClsact attaches the TC program to the interface's clsact qdisc, creating
 // the qdisc when it is missing.
-func (d *Datapath) attachClsact(dir string) error {
+func (d *Datapath) attachClsact(ia *ifaceAttachment, dir string) error {
 	qdisc := &netlink.GenericQdisc{
-		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: d.iface.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
+		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: ia.iface.Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT},
 		QdiscType:  "clsact",
 	}
 	if err := netlink.QdiscAdd(qdisc); err != nil && !errors.Is(err, unix.EEXIST) {
-		return classifyAttach("add a clsact qdisc to "+d.iface.Name, err)
+		return classifyAttach("add a clsact qdisc to "+ia.iface.Name, err)
 	}
 	parent := uint32(netlink.HANDLE_MIN_INGRESS)
 	if dir == "egress" {
@@ -55,7 +56,7 @@ func (d *Datapath) attachClsact(dir string) error {
 	}
 	filter := &netlink.BpfFilter{
 		FilterAttrs: netlink.FilterAttrs{
-			LinkIndex: d.iface.Index,
+			LinkIndex: ia.iface.Index,
 			Parent:    parent,
 			Handle:    clsactHandle,
 			Priority:  clsactPriority,
@@ -66,9 +67,9 @@ func (d *Datapath) attachClsact(dir string) error {
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
-		return classifyAttach("attach a clsact "+dir+" filter to "+d.iface.Name, err)
+		return classifyAttach("attach a clsact "+dir+" filter to "+ia.iface.Name, err)
 	}
-	d.links = append(d.links, &clsactFilter{filter: filter})
-	d.attached = append(d.attached, "tc (clsact) "+dir)
+	ia.links = append(ia.links, &clsactFilter{filter: filter})
+	ia.where = append(ia.where, "tc (clsact) "+dir)
 	return nil
 }

@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -127,24 +127,28 @@ type tcxLink struct{ link.Link }
 
 func (l tcxLink) update(p *programs) error { return l.Update(p.FparserTc) }
 
-// Datapath is the loaded and attached kernel datapath.
+// Datapath is the loaded kernel datapath and the interfaces it is attached to: one
+// set of maps, whose programs are attached to every interface.
 type Datapath struct {
-	cfg      Config
-	objs     objects
-	links    []attachment // bpf_links, and clsact filters on kernels without TCX
-	iface    *net.Interface
-	attached []string
-	adopted  bool   // the maps were pinned by a previous process
-	table    *Table // the flow map as the engine reads it, once asked for
-	quiet    bool   // MarkQuiet
+	cfg Config
+
+	// mu guards the attachments and the programs, which SetFilter swaps while
+	// interfaces come and go.
+	mu      sync.Mutex
+	objs    objects
+	ifaces  []*ifaceAttachment // in the order attached
+	adopted bool               // the maps were pinned by a previous process
+	table   *Table             // the flow map as the engine reads it, once asked for
+	quiet   bool               // MarkQuiet
 }
 
 // Adopted says the datapath took over the maps and links a previous process pinned
 // in Config.PinDir.
 func (d *Datapath) Adopted() bool { return d.adopted }
 
-// Load loads the programs with cfg's constants but attaches nothing: the result
-// serves tests that run the programs with BPF_PROG_TEST_RUN. Attach attaches it.
+// Load loads the programs with cfg's constants (cfg.Interface aside) but attaches
+// nothing: Attach attaches them, to as many interfaces as wanted; tests run them
+// unattached with BPF_PROG_TEST_RUN.
 func Load(cfg Config) (*Datapath, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -309,10 +313,16 @@ func (d *Datapath) SetFilter(f *filter.Program) error {
 	if err := spec.LoadAndAssign(&progs, opts); err != nil {
 		return classify("load the programs with the new filter", err)
 	}
-	for i, a := range d.links {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var links []attachment
+	for _, ia := range d.ifaces {
+		links = append(links, ia.links...)
+	}
+	for i, a := range links {
 		if err := a.update(&progs); err != nil {
 			// Put back the programs already swapped.
-			for _, done := range d.links[:i] {
+			for _, done := range links[:i] {
 				done.update(&d.objs.programs)
 			}
 			progs.Close()
@@ -345,162 +355,23 @@ func FilterProbe(f *filter.Program) (*ebpf.Program, error) {
 	return probe.Probe, nil
 }
 
-// Open loads the datapath and attaches it to cfg.Interface.
-func Open(cfg Config) (*Datapath, error) {
-	iface, err := net.InterfaceByName(cfg.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %q", ErrNoInterface, cfg.Interface)
-	}
-	mode := cfg.Mode
-	if mode == "" {
-		mode = ModeAuto
-	}
-	switch mode {
-	case ModeAuto, ModeXDP, ModeXDPNative, ModeXDPGeneric, ModeTC, ModeTCLegacy:
-		if mode == ModeTCLegacy && cfg.PinDir != "" {
-			return nil, fmt.Errorf("%w %q with a pin directory: clsact filters are not bpf_links and cannot be pinned", ErrAttachMode, mode)
-		}
-	default:
-		return nil, fmt.Errorf("%w %q (want auto, xdp, xdp-native, xdp-generic, tc or tc-legacy)", ErrAttachMode, mode)
-	}
-	d, err := Load(cfg)
-	if err != nil {
-		return nil, err
-	}
-	d.iface = iface
-	if err := d.attach(mode); err != nil {
-		d.Close()
-		return nil, err
-	}
-	return d, nil
-}
-
-func (d *Datapath) attach(mode Mode) error {
-	switch mode {
-	case ModeTC, ModeTCLegacy:
-		if err := d.attachTC(ebpf.AttachTCXIngress, "ingress", mode == ModeTCLegacy); err != nil {
-			return err
-		}
-		return d.attachTC(ebpf.AttachTCXEgress, "egress", mode == ModeTCLegacy)
-	}
-	if err := d.attachXDP(mode); err != nil {
-		return err
-	}
-	if mode == ModeAuto {
-		return d.attachTC(ebpf.AttachTCXEgress, "egress", false)
-	}
-	return nil
-}
-
-// attachTC attaches the TC program with TCX, or with a clsact filter where the
-// kernel has no TCX or legacy is set.
-func (d *Datapath) attachTC(at ebpf.AttachType, dir string, legacy bool) error {
-	if !legacy {
-		err := d.attachTCX(at, dir)
-		if err == nil || !errors.Is(err, ErrKernelTooOld) {
-			return err
-		}
-	}
-	return d.attachClsact(dir)
-}
-
-func (d *Datapath) attachXDP(mode Mode) error {
-	try := []link.XDPAttachFlags{link.XDPDriverMode, link.XDPGenericMode}
-	switch mode {
-	case ModeXDPNative:
-		try = try[:1]
-	case ModeXDPGeneric:
-		try = try[1:]
-	}
-	if l, ok, err := d.adoptLink("xdp", d.objs.FparserXdp); err != nil || ok {
-		if ok {
-			d.links = append(d.links, xdpLink{l})
-			d.attached = append(d.attached, "xdp ingress (adopted)")
-		}
-		return err
-	}
-	var errs []error
-	for _, flags := range try {
-		l, err := link.AttachXDP(link.XDPOptions{Program: d.objs.FparserXdp, Interface: d.iface.Index, Flags: flags})
-		if err == nil {
-			d.links = append(d.links, xdpLink{l})
-			if err := d.pinLink("xdp", l); err != nil {
-				return err
-			}
-			kind := "native"
-			if flags == link.XDPGenericMode {
-				kind = "generic"
-			}
-			d.attached = append(d.attached, "xdp ("+kind+") ingress")
-			return nil
-		}
-		errs = append(errs, err)
-	}
-	return classifyAttach("attach XDP to "+d.iface.Name, errors.Join(errs...))
-}
-
-func (d *Datapath) attachTCX(at ebpf.AttachType, dir string) error {
-	if l, ok, err := d.adoptLink("tcx-"+dir, d.objs.FparserTc); err != nil || ok {
-		if ok {
-			d.links = append(d.links, tcxLink{l})
-			d.attached = append(d.attached, "tcx "+dir+" (adopted)")
-		}
-		return err
-	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: d.iface.Index, Program: d.objs.FparserTc, Attach: at})
-	if err != nil {
-		return classifyAttach("attach TCX "+dir+" to "+d.iface.Name, err)
-	}
-	d.links = append(d.links, tcxLink{l})
-	d.attached = append(d.attached, "tcx "+dir)
-	return d.pinLink("tcx-"+dir, l)
-}
-
-// InterfaceIndex is the index of the interface the programs are attached to.
-func (d *Datapath) InterfaceIndex() int { return d.iface.Index }
-
-// Attached describes where the programs are attached, e.g. "xdp (native) ingress".
-func (d *Datapath) Attached() []string { return d.attached }
-
-// Detach detaches the programs (a pinned link is unpinned first, or it would stay);
-// the maps stay readable until Close.
-func (d *Datapath) Detach() error {
-	var errs []error
-	for _, l := range d.links {
-		if p, ok := l.(interface{ Unpin() error }); ok && d.cfg.PinDir != "" {
-			if err := p.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
-		errs = append(errs, l.Close())
-	}
-	d.links = nil
-	err := errors.Join(errs...)
-	if err == nil {
-		d.MarkQuiet()
-	}
-	return err
-}
-
-// MarkQuiet says that no program writes the maps any more: Detach succeeded, or the
-// interface went away with them. A stop may then read the flows and remove them in
-// separate calls (Table.Remove).
-func (d *Datapath) MarkQuiet() {
-	d.quiet = true
-	if d.table != nil {
-		d.table.quiet.Store(true)
-	}
-}
-
 // Close detaches the programs, then removes the pins and releases the maps and
 // programs.
 func (d *Datapath) Close() error {
-	if d.table != nil {
-		d.table.close()
+	if t := d.tableIfAny(); t != nil {
+		t.close()
 	}
 	errs := []error{d.Detach(), d.unpin()}
+	d.mu.Lock()
 	errs = append(errs, d.objs.Close())
+	d.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+func (d *Datapath) tableIfAny() *Table {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.table
 }
 
 // classify wraps a load failure in the sentinel error that names its cause, with what

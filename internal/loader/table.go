@@ -114,6 +114,8 @@ func (b *buffers) value(i int) (*userspace.State, *userspace.FlowStats) {
 
 // Table returns the flow map as a userspace.SharedTable. Close closes it first.
 func (d *Datapath) Table() *Table {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.table == nil {
 		t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics}
 		t.bufs.New = func() any { return t.newBuffers(batch) }
