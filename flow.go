@@ -110,6 +110,17 @@ type Counters struct {
 	Size        SizeStats  // packet sizes
 	Gap         GapStats   // inter-arrival times
 	FlagPackets FlagCounts // packets that carried each TCP flag
+
+	// Where the direction was counted: at the first place one of its packets was
+	// seen, so that a packet crossing several interfaces counts once (see
+	// Flow.DuplicatePackets). Live, InterfaceIndex is the kernel's index of the
+	// interface, Interface its name and Egress says the packets were leaving by it
+	// rather than arriving; offline, InterfaceIndex is the capture's interface
+	// number plus one (1 for a pcap file) and Interface is empty. Zero before the
+	// direction's first packet.
+	Interface      string
+	InterfaceIndex int
+	Egress         bool
 }
 
 // SizeStats summarize a direction's packet sizes, IP lengths in bytes as
@@ -144,6 +155,11 @@ type Flow struct {
 	LastSeen  time.Time      // its last packet
 	// EndReason is set on flows handed to a callback; it is zero on active flows.
 	EndReason EndReason
+	// DuplicatePackets are packets of the flow seen again after they were
+	// counted: at another interface than the one their direction is counted at
+	// (Counters.Interface), as when the host routes them, or they cross a
+	// container's veth and then a bridge. They count here and nowhere else.
+	DuplicatePackets uint64
 	// PacketRate and ByteRate are the flow's moving rates, per second, as of its
 	// last packet: from exponential moving averages of the gap between its packets
 	// (both directions) and of their size, each new packet weighing 1/8. 0 below
@@ -230,6 +246,20 @@ func (f *Flow) HistoryLen() int {
 // Duration is the time from the first packet to the last.
 func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
+// flowOf converts a flow of the engine, with the names of its interfaces when the
+// source knows them.
+func (p *Parser) flowOf(r *userspace.Record) Flow {
+	f := flowOf(r, p.offset)
+	if names, ok := p.src.(interface{ InterfaceName(index int) string }); ok {
+		for _, c := range []*Counters{&f.Fwd, &f.Rev} {
+			if c.InterfaceIndex != 0 {
+				c.Interface = names.InterfaceName(c.InterfaceIndex)
+			}
+		}
+	}
+	return f
+}
+
 // flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
 func flowOf(r *userspace.Record, offset int64) Flow {
 	f := flowOfState(&r.Key, &r.State, r.Stats, EndReason(r.Reason), offset)
@@ -252,12 +282,14 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 		Src:        src,
 		Dst:        dst,
 		VLAN:       k.VLAN,
-		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], dirStats(st, fwd), offset),
-		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], dirStats(st, rev), offset),
+		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], s.Where[fwd], dirStats(st, fwd), offset),
+		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], s.Where[rev], dirStats(st, rev), offset),
 		FirstSeen:  time.Unix(0, s.FirstSeen()+offset).UTC(),
 		LastSeen:   time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason:  reason,
 		aToB:       s.Initiator == 0,
+
+		DuplicatePackets: s.Duplicates,
 	}
 }
 
@@ -269,8 +301,8 @@ func dirStats(st *userspace.FlowStats, dir int) *userspace.DirStats {
 	return &st[dir]
 }
 
-func countersOf(c *userspace.Counters, flags uint8, st *userspace.DirStats, offset int64) Counters {
-	out := Counters{Packets: c.Packets, Bytes: c.Bytes, Flags: TCPFlags(flags)}
+func countersOf(c *userspace.Counters, flags uint8, where userspace.Where, st *userspace.DirStats, offset int64) Counters {
+	out := Counters{Packets: c.Packets, Bytes: c.Bytes, Flags: TCPFlags(flags), InterfaceIndex: int(where.Index()), Egress: where.Egress()}
 	if c.Packets == 0 {
 		return out
 	}

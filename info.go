@@ -37,6 +37,9 @@ type Info struct {
 	Malformed       uint64 // headers cut short or inconsistent: skipped
 	Fragments       uint64 // IP fragments seen, first and later
 	Unattributed    uint64 // later fragments with no earlier first fragment: not counted
+	// DuplicatePackets are packets seen again at another interface after they
+	// were counted (Flow.DuplicatePackets); they are in PacketsAccepted too.
+	DuplicatePackets uint64
 
 	// With Options.Packets: packets whose headers were stored, per protocol, in all
 	// flows so far; the memory the histories of active flows hold; packets not
@@ -112,7 +115,7 @@ func (p *Parser) Info() Info {
 		PacketsSeen:    c.Seen, PacketsAccepted: c.Accepted, Filtered: c.Filtered,
 		AcceptedTCP: c.AcceptedTCP, AcceptedUDP: c.AcceptedUDP,
 		NonIP: c.NonIP, OtherL4: c.OtherL4, Malformed: c.Malformed,
-		Fragments: c.Fragments, Unattributed: c.Unattributed,
+		Fragments: c.Fragments, Unattributed: c.Unattributed, DuplicatePackets: c.Duplicates,
 		FlowsCreated:     c.NewFlows,
 		StoredTCPPackets: hs.StoredTCP, StoredUDPPackets: hs.StoredUDP,
 		PacketMemory: hs.Bytes, PacketsNotStored: hs.Capped + hs.Lost,

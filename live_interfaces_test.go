@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/testharness"
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // The many-interface tests: namespaces "near" (the parser) and "far", joined by many
@@ -293,4 +295,230 @@ func TestInterfacesOption(t *testing.T) {
 		}
 		t.Errorf("a missing interface among others: %v, want ErrNoSource naming it", err)
 	}
+}
+
+// The router test: client and server namespaces joined through a router namespace
+// that forwards between its two veths, fpr1 (the client's side) and fpr2 (the
+// server's).
+const (
+	routerClientAddr = "198.19.1.2"
+	routerServerAddr = "198.19.2.2"
+	routerPort       = 9100
+	envCapture       = "FPARSER_CAPTURE"
+)
+
+var (
+	roleRouterServer = testharness.Role("router-server", routerServer)
+	roleRouterClient = testharness.Role("router-client", routerClient)
+	roleRouterParser = testharness.Role("router-parser", routerParser)
+)
+
+// TestRouterCountsOnce runs fparser with AllInterfaces in a namespace that routes
+// UDP and TCP between two others: every packet crosses two of its interfaces, and
+// each flow counts each direction once, at the interface it arrived by, with the
+// packets and bytes of tcpdump's capture on the client's side, and the copy that
+// leaves by the other interface in DuplicatePackets.
+func TestRouterCountsOnce(t *testing.T) {
+	liveSkip(t)
+	id := strconv.Itoa(os.Getpid())
+	client := testharness.Netns(t, "fpr-client-"+id)
+	router := testharness.Netns(t, "fpr-router-"+id)
+	server := testharness.Netns(t, "fpr-server-"+id)
+	testharness.Veth(t, testharness.End{NS: client, Dev: "fpc0", Addr: routerClientAddr + "/24"},
+		testharness.End{NS: router, Dev: "fpr1", Addr: "198.19.1.1/24"}, true)
+	testharness.Veth(t, testharness.End{NS: router, Dev: "fpr2", Addr: "198.19.2.1/24"},
+		testharness.End{NS: server, Dev: "fps0", Addr: routerServerAddr + "/24"}, true)
+	testharness.Sh(t, "ip", "-n", client, "route", "add", "198.19.2.0/24", "via", "198.19.1.1")
+	testharness.Sh(t, "ip", "-n", server, "route", "add", "198.19.1.0/24", "via", "198.19.2.1")
+	testharness.Sh(t, "ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+	srv := testharness.Start(t, testharness.Command(server, roleRouterServer), "server ready")
+	go func() {
+		for srv.Scan() {
+		}
+	}()
+	capture := filepath.Join(t.TempDir(), "client.pcap")
+	tcpdump := exec.Command("ip", "netns", "exec", client, "tcpdump", "-Z", "root", "--immediate-mode", "-i", "fpc0", "-U", "-n", "-w", capture, "ip")
+	tcpdumpErr := &testnet.Buffer{}
+	tcpdump.Stderr = tcpdumpErr
+	if err := tcpdump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer tcpdump.Process.Kill()
+	testharness.WaitFor(t, 30*time.Second, "tcpdump's listening line", func() bool { return strings.Contains(tcpdumpErr.String(), "listening on") })
+
+	parser := testharness.Command(router, roleRouterParser, envCapture+"="+capture)
+	in, err := parser.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := testharness.Start(t, parser, "counting")
+	if out, err := testharness.Command(client, roleRouterClient).CombinedOutput(); err != nil {
+		t.Fatalf("client: %v\n%s", err, out)
+	}
+	// The client's last datagram, to the discard port, is the marker: once it is
+	// in the capture, so is everything before it.
+	testharness.WaitFor(t, 10*time.Second, "the marker in tcpdump's capture", func() bool {
+		found := false
+		p, err := fparser.Open(capture, &fparser.Options{OnUDP: func(f fparser.Flow) { found = found || f.Dst.Port() == 9 }})
+		if err == nil {
+			p.Wait()
+		}
+		return found
+	})
+	tcpdump.Process.Signal(os.Interrupt)
+	tcpdump.Wait()
+	fmt.Fprintln(in, "stop")
+	result := ""
+	for lines.Scan() {
+		t.Log(lines.Text())
+		if r, ok := strings.CutPrefix(lines.Text(), "result "); ok {
+			result = r
+		}
+	}
+	if err := parser.Wait(); err != nil || result != "ok" {
+		t.Fatalf("parser: %v: %s", err, result)
+	}
+}
+
+// routerServer echoes UDP datagrams, and answers a TCP connection with what it
+// read, then closes.
+func routerServer(t testing.TB) {
+	addr := net.JoinHostPort(routerServerAddr, strconv.Itoa(routerPort))
+	udp, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udp.WriteTo(buf[:n], from)
+		}
+	}()
+	tcp, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := tcp.Accept()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(c)
+			c.Write(b)
+			c.Close()
+		}
+	}()
+	fmt.Println("server ready")
+	select {}
+}
+
+// routerClient sends five datagrams and waits for their echoes, then sends 3000
+// bytes over TCP, half-closes, and reads them back; last, a marker datagram to the
+// discard port.
+func routerClient(t testing.TB) {
+	server := net.JoinHostPort(routerServerAddr, strconv.Itoa(routerPort))
+	u, err := net.Dial("udp4", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for i := range 5 {
+		u.Write(make([]byte, 100+i))
+		u.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := u.Read(buf); err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+	}
+	u.Close()
+	c, err := net.Dial("tcp4", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write(make([]byte, 3000))
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || len(got) != 3000 {
+		t.Fatalf("read back %d bytes: %v", len(got), err)
+	}
+	c.Close()
+	marker, err := net.Dial("udp4", net.JoinHostPort(routerServerAddr, "9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker.Write([]byte("marker"))
+	marker.Close()
+}
+
+// routerParser counts on every interface of the router; told to stop, it compares
+// its flows with the client's capture, replayed.
+func routerParser(t testing.TB) {
+	var live []fparser.Flow
+	p, err := fparser.Open(fparser.AllInterfaces, &fparser.Options{
+		FinTimeout: time.Hour,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		OnTCP:      func(f fparser.Flow) { live = append(live, f) },
+		OnUDP:      func(f fparser.Flow) { live = append(live, f) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("counting on", strings.Join(p.Info().Interfaces, ", "))
+	bufio.NewScanner(os.Stdin).Scan()
+
+	var want []fparser.Flow
+	replay, err := fparser.Open(os.Getenv(envCapture), &fparser.Options{
+		OnTCP: func(f fparser.Flow) { want = append(want, f) },
+		OnUDP: func(f fparser.Flow) { want = append(want, f) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay.Wait()
+	var packets uint64
+	for _, f := range want {
+		packets += f.PacketCount()
+	}
+	// Every packet the client's side saw crossed the router: counted once, and
+	// once more as a duplicate.
+	if !testharness.Poll(10*time.Second, func() bool { return p.Info().PacketsAccepted >= 2*packets }) {
+		t.Errorf("the router accepted %d packets; the capture has %d, each seen twice", p.Info().PacketsAccepted, packets)
+	}
+	p.Close()
+	if len(live) != len(want) || len(want) != 3 {
+		fmt.Printf("result %d flows live, %d in the capture; want 3\n", len(live), len(want))
+		return
+	}
+	for _, w := range want {
+		i := slices.IndexFunc(live, func(f fparser.Flow) bool { return f.Src == w.Src && f.Dst == w.Dst && f.Protocol == w.Protocol })
+		if i < 0 {
+			fmt.Printf("result flow %v %v -> %v of the capture not counted\n", w.Protocol, w.Src, w.Dst)
+			return
+		}
+		f := live[i]
+		fmt.Printf("%v %v -> %v: %d/%d packets, %d/%d bytes, %d duplicates, counted at %s (%d) and %s (%d)\n", f.Protocol, f.Src, f.Dst,
+			f.Fwd.Packets, f.Rev.Packets, f.Fwd.Bytes, f.Rev.Bytes, f.DuplicatePackets, f.Fwd.Interface, f.Fwd.InterfaceIndex, f.Rev.Interface, f.Rev.InterfaceIndex)
+		switch {
+		case f.Fwd.Packets != w.Fwd.Packets || f.Rev.Packets != w.Rev.Packets || f.Fwd.Bytes != w.Fwd.Bytes || f.Rev.Bytes != w.Rev.Bytes:
+			fmt.Printf("result %v %v -> %v: %d/%d packets and %d/%d bytes; the capture has %d/%d and %d/%d\n", f.Protocol, f.Src, f.Dst,
+				f.Fwd.Packets, f.Rev.Packets, f.Fwd.Bytes, f.Rev.Bytes, w.Fwd.Packets, w.Rev.Packets, w.Fwd.Bytes, w.Rev.Bytes)
+			return
+		case f.DuplicatePackets != w.PacketCount():
+			fmt.Printf("result %v %v -> %v: %d duplicates, want %d\n", f.Protocol, f.Src, f.Dst, f.DuplicatePackets, w.PacketCount())
+			return
+		case f.Fwd.Interface != "fpr1" || f.Fwd.Egress || f.Rev.Egress || f.Rev.Interface != map[bool]string{true: "fpr2"}[f.Rev.Packets > 0]:
+			fmt.Printf("result %v %v -> %v: counted at %q (egress %v) and %q (egress %v); want fpr1 and fpr2 (none without packets), arriving\n", f.Protocol, f.Src, f.Dst, f.Fwd.Interface, f.Fwd.Egress, f.Rev.Interface, f.Rev.Egress)
+			return
+		}
+	}
+	if in := p.Info(); in.DuplicatePackets != packets {
+		fmt.Printf("result Info.DuplicatePackets %d, want %d\n", in.DuplicatePackets, packets)
+		return
+	}
+	fmt.Println("result ok")
 }

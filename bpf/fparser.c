@@ -74,15 +74,19 @@ struct dir_stats {
  * atomic OR updates flags and marks at once. recorded counts the packet records
  * sent (or lost), up to history_limit. gap_avg and size_avg16 are moving averages
  * over both directions, each packet weighing 1/8: the gap since the flow's previous
- * packet (ns), and the size in 1/16 bytes. What every packet touches comes first,
- * in two cache lines; the statistics, when on, follow. */
+ * packet (ns), and the size in 1/16 bytes. where is the place each direction is
+ * counted at, the first it was seen at (a "where" value, see count); duplicates
+ * counts the packets seen again at another place. What every packet touches comes
+ * first, in two cache lines; the statistics, when on, follow. */
 struct flow_state {
 	struct counters dir[2];
 	__u32 bits;
 	__u32 recorded;
 	__u64 gap_avg;
 	__u32 size_avg16;
+	__u32 where[2];
 	__u32 pad;
+	__u64 duplicates;
 	struct dir_stats st[2];
 };
 
@@ -195,6 +199,7 @@ enum {
 	STAT_FILTERED,    /* rejected by the packet filter */
 	STAT_RECORDS_LOST, /* packet records the ring buffer had no room for */
 	STAT_RESTARTS,    /* of the new flows, those begun in place of one whose end was sent */
+	STAT_DUPLICATES,  /* of the accepted, those seen before at another place */
 	STAT_COUNT,
 };
 
@@ -529,7 +534,7 @@ static __always_inline void add_stats(struct dir_stats *st, __u64 before, __s64 
 
 /* fresh_state is a new flow's state after its first packet (userspace.State.AddPacket
  * on a zero state). */
-static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 length, __u8 flags, __s64 now)
+static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 where, __u32 length, __u8 flags, __s64 now)
 {
 	/* Without statistics their part of the value is never written: it stays 0. */
 	if (stats_on)
@@ -539,6 +544,7 @@ static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 len
 	__u32 initiator = dir;
 	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
 		initiator ^= 1; /* the capture began after the SYN */
+	s->where[dir] = where;
 	s->dir[dir].packets = 1;
 	s->dir[dir].bytes = length;
 	s->dir[dir].first = now;
@@ -632,11 +638,26 @@ static __always_inline void record(struct flow_key *k, struct flow_state *s, str
 		send_record(k, p, dir, now);
 }
 
+/* seen_elsewhere decides, for a packet seen at a place that is not where its
+ * direction is counted, whether it is a duplicate: it is unless the direction has
+ * no place yet (its first packet), which this one then becomes. A duplicate counts
+ * only in the flow's duplicates (userspace.State.SeenElsewhere). */
+static __always_inline int seen_elsewhere(struct flow_state *s, int dir, __u32 where)
+{
+	if (s->where[dir] == 0 && __sync_val_compare_and_swap(&s->where[dir], 0, where) == 0)
+		return 0;
+	if (s->where[dir] == where) /* another CPU claimed it for this place */
+		return 0;
+	__sync_fetch_and_add(&s->duplicates, 1);
+	stat_inc(STAT_DUPLICATES);
+	return 1;
+}
+
 /* update finds or creates the flow, ends it first if it is already over or a new
  * connection reuses its 5-tuple, then counts the packet (offline.Datapath.update).
  * p supplies the length, the flags and the record's fields. It returns 0 only when
  * the packet could not be counted. */
-static __always_inline int update(struct flow_key *k, int src_is_a, struct packet *p, __s64 now)
+static __always_inline int update(struct flow_key *k, int src_is_a, struct packet *p, __u32 where, __s64 now)
 {
 	int dir = src_is_a ? 0 : 1;
 	__u32 length = p->length;
@@ -661,13 +682,15 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 				stat_inc(STAT_RESTARTS);
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
-			fresh_state(s, dir, length, flags, now);
+			fresh_state(s, dir, where, length, flags, now);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))
 				send_event(EVENT_MARK, 0, now, k, 0);
 			record(k, s, p, dir, now);
 			return 1;
 		}
+		if (s->where[dir] != where && seen_elsewhere(s, dir, where))
+			return 1;
 		add_packet(k, s, dir, length, flags, now);
 		record(k, s, p, dir, now);
 		return 1;
@@ -676,7 +699,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	struct flow_state *fresh = bpf_map_lookup_elem(&scratch, &zero);
 	if (!fresh)
 		return 0;
-	fresh_state(fresh, dir, length, flags, now);
+	fresh_state(fresh, dir, where, length, flags, now);
 	if (history_limit)
 		fresh->recorded = 1;
 	if (bpf_map_update_elem(&flows, k, fresh, BPF_NOEXIST) == 0) {
@@ -693,6 +716,8 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 		stat_inc(STAT_LOST_INSERT);
 		return 0;
 	}
+	if (s->where[dir] != where && seen_elsewhere(s, dir, where))
+		return 1;
 	add_packet(k, s, dir, length, flags, now);
 	record(k, s, p, dir, now);
 	return 1;
@@ -710,8 +735,12 @@ static __attribute__((noinline)) int fparser_filter(void *data, void *data_end, 
 	return accept;
 }
 
-/* count is the datapath: filter, parse, attribute, update, and the counters. */
-static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
+/* count is the datapath: filter, parse, attribute, update, and the counters. where
+ * is the place the packet is seen at: the interface's index, with WHERE_EGRESS set
+ * when it is leaving (userspace.Where). A packet that crosses the host is seen at
+ * more than one place; each direction of a flow counts at the first. */
+#define WHERE_EGRESS 0x80000000u
+static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags, __u32 where)
 {
 	if (filter_on && !fparser_filter(data, data_end, wire)) {
 		stat_inc(STAT_FILTERED);
@@ -756,7 +785,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 			bpf_map_update_elem(&frags, &fk, &ff, BPF_ANY);
 			stat_inc(STAT_FRAGMENTS);
 		}
-		if (!update(&p.key, src_is_a, &p, now))
+		if (!update(&p.key, src_is_a, &p, where, now))
 			return;
 	} else {
 		/* V_LATER_FRAG */
@@ -773,7 +802,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		}
 		struct flow_key k = ff->key;
 		p.flags = 0;
-		if (!update(&k, ff->src_is_a, &p, now))
+		if (!update(&k, ff->src_is_a, &p, where, now))
 			return;
 	}
 	stat_inc(p.key.proto == PROTO_TCP ? STAT_ACCEPTED_TCP : STAT_ACCEPTED_UDP);
@@ -784,12 +813,14 @@ int fparser_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	count(data, data_end, data_end - data, 0, 0);
+	count(data, data_end, data_end - data, 0, 0, ctx->ingress_ifindex);
 	return XDP_PASS;
 }
 
-SEC("tc")
-int fparser_tc(struct __sk_buff *skb)
+/* tc is the TC programs' body; egress says which hook runs it, which the
+ * program itself cannot tell reliably (a packet sent back out of the interface it
+ * came in on looks the same at both). */
+static __always_inline int tc(struct __sk_buff *skb, int egress)
 {
 	/* The headers may sit outside the linear part of the buffer: pull them in. */
 	__u32 want = skb->len < 128 ? skb->len : 128;
@@ -799,9 +830,15 @@ int fparser_tc(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	/* A driver that strips the outer VLAN tag leaves it in the skb. */
 	int tags = skb->vlan_present ? 1 : 0;
-	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags);
+	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0));
 	return TCX_NEXT;
 }
+
+SEC("tc")
+int fparser_tc_ingress(struct __sk_buff *skb) { return tc(skb, 0); }
+
+SEC("tc")
+int fparser_tc_egress(struct __sk_buff *skb) { return tc(skb, 1); }
 
 /* fparser_filter_probe returns the filter's decision as XDP_PASS (match) or XDP_DROP,
  * so that tests and benchmarks can run the spliced filter alone. It is never

@@ -59,6 +59,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 var (
 	descPackets       = desc("packets_total", "Frames handed to the datapath, by what became of them.", "result")
 	descFragments     = desc("fragments_total", "IP fragments seen, first and later.")
+	descDuplicates    = desc("duplicate_packets_total", "Packets seen again on another interface after they were counted (accepted too): routed through the host, or crossing a veth and a bridge.")
 	descFlowsActive   = desc("flows_active", "Flows being tracked.", "protocol")
 	descActivePackets = desc("flows_active_packets", "Packets counted in the flows being tracked.", "protocol")
 	descActiveBytes   = desc("flows_active_bytes", "Bytes (IP lengths) counted in the flows being tracked.", "protocol")
@@ -89,7 +90,7 @@ var (
 
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descFragments, descFlowsActive, descActivePackets, descActiveBytes,
+	for _, d := range []*prometheus.Desc{descPackets, descFragments, descDuplicates, descFlowsActive, descActivePackets, descActiveBytes,
 		descFlowsCreated, descFlowsEnded, descEndedPackets, descEndedBytes, descFlowsEvicted, descEventsLost, descStored,
 		descNotStored, descPanics, descSweeps, descBuildInfo} {
 		ch <- d
@@ -118,6 +119,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descPackets, r.v, r.name)
 	}
 	counter(descFragments, in.Fragments)
+	counter(descDuplicates, in.DuplicatePackets)
 	gauge(descFlowsActive, float64(in.TCPFlows), "tcp")
 	gauge(descFlowsActive, float64(in.UDPFlows), "udp")
 	gauge(descActivePackets, float64(in.TCPPackets), "tcp")

@@ -303,6 +303,7 @@ func TestMetricNames(t *testing.T) {
 	want := map[string]string{
 		"fparser_packets_total":                    "COUNTER result",
 		"fparser_fragments_total":                  "COUNTER",
+		"fparser_duplicate_packets_total":          "COUNTER",
 		"fparser_flows_active":                     "GAUGE protocol",
 		"fparser_flows_active_packets":             "GAUGE protocol",
 		"fparser_flows_active_bytes":               "GAUGE protocol",

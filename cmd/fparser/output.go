@@ -19,6 +19,7 @@ var fields = []string{
 	"src2dst_packets", "src2dst_bytes", "dst2src_packets", "dst2src_bytes",
 	"src2dst_tcp_flags", "dst2src_tcp_flags",
 	"first_seen", "last_seen", "bidirectional_duration_ms", "end_reason",
+	"src2dst_interface", "dst2src_interface", "duplicate_packets",
 }
 
 // dirFeatures are NFStream's names for its post-mortem statistics of one direction.
@@ -225,7 +226,12 @@ func (fw *flowWriter) appendJSON(b []byte, f *fparser.Flow) []byte {
 	b = appendMillis(b, f.Duration())
 	b = append(b, `,"end_reason":"`...)
 	b = append(b, f.EndReason.String()...)
-	b = append(b, '"')
+	b = append(b, `","src2dst_interface":`...)
+	b = appendJSONString(b, f.Fwd.Interface)
+	b = append(b, `,"dst2src_interface":`...)
+	b = appendJSONString(b, f.Rev.Interface)
+	b = append(b, `,"duplicate_packets":`...)
+	b = strconv.AppendUint(b, f.DuplicatePackets, 10)
 	if fw.features {
 		b = appendFeatures(b, f, true)
 	}
@@ -288,10 +294,45 @@ func (fw *flowWriter) appendCSV(b []byte, f *fparser.Flow) []byte {
 	b = appendMillis(b, f.Duration())
 	b = append(b, ',')
 	b = append(b, f.EndReason.String()...)
+	b = append(b, ',')
+	b = appendCSVField(b, f.Fwd.Interface)
+	b = append(b, ',')
+	b = appendCSVField(b, f.Rev.Interface)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, f.DuplicatePackets, 10)
 	if fw.features {
 		b = appendFeatures(b, f, false)
 	}
 	return append(b, '\n')
+}
+
+// appendJSONString appends s as a JSON string. Interface names are short and
+// plain, but Linux allows quotes, backslashes and any byte but '/', ':' and
+// whitespace in them.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b = append(b, '\\', byte(r))
+		case r < 0x20:
+			b = fmt.Appendf(b, `\u%04x`, r)
+		default:
+			b = utf8.AppendRune(b, r) // an invalid byte becomes U+FFFD
+		}
+	}
+	return append(b, '"')
+}
+
+// appendCSVField appends s as a CSV field, quoted (RFC 4180) when it holds a
+// comma, a quote or a line break.
+func appendCSVField(b []byte, s string) []byte {
+	if !strings.ContainsAny(s, ",\"\r\n") {
+		return append(b, s...)
+	}
+	b = append(b, '"')
+	b = append(b, strings.ReplaceAll(s, `"`, `""`)...)
+	return append(b, '"')
 }
 
 // packetSeparators are what comes before each field of a packet: IP ID, TTL, IP

@@ -149,7 +149,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = fmt.Appendf(b, `","bidirectional_duration_ms":%s`, refMillis(f))
 		b = append(b, `,"end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
-		b = append(b, '"')
+		b = fmt.Appendf(b, `","src2dst_interface":%q,"dst2src_interface":%q,"duplicate_packets":%d`, f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets)
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, i int) []byte {
 				b = append(b, `,"`...)
@@ -181,6 +181,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = f.LastSeen.AppendFormat(b, timeLayout)
 		b = fmt.Appendf(b, ",%s,", refMillis(f))
 		b = append(b, f.EndReason.String()...)
+		b = fmt.Appendf(b, ",%s,%s,%d", f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets)
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
 		}

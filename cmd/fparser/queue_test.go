@@ -148,7 +148,7 @@ func TestInterruptLosesNothing(t *testing.T) {
 	if n, _ := strconv.Atoi(m[1]); rows != n || !strings.HasSuffix(out, "\n") {
 		t.Errorf("%d flows written, %d ended (summary %q)", rows, n, stderr.String())
 	}
-	if !strings.Contains(out, ",stopped\n") || !strings.Contains(out, ",idle\n") {
+	if !strings.Contains(out, ",stopped,") || !strings.Contains(out, ",idle,") {
 		t.Errorf("want flows ended idle and stopped, mid-capture; got %d rows", rows)
 	}
 }

@@ -108,6 +108,7 @@ type interfaces struct {
 	log      *slog.Logger
 	watch    *linkwatch.Watcher // nil when the watcher could not start
 	attached map[int]*attachedIface
+	names    *interfaceNames // every interface attached to, for the flows' names
 }
 
 // attachAll attaches to every chosen interface there is now. A name that is not
@@ -152,6 +153,7 @@ func (ifs *interfaces) attach(name string) error {
 			link, _ := net.InterfaceByIndex(ifc.Index)
 			down := link != nil && link.Flags&net.FlagUp == 0
 			ifs.attached[ifc.Index] = &attachedIface{name: name, down: down, wasUp: !down}
+			ifs.names.set(ifc.Index, name)
 			ifs.log.Info("attached", "interface", name, "where", strings.Join(ifc.Where, ", "), "took", time.Since(began).Round(time.Microsecond))
 		}
 	}

@@ -53,7 +53,35 @@ type Source struct {
 	mu   sync.Mutex // d is released by Close while Counters may read it
 	d    *loader.Datapath
 	last userspace.DatapathCounters
+
+	names interfaceNames
 }
+
+// interfaceNames are the names of the interfaces attached to, by index, kept after
+// they go: their flows outlive them.
+type interfaceNames struct {
+	mu sync.Mutex
+	m  map[int]string
+}
+
+func (n *interfaceNames) set(index int, name string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil {
+		n.m = map[int]string{}
+	}
+	n.m[index] = name
+}
+
+func (n *interfaceNames) get(index int) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.m[index]
+}
+
+// InterfaceName is the name of the interface with this index that the programs
+// were attached to, now or before; "" for another.
+func (s *Source) InterfaceName(index int) string { return s.names.get(index) }
 
 // Open loads the kernel datapath, attaches it to the chosen interfaces that are
 // there (every one named must be) and opens its events, with the filter f (nil:
@@ -74,7 +102,9 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 	if err != nil {
 		return fail(err)
 	}
-	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}}
+	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}, names: &s.names}
+	s.ifs = ifs
 	// Subscribed before the interfaces are listed, so that none that comes
 	// between is missed.
 	if ifs.watch, err = linkwatch.Watch(); err != nil {
@@ -97,7 +127,7 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 		d.Close()
 		return fail(err)
 	}
-	s := &Source{ifs: ifs, log: cfg.Logger, d: d, events: events, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	s.events = events
 	// The kernel stamps packets with the monotonic clock; one reading of both clocks
 	// maps it to wall time for the flows handed out.
 	s.offset = time.Now().UnixNano() - monotonic(s.coarse)

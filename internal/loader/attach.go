@@ -164,18 +164,18 @@ func (d *Datapath) attachXDP(ia *ifaceAttachment, mode Mode) error {
 }
 
 func (d *Datapath) attachTCX(ia *ifaceAttachment, at ebpf.AttachType, dir string) error {
-	if l, ok, err := d.adoptLink(ia, "tcx-"+dir, d.objs.FparserTc); err != nil || ok {
+	if l, ok, err := d.adoptLink(ia, "tcx-"+dir, d.objs.tc(dir)); err != nil || ok {
 		if ok {
-			ia.links = append(ia.links, tcxLink{l})
+			ia.links = append(ia.links, tcxLink{l, dir})
 			ia.where = append(ia.where, "tcx "+dir+" (adopted)")
 		}
 		return err
 	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ia.iface.Index, Program: d.objs.FparserTc, Attach: at})
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ia.iface.Index, Program: d.objs.tc(dir), Attach: at})
 	if err != nil {
 		return classifyAttach("attach TCX "+dir+" to "+ia.iface.Name, err)
 	}
-	ia.links = append(ia.links, tcxLink{l})
+	ia.links = append(ia.links, tcxLink{l, dir})
 	ia.where = append(ia.where, "tcx "+dir)
 	return d.pinLink(ia, "tcx-"+dir, l)
 }

@@ -13,12 +13,13 @@ import (
 // process if the process is killed; Close removes it.
 type clsactFilter struct {
 	filter *netlink.BpfFilter
+	dir    string // "ingress" or "egress"
 }
 
 // update replaces the filter's program; the kernel swaps it atomically.
 func (c *clsactFilter) update(p *programs) error {
 	f := *c.filter
-	f.Fd = p.FparserTc.FD()
+	f.Fd = p.tc(c.dir).FD()
 	if err := netlink.FilterReplace(&f); err != nil {
 		return err
 	}
@@ -62,14 +63,14 @@ func (d *Datapath) attachClsact(ia *ifaceAttachment, dir string) error {
 			Priority:  clsactPriority,
 			Protocol:  unix.ETH_P_ALL,
 		},
-		Fd:           d.objs.FparserTc.FD(),
-		Name:         "fparser_tc",
+		Fd:           d.objs.tc(dir).FD(),
+		Name:         "fparser_tc_" + dir,
 		DirectAction: true,
 	}
 	if err := netlink.FilterReplace(filter); err != nil {
 		return classifyAttach("attach a clsact "+dir+" filter to "+ia.iface.Name, err)
 	}
-	ia.links = append(ia.links, &clsactFilter{filter: filter})
+	ia.links = append(ia.links, &clsactFilter{filter: filter, dir: dir})
 	ia.where = append(ia.where, "tc (clsact) "+dir)
 	return nil
 }

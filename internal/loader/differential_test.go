@@ -52,7 +52,7 @@ type sideResult struct {
 
 // kernelSide runs frames through the XDP program with the given clock readings and
 // returns what the kernel reported: its ENDED events, then every flow left in the map.
-func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideResult {
+func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64, places []userspace.Where) sideResult {
 	t.Helper()
 	events, err := d.Events()
 	if err != nil {
@@ -78,8 +78,10 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 		if err := d.objs.TestNow.Set(uint64(times[i])); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := d.objs.FparserXdp.Run(&ebpf.RunOptions{Data: f}); err != nil {
-			t.Fatalf("frame %d (%d bytes): %v", i, len(f), err)
+		for _, where := range places {
+			if _, err := placeProgram(t, d, where).Run(&ebpf.RunOptions{Data: f}); err != nil {
+				t.Fatalf("frame %d (%d bytes) at %#x: %v", i, len(f), where, err)
+			}
 		}
 	}
 	events.Flush() // the reader takes what is left, then stops
@@ -108,8 +110,22 @@ func kernelSide(t *testing.T, d *Datapath, frames [][]byte, times []int64) sideR
 	return res
 }
 
+// placeProgram is the program that sees a test run's packet at where: the XDP
+// program for loopback's ingress (a test run's interface), TC egress's for its way
+// out.
+func placeProgram(t testing.TB, d *Datapath, where userspace.Where) *ebpf.Program {
+	switch where {
+	case 1:
+		return d.objs.FparserXdp
+	case 1 | userspace.WhereEgress:
+		return d.objs.FparserTcEgress
+	}
+	t.Fatalf("no program sees packets at %#x in a test run", where)
+	return nil
+}
+
 // goSide runs the same frames through the Go datapath.
-func goSide(frames [][]byte, times []int64, cfg Config) sideResult {
+func goSide(frames [][]byte, times []int64, cfg Config, places []userspace.Where) sideResult {
 	tab := userspace.NewFlowTable(1024)
 	eng := userspace.NewEngine(tab, cfg.Timeouts)
 	eng.SetHistory(userspace.HistoryConfig{Limit: cfg.HistoryLimit})
@@ -119,7 +135,9 @@ func goSide(frames [][]byte, times []int64, cfg Config) sideResult {
 	}
 	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	for i, f := range frames {
-		dp.Packet(f, len(f), offline.LinkEthernet, times[i])
+		for _, where := range places {
+			dp.PacketAt(f, len(f), offline.LinkEthernet, times[i], where)
+		}
 	}
 	eng.Flush(userspace.EndEndOfCapture, func() {})
 	res.counters = dp.Counters()
@@ -223,21 +241,52 @@ func readEthernetFrames(t testing.TB, path string) (frames [][]byte, times []int
 	return frames, times, skipped
 }
 
-func differential(t *testing.T, d *Datapath, path string) {
+func differential(t *testing.T, d *Datapath, path string, places ...userspace.Where) {
 	frames, times, skipped := readEthernetFrames(t, path)
 	if len(frames) == 0 {
 		t.Skipf("no frames that Ethernet can carry (%d skipped)", skipped)
 	}
-	compareSides(t, d, frames, times)
+	if len(places) == 0 {
+		places = []userspace.Where{1}
+	}
+	if len(places) > 1 {
+		// A TC test run refuses a frame shorter than its network header (an
+		// IPv6 one, at most): both sides leave those out.
+		var keep []int
+		for i, f := range frames {
+			if len(f) >= 14+40 {
+				keep = append(keep, i)
+			}
+		}
+		frames, times = pick(frames, keep), pick(times, keep)
+		if len(frames) == 0 {
+			t.Skip("no frame long enough for a TC test run")
+		}
+	}
+	compareSidesAt(t, d, frames, times, places)
+}
+
+// pick returns the elements of s at the indices given.
+func pick[T any](s []T, indices []int) []T {
+	out := make([]T, len(indices))
+	for i, j := range indices {
+		out[i] = s[j]
+	}
+	return out
 }
 
 // compareSides runs frames through both datapaths, from empty, with d's
 // configuration, and compares them: counters, flows (statistics included when on),
 // and with history the packet records.
 func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64) {
+	compareSidesAt(t, d, frames, times, []userspace.Where{1})
+}
+
+// compareSidesAt is compareSides with each frame seen at each of places in turn.
+func compareSidesAt(t *testing.T, d *Datapath, frames [][]byte, times []int64, places []userspace.Where) {
 	clearMaps(t, d)
-	kern := kernelSide(t, d, frames, times)
-	gos := goSide(frames, times, d.cfg)
+	kern := kernelSide(t, d, frames, times, places)
+	gos := goSide(frames, times, d.cfg, places)
 	kc, gc := kern.counters, gos.counters
 	kc.RingbufFailed, kc.LostInserts, kc.RecordsLost = 0, 0, 0
 	// Whether the next packet of a flow past its timeout ends it in place (a
@@ -249,6 +298,9 @@ func compareSides(t *testing.T, d *Datapath, frames [][]byte, times []int64) {
 	}
 	if kern.counters.RingbufFailed != 0 || kern.counters.LostInserts != 0 || kern.counters.RecordsLost != 0 {
 		t.Errorf("kernel lost %d events, %d inserts and %d records", kern.counters.RingbufFailed, kern.counters.LostInserts, kern.counters.RecordsLost)
+	}
+	if len(places) == 2 && kern.counters.Accepted != 2*kern.counters.Duplicates {
+		t.Errorf("every packet seen twice: %d accepted, %d of them duplicates; want half", kern.counters.Accepted, kern.counters.Duplicates)
 	}
 	comparePackets(t, kern.packets, gos.packets)
 	if kc != gc {
@@ -341,14 +393,21 @@ func TestDifferentialTestdata(t *testing.T) {
 		{"statistics-short", Config{Timeouts: short, Statistics: true}},
 		{"history", Config{Timeouts: userspace.DefaultTimeouts, HistoryLimit: -1, Statistics: true}},
 		{"history-3-short", Config{Timeouts: short, HistoryLimit: 3}},
+		// Every packet seen twice, arriving and then leaving, as by a router:
+		// counted once, and once a duplicate.
+		{"seen-twice", Config{Timeouts: short, HistoryLimit: 3, Statistics: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := loadForTest(t, tc.cfg)
+			places := []userspace.Where{1}
+			if tc.name == "seen-twice" {
+				places = append(places, 1|userspace.WhereEgress)
+			}
 			for _, p := range paths {
 				if strings.HasSuffix(p, ".csv") {
 					continue
 				}
-				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p) })
+				t.Run(filepath.Base(p), func(t *testing.T) { differential(t, d, p, places...) })
 			}
 		})
 	}

@@ -43,12 +43,14 @@ type fparserFlowState struct {
 		First   int64
 		Last    int64
 	}
-	Bits      uint32
-	Recorded  uint32
-	GapAvg    uint64
-	SizeAvg16 uint32
-	Pad       uint32
-	St        [2]struct {
+	Bits       uint32
+	Recorded   uint32
+	GapAvg     uint64
+	SizeAvg16  uint32
+	Where      [2]uint32
+	Pad        uint32
+	Duplicates uint64
+	St         [2]struct {
 		_           structs.HostLayout
 		SizeMin     uint32
 		SizeMax     uint32
@@ -103,7 +105,8 @@ const (
 	fparserMapScratch             = "scratch"
 	fparserMapStats               = "stats"
 	fparserProgFparserFilterProbe = "fparser_filter_probe"
-	fparserProgFparserTc          = "fparser_tc"
+	fparserProgFparserTcEgress    = "fparser_tc_egress"
+	fparserProgFparserTcIngress   = "fparser_tc_ingress"
 	fparserProgFparserXdp         = "fparser_xdp"
 	fparserVarActiveNs            = "active_ns"
 	fparserVarCoarseClock         = "coarse_clock"
@@ -162,7 +165,8 @@ type fparserSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserProgramSpecs struct {
 	FparserFilterProbe *ebpf.ProgramSpec `ebpf:"fparser_filter_probe"`
-	FparserTc          *ebpf.ProgramSpec `ebpf:"fparser_tc"`
+	FparserTcEgress    *ebpf.ProgramSpec `ebpf:"fparser_tc_egress"`
+	FparserTcIngress   *ebpf.ProgramSpec `ebpf:"fparser_tc_ingress"`
 	FparserXdp         *ebpf.ProgramSpec `ebpf:"fparser_xdp"`
 }
 
@@ -255,14 +259,16 @@ type fparserVariables struct {
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserPrograms struct {
 	FparserFilterProbe *ebpf.Program `ebpf:"fparser_filter_probe"`
-	FparserTc          *ebpf.Program `ebpf:"fparser_tc"`
+	FparserTcEgress    *ebpf.Program `ebpf:"fparser_tc_egress"`
+	FparserTcIngress   *ebpf.Program `ebpf:"fparser_tc_ingress"`
 	FparserXdp         *ebpf.Program `ebpf:"fparser_xdp"`
 }
 
 func (p *fparserPrograms) Close() error {
 	return _FparserClose(
 		p.FparserFilterProbe,
-		p.FparserTc,
+		p.FparserTcEgress,
+		p.FparserTcIngress,
 		p.FparserXdp,
 	)
 }

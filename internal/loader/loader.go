@@ -96,14 +96,26 @@ type Config struct {
 	testClock bool // the differential test sets the clock before each run
 }
 
-// programs are the two attachable programs; the filter probe is loaded only by
+// programs are the attachable programs, one for each hook (the TC programs differ
+// only in the direction they give packets); the filter probe is loaded only by
 // FilterProbe.
 type programs struct {
-	FparserXdp *ebpf.Program `ebpf:"fparser_xdp"`
-	FparserTc  *ebpf.Program `ebpf:"fparser_tc"`
+	FparserXdp       *ebpf.Program `ebpf:"fparser_xdp"`
+	FparserTcIngress *ebpf.Program `ebpf:"fparser_tc_ingress"`
+	FparserTcEgress  *ebpf.Program `ebpf:"fparser_tc_egress"`
 }
 
-func (p *programs) Close() error { return errors.Join(p.FparserXdp.Close(), p.FparserTc.Close()) }
+func (p *programs) Close() error {
+	return errors.Join(p.FparserXdp.Close(), p.FparserTcIngress.Close(), p.FparserTcEgress.Close())
+}
+
+// tc is the TC program for a hook: "ingress" or "egress".
+func (p *programs) tc(dir string) *ebpf.Program {
+	if dir == "egress" {
+		return p.FparserTcEgress
+	}
+	return p.FparserTcIngress
+}
 
 type objects struct {
 	programs
@@ -123,9 +135,12 @@ type xdpLink struct{ link.Link }
 
 func (l xdpLink) update(p *programs) error { return l.Update(p.FparserXdp) }
 
-type tcxLink struct{ link.Link }
+type tcxLink struct {
+	link.Link
+	dir string // "ingress" or "egress"
+}
 
-func (l tcxLink) update(p *programs) error { return l.Update(p.FparserTc) }
+func (l tcxLink) update(p *programs) error { return l.Update(p.tc(l.dir)) }
 
 // Datapath is the loaded kernel datapath and the interfaces it is attached to: one
 // set of maps, whose programs are attached to every interface.

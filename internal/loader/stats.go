@@ -23,6 +23,7 @@ const (
 	statFiltered
 	statRecordsLost
 	statRestarts // read after statNewFlows: the kernel adds to it first (Info.Evictions)
+	statDuplicates
 	statCount
 )
 
@@ -51,5 +52,6 @@ func (d *Datapath) Counters() (userspace.DatapathCounters, error) {
 		Fragments: sums[statFragments], Unattributed: sums[statUnattributed],
 		NewFlows: sums[statNewFlows], RingbufFailed: sums[statRingbufFailed], LostInserts: sums[statLostInsert],
 		RecordsLost: sums[statRecordsLost], Restarts: sums[statRestarts], MapReadErrors: readErrors,
+		Duplicates: sums[statDuplicates],
 	}, nil
 }

@@ -157,10 +157,16 @@ func (d *Datapath) KeepStatistics() { d.table.KeepStatistics() }
 // (ns since the epoch), and returns the error that a filter which cannot apply to lt
 // gives. A flow it ends waits in the engine (TakeEnded).
 func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) error {
+	return d.PacketAt(frame, wire, lt, ts, 1)
+}
+
+// PacketAt is Packet for a frame seen at the place where (userspace.Where), as the
+// kernel sees a packet that crosses the host at several.
+func (d *Datapath) PacketAt(frame []byte, wire int, lt uint32, ts int64, where userspace.Where) error {
 	b := &d.single
 	b.dp, b.parsed, b.recs = d, b.one[:1], b.oneRec[:1]
 	d.own.refresh()
-	d.own.parse(&b.parsed[0], &b.recs[0], frame, wire, lt, ts)
+	d.own.parse(&b.parsed[0], &b.recs[0], frame, wire, lt, ts, where)
 	if err := d.own.err; err != nil {
 		d.own.err = nil
 		return err
@@ -187,17 +193,19 @@ type Parsed struct {
 	frag   uint8
 	v      verdict
 	srcIsA bool
+	where  userspace.Where // offline, the capture's interface, plus one
 }
 
 // parse parses a frame, and with the history on, reads its record into rec. It
 // changes nothing but pp, rec and (when it meets a link type the filter cannot apply
 // to) fp.err, so another goroutine may parse ahead of the one that counts.
-func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []byte, wire int, lt uint32, ts int64) {
+func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []byte, wire int, lt uint32, ts int64, where userspace.Where) {
 	d := fp.dp
 	if d.snaplen > 0 && len(frame) > d.snaplen {
 		frame = frame[:d.snaplen]
 	}
 	pp.ts = ts
+	pp.where = where
 	if fp.set.f != nil {
 		if p := fp.program(lt); p == nil || !p.Match(frame, wire) {
 			pp.v = vFiltered
@@ -288,7 +296,7 @@ func (b *packets) parseAll(fp *frameParser, path string, i int) {
 		if fp.dp.history {
 			r = &b.recs[i]
 		}
-		fp.parse(&b.parsed[i], r, f.Data, f.Wire, f.LinkType, f.Time)
+		fp.parse(&b.parsed[i], r, f.Data, f.Wire, f.LinkType, f.Time, userspace.Where(f.Interface+1))
 		if fp.err != nil {
 			b.parsed = b.parsed[:i]
 			b.err = fmt.Errorf("%s: packet %d: %w", path, b.first+i+1, fp.err)
@@ -314,7 +322,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 			}
 			d.frags.put(fragKey{src: *src, dst: *dst, id: p.fragID, proto: p.key.Proto}, &p.key, pp.srcIsA)
 		}
-		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, p.length, p.flags, now, rec, tx)
+		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, pp.where, p.length, p.flags, now, rec, tx)
 	case vLaterFrag:
 		c.Fragments++
 		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
@@ -322,7 +330,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 			c.Unattributed++
 			return
 		}
-		d.update(&k, d.table.Hash(&k), srcIsA, p.length, 0, now, rec, tx)
+		d.update(&k, d.table.Hash(&k), srcIsA, pp.where, p.length, 0, now, rec, tx)
 	case vNonIP:
 		c.NonIP++
 	case vOtherL4:
@@ -336,7 +344,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet.
-func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uint32, flags uint8, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where userspace.Where, length uint32, flags uint8, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
 	s, st, ref, inserted := d.table.UpsertHash(k, hash)
 	created := inserted
 	if !created {
@@ -365,7 +373,12 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 			// The capture began after the SYN: the side answering it is the responder.
 			s.Initiator ^= 1
 		}
+		s.Where[dir] = where
 		c.NewFlows++
+	} else if s.SeenElsewhere(dir, where) {
+		c.Duplicates++
+		accepted(c, k)
+		return
 	}
 	s.AddPacket(dir, length, flags, now, st)
 	marked := false
@@ -396,6 +409,11 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, length uin
 		rec.Dir = uint8(dir)
 		tx.Record(k, rec)
 	}
+	accepted(c, k)
+}
+
+// accepted counts a packet counted in k's flow, or as its duplicate.
+func accepted(c *userspace.DatapathCounters, k *userspace.Key) {
 	c.Accepted++
 	if k.Proto == userspace.ProtoTCP {
 		c.AcceptedTCP++

@@ -156,7 +156,7 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 		if !ok {
 			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: timestamp %d on interface %d is past 2262-04-11T23:47:15Z or as far before 1970, which int64 ns cannot hold", ts, idx))
 		}
-		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: t}
+		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: t, Interface: idx}
 		return true, nil
 	case ngSimplePacket:
 		if len(body) < 4 {

@@ -48,6 +48,9 @@ type Frame struct {
 	Wire     int    // length on the wire
 	LinkType uint32 // LINKTYPE_* of the interface it was captured on
 	Time     int64  // ns since the epoch
+	// Interface is the capture's interface the frame was captured on: its number
+	// in the pcapng section, 0 in a pcap file.
+	Interface uint32
 }
 
 // Source reads the packets of a pcap or pcapng file. It recognises the format by its

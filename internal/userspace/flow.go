@@ -103,7 +103,42 @@ type State struct {
 	// since the flow's previous packet, and the packet size in 1/16 bytes.
 	GapAvg    uint64 // ns
 	SizeAvg16 uint32
-	_         uint32
+	// Where is the place each direction is counted at: the first place a packet
+	// of it was seen at (0 before its first packet). Duplicates are the packets
+	// seen again at another place, counted nowhere else.
+	Where      [2]Where
+	_          uint32
+	Duplicates uint64
+}
+
+// Where is a place a packet is seen at: live, the interface's index, with
+// WhereEgress set when the packet is leaving by it; offline, the capture's
+// interface (its number in a pcapng file) plus one. 0 is no place.
+type Where uint32
+
+// WhereEgress marks a place where packets leave an interface.
+const WhereEgress Where = 0x80000000
+
+// Index is the place's interface, without WhereEgress.
+func (w Where) Index() uint32 { return uint32(w &^ WhereEgress) }
+
+// Egress says the place is an interface's way out.
+func (w Where) Egress() bool { return w&WhereEgress != 0 }
+
+// SeenElsewhere decides, for a packet of direction dir seen at where, whether it is
+// a duplicate, as the kernel's seen_elsewhere: it is when the direction is counted
+// at another place. A direction with no place yet takes this one. A duplicate is
+// counted in Duplicates, and nowhere else in the state.
+func (s *State) SeenElsewhere(dir int, where Where) bool {
+	switch s.Where[dir] {
+	case where:
+		return false
+	case 0:
+		s.Where[dir] = where
+		return false
+	}
+	s.Duplicates++
+	return true
 }
 
 // FlowStats are a flow's statistics, by canonical direction, when the datapath keeps
@@ -286,5 +321,6 @@ type DatapathCounters struct {
 	RingbufFailed uint64 // kernel events lost because the ring buffer was full
 	LostInserts   uint64 // kernel: a new flow evicted before its first packet was counted
 	RecordsLost   uint64 // kernel: packet records for the history the ring buffer had no room for
+	Duplicates    uint64 // of Accepted, packets seen before at another place (State.Duplicates)
 	MapReadErrors uint64 // kernel: walks of the flow map that failed part way
 }
