@@ -157,7 +157,9 @@ const (
 	ieSourceTransportPort          = 7
 	ieSourceIPv4Address            = 8
 	ieDestinationTransportPort     = 11
+	ieIngressInterface             = 10
 	ieDestinationIPv4Address       = 12
+	ieEgressInterface              = 14
 	ieSourceIPv6Address            = 27
 	ieDestinationIPv6Address       = 28
 	ieExportedMessageTotalCount    = 41
@@ -188,6 +190,7 @@ func flowFields(v6, biflow bool) []field {
 		field{ieProtocolIdentifier, 1, 0}, field{ieVlanID, 2, 0},
 		field{ieFlowStartMilliseconds, 8, 0}, field{ieFlowEndMilliseconds, 8, 0},
 		field{ieTCPControlBits, 2, 0}, field{ieFlowEndReason, 1, 0},
+		field{ieIngressInterface, 4, 0}, field{ieEgressInterface, 4, 0},
 		field{ieOctetDeltaCount, 8, 0}, field{iePacketDeltaCount, 8, 0},
 	)
 	if biflow {
@@ -603,22 +606,48 @@ func appendBiflow(b []byte, f *fparser.Flow) []byte {
 	b = appendTimes(b, f.FirstSeen, f.LastSeen)
 	b = binary.BigEndian.AppendUint16(b, uint16(f.Fwd.Flags|f.Rev.Flags))
 	b = append(b, EndReason(f.EndReason))
+	b = appendInterfaces(b, &f.Fwd, &f.Rev)
 	b = binary.BigEndian.AppendUint64(b, f.Fwd.Bytes)
 	b = binary.BigEndian.AppendUint64(b, f.Fwd.Packets)
 	b = binary.BigEndian.AppendUint64(b, f.Rev.Bytes)
 	return binary.BigEndian.AppendUint64(b, f.Rev.Packets)
 }
 
+// appendInterfaces writes ingressInterface and egressInterface for the direction
+// this, whose flow's other direction is other: where this was counted arriving is
+// its ingress, leaving its egress; failing that, the other direction, counted
+// arriving where this one leaves, or leaving where this one arrives, says the
+// other. 0 where neither tells (a flow of the host's own, say, has no ingress).
+// Offline the index is the capture's interface plus one (Counters.InterfaceIndex).
+func appendInterfaces(b []byte, this, other *fparser.Counters) []byte {
+	var in, out int
+	switch {
+	case this.InterfaceIndex != 0 && !this.Egress:
+		in = this.InterfaceIndex
+	case other.InterfaceIndex != 0 && other.Egress:
+		in = other.InterfaceIndex
+	}
+	switch {
+	case this.InterfaceIndex != 0 && this.Egress:
+		out = this.InterfaceIndex
+	case other.InterfaceIndex != 0 && !other.Egress && other.InterfaceIndex != in:
+		out = other.InterfaceIndex
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(in))
+	return binary.BigEndian.AppendUint32(b, uint32(out))
+}
+
 // appendUniflow writes one direction of a flow as a record of its own.
 func appendUniflow(b []byte, f *fparser.Flow, rev bool) []byte {
-	src, dst, c := f.Src, f.Dst, &f.Fwd
+	src, dst, c, other := f.Src, f.Dst, &f.Fwd, &f.Rev
 	if rev {
-		src, dst, c = f.Dst, f.Src, &f.Rev
+		src, dst, c, other = f.Dst, f.Src, &f.Rev, &f.Fwd
 	}
 	b = appendKey(b, src, dst, f.Protocol, f.VLAN)
 	b = appendTimes(b, c.First, c.Last)
 	b = binary.BigEndian.AppendUint16(b, uint16(c.Flags))
 	b = append(b, EndReason(f.EndReason))
+	b = appendInterfaces(b, c, other)
 	b = binary.BigEndian.AppendUint64(b, c.Bytes)
 	return binary.BigEndian.AppendUint64(b, c.Packets)
 }

@@ -250,7 +250,10 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 						u64(rec[4]) == uint64(f.Protocol) && u64(rec[58]) == uint64(f.VLAN) &&
 						u64(rec[152]) == uint64(first.UnixMilli()) && u64(rec[153]) == uint64(last.UnixMilli()) &&
 						u64(rec[6]) == uint64(flags) && u64(rec[136]) == uint64(ipfix.EndReason(f.EndReason)) &&
-						u64(rec[1]) == c.Bytes && u64(rec[2]) == c.Packets
+						u64(rec[1]) == c.Bytes && u64(rec[2]) == c.Packets &&
+						// A capture file: every direction counted arriving at its
+						// only interface, numbered 1; no egress.
+						u64(rec[10]) == 1 && u64(rec[14]) == 0
 					if !tc.uniflow {
 						ok = ok && u64(rec[1|1<<16]) == f.Rev.Bytes && u64(rec[2|1<<16]) == f.Rev.Packets
 					} else if _, has := rec[1|1<<16]; has {

@@ -85,6 +85,7 @@ type config struct {
 	activeTimeout           time.Duration
 	snaplen                 int
 	quiet, verbose          bool
+	logFormat               string
 }
 
 func main() {
@@ -145,6 +146,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log messages on standard error as `text` (key=value) or json (one object per line, for journald and log collectors)")
 	version := fs.Bool("version", false, "print the version, the Go version and the kernel object's, and exit")
 	words, help, err := parseFlags(fs, args, stdout, printUsage(fs, usage))
 	if err != nil || help {
@@ -196,6 +198,9 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	}
 	if err := checkPatterns(c.ifaces); err != nil {
 		return nil, err
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return nil, usagef("--log-format %s: want text or json", c.logFormat)
 	}
 	if c.snaplen <= 0 {
 		return nil, usagef("-s %d: want a positive length", c.snaplen)
@@ -307,7 +312,11 @@ func count(c *config, stdout, stderr io.Writer) error {
 	if c.verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if c.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	logger := slog.New(handler)
 
 	var exporter *ipfix.Exporter
 	if c.ipfix != "" {

@@ -120,6 +120,7 @@ func TestUsageAndErrors(t *testing.T) {
 		{[]string{"-r", dir}, 1, "fparser: -r " + dir + ": is a directory, not a capture file"},
 		{[]string{"-i", "fpt-nosuch0"}, 1, "fparser: -i fpt-nosuch0: no such network interface"},
 		{[]string{"-i", "lo", "-i", "fpt-nosuch0"}, 1, "fparser: -i fpt-nosuch0: no such network interface"},
+		{[]string{"-r", http, "--log-format", "xml"}, 2, "fparser: --log-format xml: want text or json"},
 		{[]string{"-i", "veth["}, 2, "fparser: -i veth[: not a valid pattern (syntax error in pattern); want a name, a shell pattern such as 'veth*', or all"},
 		{[]string{"-i", "any"}, 1, `fparser: -i any: no such network interface: fparser attaches to interfaces by name, and libpcap's "any" is not one`},
 		{[]string{"-r", garbage}, 1, "fparser: " + garbage + ": at byte 0: not a pcap or pcapng file"},
@@ -433,5 +434,27 @@ func TestReadStandardInput(t *testing.T) {
 		if code != 0 || got.String() != want.String() || want.Len() == 0 {
 			t.Errorf("%s from standard input: exit %d, %s\n got %q\nwant %q", name, code, stderr.String(), got.String(), want.String())
 		}
+	}
+}
+
+// TestLogFormatJSON: --log-format json writes each log message as one JSON object
+// on standard error, which journald and log collectors take as it is.
+func TestLogFormatJSON(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	args := []string{"-r", filepath.Join("..", "..", "testdata", "http.pcap"), "-q", "-v", "--metrics", "127.0.0.1:0", "--log-format", "json"}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var logged int
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var rec struct{ Time, Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Msg == "" || rec.Level == "" || rec.Time == "" {
+			t.Errorf("not a JSON log record: %q (%v)", line, err)
+			continue
+		}
+		logged++
+	}
+	if logged == 0 || !strings.Contains(stderr.String(), `"msg":"serving metrics"`) {
+		t.Errorf("no JSON record of the metrics server on standard error: %q", stderr.String())
 	}
 }

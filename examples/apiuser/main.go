@@ -401,6 +401,9 @@ func printFlow(w io.Writer, f fparser.Flow, cfg config) {
 	if f.LastSeen.Before(f.FirstSeen) {
 		fmt.Fprintln(w, "   (last packet before the first?)")
 	}
+	if f.DuplicatePackets > 0 {
+		fmt.Fprintf(w, "   %d packets seen again on another interface\n", f.DuplicatePackets)
+	}
 	for _, d := range []struct {
 		name string
 		c    fparser.Counters
@@ -470,6 +473,13 @@ func printCounters(w io.Writer, dir string, c fparser.Counters, stats bool) {
 	}
 	fmt.Fprintf(w, "   %s: %d packets %d bytes [%s] %s .. %s\n", dir, c.Packets, c.Bytes, c.Flags.String(),
 		c.First.Format("15:04:05.000000"), c.Last.Format("15:04:05.000000"))
+	if c.Interface != "" {
+		way := "arriving by"
+		if c.Egress {
+			way = "leaving by"
+		}
+		fmt.Fprintf(w, "      counted %s %s (index %d)\n", way, c.Interface, c.InterfaceIndex)
+	}
 	if !stats {
 		return
 	}
@@ -491,7 +501,7 @@ func printInfo(w io.Writer, in fparser.Info) {
 		in.PacketsSeen, in.Filtered, in.PacketsAccepted, in.AcceptedTCP, in.AcceptedUDP,
 		in.NonIP, in.OtherL4, in.Malformed, in.Fragments, in.Unattributed)
 	if len(in.Interfaces) > 0 {
-		fmt.Fprintf(w, "interfaces: %s\n", strings.Join(in.Interfaces, ", "))
+		fmt.Fprintf(w, "interfaces: %s (%d duplicate packets)\n", strings.Join(in.Interfaces, ", "), in.DuplicatePackets)
 	}
 	fmt.Fprintf(w, "rate: %.1f packets/s over %s\n", in.AvgPPS, in.Elapsed)
 	fmt.Fprintf(w, "history: %d tcp and %d udp packets stored, %d bytes held, %d not stored\n",
