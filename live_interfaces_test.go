@@ -118,9 +118,10 @@ func manyParser(t testing.TB) {
 	pairs, _ := strconv.Atoi(os.Getenv(envPairs))
 	var ended []fparser.Flow
 	began := time.Now()
-	p, err := fparser.Open(manyPrefix+"*", &fparser.Options{
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		OnUDP:  func(f fparser.Flow) { ended = append(ended, f) },
+	p, err := fparser.Open("", &fparser.Options{
+		Interfaces: []string{manyPrefix + "*"},
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		OnUDP:      func(f fparser.Flow) { ended = append(ended, f) },
 	})
 	if err != nil {
 		t.Fatal(err)
