@@ -38,6 +38,13 @@ func pairAddr(i int, far bool) netip.Addr {
 	return netip.AddrFrom4([4]byte{198, 19, byte(i), last})
 }
 
+// nearAndFar makes the namespaces "near" and "far" of a test, named with prefix
+// and this process's id, deleted at the end of the test.
+func nearAndFar(t testing.TB, prefix string) (near, far string) {
+	id := strconv.Itoa(os.Getpid())
+	return testharness.Netns(t, prefix+"-near-"+id), testharness.Netns(t, prefix+"-far-"+id)
+}
+
 // vethPairs makes n veth pairs between near and far with ip's batch mode, which
 // takes a second for a hundred where one ip per command takes many.
 func vethPairs(t testing.TB, near, far, nearPrefix, farPrefix string, from, n int) {
@@ -74,9 +81,7 @@ func batch(t testing.TB, ns, cmds string) {
 func TestManyInterfaces(t *testing.T) {
 	liveSkip(t)
 	const pairs = 100
-	id := strconv.Itoa(os.Getpid())
-	near := testharness.Netns(t, "fpm-near-"+id)
-	far := testharness.Netns(t, "fpm-far-"+id)
+	near, far := nearAndFar(t, "fpm")
 	vethPairs(t, near, far, manyPrefix, "fpn", 0, pairs)
 
 	parser := testharness.Command(near, roleManyParser, envPairs+"="+strconv.Itoa(pairs))
@@ -197,9 +202,7 @@ func send(t testing.TB, from netip.Addr, fport uint16, to netip.Addr, tport uint
 // timeout with its packets.
 func TestInterfacesComeAndGo(t *testing.T) {
 	liveSkip(t)
-	id := strconv.Itoa(os.Getpid())
-	near := testharness.Netns(t, "fpd-near-"+id)
-	far := testharness.Netns(t, "fpd-far-"+id)
+	near, far := nearAndFar(t, "fpd")
 
 	parser := testharness.Command(near, roleComeAndGo)
 	in, err := parser.StdinPipe()
@@ -523,3 +526,51 @@ func routerParser(t testing.TB) {
 	}
 	fmt.Println("result ok")
 }
+
+// TestRefusedInterfaceLoggedOnce: an interface a pattern chooses that refuses the
+// programs (an ifb device has no native XDP) is said once, not at each notification
+// of a change to it; the parser goes on, and attaches the next one that takes them.
+func TestRefusedInterfaceLoggedOnce(t *testing.T) {
+	liveSkip(t)
+	near, far := nearAndFar(t, "fpz")
+	parser := testharness.Command(near, roleRefused)
+	in, err := parser.StdinPipe() // open until the test ends: the parser runs until then
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	lines := testharness.Start(t, parser, "counting")
+	if out, err := exec.Command("ip", "-n", near, "link", "add", "fpz0", "type", "ifb").CombinedOutput(); err != nil {
+		testharness.Skip(t, "no ifb device here (%v: %s)", err, out)
+	}
+	for _, mtu := range []string{"1400", "1300", "1200"} {
+		testharness.Sh(t, "ip", "-n", near, "link", "set", "fpz0", "mtu", mtu)
+	}
+	vethPairs(t, near, far, "fpz", "fpy", 9, 1) // fpz9, which takes them
+	refused := 0
+	for lines.Scan() {
+		t.Log(lines.Text())
+		if strings.Contains(lines.Text(), "not counting on this interface") && strings.Contains(lines.Text(), "interface=fpz0") {
+			refused++
+		}
+		if strings.Contains(lines.Text(), "msg=attached") && strings.Contains(lines.Text(), "interface=fpz9") {
+			break
+		}
+	}
+	if refused != 1 {
+		t.Errorf("the refusal of fpz0 said %d times, want once", refused)
+	}
+}
+
+var roleRefused = testharness.Role("refused", func(t testing.TB) {
+	p, err := fparser.Open("fpz*", &fparser.Options{
+		Attach: "xdp-native",
+		Logger: slog.New(slog.NewTextHandler(os.Stdout, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	fmt.Println("counting")
+	io.Copy(io.Discard, os.Stdin) // until the test ends
+})

@@ -109,6 +109,10 @@ type interfaces struct {
 	watch    *linkwatch.Watcher // nil when the watcher could not start
 	attached map[int]*attachedIface
 	names    *interfaceNames // every interface attached to, for the flows' names
+	// refused are the interfaces a pattern chose that refused the programs, by
+	// index, with their names: tried again only under another name or index, not
+	// at each notification of the same link.
+	refused map[int]string
 }
 
 // attachAll attaches to every chosen interface there is now. A name that is not
@@ -131,9 +135,7 @@ func (ifs *interfaces) attachAll() error {
 	}
 	for _, ifc := range list {
 		if !slices.Contains(ifs.sel.names, ifc.Name) && ifs.sel.Matches(ifc.Name) {
-			if err := ifs.attach(ifc.Name); err != nil {
-				ifs.log.Warn("not counting on this interface: "+err.Error(), "interface", ifc.Name)
-			}
+			ifs.attachLogged(ifc.Index, ifc.Name)
 		}
 	}
 	if len(ifs.attached) == 0 {
@@ -181,7 +183,7 @@ func (ifs *interfaces) handle(ev linkwatch.Event) error {
 		// name that is chosen is attached again below.
 		ifs.forget(ev.Index, ev.Gone)
 		if !ev.Gone && ifs.sel.Matches(ev.Name) {
-			ifs.attachLogged(ev.Name)
+			ifs.attachLogged(ev.Index, ev.Name)
 		}
 	case known != nil:
 		down := !ev.Up
@@ -195,17 +197,23 @@ func (ifs *interfaces) handle(ev linkwatch.Event) error {
 		}
 		known.down = down
 		known.wasUp = known.wasUp || !down
-	case !ev.Gone && ifs.sel.Matches(ev.Name):
-		ifs.attachLogged(ev.Name)
+	case ev.Gone:
+		delete(ifs.refused, ev.Index)
+	case ifs.sel.Matches(ev.Name):
+		ifs.attachLogged(ev.Index, ev.Name)
 	}
 	return ifs.leftNone()
 }
 
-// attachLogged attaches to an interface that appeared; a failure is logged, as the
-// interface may be gone again already.
-func (ifs *interfaces) attachLogged(name string) {
+// attachLogged attaches to an interface a pattern chose; a failure is logged once,
+// as the interface may be gone again already, or refuse the programs for good.
+func (ifs *interfaces) attachLogged(index int, name string) {
+	if ifs.refused[index] == name {
+		return
+	}
 	if err := ifs.attach(name); err != nil {
-		ifs.log.Warn("not counting on a new interface: "+err.Error(), "interface", name)
+		ifs.refused[index] = name
+		ifs.log.Warn("not counting on this interface: "+err.Error(), "interface", name)
 	}
 }
 
@@ -235,6 +243,11 @@ func (ifs *interfaces) resync() error {
 	for _, ifc := range list {
 		present[ifc.Index] = ifc
 	}
+	for index := range ifs.refused {
+		if _, ok := present[index]; !ok {
+			delete(ifs.refused, index)
+		}
+	}
 	for index, a := range ifs.attached {
 		ifc, ok := present[index]
 		if !ok || ifc.Name != a.name {
@@ -245,7 +258,7 @@ func (ifs *interfaces) resync() error {
 	}
 	for _, ifc := range list {
 		if ifs.attached[ifc.Index] == nil && ifs.sel.Matches(ifc.Name) {
-			ifs.attachLogged(ifc.Name)
+			ifs.attachLogged(ifc.Index, ifc.Name)
 		}
 	}
 	return ifs.leftNone()

@@ -103,7 +103,7 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 		return fail(err)
 	}
 	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
-	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}, names: &s.names}
+	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}, names: &s.names, refused: map[int]string{}}
 	s.ifs = ifs
 	// Subscribed before the interfaces are listed, so that none that comes
 	// between is missed.
