@@ -389,20 +389,7 @@ func TestRouterCountsOnce(t *testing.T) {
 // read, then closes.
 func routerServer(t testing.TB) {
 	addr := net.JoinHostPort(routerServerAddr, strconv.Itoa(routerPort))
-	udp, err := net.ListenPacket("udp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := udp.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			udp.WriteTo(buf[:n], from)
-		}
-	}()
+	echoUDP(t, addr)
 	tcp, err := net.Listen("tcp4", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -148,20 +148,7 @@ func liveCLI(t testing.TB) {
 // liveServer, a role, serves UDP echo, HTTP and a TCP answer-and-close in the peer
 // namespace until it is killed.
 func liveServer(t testing.TB) {
-	udp, err := net.ListenPacket("udp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, addr, err := udp.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			udp.WriteTo(buf[:n], addr)
-		}
-	}()
+	echoUDP(t, net.JoinHostPort(livePeerAddr, strconv.Itoa(liveUDPPort)))
 	web, err := net.Listen("tcp4", net.JoinHostPort(livePeerAddr, strconv.Itoa(liveHTTPPort)))
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +171,25 @@ func liveServer(t testing.TB) {
 	}()
 	fmt.Println("server ready")
 	select {}
+}
+
+// echoUDP sends every datagram that comes to addr back to its sender, until the
+// process ends.
+func echoUDP(t testing.TB, addr string) {
+	udp, err := net.ListenPacket("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			udp.WriteTo(buf[:n], from)
+		}
+	}()
 }
 
 type flowLog struct {

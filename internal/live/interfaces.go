@@ -147,18 +147,15 @@ func (ifs *interfaces) attachAll() error {
 // attach attaches the programs to one interface and logs it.
 func (ifs *interfaces) attach(name string) error {
 	began := time.Now()
-	if err := ifs.d.Attach(name); err != nil {
+	ifc, err := ifs.d.Attach(name)
+	if err != nil || ifs.attached[ifc.Index] != nil {
 		return err
 	}
-	for _, ifc := range ifs.d.Interfaces() {
-		if ifc.Name == name && ifs.attached[ifc.Index] == nil {
-			link, _ := net.InterfaceByIndex(ifc.Index)
-			down := link != nil && link.Flags&net.FlagUp == 0
-			ifs.attached[ifc.Index] = &attachedIface{name: name, down: down, wasUp: !down}
-			ifs.names.set(ifc.Index, name)
-			ifs.log.Info("attached", "interface", name, "where", strings.Join(ifc.Where, ", "), "took", time.Since(began).Round(time.Microsecond))
-		}
-	}
+	link, _ := net.InterfaceByIndex(ifc.Index)
+	down := link != nil && link.Flags&net.FlagUp == 0
+	ifs.attached[ifc.Index] = &attachedIface{name: name, down: down, wasUp: !down}
+	ifs.names.set(ifc.Index, name)
+	ifs.log.Info("attached", "interface", name, "where", strings.Join(ifc.Where, ", "), "took", time.Since(began).Round(time.Microsecond))
 	return nil
 }
 

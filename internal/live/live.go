@@ -95,9 +95,6 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 	}
 	cfg.Loader.Filter = prog
 	cfg.Loader.Interface = ""
-	if err := loader.CheckMode(cfg.Loader); err != nil {
-		return fail(err)
-	}
 	d, err := loader.Load(cfg.Loader)
 	if err != nil {
 		return fail(err)

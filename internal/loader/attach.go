@@ -26,12 +26,8 @@ type Interface struct {
 	Where []string
 }
 
-// CheckMode refuses a mode Attach does not know, and tc-legacy with pins.
-func CheckMode(cfg Config) error {
-	_, err := checkMode(cfg)
-	return err
-}
-
+// checkMode is cfg's mode, ModeAuto when unset; it refuses a mode it does not
+// know, and tc-legacy with pins.
 func checkMode(cfg Config) (Mode, error) {
 	mode := cfg.Mode
 	if mode == "" {
@@ -51,9 +47,6 @@ func checkMode(cfg Config) (Mode, error) {
 // added with Attach; Load and Attach do the same for a first interface that is not
 // there yet.
 func Open(cfg Config) (*Datapath, error) {
-	if _, err := checkMode(cfg); err != nil {
-		return nil, err
-	}
 	if _, err := net.InterfaceByName(cfg.Interface); err != nil {
 		return nil, fmt.Errorf("%w: %q", ErrNoInterface, cfg.Interface)
 	}
@@ -61,7 +54,7 @@ func Open(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.Attach(cfg.Interface); err != nil {
+	if _, err := d.Attach(cfg.Interface); err != nil {
 		d.Close()
 		return nil, err
 	}
@@ -70,28 +63,29 @@ func Open(cfg Config) (*Datapath, error) {
 
 // Attach attaches the programs to the interface named name, in the configured mode,
 // sharing the maps with every other interface. Attaching to an interface already
-// attached does nothing. On error nothing stays attached to it.
-func (d *Datapath) Attach(name string) error {
-	mode, err := checkMode(d.cfg)
-	if err != nil {
-		return err
-	}
+// attached does nothing but return it. On error nothing stays attached to it.
+func (d *Datapath) Attach(name string) (Interface, error) {
 	iface, err := net.InterfaceByName(name)
 	if err != nil {
-		return fmt.Errorf("%w: %q", ErrNoInterface, name)
+		return Interface{}, fmt.Errorf("%w: %q", ErrNoInterface, name)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.attachmentOf(iface.Index) >= 0 {
-		return nil
+	if i := d.attachmentOf(iface.Index); i >= 0 {
+		return d.ifaces[i].describe(), nil
 	}
 	ia := &ifaceAttachment{iface: iface}
-	if err := d.attach(ia, mode); err != nil {
+	if err := d.attach(ia, d.mode); err != nil {
 		ia.close(d.cfg.PinDir != "")
-		return err
+		return Interface{}, err
 	}
 	d.ifaces = append(d.ifaces, ia)
-	return nil
+	return ia.describe(), nil
+}
+
+// describe is the attachment as Interfaces reports it.
+func (ia *ifaceAttachment) describe() Interface {
+	return Interface{Index: ia.iface.Index, Name: ia.iface.Name, Where: slices.Clone(ia.where)}
 }
 
 // attachmentOf is the position of the interface's attachment, or -1.
@@ -187,7 +181,7 @@ func (d *Datapath) Interfaces() []Interface {
 	defer d.mu.Unlock()
 	out := make([]Interface, len(d.ifaces))
 	for i, ia := range d.ifaces {
-		out[i] = Interface{Index: ia.iface.Index, Name: ia.iface.Name, Where: slices.Clone(ia.where)}
+		out[i] = ia.describe()
 	}
 	return out
 }

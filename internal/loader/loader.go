@@ -151,6 +151,7 @@ type Datapath struct {
 	// interfaces come and go.
 	mu      sync.Mutex
 	objs    objects
+	mode    Mode               // where Attach attaches: cfg.Mode, checked
 	ifaces  []*ifaceAttachment // in the order attached
 	adopted bool               // the maps were pinned by a previous process
 	table   *Table             // the flow map as the engine reads it, once asked for
@@ -165,6 +166,10 @@ func (d *Datapath) Adopted() bool { return d.adopted }
 // nothing: Attach attaches them, to as many interfaces as wanted; tests run them
 // unattached with BPF_PROG_TEST_RUN.
 func Load(cfg Config) (*Datapath, error) {
+	mode, err := checkMode(cfg)
+	if err != nil {
+		return nil, err
+	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, classify("lift the memlock limit", err)
@@ -173,7 +178,7 @@ func Load(cfg Config) (*Datapath, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{cfg: cfg}
+	d := &Datapath{cfg: cfg, mode: mode}
 	var opts *ebpf.CollectionOptions
 	if cfg.PinDir != "" {
 		if d.adopted, err = preparePin(cfg.PinDir, spec); err != nil {
