@@ -115,9 +115,11 @@ type Counters struct {
 	// seen, so that a packet crossing several interfaces counts once (see
 	// Flow.DuplicatePackets). Live, InterfaceIndex is the kernel's index of the
 	// interface, Interface its name and Egress says the packets were leaving by it
-	// rather than arriving; offline, InterfaceIndex is the capture's interface
-	// number plus one (1 for a pcap file) and Interface is empty. Zero before the
-	// direction's first packet.
+	// rather than arriving. Offline, InterfaceIndex numbers the capture's
+	// interfaces from 1 as the file first describes them (1 for a pcap file), and
+	// Interface is the name a pcapng file gives it (if_name), if any; interfaces of
+	// one name are one place, since a merged capture describes an interface again
+	// for each file it merges. Zero before the direction's first packet.
 	Interface      string
 	InterfaceIndex int
 	Egress         bool

@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ const (
 	ngEnhancedPacket     = 0x00000006
 	ngByteOrderMagic     = 0x1A2B3C4D
 	ngOptionEnd          = 0
+	ngOptionName         = 2
 	ngOptionTSResolution = 9
 	ngOptionTSOffset     = 14
 	ngBlockMin           = 12 // type, length and the length again
@@ -27,7 +29,7 @@ const (
 	// length field can make it hold in memory.
 	ngMaxBlock = 16 << 20
 	// ngMaxInterfaces is how many interfaces a section may describe: their memory is
-	// 16 B each, 1 MiB at most, whatever the file.
+	// 24 B each, 1.5 MiB at most, whatever the file.
 	ngMaxInterfaces = 1 << 16
 )
 
@@ -37,15 +39,16 @@ type ngSection struct {
 	big    bool
 	ifaces []ngInterface
 	// clocks holds what each if_tsresol value makes of a timestamp, filled in as
-	// interfaces name them, so that an interface costs 16 B however many there are.
+	// interfaces name them, so that an interface costs 24 B however many there are.
 	clocks [256]ngClock
 }
 
-// ngInterface is an interface description block: the link type and how the
-// interface's timestamps turn into time.
+// ngInterface is an interface description block: the link type, how the
+// interface's timestamps turn into time, and the place its packets are seen at.
 type ngInterface struct {
 	offset     uint64 // if_tsoffset: seconds to add to every timestamp
 	snaplen    uint32
+	place      uint32 // in the Source's places
 	link       uint16
 	resolution uint8 // if_tsresol: its clock in the section's clocks
 }
@@ -156,7 +159,7 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 		if !ok {
 			return false, s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: timestamp %d on interface %d is past 2262-04-11T23:47:15Z or as far before 1970, which int64 ns cannot hold", ts, idx))
 		}
-		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: t, Interface: idx}
+		*f = Frame{Data: body[20 : 20+capLen : 20+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: t, Interface: iface.place}
 		return true, nil
 	case ngSimplePacket:
 		if len(body) < 4 {
@@ -171,7 +174,7 @@ func (s *Source) ngBlock(rest []byte, size int, f *Frame) (frame bool, err error
 		if iface.snaplen != 0 {
 			capLen = min(capLen, uint64(iface.snaplen))
 		}
-		*f = Frame{Data: body[4 : 4+capLen : 4+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: zeroTime}
+		*f = Frame{Data: body[4 : 4+capLen : 4+capLen], Wire: int(wire), LinkType: uint32(iface.link), Time: zeroTime, Interface: iface.place}
 		return true, nil
 	}
 	return false, nil // statistics, name resolution, secrets, custom: nothing to count
@@ -201,6 +204,7 @@ func (s *Source) ngDescribe(body []byte) error {
 		return s.fail(s.n+1, s.offset, fmt.Errorf("pcapng: section %d describes more than %d interfaces", s.sections, ngMaxInterfaces))
 	}
 	iface := ngInterface{link: sec.u16(body), snaplen: sec.u32(body[4:]), resolution: 6} // µs, unless the options say otherwise
+	var name []byte
 	for opts := body[8:]; len(opts) >= 4; {
 		code, n := sec.u16(opts), int(sec.u16(opts[2:]))
 		if code == ngOptionEnd {
@@ -215,6 +219,8 @@ func (s *Source) ngDescribe(body []byte) error {
 			iface.resolution = v[0]
 		case code == ngOptionTSOffset && n >= 8:
 			iface.offset = sec.u64(v)
+		case code == ngOptionName:
+			name = bytes.TrimRight(v, "\x00") // UTF-8, not always terminated
 		}
 		opts = opts[min(len(opts), 4+(n+3)&^3):]
 	}
@@ -242,6 +248,7 @@ func (s *Source) ngDescribe(body []byte) error {
 	if len(sec.ifaces) == cap(sec.ifaces) { // double, so that growing costs 2× the end size, not 5×
 		sec.ifaces = slices.Grow(sec.ifaces, max(8, len(sec.ifaces)))
 	}
+	iface.place = s.places.place(uint32(len(sec.ifaces)), string(name))
 	sec.ifaces = append(sec.ifaces, iface)
 	return nil
 }

@@ -5,11 +5,13 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +59,21 @@ func (w *ngFile) iface(link uint16, resolution uint8, offset uint64) {
 		body = w.order.AppendUint16(body, ngOptionTSOffset)
 		body = w.order.AppendUint16(body, 8)
 		body = w.order.AppendUint64(body, offset)
+	}
+	body = w.order.AppendUint32(body, 0) // end of options
+	w.block(ngInterfaceBlock, body)
+}
+
+// named describes an interface with a name (if_name) and the default resolution.
+func (w *ngFile) named(link uint16, name string) {
+	body := w.order.AppendUint16(nil, link)
+	body = w.order.AppendUint16(body, 0)
+	body = w.order.AppendUint32(body, 0)
+	body = w.order.AppendUint16(body, ngOptionName)
+	body = w.order.AppendUint16(body, uint16(len(name)))
+	body = append(body, name...)
+	for len(body)%4 != 0 {
+		body = append(body, 0)
 	}
 	body = w.order.AppendUint32(body, 0) // end of options
 	w.block(ngInterfaceBlock, body)
@@ -144,6 +161,64 @@ func TestPcapngSections(t *testing.T) {
 	_, err = readFrames(t, writeTestFile(t, all.Bytes()))
 	if !errors.Is(err, ErrBadCapture) {
 		t.Errorf("a packet on interface 1 of a section with one: %v", err)
+	}
+}
+
+// TestPcapngPlaces: a capture's interfaces are numbered as places in the order the
+// file first describes them, those of one name being one place in every section (a
+// merged capture describes an interface again for each file it merges), those
+// without a name by their number in the section; the Source names each place.
+func TestPcapngPlaces(t *testing.T) {
+	var all bytes.Buffer
+	first := &ngFile{order: binary.LittleEndian}
+	first.section()
+	first.iface(LinkEthernet, 0, 0)   // place 0
+	first.named(LinkEthernet, "eth0") // place 1
+	first.named(LinkEthernet, "eth0") // merged: place 1 again
+	for i := range uint32(3) {
+		first.packet(i, 1, []byte("first"))
+	}
+	second := &ngFile{order: binary.BigEndian}
+	second.section()
+	second.named(LinkEthernet, "eth0")                  // place 1
+	second.iface(LinkEthernet, 0, 0)                    // unnamed number 1: place 2
+	second.iface(LinkEthernet, 0, 0)                    // unnamed number 2: place 3
+	second.named(LinkEthernet, "\\Device\\NPF_{1}\x00") // place 4; the NUL is padding
+	for i := range uint32(4) {
+		second.packet(i, 1, []byte("second"))
+	}
+	third := &ngFile{order: binary.LittleEndian}
+	third.section()
+	third.iface(LinkEthernet, 0, 0) // unnamed number 0: place 0, as in the first
+	third.packet(0, 1, []byte("third"))
+	all.Write(first.b.Bytes())
+	all.Write(second.b.Bytes())
+	all.Write(third.b.Bytes())
+	path := writeTestFile(t, all.Bytes())
+	frames, err := readFrames(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint32
+	for _, f := range frames {
+		got = append(got, f.Interface)
+	}
+	if want := []uint32{0, 1, 1, 1, 2, 3, 4, 0}; !slices.Equal(got, want) {
+		t.Errorf("places %v, want %v", got, want)
+	}
+	src, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	for f := (Frame{}); src.Next(&f) == nil; {
+	}
+	var names []string
+	for index := range 7 {
+		names = append(names, src.InterfaceName(index))
+	}
+	if want := []string{"", "", "eth0", "", "", "\\Device\\NPF_{1}", ""}; !slices.Equal(names, want) {
+		t.Errorf("names by index (place plus one) %q, want %q", names, want)
 	}
 }
 
@@ -316,10 +391,10 @@ func TestPcapngInterfacesBounded(t *testing.T) {
 	if err != nil || len(frames) != 1 {
 		t.Fatalf("%d interfaces: %d frames, %v", ngMaxInterfaces, len(frames), err)
 	}
-	// Reading buffers, and the interfaces' 16 B grown by doubling: less than the
-	// 24 B blocks that describe them.
+	// Reading buffers, and the interfaces' 24 B grown by doubling with their 4 B
+	// places: less than twice the 24 B blocks that describe them.
 	// (The race detector's instrumentation allocates too: room for it.)
-	if limit := uint64(6*readBuffer + len(most)); alloc > limit {
+	if limit := uint64(6*readBuffer + 2*len(most)); alloc > limit {
 		t.Errorf("%d interfaces in %d bytes: allocated %d (limit %d)", ngMaxInterfaces, len(most), alloc, limit)
 	}
 
@@ -337,7 +412,7 @@ func TestPcapngInterfacesBounded(t *testing.T) {
 	if past := int64(28 + 24*ngMaxInterfaces); len(frames) != 0 || ce.Offset != past {
 		t.Errorf("refused at byte %d after %d frames, want at %d (the interface past the limit)", ce.Offset, len(frames), past)
 	}
-	if limit := uint64(6*readBuffer + 2*16*ngMaxInterfaces); alloc > limit {
+	if limit := uint64(6*readBuffer + 2*(24+4)*ngMaxInterfaces); alloc > limit {
 		t.Errorf("2M interfaces in %d gzip bytes: allocated %d (limit %d)", gz.Len(), alloc, limit)
 	}
 }
@@ -363,5 +438,22 @@ func TestPcapngBlockBounded(t *testing.T) {
 	}
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*readBuffer {
 		t.Errorf("refusing it allocated %d bytes", alloc)
+	}
+}
+
+// TestPlacesNamesBounded: the names places remembers stop at maxPlaceNames bytes; an
+// interface named past it is known by its number, as an unnamed one.
+func TestPlacesNamesBounded(t *testing.T) {
+	var p places
+	long := strings.Repeat("x", 60_000)
+	for i := range 2 * maxPlaceNames / len(long) {
+		p.place(0, fmt.Sprint(long, i))
+	}
+	if p.nameBytes > maxPlaceNames || len(p.names) != maxPlaceNames/len(long) {
+		t.Errorf("%d names of %d bytes in all, want %d, at most %d", len(p.names), p.nameBytes, maxPlaceNames/len(long), maxPlaceNames)
+	}
+	past, unnamed := p.place(0, long+"past"), p.place(0, "")
+	if past != unnamed || p.name(past) != "" {
+		t.Errorf("a name past the bound is place %d (named %q), an unnamed interface 0 place %d; want the same, no name", past, p.name(past), unnamed)
 	}
 }

@@ -73,5 +73,8 @@ func (r *Replayer) SetFilter(f *filter.Filter) error {
 // Progress reports how much of the capture was read, and its size.
 func (r *Replayer) Progress() (read, size int64) { return r.src.Progress() }
 
+// InterfaceName is the name the capture gives the place index (Source.InterfaceName).
+func (r *Replayer) InterfaceName(index int) string { return r.src.InterfaceName(index) }
+
 // Close closes the capture.
 func (r *Replayer) Close() error { return r.src.Close() }

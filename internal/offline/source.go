@@ -48,8 +48,9 @@ type Frame struct {
 	Wire     int    // length on the wire
 	LinkType uint32 // LINKTYPE_* of the interface it was captured on
 	Time     int64  // ns since the epoch
-	// Interface is the capture's interface the frame was captured on: its number
-	// in the pcapng section, 0 in a pcap file.
+	// Interface is the place the frame was captured at: the capture's interfaces
+	// numbered from 0 as the file first describes them, one number for those of
+	// the same name (see InterfaceName); 0 in a pcap file.
 	Interface uint32
 }
 
@@ -83,6 +84,7 @@ type Source struct {
 	// pcapng
 	section  ngSection // the section being read
 	sections int       // sections begun
+	places   places    // the interfaces of every section, as places
 
 	one     FrameBatch // for Next
 	oneNext int
@@ -91,6 +93,17 @@ type Source struct {
 // LinkType is the file's link type; ok is false for pcapng, whose interfaces each
 // have their own, known as the packets arrive.
 func (s *Source) LinkType() (lt uint32, ok bool) { return s.link, s.pcap }
+
+// InterfaceName is the name (pcapng's if_name) of the interface that the datapath
+// counts as place index (userspace.Where: Frame.Interface plus one), "" when the
+// capture gives it none. Interfaces of one name are one place: a merged capture
+// describes an interface again for each file it merges.
+func (s *Source) InterfaceName(index int) string {
+	if index <= 0 {
+		return ""
+	}
+	return s.places.name(uint32(index - 1))
+}
 
 // BigEndian says the file was written big-endian (for pcapng, its first section).
 // A filter needs it for LINKTYPE_NULL, whose header is in the writer's byte order.
