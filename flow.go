@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fparser/fparser/internal/live"
 	"github.com/fparser/fparser/internal/userspace"
 )
 
@@ -123,7 +124,26 @@ type Counters struct {
 	Interface      string
 	InterfaceIndex int
 	Egress         bool
+
+	// Process is the local process that sent the direction's packets, live, when
+	// the kernel found their socket (see Process); zero for packets that came
+	// from elsewhere, forwarded ones, offline, and with an XDP-only attach mode.
+	Process Process
 }
+
+// Process is a local process that a flow's packets were sent from, found by the
+// kernel at the socket: the process that created the socket (for an accepted
+// connection, the listening socket's), and the socket's cgroup v2 path, which names
+// its container or systemd unit, such as /system.slice/nginx.service. A socket
+// created before the parser started has its Cgroup, with PID 0 and no Name.
+type Process struct {
+	PID    int
+	Name   string // the process's command name (comm), at most 15 bytes
+	Cgroup string // the path under the cgroup v2 mount; "" when no longer there
+}
+
+// IsZero says no process is known.
+func (p Process) IsZero() bool { return p == Process{} }
 
 // SizeStats summarize a direction's packet sizes, IP lengths in bytes as
 // Counters.Bytes counts them. Stddev is the sample standard deviation, 0 below two packets.
@@ -162,6 +182,11 @@ type Flow struct {
 	// (Counters.Interface), as when the host routes them, or they cross a
 	// container's veth and then a bridge. They count here and nowhere else.
 	DuplicatePackets uint64
+	// Process is the flow's local process: the sender of Fwd (Src's) when the
+	// kernel found one, else of Rev (Dst's); zero for a flow with no local socket,
+	// such as one the host forwards. A flow between two local processes has both,
+	// in Fwd.Process and Rev.Process.
+	Process Process
 	// PacketRate and ByteRate are the flow's moving rates, per second, as of its
 	// last packet: from exponential moving averages of the gap between its packets
 	// (both directions) and of their size, each new packet weighing 1/8. 0 below
@@ -250,8 +275,22 @@ func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 
 // flowOf converts a flow of the engine, with the names of its interfaces when the
 // source knows them.
-func (p *Parser) flowOf(r *userspace.Record) Flow {
+func (p *Parser) flowOf(r *userspace.Record, ended bool) Flow {
 	f := flowOf(r, p.offset)
+	if procs, ok := p.src.(interface {
+		Processes(*userspace.Key, *userspace.State, bool) [2]live.Process
+	}); ok && r.State.Owner != 0 {
+		found := procs.Processes(&r.Key, &r.State, ended)
+		fwd, rev := &f.Fwd, &f.Rev
+		if !f.aToB {
+			fwd, rev = rev, fwd
+		}
+		fwd.Process, rev.Process = Process(found[0]), Process(found[1])
+		f.Process = f.Fwd.Process
+		if f.Process.IsZero() {
+			f.Process = f.Rev.Process
+		}
+	}
 	if names, ok := p.src.(interface{ InterfaceName(index int) string }); ok {
 		for _, c := range []*Counters{&f.Fwd, &f.Rev} {
 			if c.InterfaceIndex != 0 {

@@ -7,6 +7,16 @@ import (
 	"github.com/fparser/fparser/internal/userspace"
 )
 
+// egressAttached says the attach mode counts on egress, where the kernel finds the
+// local sockets that send a flow's packets: only there is attribution possible.
+func egressAttached(mode string) bool {
+	switch loader.Mode(mode) {
+	case "", loader.ModeAuto, loader.ModeTC, loader.ModeTCLegacy:
+		return true
+	}
+	return false
+}
+
 // openLive loads the kernel datapath and attaches it to the chosen interfaces.
 func (p *Parser) openLive(chosen []string, t userspace.Timeouts, o *Options, f *filter.Filter) error {
 	sel, err := live.NewSelection(chosen)
@@ -17,7 +27,7 @@ func (p *Parser) openLive(chosen []string, t userspace.Timeouts, o *Options, f *
 		Interfaces: sel,
 		Loader: loader.Config{Mode: loader.Mode(o.Attach), Timeouts: t, MaxFlows: uint32(o.MaxFlows),
 			CoarseClock: o.CoarseClock, HistoryLimit: o.Packets, Statistics: o.Statistics, PinDir: o.PinDir,
-			RingBufferSize: o.RingBufferSize},
+			RingBufferSize: o.RingBufferSize, Owners: egressAttached(o.Attach)},
 		History: o.history(),
 		Logger:  p.log,
 	}, f)

@@ -351,7 +351,7 @@ func (p *Parser) deliver() {
 	}
 	for i := range recs {
 		r := &recs[i]
-		f := p.flowOf(r)
+		f := p.flowOf(r, true)
 		cb := p.onUDP.Load()
 		if f.Protocol == TCP {
 			cb = p.onTCP.Load()
@@ -496,7 +496,7 @@ func goroutineID() uint64 {
 func (p *Parser) Flows() iter.Seq[Flow] {
 	return func(yield func(Flow) bool) {
 		for _, r := range p.eng.Snapshot(nil) {
-			if !yield(p.flowOf(&r)) {
+			if !yield(p.flowOf(&r, false)) {
 				return
 			}
 		}
@@ -606,7 +606,7 @@ func (p *Parser) FlowsSorted(o SortOrder) iter.Seq[Flow] {
 		recs := p.eng.Snapshot(nil)
 		flows := make([]Flow, len(recs))
 		for i := range recs {
-			flows[i] = p.flowOf(&recs[i])
+			flows[i] = p.flowOf(&recs[i], false)
 		}
 		slices.SortFunc(flows, func(a, b Flow) int { return o.compare(&a, &b) })
 		for _, f := range flows {
@@ -633,5 +633,5 @@ func (p *Parser) FindFlow(proto Protocol, vlan uint16, a, b netip.AddrPort) (Flo
 	if !ok {
 		return Flow{}, false
 	}
-	return p.flowOf(&r), true
+	return p.flowOf(&r, false), true
 }

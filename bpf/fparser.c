@@ -27,6 +27,9 @@ volatile const __u8 stats_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */
 volatile const __u32 history_limit = 0;
+/* When set, the TC egress program finds the process and cgroup that sent each
+ * direction of a flow from a local socket (attribute). */
+volatile const __u8 owners_on = 0;
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17
@@ -76,8 +79,10 @@ struct dir_stats {
  * over both directions, each packet weighing 1/8: the gap since the flow's previous
  * packet (ns), and the size in 1/16 bytes. where is the place each direction is
  * counted at, the first it was seen at (a "where" value, see count); duplicates
- * counts the packets seen again at another place. What every packet touches comes
- * first, in two cache lines; the statistics, when on, follow. */
+ * counts the packets seen again at another place. owner holds, by direction, whether
+ * its sender was looked for (OWNER_DECIDED) and found (OWNER_FOUND): see attribute.
+ * What every packet touches comes first, in two cache lines; the statistics, when
+ * on, follow. */
 struct flow_state {
 	struct counters dir[2];
 	__u32 bits;
@@ -85,7 +90,7 @@ struct flow_state {
 	__u64 gap_avg;
 	__u32 size_avg16;
 	__u32 where[2];
-	__u32 pad;
+	__u32 owner;
 	__u64 duplicates;
 	struct dir_stats st[2];
 };
@@ -104,6 +109,43 @@ struct {
 	__type(key, __u32);
 	__type(value, struct flow_state);
 } scratch SEC(".maps");
+
+/* Attribution. A socket's creator, kept with the socket from its creation by
+ * fparser_sock_create; an accepted socket inherits its listener's (BPF_F_CLONE). */
+struct sock_owner {
+	__u32 pid;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sock_owner);
+} sock_owners SEC(".maps");
+
+/* The sender of one direction of a flow (userspace reads it as loader.Sender),
+ * under the flow's key with pad set to the direction. since is the direction's first
+ * packet's time: it tells userspace the entry is this flow's, not an earlier one's
+ * of the same key. pid and comm are 0 and empty for a socket created before the
+ * program was attached. */
+struct sender {
+	__s64 since;
+	__u64 cgroup;
+	__u32 pid;
+	char comm[16];
+	__u32 pad;
+};
+
+/* Entries only for flows with a local socket, made as they are found and removed by
+ * userspace when the flow ends: no memory until then (BPF_F_NO_PREALLOC). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 21); /* two directions of the flow map's flows */
+	__type(key, struct flow_key);
+	__type(value, struct sender);
+} owners SEC(".maps");
 
 /* Fragments: the flow of each first fragment, for the later ones. */
 struct frag_key {
@@ -653,11 +695,49 @@ static __always_inline int seen_elsewhere(struct flow_state *s, int dir, __u32 w
 	return 1;
 }
 
+/* attribute finds the sender of a packet that leaves a local socket, the first time
+ * a direction of the flow does (owners_on, at TC egress only: skb is NULL
+ * elsewhere). The packet still holds its socket there; one of the protocol and
+ * source port of the flow's direction is the direction's sender, and its cgroup is
+ * the socket's. A direction whose first OWNER_TRIES packets bring no such socket
+ * (forwarded, or leaving by a device that orphaned it) is decided unattributed. Once
+ * decided, a packet pays one branch. */
+#define OWNER_TRIES 4
+#define OWNER_DECIDED(dir) (1u << (dir))
+#define OWNER_FOUND(dir) (4u << (dir))
+static __always_inline void attribute(struct flow_key *k, struct flow_state *s, int dir, struct __sk_buff *skb)
+{
+	if (!owners_on || !skb || (s->owner & OWNER_DECIDED(dir)))
+		return;
+	struct bpf_sock *sk = skb->sk;
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != k->proto || sk->src_port != (dir ? k->port_b : k->port_a)) {
+		if (s->dir[dir].packets >= OWNER_TRIES)
+			__sync_fetch_and_or(&s->owner, OWNER_DECIDED(dir));
+		return;
+	}
+	struct sender w = {};
+	w.since = s->dir[dir].first;
+	w.cgroup = bpf_skb_cgroup_id(skb);
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, 0);
+	if (o) {
+		w.pid = o->pid;
+		__builtin_memcpy(w.comm, o->comm, sizeof(w.comm));
+	}
+	struct flow_key ok = *k;
+	ok.pad = dir;
+	__u32 found = OWNER_DECIDED(dir);
+	if (bpf_map_update_elem(&owners, &ok, &w, BPF_ANY) == 0)
+		found |= OWNER_FOUND(dir);
+	__sync_fetch_and_or(&s->owner, found);
+}
+
 /* update finds or creates the flow, ends it first if it is already over or a new
  * connection reuses its 5-tuple, then counts the packet (offline.Datapath.update).
  * p supplies the length, the flags and the record's fields. It returns 0 only when
  * the packet could not be counted. */
-static __always_inline int update(struct flow_key *k, int src_is_a, struct packet *p, __u32 where, __s64 now)
+static __always_inline int update(struct flow_key *k, int src_is_a, struct packet *p, __u32 where, __s64 now, struct __sk_buff *skb)
 {
 	int dir = src_is_a ? 0 : 1;
 	__u32 length = p->length;
@@ -683,6 +763,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
 			fresh_state(s, dir, where, length, flags, now);
+			attribute(k, s, dir, skb);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))
 				send_event(EVENT_MARK, 0, now, k, 0);
@@ -692,6 +773,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 		if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 			return 1;
 		add_packet(k, s, dir, length, flags, now);
+		attribute(k, s, dir, skb);
 		record(k, s, p, dir, now);
 		return 1;
 	}
@@ -700,6 +782,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (!fresh)
 		return 0;
 	fresh_state(fresh, dir, where, length, flags, now);
+	attribute(k, fresh, dir, skb);
 	if (history_limit)
 		fresh->recorded = 1;
 	if (bpf_map_update_elem(&flows, k, fresh, BPF_NOEXIST) == 0) {
@@ -719,6 +802,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 		return 1;
 	add_packet(k, s, dir, length, flags, now);
+	attribute(k, s, dir, skb);
 	record(k, s, p, dir, now);
 	return 1;
 }
@@ -740,7 +824,7 @@ static __attribute__((noinline)) int fparser_filter(void *data, void *data_end, 
  * when it is leaving (userspace.Where). A packet that crosses the host is seen at
  * more than one place; each direction of a flow counts at the first. */
 #define WHERE_EGRESS 0x80000000u
-static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags, __u32 where)
+static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags, __u32 where, struct __sk_buff *skb)
 {
 	if (filter_on && !fparser_filter(data, data_end, wire)) {
 		stat_inc(STAT_FILTERED);
@@ -785,7 +869,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 			bpf_map_update_elem(&frags, &fk, &ff, BPF_ANY);
 			stat_inc(STAT_FRAGMENTS);
 		}
-		if (!update(&p.key, src_is_a, &p, where, now))
+		if (!update(&p.key, src_is_a, &p, where, now, skb))
 			return;
 	} else {
 		/* V_LATER_FRAG */
@@ -802,7 +886,7 @@ static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 
 		}
 		struct flow_key k = ff->key;
 		p.flags = 0;
-		if (!update(&k, ff->src_is_a, &p, where, now))
+		if (!update(&k, ff->src_is_a, &p, where, now, 0))
 			return;
 	}
 	stat_inc(p.key.proto == PROTO_TCP ? STAT_ACCEPTED_TCP : STAT_ACCEPTED_UDP);
@@ -813,7 +897,7 @@ int fparser_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	count(data, data_end, data_end - data, 0, 0, ctx->ingress_ifindex);
+	count(data, data_end, data_end - data, 0, 0, ctx->ingress_ifindex, 0);
 	return XDP_PASS;
 }
 
@@ -830,7 +914,7 @@ static __always_inline int tc(struct __sk_buff *skb, int egress)
 	void *data_end = (void *)(long)skb->data_end;
 	/* A driver that strips the outer VLAN tag leaves it in the skb. */
 	int tags = skb->vlan_present ? 1 : 0;
-	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0));
+	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0), egress ? skb : 0);
 	return TCX_NEXT;
 }
 
@@ -839,6 +923,22 @@ int fparser_tc_ingress(struct __sk_buff *skb) { return tc(skb, 0); }
 
 SEC("tc")
 int fparser_tc_egress(struct __sk_buff *skb) { return tc(skb, 1); }
+
+/* fparser_sock_create keeps the creator of each TCP and UDP socket with the socket,
+ * for attribute: its process id and name. Attached to the root of cgroup v2, it sees
+ * every socket the host's processes create, in every network namespace. */
+SEC("cgroup/sock_create")
+int fparser_sock_create(struct bpf_sock *sk)
+{
+	if ((sk->family != AF_INET && sk->family != AF_INET6) || (sk->protocol != PROTO_TCP && sk->protocol != PROTO_UDP))
+		return 1;
+	struct sock_owner *o = bpf_sk_storage_get(&sock_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (o) {
+		o->pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
+	}
+	return 1; /* allowed: fparser only watches */
+}
 
 /* fparser_filter_probe returns the filter's decision as XDP_PASS (match) or XDP_DROP,
  * so that tests and benchmarks can run the spliced filter alone. It is never

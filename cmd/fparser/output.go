@@ -20,6 +20,7 @@ var fields = []string{
 	"src2dst_tcp_flags", "dst2src_tcp_flags",
 	"first_seen", "last_seen", "bidirectional_duration_ms", "end_reason",
 	"src2dst_interface", "dst2src_interface", "duplicate_packets",
+	"pid", "process", "cgroup",
 }
 
 // dirFeatures are NFStream's names for its post-mortem statistics of one direction.
@@ -232,6 +233,12 @@ func (fw *flowWriter) appendJSON(b []byte, f *fparser.Flow) []byte {
 	b = appendJSONString(b, f.Rev.Interface)
 	b = append(b, `,"duplicate_packets":`...)
 	b = strconv.AppendUint(b, f.DuplicatePackets, 10)
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendInt(b, int64(f.Process.PID), 10)
+	b = append(b, `,"process":`...)
+	b = appendJSONString(b, f.Process.Name)
+	b = append(b, `,"cgroup":`...)
+	b = appendJSONString(b, f.Process.Cgroup)
 	if fw.features {
 		b = appendFeatures(b, f, true)
 	}
@@ -300,6 +307,14 @@ func (fw *flowWriter) appendCSV(b []byte, f *fparser.Flow) []byte {
 	b = appendCSVField(b, f.Rev.Interface)
 	b = append(b, ',')
 	b = strconv.AppendUint(b, f.DuplicatePackets, 10)
+	b = append(b, ',')
+	if f.Process.PID != 0 {
+		b = strconv.AppendInt(b, int64(f.Process.PID), 10)
+	}
+	b = append(b, ',')
+	b = appendCSVField(b, f.Process.Name)
+	b = append(b, ',')
+	b = appendCSVField(b, f.Process.Cgroup)
 	if fw.features {
 		b = appendFeatures(b, f, false)
 	}

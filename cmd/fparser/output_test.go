@@ -150,6 +150,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = append(b, `,"end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
 		b = fmt.Appendf(b, `","src2dst_interface":%q,"dst2src_interface":%q,"duplicate_packets":%d`, f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets)
+		b = fmt.Appendf(b, `,"pid":%d,"process":%q,"cgroup":%q`, f.Process.PID, f.Process.Name, f.Process.Cgroup)
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, i int) []byte {
 				b = append(b, `,"`...)
@@ -182,6 +183,11 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = fmt.Appendf(b, ",%s,", refMillis(f))
 		b = append(b, f.EndReason.String()...)
 		b = fmt.Appendf(b, ",%s,%s,%d", f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets)
+		pid := ""
+		if f.Process.PID != 0 {
+			pid = strconv.Itoa(f.Process.PID)
+		}
+		b = fmt.Appendf(b, ",%s,%s,%s", pid, f.Process.Name, f.Process.Cgroup)
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
 		}
@@ -461,6 +467,9 @@ func randomFlow(r *rand.Rand) fparser.Flow {
 			FIN: r.Uint32() >> r.IntN(32), SYN: r.Uint32() >> r.IntN(32), RST: r.Uint32() >> r.IntN(32), PSH: r.Uint32() >> r.IntN(32),
 			ACK: r.Uint32() >> r.IntN(32), URG: r.Uint32() >> r.IntN(32), ECE: r.Uint32() >> r.IntN(32), CWR: r.Uint32() >> r.IntN(32),
 		}
+	}
+	if r.IntN(2) == 0 {
+		f.Process = fparser.Process{PID: 1 + r.IntN(1<<22), Name: "nginx", Cgroup: "/system.slice/nginx.service"}
 	}
 	f.PacketRate, f.ByteRate = randomFloat(r), randomFloat(r)
 	return f

@@ -404,6 +404,9 @@ func printFlow(w io.Writer, f fparser.Flow, cfg config) {
 	if f.DuplicatePackets > 0 {
 		fmt.Fprintf(w, "   %d packets seen again on another interface\n", f.DuplicatePackets)
 	}
+	if !f.Process.IsZero() {
+		fmt.Fprintf(w, "   process %d (%s), cgroup %s\n", f.Process.PID, f.Process.Name, f.Process.Cgroup)
+	}
 	for _, d := range []struct {
 		name string
 		c    fparser.Counters
@@ -479,6 +482,9 @@ func printCounters(w io.Writer, dir string, c fparser.Counters, stats bool) {
 			way = "leaving by"
 		}
 		fmt.Fprintf(w, "      counted %s %s (index %d)\n", way, c.Interface, c.InterfaceIndex)
+	}
+	if p := c.Process; p != (fparser.Process{}) {
+		fmt.Fprintf(w, "      sent by process %d (%s)\n", p.PID, p.Name)
 	}
 	if !stats {
 		return

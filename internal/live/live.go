@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/internal/cgroups"
 	"github.com/fparser/fparser/internal/linkwatch"
 	"github.com/fparser/fparser/internal/loader"
 	"github.com/fparser/fparser/internal/userspace"
@@ -55,6 +56,42 @@ type Source struct {
 	last userspace.DatapathCounters
 
 	names interfaceNames
+	// cgroups names the cgroups of the flows' senders; nil without cgroup v2.
+	cgroups *cgroups.Resolver
+}
+
+// Process is the local process that sent a direction of a flow: the one that created
+// its socket (PID 0 and no Name for a socket older than the datapath, or when the
+// kernel refused the socket program), and the socket's cgroup v2 path.
+type Process struct {
+	PID    int
+	Name   string
+	Cgroup string
+}
+
+// Processes returns the local processes that sent each direction of the flow (zero
+// where none was found); for a flow that ended, it removes them from the kernel.
+func (s *Source) Processes(k *userspace.Key, st *userspace.State, ended bool) (out [2]Process) {
+	if st.Owner == 0 {
+		return out
+	}
+	s.mu.Lock()
+	d := s.d
+	s.mu.Unlock()
+	if d == nil {
+		return out
+	}
+	senders, ok := d.Senders(k, st, ended)
+	for dir, sd := range senders {
+		if !ok[dir] {
+			continue
+		}
+		out[dir] = Process{PID: int(sd.PID), Name: sd.Comm}
+		if s.cgroups != nil {
+			out[dir].Cgroup, _ = s.cgroups.Path(sd.Cgroup)
+		}
+	}
+	return out
 }
 
 // interfaceNames are the names of the interfaces attached to, by index, kept after
@@ -100,6 +137,16 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 		return fail(err)
 	}
 	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	if attributing, processes, err := d.Attribution(); attributing {
+		if root, err := cgroups.Mount(); err == nil {
+			s.cgroups = cgroups.NewResolver(root)
+		}
+		if !processes {
+			cfg.Logger.Warn("flows carry their senders' cgroups but no process: "+err.Error(), "interfaces", what)
+		}
+	} else if err != nil {
+		cfg.Logger.Warn("flows are not attributed to local processes: "+err.Error(), "interfaces", what)
+	}
 	ifs := &interfaces{sel: cfg.Interfaces, d: d, log: cfg.Logger, attached: map[int]*attachedIface{}, names: &s.names, refused: map[int]string{}}
 	s.ifs = ifs
 	// Subscribed before the interfaces are listed, so that none that comes

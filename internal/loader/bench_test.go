@@ -73,6 +73,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	pastLimit := load(Config{HistoryLimit: 1})
 	withStats := load(Config{Statistics: true})
 	coarse := load(Config{CoarseClock: true})
+	attributing := load(Config{Owners: true})
 
 	cases := []struct {
 		name  string
@@ -90,6 +91,11 @@ func BenchmarkKernelPacket(b *testing.B) {
 		{"hot-tcp-history", recording.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		{"hot-tcp-history-past-limit", pastLimit.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		{"hot-tcp-statistics", withStats.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		// Attribution is at TC egress: the same program with it off, then on (a
+		// flow whose directions are decided, as every one is after its first
+		// packets; a test run's packet has no socket).
+		{"tc-egress-hot-tcp", d.objs.FparserTcEgress, tcpFrame(benchA, 40000, pb.ACK)},
+		{"tc-egress-hot-tcp-processes", attributing.objs.FparserTcEgress, tcpFrame(benchA, 40000, pb.ACK)},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

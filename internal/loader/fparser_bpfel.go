@@ -48,7 +48,7 @@ type fparserFlowState struct {
 	GapAvg     uint64
 	SizeAvg16  uint32
 	Where      [2]uint32
-	Pad        uint32
+	Owner      uint32
 	Duplicates uint64
 	St         [2]struct {
 		_           structs.HostLayout
@@ -95,6 +95,21 @@ type fparserRecord struct {
 	Key    fparserFlowKey
 }
 
+type fparserSender struct {
+	_      structs.HostLayout
+	Since  int64
+	Cgroup uint64
+	Pid    uint32
+	Comm   [16]int8
+	Pad    uint32
+}
+
+type fparserSockOwner struct {
+	_    structs.HostLayout
+	Pid  uint32
+	Comm [16]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -102,9 +117,12 @@ const (
 	fparserMapEvents              = "events"
 	fparserMapFlows               = "flows"
 	fparserMapFrags               = "frags"
+	fparserMapOwners              = "owners"
 	fparserMapScratch             = "scratch"
+	fparserMapSockOwners          = "sock_owners"
 	fparserMapStats               = "stats"
 	fparserProgFparserFilterProbe = "fparser_filter_probe"
+	fparserProgFparserSockCreate  = "fparser_sock_create"
 	fparserProgFparserTcEgress    = "fparser_tc_egress"
 	fparserProgFparserTcIngress   = "fparser_tc_ingress"
 	fparserProgFparserXdp         = "fparser_xdp"
@@ -114,6 +132,7 @@ const (
 	fparserVarFinNs               = "fin_ns"
 	fparserVarHistoryLimit        = "history_limit"
 	fparserVarIdleNs              = "idle_ns"
+	fparserVarOwnersOn            = "owners_on"
 	fparserVarRecordsWakeShift    = "records_wake_shift"
 	fparserVarStatsOn             = "stats_on"
 	fparserVarTestClock           = "test_clock"
@@ -165,6 +184,7 @@ type fparserSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserProgramSpecs struct {
 	FparserFilterProbe *ebpf.ProgramSpec `ebpf:"fparser_filter_probe"`
+	FparserSockCreate  *ebpf.ProgramSpec `ebpf:"fparser_sock_create"`
 	FparserTcEgress    *ebpf.ProgramSpec `ebpf:"fparser_tc_egress"`
 	FparserTcIngress   *ebpf.ProgramSpec `ebpf:"fparser_tc_ingress"`
 	FparserXdp         *ebpf.ProgramSpec `ebpf:"fparser_xdp"`
@@ -174,11 +194,13 @@ type fparserProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fparserMapSpecs struct {
-	Events  *ebpf.MapSpec `ebpf:"events"`
-	Flows   *ebpf.MapSpec `ebpf:"flows"`
-	Frags   *ebpf.MapSpec `ebpf:"frags"`
-	Scratch *ebpf.MapSpec `ebpf:"scratch"`
-	Stats   *ebpf.MapSpec `ebpf:"stats"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Flows      *ebpf.MapSpec `ebpf:"flows"`
+	Frags      *ebpf.MapSpec `ebpf:"frags"`
+	Owners     *ebpf.MapSpec `ebpf:"owners"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	SockOwners *ebpf.MapSpec `ebpf:"sock_owners"`
+	Stats      *ebpf.MapSpec `ebpf:"stats"`
 }
 
 // fparserVariableSpecs contains global variables before they are loaded into the kernel.
@@ -191,6 +213,7 @@ type fparserVariableSpecs struct {
 	FinNs            *ebpf.VariableSpec `ebpf:"fin_ns"`
 	HistoryLimit     *ebpf.VariableSpec `ebpf:"history_limit"`
 	IdleNs           *ebpf.VariableSpec `ebpf:"idle_ns"`
+	OwnersOn         *ebpf.VariableSpec `ebpf:"owners_on"`
 	RecordsWakeShift *ebpf.VariableSpec `ebpf:"records_wake_shift"`
 	StatsOn          *ebpf.VariableSpec `ebpf:"stats_on"`
 	TestClock        *ebpf.VariableSpec `ebpf:"test_clock"`
@@ -219,11 +242,13 @@ func (o *fparserObjects) Close() error {
 //
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserMaps struct {
-	Events  *ebpf.Map `ebpf:"events"`
-	Flows   *ebpf.Map `ebpf:"flows"`
-	Frags   *ebpf.Map `ebpf:"frags"`
-	Scratch *ebpf.Map `ebpf:"scratch"`
-	Stats   *ebpf.Map `ebpf:"stats"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Flows      *ebpf.Map `ebpf:"flows"`
+	Frags      *ebpf.Map `ebpf:"frags"`
+	Owners     *ebpf.Map `ebpf:"owners"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	SockOwners *ebpf.Map `ebpf:"sock_owners"`
+	Stats      *ebpf.Map `ebpf:"stats"`
 }
 
 func (m *fparserMaps) Close() error {
@@ -231,7 +256,9 @@ func (m *fparserMaps) Close() error {
 		m.Events,
 		m.Flows,
 		m.Frags,
+		m.Owners,
 		m.Scratch,
+		m.SockOwners,
 		m.Stats,
 	)
 }
@@ -246,6 +273,7 @@ type fparserVariables struct {
 	FinNs            *ebpf.Variable `ebpf:"fin_ns"`
 	HistoryLimit     *ebpf.Variable `ebpf:"history_limit"`
 	IdleNs           *ebpf.Variable `ebpf:"idle_ns"`
+	OwnersOn         *ebpf.Variable `ebpf:"owners_on"`
 	RecordsWakeShift *ebpf.Variable `ebpf:"records_wake_shift"`
 	StatsOn          *ebpf.Variable `ebpf:"stats_on"`
 	TestClock        *ebpf.Variable `ebpf:"test_clock"`
@@ -259,6 +287,7 @@ type fparserVariables struct {
 // It can be passed to loadFparserObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fparserPrograms struct {
 	FparserFilterProbe *ebpf.Program `ebpf:"fparser_filter_probe"`
+	FparserSockCreate  *ebpf.Program `ebpf:"fparser_sock_create"`
 	FparserTcEgress    *ebpf.Program `ebpf:"fparser_tc_egress"`
 	FparserTcIngress   *ebpf.Program `ebpf:"fparser_tc_ingress"`
 	FparserXdp         *ebpf.Program `ebpf:"fparser_xdp"`
@@ -267,6 +296,7 @@ type fparserPrograms struct {
 func (p *fparserPrograms) Close() error {
 	return _FparserClose(
 		p.FparserFilterProbe,
+		p.FparserSockCreate,
 		p.FparserTcEgress,
 		p.FparserTcIngress,
 		p.FparserXdp,

@@ -89,6 +89,11 @@ type Config struct {
 	// decides which packets count; the others count only as filtered.
 	Filter *filter.Program
 
+	// Owners finds, at TC egress, the local socket that sent each direction of a
+	// flow, its cgroup and the process that created it (Datapath.Senders). A
+	// kernel that refuses it counts without (Datapath.Attribution).
+	Owners bool
+
 	// RingBufferSize is the size in bytes of the ring buffer that carries events
 	// and packet records to userspace: a power of two, at least a page. Default 4 MiB.
 	RingBufferSize int
@@ -156,6 +161,11 @@ type Datapath struct {
 	adopted bool               // the maps were pinned by a previous process
 	table   *Table             // the flow map as the engine reads it, once asked for
 	quiet   bool               // MarkQuiet
+	closed  bool               // Close has released the maps
+
+	owners    bool      // the TC egress program attributes flows (Config.Owners, allowed)
+	ownersErr error     // what the kernel refused of the attribution
+	sockLink  link.Link // the socket program's, at the root of cgroup v2
 }
 
 // Adopted says the datapath took over the maps and links a previous process pinned
@@ -186,11 +196,33 @@ func Load(cfg Config) (*Datapath, error) {
 		}
 		opts = &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: cfg.PinDir}}
 	}
-	if err := spec.LoadAndAssign(&d.objs, opts); err != nil {
+	err = spec.LoadAndAssign(&d.objs, opts)
+	if err != nil && cfg.Owners && !errors.Is(err, ebpf.ErrMapIncompatible) {
+		// A kernel whose TC programs may not read a packet's socket: count
+		// without attribution rather than not at all.
+		d.ownersErr = classify("load the programs that attribute flows to sockets", err)
+		cfg.Owners = false
+		if spec, err = collectionSpec(cfg, cfg.Filter); err != nil {
+			return nil, err
+		}
+		if cfg.PinDir != "" {
+			if _, err := preparePin(cfg.PinDir, spec); err != nil {
+				return nil, err
+			}
+		}
+		err = spec.LoadAndAssign(&d.objs, opts)
+	}
+	if err != nil {
 		if d.adopted && errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("%w: the maps pinned in %s were made with other options (statistics, flow map size) or by another version of fparser: start with the same options and version, or remove %s: %w", ErrPin, cfg.PinDir, cfg.PinDir, err)
 		}
 		return nil, classify("load the programs", err)
+	}
+	if cfg.Owners {
+		d.owners = true
+		if err := d.attachSockCreate(spec); err != nil {
+			d.ownersErr = err
+		}
 	}
 	return d, nil
 }
@@ -213,7 +245,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil, "stats_on": cfg.Statistics} {
+	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil, "stats_on": cfg.Statistics, "owners_on": cfg.Owners} {
 		if on {
 			if err := spec.Variables[name].Set(uint8(1)); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -227,6 +259,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 	}
 	if cfg.MaxFlows > 0 {
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
+		spec.Maps["owners"].MaxEntries = 2 * cfg.MaxFlows // a sender per direction
 	}
 	if !cfg.Statistics {
 		// The map's values end where the statistics would start: smaller entries
@@ -381,9 +414,10 @@ func (d *Datapath) Close() error {
 	if t := d.tableIfAny(); t != nil {
 		t.close()
 	}
-	errs := []error{d.Detach(), d.unpin()}
+	errs := []error{d.Detach(), d.closeSockCreate(), d.unpin()}
 	d.mu.Lock()
 	errs = append(errs, d.objs.Close())
+	d.closed = true
 	d.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -15,8 +15,9 @@ import (
 var ErrPin = errors.New("cannot pin in this directory")
 
 // pinnedMaps are the maps a restarted process adopts: the flows and their events,
-// the fragments, the counters. The scratch map holds nothing between packets.
-var pinnedMaps = []string{"flows", "frags", "stats", "events"}
+// the fragments, the counters, the flows' senders and the sockets' creators. The
+// scratch map holds nothing between packets.
+var pinnedMaps = []string{"flows", "frags", "stats", "events", "owners", "sock_owners"}
 
 // preparePin checks that dir can hold pins (it must be on a BPF filesystem), creates
 // it, and marks the maps to pin there. It reports whether a previous process left
@@ -154,7 +155,7 @@ func (d *Datapath) unpin() error {
 		return nil
 	}
 	var errs []error
-	for _, m := range []*ebpf.Map{d.objs.Flows, d.objs.Frags, d.objs.Stats, d.objs.Events} {
+	for _, m := range []*ebpf.Map{d.objs.Flows, d.objs.Frags, d.objs.Stats, d.objs.Events, d.objs.Owners, d.objs.SockOwners} {
 		if m != nil {
 			errs = append(errs, m.Unpin())
 		}

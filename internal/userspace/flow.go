@@ -106,8 +106,12 @@ type State struct {
 	// Where is the place each direction is counted at: the first place a packet
 	// of it was seen at (0 before its first packet). Duplicates are the packets
 	// seen again at another place, counted nowhere else.
-	Where      [2]Where
-	_          uint32
+	Where [2]Where
+	// Owner says, live, by direction, whether the kernel looked for the local
+	// socket that sent it (bit 0 for direction 0, bit 1 for direction 1) and found
+	// it (bits 2 and 3): its sender is then in the kernel's owners map. Offline
+	// there are no sockets, and it stays 0.
+	Owner      uint32
 	Duplicates uint64
 }
 
