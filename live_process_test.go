@@ -93,12 +93,14 @@ func procClient(t testing.TB) {
 	fmt.Println("client done")
 }
 
-// TestProcessAttribution: live, a flow names the local process that sent its
-// packets and the process's cgroup v2 path, from the kernel, at the socket: for a
-// connection the host opens (TCP and UDP, client in one cgroup) and one it accepts
-// (server in another); the side that is not on the host has none. The processes
-// are started, in cgroups made for them, after the parser: their sockets are made
-// under the socket program.
+// TestProcessAttribution: live, a flow names the local processes that sent its
+// packets and their cgroup v2 paths, from the kernel, at the socket, with the
+// default attach mode: for connections the host opens (TCP and UDP, client in one
+// cgroup) and ones it accepts (server in another), and for the processes at their
+// other ends, in a network namespace of their own as a container's are (each in a
+// cgroup too), seen as they arrive by the host's end of the veth. The processes are
+// started after the parser, so their sockets are made under the socket program,
+// each under a name of its own.
 func TestProcessAttribution(t *testing.T) {
 	testharness.RequireRoot(t, "the attribution test (network namespaces, cgroups, BPF)", "ip")
 	root, err := cgroups.Mount()
@@ -128,26 +130,31 @@ func TestProcessAttribution(t *testing.T) {
 	// Each local process runs the test binary under its own name, in a cgroup of
 	// its own.
 	dir := t.TempDir()
-	server, serverCgroup := localProcess(t, root, dir, id, "fp-server", roleProcEcho, envProcAddr+"=198.19.81.1:7001")
+	server, serverCgroup := localProcess(t, root, dir, id, "", "fp-server", roleProcEcho, envProcAddr+"=198.19.81.1:7001")
 	testharness.Start(t, server, "echo ready")
-	farEcho := testharness.Command(far, roleProcEcho, envProcAddr+"=198.19.81.2:7002")
+	farEcho, farEchoCgroup := localProcess(t, root, dir, id, far, "fp-far-echo", roleProcEcho, envProcAddr+"=198.19.81.2:7002")
 	testharness.Start(t, farEcho, "echo ready")
 	// The host client's ports change from run to run: an earlier run's
 	// connection may still be in TIME_WAIT.
 	port := 20000 + os.Getpid()%20000
-	client, clientCgroup := localProcess(t, root, dir, id, "fp-client", roleProcClient, envProcAddr+"=198.19.81.2:7002", fmt.Sprintf("%s=%d,%d", envProcPorts, port, port+1))
+	client, clientCgroup := localProcess(t, root, dir, id, "", "fp-client", roleProcClient, envProcAddr+"=198.19.81.2:7002", fmt.Sprintf("%s=%d,%d", envProcPorts, port, port+1))
 	testharness.Start(t, client, "client done")
-	farClient := testharness.Command(far, roleProcClient, envProcAddr+"=198.19.81.1:7001", envProcPorts+"=42001,42002")
+	farClient, farClientCgroup := localProcess(t, root, dir, id, far, "fp-far-client", roleProcClient, envProcAddr+"=198.19.81.1:7001", envProcPorts+"=42001,42002")
 	testharness.Start(t, farClient, "client done")
 	p.Close()
 
-	serverProc := fparser.Process{PID: server.Process.Pid, Name: "fp-server", Cgroup: serverCgroup}
-	clientProc := fparser.Process{PID: client.Process.Pid, Name: "fp-client", Cgroup: clientCgroup}
+	proc := func(cmd *exec.Cmd, name, cgroup string) fparser.Process {
+		return fparser.Process{PID: cmd.Process.Pid, Name: name, Cgroup: cgroup}
+	}
+	serverProc, clientProc := proc(server, "fp-server", serverCgroup), proc(client, "fp-client", clientCgroup)
+	farEchoProc, farClientProc := proc(farEcho, "fp-far-echo", farEchoCgroup), proc(farClient, "fp-far-client", farClientCgroup)
 	want := map[string]struct{ fwd, rev fparser.Process }{
-		fmt.Sprint("tcp 198.19.81.1:", port):   {fwd: clientProc}, // opened by the host
-		fmt.Sprint("udp 198.19.81.1:", port+1): {fwd: clientProc},
-		"tcp 198.19.81.2:42001":                {rev: serverProc}, // accepted by the host
-		"udp 198.19.81.2:42002":                {rev: serverProc},
+		// Opened by the host, answered from the namespace.
+		fmt.Sprint("tcp 198.19.81.1:", port):   {clientProc, farEchoProc},
+		fmt.Sprint("udp 198.19.81.1:", port+1): {clientProc, farEchoProc},
+		// Opened from the namespace, accepted by the host.
+		"tcp 198.19.81.2:42001": {farClientProc, serverProc},
+		"udp 198.19.81.2:42002": {farClientProc, serverProc},
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -158,12 +165,8 @@ func TestProcessAttribution(t *testing.T) {
 			continue
 		}
 		delete(want, name)
-		local := w.fwd
-		if local.IsZero() {
-			local = w.rev
-		}
-		if f.Fwd.Process != w.fwd || f.Rev.Process != w.rev || f.Process != local {
-			t.Errorf("%s -> %s: process %+v, sent by %+v and %+v; want %+v, %+v and %+v", name, f.Dst, f.Process, f.Fwd.Process, f.Rev.Process, local, w.fwd, w.rev)
+		if f.Fwd.Process != w.fwd || f.Rev.Process != w.rev || f.Process != w.fwd {
+			t.Errorf("%s -> %s: process %+v, sent by %+v and %+v; want %+v, %+v and %+v", name, f.Dst, f.Process, f.Fwd.Process, f.Rev.Process, w.fwd, w.fwd, w.rev)
 		}
 	}
 	for name := range want {
@@ -171,9 +174,10 @@ func TestProcessAttribution(t *testing.T) {
 	}
 }
 
-// localProcess returns the command that runs role in this namespace as a process
-// called name, in a cgroup made for it below root, and that cgroup's path.
-func localProcess(t *testing.T, root, dir, id, name, role string, env ...string) (*exec.Cmd, string) {
+// localProcess returns the command that runs role in the network namespace ns ("":
+// this one) as a process called name, in a cgroup made for it below root, and that
+// cgroup's path.
+func localProcess(t *testing.T, root, dir, id, ns, name, role string, env ...string) (*exec.Cmd, string) {
 	t.Helper()
 	cg := filepath.Join(root, "fparser-test-"+id+"-"+name)
 	if err := os.Mkdir(cg, 0o755); err != nil {
@@ -194,8 +198,12 @@ func localProcess(t *testing.T, root, dir, id, name, role string, env ...string)
 	if err := os.Symlink(exe, link); err != nil {
 		t.Fatal(err)
 	}
-	cmd := testharness.Command("", role, env...)
-	cmd.Path, cmd.Args[0] = link, link
+	cmd := testharness.Command(ns, role, env...)
+	if ns == "" {
+		cmd.Path, cmd.Args[0] = link, link
+	} else {
+		cmd.Args[len(cmd.Args)-1] = link // ip netns exec ns link, which execs it in place
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}
 	return cmd, "/" + filepath.Base(cg)
 }

@@ -81,7 +81,9 @@ type Options struct {
 	Snaplen int
 	// Attach says where the kernel datapath attaches on an interface: "auto" (the
 	// default: XDP on ingress, native where the driver has it, and TC on egress, so
-	// each packet of the host's own traffic is seen once), "xdp" (ingress only,
+	// each packet of the host's own traffic is seen once; on a veth, TC on ingress
+	// too, where a container's packets still carry their socket, for
+	// Flow.Process), "xdp" (ingress only,
 	// native where the driver has it, generic otherwise), "xdp-native" or
 	// "xdp-generic" (ingress only, and only that kind: an error where it cannot
 	// attach) or "tc" (TCX on ingress and egress). Where the

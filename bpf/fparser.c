@@ -695,11 +695,12 @@ static __always_inline int seen_elsewhere(struct flow_state *s, int dir, __u32 w
 	return 1;
 }
 
-/* attribute finds the sender of a packet that leaves a local socket, the first time
- * a direction of the flow does (owners_on, at TC egress only: skb is NULL
- * elsewhere). The packet still holds its socket there; one of the protocol and
- * source port of the flow's direction is the direction's sender, and its cgroup is
- * the socket's. A direction whose first OWNER_TRIES packets bring no such socket
+/* attribute finds the sender of a packet that a local socket sent, the first time a
+ * direction of the flow does (owners_on, in the TC programs only: skb is NULL in
+ * XDP). The packet still holds its socket at TC egress, and at TC ingress on a veth
+ * whose other end is in another network namespace (a container's packets): one of
+ * the protocol and source port of the flow's direction is the direction's sender,
+ * and its cgroup is the socket's. Packets from elsewhere have no socket at ingress. A direction whose first OWNER_TRIES packets bring no such socket
  * (forwarded, or leaving by a device that orphaned it) is decided unattributed. Once
  * decided, a packet pays one branch. */
 #define OWNER_TRIES 4
@@ -914,7 +915,7 @@ static __always_inline int tc(struct __sk_buff *skb, int egress)
 	void *data_end = (void *)(long)skb->data_end;
 	/* A driver that strips the outer VLAN tag leaves it in the skb. */
 	int tags = skb->vlan_present ? 1 : 0;
-	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0), egress ? skb : 0);
+	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0), skb);
 	return TCX_NEXT;
 }
 

@@ -638,10 +638,17 @@ func (v *topView) render(w, h int) string {
 	}
 	line(counters)
 	line("keys: n packets  b bytes  p pps  t bps  s next  space pause  q quit")
-	// The two endpoints share what the numbers leave.
-	const numbers = 5 + 1 + 7 + 1 + 8 + 1 + 7 + 1 + 10
+	// The two endpoints share what the numbers leave, and live, what the process
+	// column leaves.
+	numbers := 5 + 1 + 7 + 1 + 8 + 1 + 7 + 1 + 10
+	header := fmt.Sprintf(topNumbers, "PACKETS", "BYTES", "PPS", "BPS")
+	processes := v.live && w-numbers-2 >= 2*topEndpoint+1+topProcess
+	if processes {
+		numbers += 1 + max(topProcess, (w-numbers)/3)
+		header += " PROCESS"
+	}
 	ep := max((w-numbers-2)/2, 12)
-	line(fmt.Sprintf("%-5s %-*s %-*s "+topNumbers, "PROTO", ep, "SOURCE", ep, "DESTINATION", "PACKETS", "BYTES", "PPS", "BPS"))
+	line(fmt.Sprintf("%-5s %-*s %-*s ", "PROTO", ep, "SOURCE", ep, "DESTINATION") + header)
 	for i := range v.rows {
 		if lines >= h {
 			break
@@ -651,11 +658,33 @@ func (v *topView) render(w, h int) string {
 		if r.ended {
 			proto += "*"
 		}
-		line(fmt.Sprintf("%-5s %-*s %-*s "+topNumbers, proto, ep, cutLeft(r.f.Src.String(), ep), ep, cutLeft(r.f.Dst.String(), ep),
-			compact(float64(r.packets)), topSI(float64(r.bytes))+"B", strings.TrimSpace(topSI(r.pps)), topSI(r.bps)+"B/s"))
+		row := fmt.Sprintf("%-5s %-*s %-*s "+topNumbers, proto, ep, cutLeft(r.f.Src.String(), ep), ep, cutLeft(r.f.Dst.String(), ep),
+			compact(float64(r.packets)), topSI(float64(r.bytes))+"B", strings.TrimSpace(topSI(r.pps)), topSI(r.bps)+"B/s")
+		if p := r.f.Process; processes && !p.IsZero() {
+			row += " " + processCell(p)
+		}
+		line(row)
 	}
 	b.WriteString("\033[J")
 	return b.String()
+}
+
+// topEndpoint is the room an endpoint has at 80 columns, which the process column
+// leaves it: the column is there when the screen is wide enough for both.
+const topEndpoint = 18
+
+// topProcess is the least room the process column takes from the endpoints: a
+// process's name and id ("nginx[123456]"). It takes a third of what the numbers
+// leave when that is more, for the cgroup that follows, cut at the screen's edge.
+const topProcess = 22
+
+// processCell is a flow's process as top shows it: name[pid] and the cgroup, or the
+// cgroup alone for a socket older than the parser.
+func processCell(p fparser.Process) string {
+	if p.PID == 0 {
+		return p.Cgroup
+	}
+	return fmt.Sprintf("%s[%d] %s", p.Name, p.PID, p.Cgroup)
 }
 
 // cut cuts s to w columns (the view writes ASCII only).

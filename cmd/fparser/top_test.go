@@ -582,6 +582,36 @@ func TestTopReplayShowsNoKernelCounters(t *testing.T) {
 	}
 }
 
+// TestTopShowsProcesses: a live view 102 columns wide or more names each flow's
+// local process, its id and its cgroup, after the numbers; a narrower one keeps the
+// endpoints' room, and a replay has no processes and no such column.
+func TestTopShowsProcesses(t *testing.T) {
+	row := func(p fparser.Process) topRow {
+		return topRow{f: fparser.Flow{Protocol: fparser.TCP, Src: netip.MustParseAddrPort("10.0.0.1:40000"), Dst: netip.MustParseAddrPort("10.0.0.2:80"), Process: p}, packets: 3}
+	}
+	v := topView{source: "eth0", live: true, rows: []topRow{
+		row(fparser.Process{PID: 4242, Name: "curl", Cgroup: "/user.slice/session-1.scope"}),
+		row(fparser.Process{Cgroup: "/system.slice/old.service"}), // a socket older than the parser
+		row(fparser.Process{}), // forwarded
+	}}
+	lines := strings.Split(strings.TrimSuffix(v.render(200, 24), "\033[J"), "\r\n")
+	if !strings.HasSuffix(strings.TrimSuffix(lines[4], "\033[K"), "BPS PROCESS") {
+		t.Errorf("header %q does not end with PROCESS", lines[4])
+	}
+	for i, want := range []string{" curl[4242] /user.slice/session-1.scope\033[K", "B/s /system.slice/old.service\033[K", "B/s\033[K"} {
+		if !strings.HasSuffix(lines[5+i], want) {
+			t.Errorf("row %d: %q, want it to end %q", i, lines[5+i], want)
+		}
+	}
+	if s := v.render(101, 24); strings.Contains(s, "PROCESS") || strings.Contains(s, "curl") {
+		t.Errorf("101 columns, too few for the endpoints and the processes, show processes:\n%s", s)
+	}
+	v.live = false
+	if s := v.render(160, 24); strings.Contains(s, "PROCESS") || strings.Contains(s, "curl") {
+		t.Errorf("a replay's view shows processes:\n%s", s)
+	}
+}
+
 // TestTopPauseFreezesTheView: space stops the refreshes (the screen is still drawn,
 // the same, every interval) and space again resumes them.
 func TestTopPauseFreezesTheView(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // ifaceAttachment is the datapath's programs on one interface.
@@ -101,6 +102,17 @@ func (d *Datapath) attach(ia *ifaceAttachment, mode Mode) error {
 		}
 		return d.attachTC(ia, ebpf.AttachTCXEgress, "egress", mode == ModeTCLegacy)
 	}
+	if mode == ModeAuto && d.owners && isVeth(ia.iface.Name) {
+		// A veth's ingress is where a container's packets arrive from the other
+		// namespace with their socket still known: TC sees it and attributes
+		// them, XDP cannot. A previous version's XDP link on it must go, or the
+		// packets would count twice.
+		if err := d.attachTC(ia, ebpf.AttachTCXIngress, "ingress", false); err != nil {
+			return err
+		}
+		d.dropLinkPin(ia, "xdp")
+		return d.attachTC(ia, ebpf.AttachTCXEgress, "egress", false)
+	}
 	if err := d.attachXDP(ia, mode); err != nil {
 		return err
 	}
@@ -108,6 +120,17 @@ func (d *Datapath) attach(ia *ifaceAttachment, mode Mode) error {
 		return d.attachTC(ia, ebpf.AttachTCXEgress, "egress", false)
 	}
 	return nil
+}
+
+// isVeth says the interface is one end of a veth pair, from its driver's name.
+func isVeth(name string) bool {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, name)
+	return err == nil && unix.ByteSliceToString(info.Driver[:]) == "veth"
 }
 
 // attachTC attaches the TC program with TCX, or with a clsact filter where the

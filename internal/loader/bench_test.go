@@ -45,14 +45,7 @@ func tcpFrame(src netip.Addr, sport uint16, flags uint8) []byte {
 // per packet, each into an empty map, against the reference's new flow.
 func BenchmarkKernelPacket(b *testing.B) {
 	requireBPF(b)
-	load := func(cfg Config) *Datapath {
-		d, err := Load(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { d.Close() })
-		return d
-	}
+	load := func(cfg Config) *Datapath { return loadForBench(b, cfg) }
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.XDP,
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()},
@@ -198,29 +191,47 @@ func BenchmarkKernelCaptures(b *testing.B) {
 		b.Fatal("no frames")
 	}
 	b.Logf("%d frames from %d captures of %s", len(frames), len(paths), source)
-	d, err := Load(Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer d.Close()
+	load := func(cfg Config) *Datapath { return loadForBench(b, cfg) }
+	d, attributing := load(Config{}), load(Config{Owners: true})
 	ref, err := benchref.Load(d.objs.Flows.MaxEntries())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ref.Close()
-	var own, theirs time.Duration
-	for range b.N {
-		clearMaps(b, d)
-		emptyMap(b, ref.Flows())
-		for _, f := range frames {
-			o, r := inTurns(b, d.objs.FparserXdp, f, ref.Program(), f, 1)
-			own, theirs = own+o, theirs+r
-		}
+	// The XDP program; the TC program (egress), without attribution and with it:
+	// no test run's packet has a socket, so each direction of each flow tries its
+	// first four packets, as a forwarded flow's do.
+	for _, c := range []struct {
+		name string
+		d    *Datapath
+		prog *ebpf.Program
+	}{{"xdp", d, d.objs.FparserXdp}, {"tc", d, d.objs.FparserTcEgress}, {"tc-processes", attributing, attributing.objs.FparserTcEgress}} {
+		b.Run(c.name, func(b *testing.B) {
+			var own, theirs time.Duration
+			for range b.N {
+				clearMaps(b, c.d)
+				emptyMap(b, ref.Flows())
+				for _, f := range frames {
+					o, r := inTurns(b, c.prog, f, ref.Program(), f, 1)
+					own, theirs = own+o, theirs+r
+				}
+			}
+			packets := float64(b.N * len(frames))
+			b.ReportMetric(float64(own.Nanoseconds())/packets, "ns/packet")
+			b.ReportMetric(float64(theirs.Nanoseconds())/packets, "ref-ns/packet")
+			b.ReportMetric(float64(own)/float64(theirs), "x-ref")
+		})
 	}
-	packets := float64(b.N * len(frames))
-	b.ReportMetric(float64(own.Nanoseconds())/packets, "ns/packet")
-	b.ReportMetric(float64(theirs.Nanoseconds())/packets, "ref-ns/packet")
-	b.ReportMetric(float64(own)/float64(theirs), "x-ref")
+}
+
+// loadForBench loads a datapath for the benchmark, closed at its end.
+func loadForBench(b *testing.B, cfg Config) *Datapath {
+	d, err := Load(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	return d
 }
 
 // inTurns runs prog on frame n times, then the reference on refFrame n times, and

@@ -101,6 +101,18 @@ func linkIfindex(l link.Link) int {
 	return 0
 }
 
+// dropLinkPin detaches and unpins the link a previous process pinned for the
+// interface's hook, if there is one: a hook this process does not use there.
+func (d *Datapath) dropLinkPin(ia *ifaceAttachment, hook string) {
+	if d.cfg.PinDir == "" {
+		return
+	}
+	if l, err := link.LoadPinnedLink(d.linkPin(ia, hook), nil); err == nil {
+		l.Unpin()
+		l.Close()
+	}
+}
+
 // pinLink pins a new link for the interface's hook, when pinning.
 func (d *Datapath) pinLink(ia *ifaceAttachment, hook string, l link.Link) error {
 	if d.cfg.PinDir == "" {
