@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fparser/fparser/filter"
+	"github.com/fparser/fparser/internal/cgroups"
 	"github.com/fparser/fparser/internal/userspace"
 )
 
@@ -184,11 +185,19 @@ func Load(cfg Config) (*Datapath, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, classify("lift the memlock limit", err)
 	}
+	var ownersErr error
+	if cfg.Owners {
+		// Without cgroup v2 in sight there is no socket program and no cgroup
+		// to name: attribution would find nothing worth its cost.
+		if _, err := cgroups.Mount(); err != nil {
+			cfg.Owners, ownersErr = false, err
+		}
+	}
 	spec, err := collectionSpec(cfg, cfg.Filter)
 	if err != nil {
 		return nil, err
 	}
-	d := &Datapath{cfg: cfg, mode: mode}
+	d := &Datapath{cfg: cfg, mode: mode, ownersErr: ownersErr}
 	var opts *ebpf.CollectionOptions
 	if cfg.PinDir != "" {
 		if d.adopted, err = preparePin(cfg.PinDir, spec); err != nil {

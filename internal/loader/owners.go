@@ -124,10 +124,11 @@ func (d *Datapath) attachSockCreate(spec *ebpf.CollectionSpec) error {
 func (d *Datapath) pinPath(name string) string { return filepath.Join(d.cfg.PinDir, name) }
 
 // Attribution says whether flows are attributed to their local sockets, and when
-// the kernel refused part of it, what: err without processes is a kernel whose TC
-// programs may not read sockets (the flows are counted, unattributed); with
-// processes false and attributing true, the socket program was refused and flows
-// carry their cgroups only. Nil when Config.Owners was not asked for.
+// part of it could not be, why: not attributing, err is no cgroup v2 mounted
+// (cgroups.ErrNoCgroup2) or a kernel whose TC programs may not read sockets, and
+// flows are counted unattributed; attributing without processes, the socket
+// program was refused and flows carry their cgroups only. All false and nil when
+// Config.Owners was not asked for.
 func (d *Datapath) Attribution() (attributing, processes bool, err error) {
 	return d.owners, d.owners && d.sockLink != nil, d.ownersErr
 }

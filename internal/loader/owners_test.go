@@ -1,10 +1,19 @@
 package loader
 
 import (
+	"errors"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/fparser/fparser/internal/cgroups"
+	"github.com/fparser/fparser/internal/kerneltest"
 	"github.com/fparser/fparser/internal/userspace"
 )
 
@@ -42,5 +51,58 @@ func TestSenders(t *testing.T) {
 	d.Senders(&k, &s, true) // the flow ended
 	if _, ok := d.Senders(&k, &s, false); ok[0] {
 		t.Error("an ended flow's sender is still in the map")
+	}
+}
+
+// TestSockCreatePin: with a pin directory, the socket program's cgroup link is
+// pinned, a datapath loaded while the pin is there adopts it (one program stays
+// attached to the cgroup, not two), and a clean stop detaches it and removes the
+// pin.
+func TestSockCreatePin(t *testing.T) {
+	requireBPF(t)
+	root, err := cgroups.Mount()
+	if err != nil {
+		kerneltest.Skip(t, "no cgroup v2 mounted: %v", err)
+	}
+	fs := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "bpf", "bpf", fs).CombinedOutput(); err != nil {
+		t.Fatalf("mount a BPF filesystem: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", fs).Run() })
+	pin := filepath.Join(fs, "fparser")
+	cg, err := os.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	attached := func() int {
+		r, err := link.QueryPrograms(link.QueryOptions{Target: int(cg.Fd()), Attach: ebpf.AttachCGroupInetSockCreate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(r.Programs)
+	}
+	before := attached()
+	first, err := Load(Config{Owners: true, PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, sockCreatePin)); err != nil || attached() != before+1 {
+		t.Fatalf("after the first load: pin %v, %d programs on the cgroup (%d before)", err, attached(), before)
+	}
+	// As a restart after kill -9 finds it: the pins of a process whose links are
+	// still there.
+	second, err := Load(Config{Owners: true, PinDir: pin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, processes, err := second.Attribution(); !processes || err != nil || attached() != before+1 {
+		t.Errorf("adopting: processes %v (%v), %d programs on the cgroup, want %d", processes, err, attached(), before+1)
+	}
+	first.cfg.PinDir = "" // it was killed: only the second stops cleanly
+	first.Close()
+	second.Close()
+	if _, err := os.Stat(filepath.Join(pin, sockCreatePin)); !errors.Is(err, os.ErrNotExist) || attached() != before {
+		t.Errorf("after a clean stop: pin %v, %d programs on the cgroup, want %d", err, attached(), before)
 	}
 }
