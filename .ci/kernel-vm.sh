@@ -38,9 +38,10 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
+mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup
 echo "VM kernel: $(uname -r)"
 cd /src/internal/loader
-/loader.test -test.run 'TestLoadPassesTheVerifier|TestVerifierRejection|TestDifferentialTestdata|TestFilterPassesTheVerifier' -test.v 2>&1
+/loader.test -test.run 'TestLoadPassesTheVerifier|TestLoadWithAttribution|TestVerifierRejection|TestDifferentialTestdata|TestFilterPassesTheVerifier' -test.v 2>&1
 echo "VM-TESTS-EXIT=$?"
 poweroff -f
 INIT

@@ -138,11 +138,12 @@ struct sender {
 };
 
 /* Entries only for flows with a local socket, made as they are found and removed by
- * userspace when the flow ends: no memory until then (BPF_F_NO_PREALLOC). */
+ * userspace when the flow ends. An LRU map, an eighth of the flow map's size: a flow
+ * that leaves the flow map unreported (evicted, or ended while no process read the
+ * map) leaves its entries, which the LRU ages out rather than let them fill it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 21); /* two directions of the flow map's flows */
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1 << 17);
 	__type(key, struct flow_key);
 	__type(value, struct sender);
 } owners SEC(".maps");

@@ -268,7 +268,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 	}
 	if cfg.MaxFlows > 0 {
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
-		spec.Maps["owners"].MaxEntries = 2 * cfg.MaxFlows // a sender per direction
+		spec.Maps["owners"].MaxEntries = max(cfg.MaxFlows/8, 1024) // flows of local sockets
 	}
 	if !cfg.Statistics {
 		// The map's values end where the statistics would start: smaller entries

@@ -17,6 +17,24 @@ import (
 	"github.com/fparser/fparser/internal/userspace"
 )
 
+// TestLoadWithAttribution: with cgroup v2 mounted, the programs load with
+// attribution and the socket program attaches to its root (in the VM of CI's older
+// kernel too).
+func TestLoadWithAttribution(t *testing.T) {
+	requireBPF(t)
+	if _, err := cgroups.Mount(); err != nil {
+		kerneltest.Skip(t, "no cgroup v2 mounted: %v", err)
+	}
+	d, err := Load(Config{Owners: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if attributing, processes, err := d.Attribution(); !attributing || !processes || err != nil {
+		t.Errorf("attributing %v, processes %v: %v", attributing, processes, err)
+	}
+}
+
 // TestSenders: userspace takes a direction's sender from the kernel's map only when
 // the kernel said it found one, and only if it is this flow's (written for the
 // direction's first packet, not an earlier flow's of the same key); an ended flow's
