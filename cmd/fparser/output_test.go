@@ -22,6 +22,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/flowfmt"
 	pb "github.com/fparser/fparser/internal/pktbuild"
 )
 
@@ -343,18 +344,18 @@ func TestAppendDuration(t *testing.T) {
 	}
 }
 
-// TestStamps: stamps write what time.Time.AppendFormat does, on every path: the day
-// kept or changed, and times it leaves to AppendFormat.
+// TestStamps: the encoder's times are what time.Time.AppendFormat writes, on every
+// path: the day kept or changed, and times it leaves to AppendFormat.
 func TestStamps(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 17))
-	var s stamps
+	var s flowfmt.Encoder
 	var b []byte
 	for i := range 500000 {
 		tm := randomTime(r)
 		if i%2 == 1 {
 			tm = tm.Add(time.Duration(r.Int64N(int64(2 * time.Second)))) // often the same day
 		}
-		b = s.append(b[:0], tm)
+		b = s.AppendTime(b[:0], tm)
 		if want := tm.Format(timeLayout); string(b) != want {
 			t.Fatalf("%v: got %q, want %q", tm, b, want)
 		}
@@ -501,7 +502,7 @@ func randomTime(r *rand.Rand) time.Time {
 	switch r.IntN(7) {
 	case 0:
 		day := r.Int64N(3652425) - 719528 // year 0 to 9999, from 1970
-		t = time.Unix(day*secondsPerDay+r.Int64N(5)-2, ns)
+		t = time.Unix(day*24*60*60+r.Int64N(5)-2, ns)
 	case 1:
 		t = time.Date(r.IntN(10001), 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(r.Int64N(6e9) - 3e9))
 	case 2:
