@@ -24,6 +24,7 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/ipfix"
+	"github.com/fparser/fparser/kafka"
 	"github.com/fparser/fparser/metrics"
 )
 
@@ -58,6 +59,7 @@ Examples:
   fparser -r trace.pcap -o csv --features         NFStream's statistics per direction
   fparser -r trace.pcap --sort bytes --packets 5  largest flows first, each with its first 5 packets
   sudo fparser -i eth0 --ipfix 127.0.0.1:4739     export to an IPFIX collector (nfcapd -p 4739)
+  sudo fparser -i all --kafka kafka1:9092 -q      publish each flow's JSON line to Kafka
   sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
   sudo fparser -i eth0 tcp port 443               only TLS over TCP, filtered in the kernel
   fparser -r trace.pcap 'net 10.0.0.0/8 and not port 22'
@@ -76,6 +78,8 @@ type config struct {
 	ipfix, ipfixProto       string
 	ipfixUniflow            bool
 	ipfixTimeout            time.Duration
+	kafka, kafkaTopic       string
+	kafkaCompression        string
 	metrics                 string
 	pin                     string
 	attach                  string
@@ -143,6 +147,9 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
 	fs.BoolVar(&c.ipfixUniflow, "ipfix-uniflow", false, "with --ipfix: two records per flow, one per direction, instead of one with RFC 5103 reverse counts")
 	durationFlag(fs, &c.ipfixTimeout, "ipfix-timeout", 5*time.Second, "with --ipfix: how long a message may wait for the collector; then it is counted as not sent and the collector is taken as down for a while")
+	fs.StringVar(&c.kafka, "kafka", "", "also publish each flow, its -o json line, to Kafka at `BROKER[,BROKER...]`")
+	fs.StringVar(&c.kafkaTopic, "kafka-topic", kafka.DefaultTopic, "with --kafka: the topic")
+	fs.StringVar(&c.kafkaCompression, "kafka-compression", "zstd", "with --kafka: zstd, lz4, snappy, gzip or none")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -189,6 +196,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, len(c.ifaces) > 0, "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
 		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
+		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
 		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
 	} {
@@ -326,6 +334,26 @@ func count(c *config, stdout, stderr io.Writer) error {
 		}
 	}
 
+	var producer *kafka.Producer
+	if c.kafka != "" {
+		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression,
+			Features: c.features, Packets: c.packets != 0})
+		if err != nil {
+			if exporter != nil {
+				exporter.Close()
+			}
+			return err
+		}
+	}
+	closeSinks := func() {
+		if exporter != nil {
+			exporter.Close()
+		}
+		if producer != nil {
+			producer.Close()
+		}
+	}
+
 	var p *fparser.Parser
 	var writeErr, exportErr error
 	var held []fparser.Flow // with --sort, until the end
@@ -335,6 +363,9 @@ func count(c *config, stdout, stderr io.Writer) error {
 			if err := exporter.Export(&f); err != nil && exportErr == nil {
 				exportErr = err // counted by the exporter; reported at the end
 			}
+		}
+		if producer != nil {
+			producer.Export(&f) // a flow dropped for want of room is counted; reported at the end
 		}
 		if order != fparser.Unsorted {
 			held = append(held, f)
@@ -368,17 +399,13 @@ func count(c *config, stdout, stderr io.Writer) error {
 	}
 	p, err = fparser.New(from, o)
 	if err != nil {
-		if exporter != nil {
-			exporter.Close()
-		}
+		closeSinks()
 		return err
 	}
 	if c.metrics != "" {
 		srv, err := metrics.Serve(c.metrics, metrics.NewCollector(p, exporter))
 		if err != nil {
-			if exporter != nil {
-				exporter.Close()
-			}
+			closeSinks()
 			p.Close()
 			return fmt.Errorf("--metrics: %w", err)
 		}
@@ -437,10 +464,18 @@ func count(c *config, stdout, stderr io.Writer) error {
 			exportErr = err
 		}
 	}
+	if producer != nil {
+		if err := producer.Close(); err != nil && exportErr == nil {
+			exportErr = err
+		}
+	}
 	if !c.quiet {
 		fmt.Fprintln(stderr, summary(&info, live))
 		if exporter != nil {
 			fmt.Fprintln(stderr, ipfixSummary(exporter.Stats(), c.ipfix, c.ipfixProto))
+		}
+		if producer != nil {
+			fmt.Fprintln(stderr, kafkaSummary(producer.Stats(), c.kafkaTopic, c.kafka))
 		}
 	}
 	switch {
@@ -508,6 +543,18 @@ func ipfixSummary(st ipfix.Stats, addr, proto string) string {
 	}
 	if st.Errors > 0 {
 		s += fmt.Sprintf("; %s", plural(st.Errors, "send error"))
+	}
+	return s
+}
+
+// kafkaSummary says, in one line, what the Kafka producer delivered.
+func kafkaSummary(st kafka.Stats, topic, brokers string) string {
+	s := fmt.Sprintf("fparser: kafka: %s sent to topic %s on %s", plural(st.Sent, "flow"), topic, brokers)
+	if st.Failed > 0 {
+		s += fmt.Sprintf("; %d failed", st.Failed)
+	}
+	if st.Dropped > 0 {
+		s += fmt.Sprintf("; %d dropped (the buffer was full)", st.Dropped)
 	}
 	return s
 }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestKafkaSink: fparser -r --kafka publishes every flow, and the messages read back
+// are its -o json lines, one for one; the summary says how many went, and where.
+func TestKafkaSink(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	addr := cluster.ListenAddrs()[0]
+	capture := filepath.Join("..", "..", "testdata", "http.pcap")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-r", capture, "-o", "json", "--features", "--kafka", addr, "--kafka-topic", "flows"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	want := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	if !strings.Contains(stderr.String(), "fparser: kafka: "+plural(uint64(len(want)), "flow")+" sent to topic flows on "+addr) {
+		t.Errorf("summary: %s", stderr.String())
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("flows"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []string
+	for len(got) < len(want) && ctx.Err() == nil {
+		consumer.PollFetches(ctx).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("read back %d messages, -o json wrote %d lines:\n%q\n%q", len(got), len(want), got, want)
+	}
+
+	// No broker: the flows fail after the close timeout, and the command says so
+	// with exit status 1 and an error that names the topic and the broker.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	stderr.Reset()
+	if code := run([]string{"-r", capture, "-o", "json", "--kafka", down}, &stdout, &stderr); code != exitFailure ||
+		!strings.Contains(stderr.String(), "0 flows sent to topic fparser-flows on "+down+"; "+strconv.Itoa(len(want))+" failed") ||
+		!strings.Contains(stderr.String(), "kafka: topic fparser-flows on "+down) {
+		t.Errorf("no broker: exit %d, %s", code, stderr.String())
+	}
+
+	// Options that need --kafka say so.
+	stderr.Reset()
+	if code := run([]string{"-r", capture, "--kafka-topic", "x"}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "needs --kafka") {
+		t.Errorf("--kafka-topic alone: exit %d, %s", code, stderr.String())
+	}
+}

@@ -1,0 +1,246 @@
+// Package kafka publishes fparser's flows to Kafka, with franz-go: one message per
+// flow. Its value is the flow's line of -o json (internal/flowfmt), without the
+// newline; its key is a hash of the flow's key, the same for both directions, so
+// that every record of a flow goes to one partition; its headers name the host
+// ("host") and the fparser that sent it ("fparser-version").
+//
+// # Delivery
+//
+// Export hands a flow to the client's buffer and returns at once: the client
+// batches, compresses and sends in the background, and retries a broker that fails
+// until Config.DeliveryTimeout. A full buffer (Config.MaxBuffered flows waiting)
+// never holds the caller up: the flow is dropped, and counted. Every flow given to
+// Export is counted once, when its fate is known (Stats): sent, once the broker
+// acknowledged it; failed, when the client gave up on it; dropped, when there was
+// no room for it. Close waits up to Config.CloseTimeout for what is buffered; what
+// is still undelivered then fails. After Close, Sent + Failed + Dropped is every
+// flow given to Export.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/flowfmt"
+)
+
+// DefaultTopic is the topic flows go to unless Config.Topic says otherwise.
+const DefaultTopic = "fparser-flows"
+
+// Config says where and how to publish.
+type Config struct {
+	// Brokers are the seed brokers, host:port each.
+	Brokers []string
+	// Topic is the topic flows are published to. Default DefaultTopic.
+	Topic string
+	// Compression is the batches' codec: "zstd" (the default), "lz4", "snappy",
+	// "gzip" or "none".
+	Compression string
+	// Features and Packets add to each message what -o json adds with --features
+	// and --packets.
+	Features, Packets bool
+	// TLS, when set, connects to the brokers with it.
+	TLS *tls.Config
+	// Linger is how long a batch waits for more flows before it is sent. Default
+	// 100 ms.
+	Linger time.Duration
+	// MaxBuffered is how many flows may wait in the client's buffer; past it,
+	// Export drops. Default 100,000.
+	MaxBuffered int
+	// DeliveryTimeout is how long the client keeps trying to deliver a flow.
+	// Default 30 s.
+	DeliveryTimeout time.Duration
+	// CloseTimeout is how long Close waits for the flows still buffered. Default
+	// 5 s.
+	CloseTimeout time.Duration
+	// Host is the "host" header. Default the host's name.
+	Host string
+	// Opts are more franz-go options (SASL, for one), applied after fparser's.
+	Opts []kgo.Opt
+}
+
+// Stats are the producer's counters (see the package doc).
+type Stats struct {
+	Sent    uint64 // flows the broker acknowledged
+	Failed  uint64 // flows the client gave up on
+	Dropped uint64 // flows Export found no room for
+}
+
+// ErrConfig is a bad configuration; errors.Is finds it.
+var ErrConfig = errors.New("kafka: bad configuration")
+
+// Producer publishes flows. Export is for one goroutine at a time; Stats, Err and
+// Close may be called from any.
+type Producer struct {
+	cl      *kgo.Client
+	topic   string
+	where   string // brokers and topic, for errors
+	headers []kgo.RecordHeader
+	timeout time.Duration
+
+	mu  sync.Mutex // guards enc
+	enc flowfmt.Encoder
+
+	sent, failed, dropped atomic.Uint64
+	pending               sync.WaitGroup // flows handed to the client, until their fate is known
+	errOnce               sync.Once
+	err                   atomic.Pointer[error] // the first delivery failure
+}
+
+// New makes a producer. It connects to the brokers in the background: a broker
+// that is down makes the flows wait, then fail, rather than New.
+func New(cfg Config) (*Producer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, fmt.Errorf("%w: no brokers", ErrConfig)
+	}
+	topic := cfg.Topic
+	if topic == "" {
+		topic = DefaultTopic
+	}
+	codec, err := compression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	host := cfg.Host
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(codec),
+		kgo.ProducerLinger(orDefault(cfg.Linger, 100*time.Millisecond)),
+		kgo.MaxBufferedRecords(orDefault(cfg.MaxBuffered, 100_000)),
+		kgo.RecordDeliveryTimeout(orDefault(cfg.DeliveryTimeout, 30*time.Second)),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return &Producer{
+		cl:      cl,
+		topic:   topic,
+		where:   "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
+		headers: []kgo.RecordHeader{{Key: "host", Value: []byte(host)}, {Key: "fparser-version", Value: []byte(fparser.Version().Module)}},
+		timeout: orDefault(cfg.CloseTimeout, 5*time.Second),
+		enc:     flowfmt.Encoder{Features: cfg.Features, Packets: cfg.Packets},
+	}, nil
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "", "zstd":
+		return kgo.ZstdCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("%w: compression %q: want zstd, lz4, snappy, gzip or none", ErrConfig, name)
+}
+
+// Key is the message key of a flow: an FNV-1a hash of its protocol, VLAN and two
+// endpoints in a fixed order, so both directions of a conversation hash alike.
+func Key(f *fparser.Flow) []byte {
+	a, b := f.Src, f.Dst
+	if b.Compare(a) < 0 {
+		a, b = b, a
+	}
+	h := fnv.New64a()
+	var buf [2*18 + 3]byte
+	a16, b16 := a.Addr().As16(), b.Addr().As16()
+	copy(buf[0:], a16[:])
+	binary.BigEndian.PutUint16(buf[16:], a.Port())
+	copy(buf[18:], b16[:])
+	binary.BigEndian.PutUint16(buf[34:], b.Port())
+	buf[36] = byte(f.Protocol)
+	binary.BigEndian.PutUint16(buf[37:], f.VLAN)
+	h.Write(buf[:])
+	return h.Sum(nil)
+}
+
+// Export publishes a flow. It returns at once: an error is a flow dropped for want
+// of room in the buffer, or a producer closed; delivery failures come later, in
+// Stats and Err.
+func (p *Producer) Export(f *fparser.Flow) error {
+	p.mu.Lock()
+	line := p.enc.AppendJSON(nil, f)
+	p.mu.Unlock()
+	r := &kgo.Record{Key: Key(f), Value: line[:len(line)-1], Headers: p.headers}
+	var refused error
+	p.pending.Add(1)
+	p.cl.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
+		defer p.pending.Done()
+		switch {
+		case err == nil:
+			p.sent.Add(1)
+		case errors.Is(err, kgo.ErrMaxBuffered):
+			p.dropped.Add(1)
+			refused = err // TryProduce calls back at once for this
+		default:
+			p.failed.Add(1)
+			p.errOnce.Do(func() {
+				e := fmt.Errorf("kafka: %s: %w", p.where, err)
+				p.err.Store(&e)
+			})
+		}
+	})
+	if refused != nil {
+		return fmt.Errorf("kafka: %s: flow dropped: %w", p.where, refused)
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (p *Producer) Stats() Stats {
+	return Stats{Sent: p.sent.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load()}
+}
+
+// Err is the first delivery failure, naming the brokers and the topic, or nil.
+func (p *Producer) Err() error {
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// Flush waits until every flow given to Export so far is sent or failed, or ctx
+// is done.
+func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
+
+// Close waits up to Config.CloseTimeout for the buffered flows, then closes the
+// client: flows still undelivered fail. It returns the first delivery failure.
+func (p *Producer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
+	defer cancel()
+	p.cl.Flush(ctx)
+	p.cl.Close() // fails what is still buffered: each flow's callback runs once
+	p.pending.Wait()
+	return p.Err()
+}
