@@ -1,6 +1,7 @@
 // Package kafka publishes fparser's flows to Kafka, with franz-go: one message per
 // flow. Its value is the flow's line of -o json (internal/flowfmt), without the
-// newline; its key is a hash of the flow's key, the same for both directions, so
+// newline, or with Config.Format "protobuf" a flowpb.Flow (kafka/flowpb/flow.proto,
+// the same fields typed; Message builds it); its key is a hash of the flow's key, the same for both directions, so
 // that every record of a flow goes to one partition; its headers name the host
 // ("host") and the fparser that sent it ("fparser-version").
 //
@@ -31,9 +32,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/flowfmt"
+	"github.com/fparser/fparser/kafka/flowpb"
 )
 
 // DefaultTopic is the topic flows go to unless Config.Topic says otherwise.
@@ -45,6 +48,8 @@ type Config struct {
 	Brokers []string
 	// Topic is the topic flows are published to. Default DefaultTopic.
 	Topic string
+	// Format is the messages' format: "json" (the default) or "protobuf".
+	Format string
 	// Compression is the batches' codec: "zstd" (the default), "lz4", "snappy",
 	// "gzip" or "none".
 	Compression string
@@ -90,8 +95,9 @@ type Producer struct {
 	headers []kgo.RecordHeader
 	timeout time.Duration
 
-	mu  sync.Mutex // guards enc
-	enc flowfmt.Encoder
+	mu       sync.Mutex // guards enc
+	enc      flowfmt.Encoder
+	protobuf bool
 
 	sent, failed, dropped atomic.Uint64
 	pending               sync.WaitGroup // flows handed to the client, until their fate is known
@@ -113,6 +119,9 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Format != "" && cfg.Format != "json" && cfg.Format != "protobuf" {
+		return nil, fmt.Errorf("%w: format %q: want json or protobuf", ErrConfig, cfg.Format)
+	}
 	host := cfg.Host
 	if host == "" {
 		host, _ = os.Hostname()
@@ -133,12 +142,13 @@ func New(cfg Config) (*Producer, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	return &Producer{
-		cl:      cl,
-		topic:   topic,
-		where:   "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
-		headers: []kgo.RecordHeader{{Key: "host", Value: []byte(host)}, {Key: "fparser-version", Value: []byte(fparser.Version().Module)}},
-		timeout: orDefault(cfg.CloseTimeout, 5*time.Second),
-		enc:     flowfmt.Encoder{Features: cfg.Features, Packets: cfg.Packets},
+		cl:       cl,
+		topic:    topic,
+		where:    "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
+		headers:  []kgo.RecordHeader{{Key: "host", Value: []byte(host)}, {Key: "fparser-version", Value: []byte(fparser.Version().Module)}},
+		timeout:  orDefault(cfg.CloseTimeout, 5*time.Second),
+		enc:      flowfmt.Encoder{Features: cfg.Features, Packets: cfg.Packets},
+		protobuf: cfg.Format == "protobuf",
 	}, nil
 }
 
@@ -189,10 +199,19 @@ func Key(f *fparser.Flow) []byte {
 // of room in the buffer, or a producer closed; delivery failures come later, in
 // Stats and Err.
 func (p *Producer) Export(f *fparser.Flow) error {
-	p.mu.Lock()
-	line := p.enc.AppendJSON(nil, f)
-	p.mu.Unlock()
-	r := &kgo.Record{Key: Key(f), Value: line[:len(line)-1], Headers: p.headers}
+	var value []byte
+	if p.protobuf {
+		var err error
+		if value, err = proto.Marshal(Message(f, p.enc.Features, p.enc.Packets)); err != nil {
+			return fmt.Errorf("kafka: %s: %w", p.where, err)
+		}
+	} else {
+		p.mu.Lock()
+		line := p.enc.AppendJSON(nil, f)
+		p.mu.Unlock()
+		value = line[:len(line)-1]
+	}
+	r := &kgo.Record{Key: Key(f), Value: value, Headers: p.headers}
 	var refused error
 	p.pending.Add(1)
 	p.cl.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
@@ -215,6 +234,54 @@ func (p *Producer) Export(f *fparser.Flow) error {
 		return fmt.Errorf("kafka: %s: flow dropped: %w", p.where, refused)
 	}
 	return nil
+}
+
+// Message is the protobuf message of f, with the features and the packets when
+// asked for, as the producer sends it with Config.Format "protobuf".
+func Message(f *fparser.Flow, features, packets bool) *flowpb.Flow {
+	m := &flowpb.Flow{
+		Protocol:         f.Protocol.String(),
+		SrcIp:            f.Src.Addr().AsSlice(),
+		SrcPort:          uint32(f.Src.Port()),
+		DstIp:            f.Dst.Addr().AsSlice(),
+		DstPort:          uint32(f.Dst.Port()),
+		VlanId:           uint32(f.VLAN),
+		Src2Dst:          direction(&f.Fwd, features),
+		Dst2Src:          direction(&f.Rev, features),
+		FirstSeenNs:      f.FirstSeen.UnixNano(),
+		LastSeenNs:       f.LastSeen.UnixNano(),
+		EndReason:        f.EndReason.String(),
+		DuplicatePackets: f.DuplicatePackets,
+	}
+	if !f.Process.IsZero() {
+		m.Process = &flowpb.Process{Pid: uint32(f.Process.PID), Name: f.Process.Name, Cgroup: f.Process.Cgroup}
+	}
+	if features {
+		m.PacketRate, m.ByteRate = f.PacketRate, f.ByteRate
+	}
+	if packets {
+		for pk := range f.History() {
+			m.Packets = append(m.Packets, &flowpb.Packet{TimeNs: pk.Time.UnixNano(), Reverse: pk.Reverse, IpId: uint32(pk.IPID), Ttl: uint32(pk.TTL),
+				IpLen: pk.Length, TcpFlags: uint32(pk.Flags), Seq: pk.Seq, Ack: pk.Ack, Window: uint32(pk.Window)})
+		}
+		m.PacketsIncomplete = f.HistoryIncomplete()
+	}
+	return m
+}
+
+func direction(c *fparser.Counters, features bool) *flowpb.Direction {
+	d := &flowpb.Direction{Packets: c.Packets, Bytes: c.Bytes, TcpFlags: uint32(c.Flags), Interface: c.Interface}
+	if features {
+		ms := func(v time.Duration) float64 { return float64(v) / 1e6 }
+		fc := &c.FlagPackets
+		d.Features = &flowpb.Features{
+			MinPs: c.Size.Min, MeanPs: c.Size.Mean, StddevPs: c.Size.Stddev, MaxPs: c.Size.Max,
+			MinPiatMs: ms(c.Gap.Min), MeanPiatMs: ms(c.Gap.Mean), StddevPiatMs: ms(c.Gap.Stddev), MaxPiatMs: ms(c.Gap.Max),
+			SynPackets: fc.SYN, CwrPackets: fc.CWR, EcePackets: fc.ECE, UrgPackets: fc.URG,
+			AckPackets: fc.ACK, PshPackets: fc.PSH, RstPackets: fc.RST, FinPackets: fc.FIN,
+		}
+	}
+	return d
 }
 
 // Stats returns the counters.

@@ -3,9 +3,11 @@ package kafka_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,19 +15,21 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/flowfmt"
 	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testpackets"
 	"github.com/fparser/fparser/kafka"
+	"github.com/fparser/fparser/kafka/flowpb"
 )
 
-// broker starts franz-go's in-process Kafka broker on loopback, with the topic in
-// three partitions, and returns its address.
+// broker starts franz-go's in-process Kafka broker on loopback, with a topic per
+// format in three partitions each, and returns its address.
 func broker(t *testing.T) string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, kafka.DefaultTopic))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "flows-json", "flows-protobuf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,45 +37,102 @@ func broker(t *testing.T) string {
 	return c.ListenAddrs()[0]
 }
 
-// sent is a message as the test expects it: the flow's -o json line and its key.
+// sent is a message as the test expects it: its value and its key.
 type sent struct{ value, key string }
 
 // TestRoundTrip: every flow of testdata and of the corpus (when present) goes out,
-// and the messages a consumer reads back equal the flows' -o json lines one for
-// one, each keyed by its flow, with the host and version headers. Where kcat is
-// installed, it reads every message too.
+// in each format, and the messages a consumer reads back equal them one for one:
+// in JSON, the flows' -o json lines; in protobuf, their flowpb messages. Each has
+// its flow's key and the host and version headers. Where kcat is installed, it
+// reads every JSON message too.
 func TestRoundTrip(t *testing.T) {
-	addr := broker(t)
-	p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Host: "testhost", Linger: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []sent
-	var enc flowfmt.Encoder
+	var flows []fparser.Flow
 	files := testpackets.Files(t)
 	for _, path := range files {
-		export := func(f fparser.Flow) {
-			line := enc.AppendJSON(nil, &f)
-			want = append(want, sent{string(line[:len(line)-1]), string(kafka.Key(&f))})
-			if err := p.Export(&f); err != nil {
-				t.Errorf("%s: %v", path, err)
-			}
-		}
-		parser, err := fparser.Open(path, &fparser.Options{OnTCP: export, OnUDP: export})
+		keep := func(f fparser.Flow) { flows = append(flows, f) }
+		parser, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep})
 		if err != nil {
 			continue // not a capture fparser reads: the corpus has a few on purpose
 		}
 		parser.Wait() // a damaged capture's flows before the damage count too
 		parser.Close()
 	}
-	if err := p.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if st := p.Stats(); st.Sent != uint64(len(want)) || st.Failed != 0 || st.Dropped != 0 {
-		t.Fatalf("stats %+v, want %d sent", st, len(want))
+	addr := broker(t)
+	var enc flowfmt.Encoder
+	for _, format := range []string{"json", "protobuf"} {
+		topic := "flows-" + format
+		p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Topic: topic, Format: format, Host: "testhost", Linger: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []sent
+		for i := range flows {
+			f := &flows[i]
+			value := enc.AppendJSON(nil, f)
+			value = value[:len(value)-1]
+			if format == "protobuf" {
+				value = deterministic(t, kafka.Message(f, false, false))
+			}
+			want = append(want, sent{string(value), string(kafka.Key(f))})
+			if err := p.Export(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if st := p.Stats(); st.Sent != uint64(len(want)) || st.Failed != 0 || st.Dropped != 0 {
+			t.Fatalf("%s: stats %+v, want %d sent", format, st, len(want))
+		}
+		got := consume(t, addr, topic, len(want))
+		if format == "protobuf" {
+			for i := range got {
+				var m flowpb.Flow
+				if err := proto.Unmarshal([]byte(got[i].value), &m); err != nil {
+					t.Fatal(err)
+				}
+				got[i].value = string(deterministic(t, &m))
+			}
+		}
+		cmp := func(a, b sent) int { return strings.Compare(a.value+"\x00"+a.key, b.value+"\x00"+b.key) }
+		slices.SortFunc(want, cmp)
+		slices.SortFunc(got, cmp)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: read back %d messages, sent %d: they differ", format, len(got), len(want))
+		}
+		t.Logf("%s: %d flows of %d captures out and back, equal one for one", format, len(want), len(files))
 	}
 
-	consumer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(kafka.DefaultTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	testharness.Require(t, testharness.HasTool("kcat"), "kcat (librdkafka) is not installed: the cross-check with an independent client is skipped")
+	out, err := exec.Command("kcat", "-C", "-b", addr, "-t", "flows-json", "-e", "-q", "-f", "%s\n").Output()
+	if err != nil {
+		t.Fatalf("kcat: %v", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	var values []string
+	for i := range flows {
+		line := enc.AppendJSON(nil, &flows[i])
+		values = append(values, string(line[:len(line)-1]))
+	}
+	slices.Sort(lines)
+	slices.Sort(values)
+	if !slices.Equal(lines, values) {
+		t.Errorf("kcat read %d messages, want the %d sent", len(lines), len(values))
+	}
+}
+
+// deterministic marshals m the same way every time, to compare messages as bytes.
+func deterministic(t *testing.T, m proto.Message) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// consume reads n messages of the topic from its start, checking their headers.
+func consume(t *testing.T, addr, topic string, n int) []sent {
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,9 +140,8 @@ func TestRoundTrip(t *testing.T) {
 	var got []sent
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for len(got) < len(want) && ctx.Err() == nil {
-		fetches := consumer.PollFetches(ctx)
-		fetches.EachRecord(func(r *kgo.Record) {
+	for len(got) < n && ctx.Err() == nil {
+		consumer.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			got = append(got, sent{string(r.Value), string(r.Key)})
 			var host, version string
 			for _, h := range r.Headers {
@@ -97,28 +157,7 @@ func TestRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	cmp := func(a, b sent) int { return strings.Compare(a.value+"\x00"+a.key, b.value+"\x00"+b.key) }
-	slices.SortFunc(want, cmp)
-	slices.SortFunc(got, cmp)
-	if !slices.Equal(got, want) {
-		t.Fatalf("read back %d messages, sent %d: they differ", len(got), len(want))
-	}
-	t.Logf("%d flows of %d captures out and back, equal to their -o json lines", len(want), len(files))
-
-	testharness.Require(t, testharness.HasTool("kcat"), "kcat (librdkafka) is not installed: the cross-check with an independent client is skipped")
-	out, err := exec.Command("kcat", "-C", "-b", addr, "-t", kafka.DefaultTopic, "-e", "-q", "-f", "%s\n").Output()
-	if err != nil {
-		t.Fatalf("kcat: %v", err)
-	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	var values []string
-	for _, w := range want {
-		values = append(values, w.value)
-	}
-	slices.Sort(lines)
-	if !slices.Equal(lines, values) {
-		t.Errorf("kcat read %d messages, want the %d sent", len(lines), len(values))
-	}
+	return got
 }
 
 // TestBrokerDown: with no broker listening, Export still returns at once; Close
@@ -168,3 +207,43 @@ func TestKey(t *testing.T) {
 }
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// TestMessageMatchesJSON: a flow's protobuf message says what its JSON line says,
+// field for field, features included.
+func TestMessageMatchesJSON(t *testing.T) {
+	var flows []fparser.Flow
+	keep := func(f fparser.Flow) { flows = append(flows, f) }
+	p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", "http.pcap"), &fparser.Options{OnTCP: keep, OnUDP: keep, Statistics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	p.Close()
+	enc := flowfmt.Encoder{Features: true}
+	for i := range flows {
+		var j map[string]any
+		if err := json.Unmarshal(enc.AppendJSON(nil, &flows[i]), &j); err != nil {
+			t.Fatal(err)
+		}
+		m := kafka.Message(&flows[i], true, false)
+		src, _ := netip.AddrFromSlice(m.SrcIp)
+		dst, _ := netip.AddrFromSlice(m.DstIp)
+		got := map[string]any{
+			"protocol": m.Protocol, "src_ip": src.String(), "src_port": float64(m.SrcPort), "dst_ip": dst.String(), "dst_port": float64(m.DstPort),
+			"src2dst_packets": float64(m.Src2Dst.Packets), "src2dst_bytes": float64(m.Src2Dst.Bytes),
+			"dst2src_packets": float64(m.Dst2Src.Packets), "dst2src_bytes": float64(m.Dst2Src.Bytes),
+			"first_seen": time.Unix(0, m.FirstSeenNs).UTC().Format(flowfmt.TimeLayout), "last_seen": time.Unix(0, m.LastSeenNs).UTC().Format(flowfmt.TimeLayout),
+			"end_reason": m.EndReason, "src2dst_tcp_flags": fparser.TCPFlags(m.Src2Dst.TcpFlags).String(),
+			"src2dst_mean_ps": m.Src2Dst.Features.MeanPs, "dst2src_max_piat_ms": m.Dst2Src.Features.MaxPiatMs, "dst2src_ack_packets": float64(m.Dst2Src.Features.AckPackets),
+			"byte_rate": m.ByteRate,
+		}
+		for k, v := range got {
+			if j[k] != v {
+				t.Errorf("flow %d: %s is %v in the message, %v in JSON", i, k, v, j[k])
+			}
+		}
+	}
+	if len(flows) == 0 {
+		t.Fatal("no flows")
+	}
+}

@@ -65,6 +65,12 @@ func TestKafkaSink(t *testing.T) {
 		t.Errorf("no broker: exit %d, %s", code, stderr.String())
 	}
 
+	// A format the producer does not have is a usage error.
+	stderr.Reset()
+	if code := run([]string{"-r", capture, "--kafka", addr, "--kafka-format", "avro"}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), `format "avro": want json or protobuf`) {
+		t.Errorf("--kafka-format avro: exit %d, %s", code, stderr.String())
+	}
+
 	// Options that need --kafka say so.
 	stderr.Reset()
 	if code := run([]string{"-r", capture, "--kafka-topic", "x"}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "needs --kafka") {

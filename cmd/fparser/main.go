@@ -80,6 +80,7 @@ type config struct {
 	ipfixTimeout            time.Duration
 	kafka, kafkaTopic       string
 	kafkaCompression        string
+	kafkaFormat             string
 	metrics                 string
 	pin                     string
 	attach                  string
@@ -150,6 +151,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.kafka, "kafka", "", "also publish each flow, its -o json line, to Kafka at `BROKER[,BROKER...]`")
 	fs.StringVar(&c.kafkaTopic, "kafka-topic", kafka.DefaultTopic, "with --kafka: the topic")
 	fs.StringVar(&c.kafkaCompression, "kafka-compression", "zstd", "with --kafka: zstd, lz4, snappy, gzip or none")
+	fs.StringVar(&c.kafkaFormat, "kafka-format", "json", "with --kafka: json (-o json's line) or protobuf (kafka/flowpb/flow.proto)")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -196,7 +198,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, len(c.ifaces) > 0, "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
 		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
-		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression"),
+		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression", "kafka-format"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
 		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
 	} {
@@ -336,7 +338,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 
 	var producer *kafka.Producer
 	if c.kafka != "" {
-		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression,
+		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
 			Features: c.features, Packets: c.packets != 0})
 		if err != nil {
 			if exporter != nil {
