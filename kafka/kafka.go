@@ -10,7 +10,8 @@
 // Export hands a flow to the client's buffer and returns at once: the client
 // batches, compresses and sends in the background, and retries a broker that fails
 // until Config.DeliveryTimeout. A full buffer (Config.MaxBuffered flows waiting)
-// never holds the caller up: the flow is dropped, and counted. Every flow given to
+// never holds the caller up: the flow is dropped, and counted; unless Config.Block,
+// for a caller that can wait (a replay), when Export waits for room. Every flow given to
 // Export is counted once, when its fate is known (Stats): sent, once the broker
 // acknowledged it; failed, when the client gave up on it; dropped, when there was
 // no room for it. Close waits up to Config.CloseTimeout for what is buffered; what
@@ -64,6 +65,10 @@ type Config struct {
 	// MaxBuffered is how many flows may wait in the client's buffer; past it,
 	// Export drops. Default 100,000.
 	MaxBuffered int
+	// Block makes Export wait for room in a full buffer rather than drop the flow:
+	// for a replay, whose pace can follow the broker's. Live, counting goes on in
+	// the kernel meanwhile, but the flows that end wait.
+	Block bool
 	// DeliveryTimeout is how long the client keeps trying to deliver a flow.
 	// Default 30 s.
 	DeliveryTimeout time.Duration
@@ -98,6 +103,7 @@ type Producer struct {
 	mu       sync.Mutex // guards enc
 	enc      flowfmt.Encoder
 	protobuf bool
+	block    bool
 
 	sent, failed, dropped atomic.Uint64
 	pending               sync.WaitGroup // flows handed to the client, until their fate is known
@@ -149,6 +155,7 @@ func New(cfg Config) (*Producer, error) {
 		timeout:  orDefault(cfg.CloseTimeout, 5*time.Second),
 		enc:      flowfmt.Encoder{Features: cfg.Features, Packets: cfg.Packets},
 		protobuf: cfg.Format == "protobuf",
+		block:    cfg.Block,
 	}, nil
 }
 
@@ -195,9 +202,9 @@ func Key(f *fparser.Flow) []byte {
 	return h.Sum(nil)
 }
 
-// Export publishes a flow. It returns at once: an error is a flow dropped for want
-// of room in the buffer, or a producer closed; delivery failures come later, in
-// Stats and Err.
+// Export publishes a flow. It returns at once, unless Config.Block and the buffer is
+// full: what becomes of the flow (sent, failed, or dropped for want of room) comes
+// later, in Stats and Err. It returns an error only for a flow it cannot encode.
 func (p *Producer) Export(f *fparser.Flow) error {
 	var value []byte
 	if p.protobuf {
@@ -212,16 +219,18 @@ func (p *Producer) Export(f *fparser.Flow) error {
 		value = line[:len(line)-1]
 	}
 	r := &kgo.Record{Key: Key(f), Value: value, Headers: p.headers}
-	var refused error
 	p.pending.Add(1)
-	p.cl.TryProduce(context.Background(), r, func(_ *kgo.Record, err error) {
+	produce := p.cl.TryProduce
+	if p.block {
+		produce = p.cl.Produce
+	}
+	produce(context.Background(), r, func(_ *kgo.Record, err error) {
 		defer p.pending.Done()
 		switch {
 		case err == nil:
 			p.sent.Add(1)
 		case errors.Is(err, kgo.ErrMaxBuffered):
 			p.dropped.Add(1)
-			refused = err // TryProduce calls back at once for this
 		default:
 			p.failed.Add(1)
 			p.errOnce.Do(func() {
@@ -230,9 +239,6 @@ func (p *Producer) Export(f *fparser.Flow) error {
 			})
 		}
 	})
-	if refused != nil {
-		return fmt.Errorf("kafka: %s: flow dropped: %w", p.where, refused)
-	}
 	return nil
 }
 

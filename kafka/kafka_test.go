@@ -247,3 +247,42 @@ func TestMessageMatchesJSON(t *testing.T) {
 		t.Fatal("no flows")
 	}
 }
+
+// TestFullBuffer: with the buffer full, Export drops and counts the flow, unless
+// Block, when it waits for room: a replay loses none.
+func TestFullBuffer(t *testing.T) {
+	f := fparser.Flow{Protocol: fparser.UDP}
+	down, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := down.Addr().String()
+	down.Close()
+	p, err := kafka.New(kafka.Config{Brokers: []string{downAddr}, MaxBuffered: 10, CloseTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		p.Export(&f)
+	}
+	p.Close()
+	if st := p.Stats(); st.Dropped != 90 || st.Failed != 10 {
+		t.Errorf("no broker, a buffer of 10: stats %+v; want 90 dropped, 10 failed", st)
+	}
+
+	p, err = kafka.New(kafka.Config{Brokers: []string{broker(t)}, Topic: "flows-json", MaxBuffered: 10, Block: true, Linger: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		if err := p.Export(&f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Sent != 1000 {
+		t.Errorf("blocking, a buffer of 10: stats %+v, want 1000 sent", st)
+	}
+}

@@ -339,7 +339,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 	var producer *kafka.Producer
 	if c.kafka != "" {
 		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
-			Features: c.features, Packets: c.packets != 0})
+			Features: c.features, Packets: c.packets != 0, Block: !live})
 		if err != nil {
 			if exporter != nil {
 				exporter.Close()
