@@ -27,8 +27,8 @@ volatile const __u8 stats_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */
 volatile const __u32 history_limit = 0;
-/* When set, the TC egress program finds the process and cgroup that sent each
- * direction of a flow from a local socket (attribute). */
+/* When set, the TC programs find the process and cgroup that sent each direction of
+ * a flow from a local socket (attribute). */
 volatile const __u8 owners_on = 0;
 
 #define PROTO_TCP 6
@@ -701,9 +701,10 @@ static __always_inline int seen_elsewhere(struct flow_state *s, int dir, __u32 w
  * XDP). The packet still holds its socket at TC egress, and at TC ingress on a veth
  * whose other end is in another network namespace (a container's packets): one of
  * the protocol and source port of the flow's direction is the direction's sender,
- * and its cgroup is the socket's. Packets from elsewhere have no socket at ingress. A direction whose first OWNER_TRIES packets bring no such socket
- * (forwarded, or leaving by a device that orphaned it) is decided unattributed. Once
- * decided, a packet pays one branch. */
+ * and its cgroup is the socket's. Packets from elsewhere have no socket at ingress.
+ * A direction whose first OWNER_TRIES packets bring no such socket (forwarded, or
+ * leaving by a device that orphaned it) is decided unattributed. Once decided, a
+ * packet pays one branch. */
 #define OWNER_TRIES 4
 #define OWNER_DECIDED(dir) (1u << (dir))
 #define OWNER_FOUND(dir) (4u << (dir))

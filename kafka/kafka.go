@@ -100,8 +100,7 @@ type Producer struct {
 	headers []kgo.RecordHeader
 	timeout time.Duration
 
-	mu       sync.Mutex // guards enc
-	enc      flowfmt.Encoder
+	enc      flowfmt.Encoder // Export's alone
 	protobuf bool
 	block    bool
 
@@ -213,9 +212,7 @@ func (p *Producer) Export(f *fparser.Flow) error {
 			return fmt.Errorf("kafka: %s: %w", p.where, err)
 		}
 	} else {
-		p.mu.Lock()
 		line := p.enc.AppendJSON(nil, f)
-		p.mu.Unlock()
 		value = line[:len(line)-1]
 	}
 	r := &kgo.Record{Key: Key(f), Value: value, Headers: p.headers}

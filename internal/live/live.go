@@ -72,9 +72,6 @@ type Process struct {
 // Processes returns the local processes that sent each direction of the flow (zero
 // where none was found); for a flow that ended, it removes them from the kernel.
 func (s *Source) Processes(k *userspace.Key, st *userspace.State, ended bool) (out [2]Process) {
-	if st.Owner == 0 {
-		return out
-	}
 	s.mu.Lock()
 	d := s.d
 	s.mu.Unlock()

@@ -90,8 +90,8 @@ type Config struct {
 	// decides which packets count; the others count only as filtered.
 	Filter *filter.Program
 
-	// Owners finds, at TC egress, the local socket that sent each direction of a
-	// flow, its cgroup and the process that created it (Datapath.Senders). A
+	// Owners makes the TC programs find the local socket that sent each direction
+	// of a flow, its cgroup and the process that created it (Datapath.Senders). A
 	// kernel that refuses it counts without (Datapath.Attribution).
 	Owners bool
 
@@ -162,9 +162,8 @@ type Datapath struct {
 	adopted bool               // the maps were pinned by a previous process
 	table   *Table             // the flow map as the engine reads it, once asked for
 	quiet   bool               // MarkQuiet
-	closed  bool               // Close has released the maps
 
-	owners    bool      // the TC egress program attributes flows (Config.Owners, allowed)
+	owners    bool      // the TC programs attribute flows (Config.Owners, allowed)
 	ownersErr error     // what the kernel refused of the attribution
 	sockLink  link.Link // the socket program's, at the root of cgroup v2
 }
@@ -426,7 +425,6 @@ func (d *Datapath) Close() error {
 	errs := []error{d.Detach(), d.closeSockCreate(), d.unpin()}
 	d.mu.Lock()
 	errs = append(errs, d.objs.Close())
-	d.closed = true
 	d.mu.Unlock()
 	return errors.Join(errs...)
 }

@@ -15,8 +15,8 @@ import (
 	"github.com/fparser/fparser/internal/userspace"
 )
 
-// Sender is who sent one direction of a flow from a local socket, as the kernel
-// found it at TC egress: the socket's cgroup v2 id, and the process that created the
+// Sender is who sent one direction of a flow from a local socket, as the kernel's TC
+// programs found it: the socket's cgroup v2 id, and the process that created the
 // socket (PID 0 and no Comm for one created before the datapath was loaded, or when
 // the kernel refused the socket program).
 type Sender struct {
@@ -40,12 +40,14 @@ func (d *Datapath) Senders(k *userspace.Key, s *userspace.State, forget bool) (o
 	if s.Owner&(ownerFound|ownerFound<<1) == 0 {
 		return out, ok
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	m := d.objs.Owners
-	if m == nil || d.closed {
+	// The flow map's gate keeps every map open while it is read: Close closes
+	// the table before the maps.
+	t := d.Table()
+	if !t.open() {
 		return out, ok
 	}
+	defer t.done()
+	m := d.objs.Owners
 	key := *(*[unsafe.Sizeof(userspace.Key{})]byte)(unsafe.Pointer(k))
 	for dir := range 2 {
 		if s.Owner&(ownerFound<<dir) == 0 {
