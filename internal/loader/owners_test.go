@@ -124,3 +124,44 @@ func TestSockCreatePin(t *testing.T) {
 		t.Errorf("after a clean stop: pin %v, %d programs on the cgroup, want %d", err, attached(), before)
 	}
 }
+
+// TestOwnerDecided: a direction whose packets bring no socket (a test run's have
+// none) is looked at for its first OWNER_TRIES packets, four, then decided
+// unattributed; the XDP program never looks.
+func TestOwnerDecided(t *testing.T) {
+	d := loadForTest(t, Config{Owners: true})
+	if attributing, _, err := d.Attribution(); !attributing {
+		kerneltest.Skip(t, "attribution is off here: %v", err)
+	}
+	owner := func() uint32 {
+		var bits []uint32
+		d.Table().Range(func(_ *userspace.Key, s *userspace.State, _ *userspace.FlowStats) bool {
+			bits = append(bits, s.Owner)
+			return true
+		})
+		if len(bits) != 1 {
+			t.Fatalf("%d flows, want 1", len(bits))
+		}
+		return bits[0]
+	}
+	frame := tcpFrame(benchA, 40000, 0x10)
+	for i := 1; i <= 4; i++ {
+		if _, _, err := d.objs.FparserTcEgress.Benchmark(frame, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		want := uint32(0)
+		if i == 4 {
+			want = ownerDecided // direction 0: benchA sorts first
+		}
+		if got := owner(); got != want {
+			t.Fatalf("after %d packets at TC egress: owner bits %#x, want %#x", i, got, want)
+		}
+	}
+	clearMaps(t, d)
+	for range 5 {
+		d.objs.FparserXdp.Benchmark(frame, 1, nil)
+	}
+	if got := owner(); got != 0 {
+		t.Errorf("after 5 packets through XDP: owner bits %#x, want 0", got)
+	}
+}

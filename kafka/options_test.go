@@ -1,0 +1,99 @@
+package kafka_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/kafka"
+)
+
+// TestOptions: a flow goes out and comes back with each compression, over TLS, and
+// with SASL given as a franz-go option; the host header defaults to the host's
+// name.
+func TestOptions(t *testing.T) {
+	f := fparser.Flow{Protocol: fparser.UDP}
+	send := func(t *testing.T, cluster []kfake.Opt, cfg kafka.Config, consumer ...kgo.Opt) {
+		t.Helper()
+		c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(1, kafka.DefaultTopic)}, cluster...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cfg.Brokers, cfg.Linger, cfg.CloseTimeout = c.ListenAddrs(), time.Millisecond, 10*time.Second
+		p, err := kafka.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Export(&f)
+		if err := p.Close(); err != nil || p.Stats().Sent != 1 {
+			t.Fatalf("stats %+v, %v", p.Stats(), err)
+		}
+		cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics(kafka.DefaultTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, consumer...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var host string
+		for host == "" && ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				for _, h := range r.Headers {
+					if h.Key == "host" {
+						host = string(h.Value)
+					}
+				}
+			})
+		}
+		if name, _ := os.Hostname(); host != name {
+			t.Errorf("host header %q, want %q", host, name)
+		}
+	}
+	for _, codec := range []string{"zstd", "lz4", "snappy", "gzip", "none"} {
+		t.Run(codec, func(t *testing.T) { send(t, nil, kafka.Config{Compression: codec}) })
+	}
+	t.Run("tls", func(t *testing.T) {
+		server, client := tlsConfigs(t)
+		send(t, []kfake.Opt{kfake.TLS(server)}, kafka.Config{TLS: client}, kgo.DialTLSConfig(client))
+	})
+	t.Run("sasl", func(t *testing.T) {
+		auth := kgo.SASL(plain.Auth{User: "fparser", Pass: "secret"}.AsMechanism())
+		send(t, []kfake.Opt{kfake.EnableSASL(), kfake.Superuser("PLAIN", "fparser", "secret")}, kafka.Config{Opts: []kgo.Opt{auth}}, auth)
+	})
+}
+
+// tlsConfigs makes a self-signed certificate for 127.0.0.1, and the configurations
+// of a server that presents it and a client that trusts it.
+func tlsConfigs(t *testing.T) (server, client *tls.Config) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, &tls.Config{RootCAs: pool}
+}
