@@ -15,7 +15,10 @@
 // with the templates and with sequence number 0; over UDP it sends again. Each
 // failure within a minute of the one before doubles the wait, up to a minute. Stats
 // never waits for a send, SetWriteTimeout cuts a waiting send short, and Close
-// returns within WriteTimeout.
+// returns within WriteTimeout. Before it gives up on a TCP connection for a timeout,
+// the exporter waits a quarter second more for acknowledgements, which the
+// collector's host may delay (Linux by up to 200 ms): a message it took then counts
+// as sent, as it is.
 //
 // # What counts as sent
 //
@@ -477,7 +480,8 @@ func (e *Exporter) SetWriteTimeout(d time.Duration) {
 
 // Close sends what is buffered, then an options record with the exporter's counters,
 // waits for the collector to acknowledge them (TCP), and closes the connection. It
-// gives up after WriteTimeout in all, a send that another goroutine has waiting
+// gives up after WriteTimeout in all (and a quarter second for delayed
+// acknowledgements; see the package doc), a send that another goroutine has waiting
 // included: what was not delivered by then is counted as not sent. It returns the
 // first error of the exporter's life.
 func (e *Exporter) Close() error {
@@ -660,4 +664,51 @@ func addrReason(err error) string {
 		return ae.Err
 	}
 	return err.Error()
+}
+
+// Delivered counts the flows whose fate is known: sent (Stats.Flows) and not sent
+// (Stats.NotSentFlows). It makes the exporter a sink.Exporter.
+func (e *Exporter) Delivered() (sent, failed uint64) {
+	st := e.Stats()
+	return st.Flows, st.NotSentFlows
+}
+
+// Cut makes a send that waits for the collector give up now, and every later one
+// at once: SetWriteTimeout(0).
+func (e *Exporter) Cut() { e.SetWriteTimeout(0) }
+
+// Ready waits while the collector is taken as down (see the package doc): until
+// the connection is made again (TCP) or the retry interval has passed (UDP). It
+// returns nil at once when the exporter is closed, whose Export counts what it is
+// given as not sent, and ctx's error when ctx is done first.
+func (e *Exporter) Ready(ctx context.Context) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		e.mu.Lock()
+		down := !e.closed && e.downLocked() != nil
+		e.mu.Unlock()
+		if !down {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown is Close, given no more than until ctx's deadline: it makes the exporter
+// a sink.Exporter.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	if by, ok := ctx.Deadline(); ok {
+		e.smu.Lock()
+		d := e.writeTimeout
+		e.smu.Unlock()
+		if left := max(time.Until(by), 0); left < d {
+			e.SetWriteTimeout(left)
+		}
+	}
+	return e.Close()
 }

@@ -15,6 +15,12 @@ import (
 // exporter's time. Stats, a failure and Close always ask.
 const retireEvery = 32
 
+// ackGrace is how long, before it gives up on a TCP connection for a timeout, the
+// exporter waits for acknowledgements that the collector's host may delay: Linux
+// delays one by up to 200 ms. Without it, a message the collector's host had taken
+// could count as not sent.
+const ackGrace = 250 * time.Millisecond
+
 // maxRetryInterval caps the wait before the exporter tries a failed collector again;
 // a failure more than this after the one before starts again from RetryInterval.
 const maxRetryInterval = time.Minute
@@ -71,6 +77,9 @@ func (e *Exporter) writeLocked(b []byte, records, flows int, templates bool) err
 	e.smu.Unlock()
 
 	n, err := conn.Write(b)
+	if err != nil && e.tcp && errors.Is(err, os.ErrDeadlineExceeded) {
+		e.awaitAcks()
+	}
 
 	e.smu.Lock()
 	defer e.smu.Unlock()
@@ -112,6 +121,20 @@ func (e *Exporter) writeLocked(b []byte, records, flows int, templates bool) err
 		e.resumeAt = time.Now().Add(e.nextRetryLocked())
 	}
 	return err
+}
+
+// awaitAcks waits up to ackGrace for the collector to acknowledge the messages
+// written on the connection. mu held, smu not.
+func (e *Exporter) awaitAcks() {
+	for deadline := time.Now().Add(ackGrace); ; time.Sleep(5 * time.Millisecond) {
+		e.smu.Lock()
+		e.retireLocked()
+		left := len(e.pending) - e.head
+		e.smu.Unlock()
+		if left == 0 || !time.Now().Before(deadline) {
+			return
+		}
+	}
 }
 
 // noteLocked keeps the first error, for Close.
@@ -281,7 +304,7 @@ func (e *Exporter) finishLocked() error {
 			return nil
 		case e.raw != nil && reset(e.raw):
 			err = fmt.Errorf("ipfix: close: the collector at %s reset the connection with %d messages unacknowledged: %w", e.cfg.Address, left, syscall.ECONNRESET)
-		case !time.Now().Before(e.closeBy):
+		case !time.Now().Before(e.closeBy.Add(ackGrace)):
 			err = fmt.Errorf("ipfix: close: the collector at %s did not acknowledge %d messages in time: %w", e.cfg.Address, left, os.ErrDeadlineExceeded)
 		}
 		if err != nil {
@@ -290,7 +313,7 @@ func (e *Exporter) finishLocked() error {
 			e.smu.Unlock()
 			return err
 		}
-		sleep := min(wait, time.Until(e.closeBy))
+		sleep := min(wait, time.Until(e.closeBy.Add(ackGrace)))
 		e.smu.Unlock()
 		time.Sleep(sleep)
 	}

@@ -1,6 +1,7 @@
 package ipfix_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -410,5 +411,62 @@ func TestReconnectAfterStall(t *testing.T) {
 	delivered(t, st, completeMessages(t, first), msgs)
 	if st.Flows+st.NotSentFlows != uint64(exported) || st.Records+st.NotSentRecords != uint64(exported)+1 {
 		t.Errorf("%d flows exported; Stats %+v", exported, st)
+	}
+}
+
+// TestReady: after a send to a stalled collector timed out, the collector is taken
+// as down, and Ready waits: until ctx is done, or until the exporter has connected
+// again. A closed exporter is ready at once (its Export counts what it is given).
+func TestReady(t *testing.T) {
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: 100 * time.Millisecond, RetryInterval: 500 * time.Millisecond})
+	col.Next(t, safety)
+	within(t, "Export to a stalled collector", func() error {
+		_, err := exportUntilError(e, testFlows(t))
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.Ready(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ready while the collector is down: %v, want the deadline", err)
+	}
+	if err := within(t, "Ready until the exporter connects again", func() error { return e.Ready(context.Background()) }); err != nil {
+		t.Errorf("Ready: %v", err)
+	}
+	col.Next(t, safety)
+	e.Close()
+	if err := within(t, "Ready on a closed exporter", func() error { return e.Ready(context.Background()) }); err != nil {
+		t.Errorf("Ready after Close: %v", err)
+	}
+}
+
+// TestShutdownDeadline: Cut makes a send stuck on a collector that takes nothing
+// give up at once, though WriteTimeout is an hour; Shutdown then ends by its
+// context's deadline (and the grace for delayed acknowledgements), and every flow
+// counts once.
+func TestShutdownDeadline(t *testing.T) {
+	col := testnet.NewStalledCollector(t)
+	e := dial(t, ipfix.Config{Network: "tcp", Address: col.Addr(), WriteTimeout: time.Hour, RetryInterval: time.Hour})
+	col.Next(t, safety)
+	flows := testFlows(t)
+	exported, done := make(chan int, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		n, _ := exportUntilError(e, flows) // the send waits on the stalled collector until Cut
+		exported <- n
+	}()
+	waitStuck(t, done)
+	start := time.Now()
+	e.Cut()
+	n := <-exported
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	e.Shutdown(ctx)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Cut and Shutdown took %v with a 200 ms deadline", took)
+	}
+	sent, failed := e.Delivered()
+	if st := e.Stats(); sent+failed != uint64(n) || sent != st.Flows {
+		t.Errorf("%d flows exported; Delivered %d sent, %d failed; Stats %+v", n, sent, failed, st)
 	}
 }

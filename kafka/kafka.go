@@ -104,6 +104,9 @@ type Producer struct {
 	protobuf bool
 	block    bool
 
+	ctx    context.Context // the flows' context: Cut cancels it
+	cancel context.CancelFunc
+
 	sent, failed, dropped atomic.Uint64
 	pending               sync.WaitGroup // flows handed to the client, until their fate is known
 	errOnce               sync.Once
@@ -146,7 +149,10 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Producer{
+		ctx:      ctx,
+		cancel:   cancel,
 		cl:       cl,
 		topic:    topic,
 		where:    "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
@@ -203,12 +209,14 @@ func Key(f *fparser.Flow) []byte {
 
 // Export publishes a flow. It returns at once, unless Config.Block and the buffer is
 // full: what becomes of the flow (sent, failed, or dropped for want of room) comes
-// later, in Stats and Err. It returns an error only for a flow it cannot encode.
+// later, in Stats and Err. It returns an error only for a flow it cannot encode,
+// which it counts as failed.
 func (p *Producer) Export(f *fparser.Flow) error {
 	var value []byte
 	if p.protobuf {
 		var err error
 		if value, err = proto.Marshal(Message(f, p.enc.Features, p.enc.Packets)); err != nil {
+			p.failed.Add(1)
 			return fmt.Errorf("kafka: %s: %w", p.where, err)
 		}
 	} else {
@@ -221,7 +229,7 @@ func (p *Producer) Export(f *fparser.Flow) error {
 	if p.block {
 		produce = p.cl.Produce
 	}
-	produce(context.Background(), r, func(_ *kgo.Record, err error) {
+	produce(p.ctx, r, func(_ *kgo.Record, err error) {
 		defer p.pending.Done()
 		switch {
 		case err == nil:
@@ -309,8 +317,26 @@ func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
 func (p *Producer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	return p.Shutdown(ctx)
+}
+
+// Shutdown is Close, waiting for the buffered flows until ctx is done rather than
+// Config.CloseTimeout: it makes the producer a sink.Exporter.
+func (p *Producer) Shutdown(ctx context.Context) error {
 	p.cl.Flush(ctx)
 	p.cl.Close() // fails what is still buffered: each flow's callback runs once
 	p.pending.Wait()
+	p.cancel()
 	return p.Err()
+}
+
+// Cut fails the flows not yet sent, an Export that waits for room among them
+// (Config.Block), and every flow given to Export later.
+func (p *Producer) Cut() { p.cancel() }
+
+// Delivered counts the flows whose fate is known: sent, and failed or dropped
+// (Stats). It makes the producer a sink.Exporter.
+func (p *Producer) Delivered() (sent, failed uint64) {
+	st := p.Stats()
+	return st.Sent, st.Failed + st.Dropped
 }

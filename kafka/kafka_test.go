@@ -252,12 +252,7 @@ func TestMessageMatchesJSON(t *testing.T) {
 // Block, when it waits for room: a replay loses none.
 func TestFullBuffer(t *testing.T) {
 	f := fparser.Flow{Protocol: fparser.UDP}
-	down, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	downAddr := down.Addr().String()
-	down.Close()
+	downAddr := noBroker(t)
 	p, err := kafka.New(kafka.Config{Brokers: []string{downAddr}, MaxBuffered: 10, CloseTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +280,48 @@ func TestFullBuffer(t *testing.T) {
 	if st := p.Stats(); st.Sent != 1000 {
 		t.Errorf("blocking, a buffer of 10: stats %+v, want 1000 sent", st)
 	}
+}
+
+// TestCut: with Block and the buffer full, Cut makes the Export that waits return,
+// and fails the flows not sent; Delivered and Shutdown then count every flow given
+// to Export as failed, as a sink's queue expects.
+func TestCut(t *testing.T) {
+	f := fparser.Flow{Protocol: fparser.UDP}
+	downAddr := noBroker(t)
+	p, err := kafka.New(kafka.Config{Brokers: []string{downAddr}, MaxBuffered: 10, Block: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		p.Export(&f)
+	}
+	waiting := make(chan struct{})
+	go func() {
+		defer close(waiting)
+		p.Export(&f) // no room: waits until Cut
+	}()
+	select {
+	case <-waiting:
+		t.Fatal("Export did not wait for room")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.Cut()
+	<-waiting
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p.Shutdown(ctx)
+	if sent, failed := p.Delivered(); sent != 0 || failed != 11 {
+		t.Errorf("Delivered: %d sent, %d failed; want 11 failed", sent, failed)
+	}
+}
+
+// noBroker is a loopback address where nothing listens.
+func noBroker(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
