@@ -1,6 +1,7 @@
 // Package metrics serves a parser's counters in Prometheus's text format: the
 // datapath's packet counters, flows active, created and ended, losses, sweep times,
-// and an IPFIX exporter's counters. It reads Parser.Info once per scrape and keeps
+// an IPFIX exporter's counters, and what became of the flows given to each sink's
+// queue. It reads Parser.Info once per scrape and keeps
 // no per-flow label.
 package metrics
 
@@ -21,16 +22,18 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/ipfix"
+	"github.com/fparser/fparser/sink"
 )
 
 // Source is what the collector reads: a *fparser.Parser.
 type Source interface{ Info() fparser.Info }
 
 // Collector is a prometheus.Collector over a parser and, optionally, an IPFIX
-// exporter.
+// exporter and sink queues.
 type Collector struct {
 	src      Source
 	exporter *ipfix.Exporter
+	sinks    []*sink.Queue
 	version  string
 
 	// mu guards evicted, the most Info.Evictions has been, for scrapes that run
@@ -39,14 +42,14 @@ type Collector struct {
 	evicted uint64
 }
 
-// NewCollector returns a collector of src's counters, and of exporter's when it is
-// not nil.
-func NewCollector(src Source, exporter *ipfix.Exporter) *Collector {
+// NewCollector returns a collector of src's counters, of exporter's when it is not
+// nil, and of each sink queue's, labelled with its name.
+func NewCollector(src Source, exporter *ipfix.Exporter, sinks ...*sink.Queue) *Collector {
 	version := "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
 		version = bi.Main.Version
 	}
-	return &Collector{src: src, exporter: exporter, version: version}
+	return &Collector{src: src, exporter: exporter, sinks: sinks, version: version}
 }
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
@@ -84,8 +87,11 @@ var (
 	descIPFIXRecsLost = desc("ipfix_records_not_sent_total", "IPFIX data records not delivered.")
 	descIPFIXNotSent  = desc("ipfix_flows_not_sent_total", "Flows whose IPFIX message was not delivered.")
 	descIPFIXErrors   = desc("ipfix_errors_total", "IPFIX sends and connection attempts that failed.")
-	descBuildInfo     = desc("build_info", "Always 1; the labels say which build runs.", "version", "goversion")
-	flowReasons       = []fparser.EndReason{fparser.EndIdle, fparser.EndFIN, fparser.EndRST, fparser.EndReused, fparser.EndActive, fparser.EndEndOfCapture, fparser.EndStopped, fparser.EndEvicted}
+	descSinkFlows     = desc("sink_flows_total", "Flows given to a sink, by what became of them: sent (delivered, as far as the sink can know), "+
+		"dropped (its queue was full), failed (it gave up on them, or the stop's deadline came first). Flows still on their way count in none.", "sink", "result")
+	descSinkQueued = desc("sink_queued_flows", "Flows waiting in a sink's queue.", "sink")
+	descBuildInfo  = desc("build_info", "Always 1; the labels say which build runs.", "version", "goversion")
+	flowReasons    = []fparser.EndReason{fparser.EndIdle, fparser.EndFIN, fparser.EndRST, fparser.EndReused, fparser.EndActive, fparser.EndEndOfCapture, fparser.EndStopped, fparser.EndEvicted}
 )
 
 // Describe sends every metric's description.
@@ -99,6 +105,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		for _, d := range []*prometheus.Desc{descIPFIXMessages, descIPFIXRecords, descIPFIXFlows, descIPFIXMsgsLost, descIPFIXRecsLost, descIPFIXNotSent, descIPFIXErrors} {
 			ch <- d
 		}
+	}
+	if len(c.sinks) > 0 {
+		ch <- descSinkFlows
+		ch <- descSinkQueued
 	}
 }
 
@@ -159,6 +169,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descIPFIXRecsLost, st.NotSentRecords)
 		counter(descIPFIXNotSent, st.NotSentFlows)
 		counter(descIPFIXErrors, st.Errors)
+	}
+	for _, q := range c.sinks {
+		st := q.Stats()
+		counter(descSinkFlows, st.Sent, q.Name(), "sent")
+		counter(descSinkFlows, st.Dropped, q.Name(), "dropped")
+		counter(descSinkFlows, st.Failed, q.Name(), "failed")
+		gauge(descSinkQueued, float64(st.Queued), q.Name())
 	}
 	gauge(descBuildInfo, 1, c.version, runtime.Version())
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/metrics"
+	"github.com/fparser/fparser/sink"
 )
 
 // scrape fetches and parses addr's /metrics.
@@ -330,17 +331,25 @@ func TestMetricNames(t *testing.T) {
 	}
 	withIPFIX := maps.Clone(want)
 	maps.Copy(withIPFIX, ipfixWant)
+	withSinks := maps.Clone(withIPFIX)
+	withSinks["fparser_sink_flows_total"] = "COUNTER result sink"
+	withSinks["fparser_sink_queued_flows"] = "GAUGE sink"
+	sinkExporter := exporter(t)
+	q := sink.New("ipfix", sinkExporter, sink.Config{})
+	t.Cleanup(func() { q.Close() })
 	for _, tc := range []struct {
 		name     string
 		exporter *ipfix.Exporter
+		sinks    []*sink.Queue
 		want     map[string]string
 	}{
-		{"without exporter", nil, want},
-		{"with exporter", exporter(t), withIPFIX},
+		{"without exporter", nil, nil, want},
+		{"with exporter", exporter(t), nil, withIPFIX},
+		{"with sinks", sinkExporter, []*sink.Queue{q}, withSinks},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reg := prometheus.NewPedanticRegistry()
-			reg.MustRegister(metrics.NewCollector(infoOnly{}, tc.exporter))
+			reg.MustRegister(metrics.NewCollector(infoOnly{}, tc.exporter, tc.sinks...))
 			got := make(map[string]string)
 			for name, f := range gather(t, reg) {
 				var labels []string

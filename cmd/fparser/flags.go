@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,44 @@ func (d *durationValue) Set(s string) error {
 func durationFlag(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
 	*p = value
 	fs.Var((*durationValue)(p), name, usage)
+}
+
+// byteSize is a size flag: a whole number of bytes, or of KiB, MiB or GiB with K,
+// M or G after it.
+type byteSize int64
+
+func (b *byteSize) String() string {
+	for _, u := range []struct {
+		suffix string
+		shift  uint
+	}{{"G", 30}, {"M", 20}, {"K", 10}} {
+		if *b > 0 && int64(*b)%(1<<u.shift) == 0 {
+			return strconv.FormatInt(int64(*b)>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	shift := 0
+	switch {
+	case strings.HasSuffix(s, "K"):
+		shift = 10
+	case strings.HasSuffix(s, "M"):
+		shift = 20
+	case strings.HasSuffix(s, "G"):
+		shift = 30
+	}
+	digits := s
+	if shift > 0 {
+		digits = s[:len(s)-1]
+	}
+	v, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || v <= 0 || v > (1<<62)>>shift {
+		return errors.New("want a positive size in bytes, or with K, M or G, such as 64M")
+	}
+	*b = byteSize(v << shift)
+	return nil
 }
 
 // flagName is a flag as a user types it: -r, --flow-timeout.

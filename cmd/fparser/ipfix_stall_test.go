@@ -50,8 +50,9 @@ func flowRecords(t *testing.T, col *testnet.StalledCollector) int {
 	return records
 }
 
-// ipfixLine is the command's IPFIX line: flows delivered and not sent.
-var ipfixLine = regexp.MustCompile(`ipfix: (\d+) flows? sent in \d+ messages? \(\d+ records?\) to \S+ over tcp; (\d+) flows? not sent`)
+// ipfixLine is the command's IPFIX line: flows given to the sink, sent, dropped and
+// failed.
+var ipfixLine = regexp.MustCompile(`ipfix: (\d+) flows? to \S+ over tcp: (\d+) sent, (\d+) dropped, (\d+) failed; `)
 
 // checkUndelivered checks the end of a run against a stalled collector: exit status
 // 1, the error, and an IPFIX line that counts every flow printed once, as delivered
@@ -62,11 +63,14 @@ func checkUndelivered(t *testing.T, code int, stdout, stderr string, col *testne
 	if code != 1 || m == nil || !strings.Contains(stderr, "fparser: ipfix: ") {
 		t.Fatalf("exit %d; stderr %q", code, stderr)
 	}
-	flows, _ := strconv.Atoi(m[1])
-	notSent, _ := strconv.Atoi(m[2])
+	given, _ := strconv.Atoi(m[1])
+	flows, _ := strconv.Atoi(m[2])
+	dropped, _ := strconv.Atoi(m[3])
+	failed, _ := strconv.Atoi(m[4])
+	notSent := dropped + failed
 	rows := strings.Count(stdout, "\n") - 1
-	if flows+notSent != rows || notSent == 0 {
-		t.Errorf("%d flows printed; %d delivered, %d not sent", rows, flows, notSent)
+	if given != rows || flows+notSent != rows || notSent == 0 {
+		t.Errorf("%d flows printed; %d given to the sink: %d delivered, %d dropped, %d failed", rows, given, flows, dropped, failed)
 	}
 	if got := flowRecords(t, col); got != flows {
 		t.Errorf("the command counts %d flows delivered; the collector holds %d", flows, got)
@@ -254,8 +258,8 @@ func TestIPFIXSignalDeliversStoppedFlows(t *testing.T) {
 	close(stdout.open)
 	code := runWithin(t, done)
 	rows := strings.Count(out.String(), "\n") - 1
-	m := regexp.MustCompile(`ipfix: (\d+) flows? sent in \d+ messages? \(\d+ records?\) to \S+ over tcp\n`).FindStringSubmatch(stderr.String())
-	if code != 0 || m == nil || strings.Contains(stderr.String(), "not sent") {
+	m := regexp.MustCompile(`ipfix: \d+ flows? to \S+ over tcp: (\d+) sent, 0 dropped, 0 failed; \d+ messages? \(\d+ records?\) sent\n`).FindStringSubmatch(stderr.String())
+	if code != 0 || m == nil {
 		t.Fatalf("exit %d; stderr %q", code, stderr.String())
 	}
 	if !strings.Contains(out.String(), ",stopped,") {

@@ -26,6 +26,7 @@ import (
 	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/kafka"
 	"github.com/fparser/fparser/metrics"
+	"github.com/fparser/fparser/sink"
 )
 
 const usage = `fparser: print the TCP and UDP flows of a capture file or a network interface.
@@ -81,6 +82,10 @@ type config struct {
 	kafka, kafkaTopic       string
 	kafkaCompression        string
 	kafkaFormat             string
+	onFull                  string // block or drop; "" until parseArgs picks by source
+	sinkQueue               int
+	sinkQueueBytes          int64
+	sinkTimeout             time.Duration
 	metrics                 string
 	pin                     string
 	attach                  string
@@ -152,6 +157,11 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.kafkaTopic, "kafka-topic", kafka.DefaultTopic, "with --kafka: the topic")
 	fs.StringVar(&c.kafkaCompression, "kafka-compression", "zstd", "with --kafka: zstd, lz4, snappy, gzip or none")
 	fs.StringVar(&c.kafkaFormat, "kafka-format", "json", "with --kafka: json (-o json's line) or protobuf (kafka/flowpb/flow.proto)")
+	fs.StringVar(&c.onFull, "on-full", "", "with --ipfix or --kafka: what a flow that finds a sink's queue full does: block (wait; the default with -r) or drop (counted; the default with -i)")
+	fs.IntVar(&c.sinkQueue, "sink-queue", sink.DefaultMaxFlows, "with --ipfix or --kafka: how many flows may wait for each sink")
+	c.sinkQueueBytes = sink.DefaultMaxBytes
+	fs.Var((*byteSize)(&c.sinkQueueBytes), "sink-queue-bytes", "with --ipfix or --kafka: how much memory the flows waiting for each sink may take, as 512K, 64M or 1G")
+	durationFlag(fs, &c.sinkTimeout, "sink-timeout", sink.DefaultTimeout, "with --ipfix or --kafka: at the end, how long the sinks may take to deliver what waits; the rest is counted as failed")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -199,6 +209,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
 		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression", "kafka-format"),
+		onlyWith(set, c.kafka != "" || c.ipfix != "", "needs --ipfix or --kafka", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
 		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
 	} {
@@ -217,6 +228,22 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.ipfixProto != "udp" && c.ipfixProto != "tcp" {
 		return nil, usagef("--ipfix-proto %s: want udp or tcp", c.ipfixProto)
+	}
+	switch c.onFull {
+	case "":
+		c.onFull = "block"
+		if len(c.ifaces) > 0 {
+			c.onFull = "drop"
+		}
+	case "block", "drop":
+	default:
+		return nil, usagef("--on-full %s: want block or drop", c.onFull)
+	}
+	if c.sinkQueue <= 0 {
+		return nil, usagef("--sink-queue %d: want a positive number of flows", c.sinkQueue)
+	}
+	if c.sinkTimeout <= 0 {
+		return nil, usagef("--sink-timeout %s: want a positive duration", c.sinkTimeout)
 	}
 	if c.sort != "" {
 		if _, err := fparser.ParseSortOrder(c.sort); err != nil {
@@ -328,32 +355,39 @@ func count(c *config, stdout, stderr io.Writer) error {
 	}
 	logger := slog.New(handler)
 
+	// Each sink has a queue of its own, so that one that is slow or unreachable
+	// holds up neither the parser nor the other sinks.
+	queueConfig := sink.Config{MaxFlows: c.sinkQueue, MaxBytes: c.sinkQueueBytes, Block: c.onFull == "block", Timeout: c.sinkTimeout, Logger: logger}
 	var exporter *ipfix.Exporter
+	var producer *kafka.Producer
+	var sinks []*sink.Queue
+	var summaries []func() string
+	closeSinks := func() {
+		for _, q := range sinks {
+			q.Close()
+		}
+	}
 	if c.ipfix != "" {
 		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout})
 		if err != nil {
 			return err
 		}
+		q := sink.New("ipfix", exporter, queueConfig)
+		sinks = append(sinks, q)
+		summaries = append(summaries, func() string { return ipfixSummary(q.Stats(), exporter.Stats(), c.ipfix, c.ipfixProto) })
 	}
-
-	var producer *kafka.Producer
 	if c.kafka != "" {
+		// The producer waits for room in its buffer: the queue in front of it
+		// decides whether flows wait or drop.
 		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
-			Features: c.features, Packets: c.packets != 0, Block: !live})
+			Features: c.features, Packets: c.packets != 0, Block: true})
 		if err != nil {
-			if exporter != nil {
-				exporter.Close()
-			}
+			closeSinks()
 			return err
 		}
-	}
-	closeSinks := func() {
-		if exporter != nil {
-			exporter.Close()
-		}
-		if producer != nil {
-			producer.Close()
-		}
+		q := sink.New("kafka", producer, queueConfig)
+		sinks = append(sinks, q)
+		summaries = append(summaries, func() string { return kafkaSummary(q.Stats(), c.kafkaTopic, c.kafka) })
 	}
 
 	var p *fparser.Parser
@@ -361,13 +395,8 @@ func count(c *config, stdout, stderr io.Writer) error {
 	var held []fparser.Flow // with --sort, until the end
 	var queue *flowQueue    // without --sort
 	emit := func(f fparser.Flow) {
-		if exporter != nil {
-			if err := exporter.Export(&f); err != nil && exportErr == nil {
-				exportErr = err // counted by the exporter; reported at the end
-			}
-		}
-		if producer != nil {
-			producer.Export(&f) // a flow dropped for want of room is counted; reported at the end
+		for _, q := range sinks {
+			q.Put(&f) // a flow dropped for want of room is counted; reported at the end
 		}
 		if order != fparser.Unsorted {
 			held = append(held, f)
@@ -405,7 +434,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	if c.metrics != "" {
-		srv, err := metrics.Serve(c.metrics, metrics.NewCollector(p, exporter))
+		srv, err := metrics.Serve(c.metrics, metrics.NewCollector(p, exporter, sinks...))
 		if err != nil {
 			closeSinks()
 			p.Close()
@@ -461,23 +490,20 @@ func count(c *config, stdout, stderr io.Writer) error {
 	if writeErr == nil {
 		writeErr = out.Flush()
 	}
-	if exporter != nil {
-		if err := exporter.Close(); err != nil && exportErr == nil {
-			exportErr = err
-		}
+	// The sinks flush at once, each within --sink-timeout.
+	closed := make(chan error, len(sinks))
+	for _, q := range sinks {
+		go func() { closed <- q.Close() }()
 	}
-	if producer != nil {
-		if err := producer.Close(); err != nil && exportErr == nil {
+	for range sinks {
+		if err := <-closed; err != nil && exportErr == nil {
 			exportErr = err
 		}
 	}
 	if !c.quiet {
 		fmt.Fprintln(stderr, summary(&info, live))
-		if exporter != nil {
-			fmt.Fprintln(stderr, ipfixSummary(exporter.Stats(), c.ipfix, c.ipfixProto))
-		}
-		if producer != nil {
-			fmt.Fprintln(stderr, kafkaSummary(producer.Stats(), c.kafkaTopic, c.kafka))
+		for _, say := range summaries {
+			fmt.Fprintln(stderr, say())
 		}
 	}
 	switch {
@@ -536,29 +562,29 @@ func summary(in *fparser.Info, live bool) string {
 	return b.String()
 }
 
-// ipfixSummary says, in one line, what the IPFIX exporter delivered.
-func ipfixSummary(st ipfix.Stats, addr, proto string) string {
-	s := fmt.Sprintf("fparser: ipfix: %s sent in %s (%s) to %s over %s",
-		plural(st.Flows, "flow"), plural(st.Messages, "message"), plural(st.Records, "record"), addr, proto)
-	if st.NotSentFlows > 0 || st.NotSentMessages > 0 {
-		s += fmt.Sprintf("; %s not sent (%s)", plural(st.NotSentFlows, "flow"), plural(st.NotSentMessages, "message"))
+// sinkCounts says what became of a sink's flows: "90 sent, 0 dropped, 10 failed".
+func sinkCounts(st sink.Stats) string {
+	return fmt.Sprintf("%d sent, %d dropped, %d failed", st.Sent, st.Dropped, st.Failed)
+}
+
+// ipfixSummary says, in one line, what became of the flows given to the IPFIX
+// sink, and the exporter's messages.
+func ipfixSummary(st sink.Stats, ex ipfix.Stats, addr, proto string) string {
+	s := fmt.Sprintf("fparser: ipfix: %s to %s over %s: %s; %s (%s) sent",
+		plural(st.Flows, "flow"), addr, proto, sinkCounts(st), plural(ex.Messages, "message"), plural(ex.Records, "record"))
+	if ex.NotSentMessages > 0 {
+		s += fmt.Sprintf(", %s not", plural(ex.NotSentMessages, "message"))
 	}
-	if st.Errors > 0 {
-		s += fmt.Sprintf("; %s", plural(st.Errors, "send error"))
+	if ex.Errors > 0 {
+		s += fmt.Sprintf("; %s", plural(ex.Errors, "send error"))
 	}
 	return s
 }
 
-// kafkaSummary says, in one line, what the Kafka producer delivered.
-func kafkaSummary(st kafka.Stats, topic, brokers string) string {
-	s := fmt.Sprintf("fparser: kafka: %s sent to topic %s on %s", plural(st.Sent, "flow"), topic, brokers)
-	if st.Failed > 0 {
-		s += fmt.Sprintf("; %d failed", st.Failed)
-	}
-	if st.Dropped > 0 {
-		s += fmt.Sprintf("; %d dropped (the buffer was full)", st.Dropped)
-	}
-	return s
+// kafkaSummary says, in one line, what became of the flows given to the Kafka
+// sink.
+func kafkaSummary(st sink.Stats, topic, brokers string) string {
+	return fmt.Sprintf("fparser: kafka: %s to topic %s on %s: %s", plural(st.Flows, "flow"), topic, brokers, sinkCounts(st))
 }
 
 // plural is n words, with an s unless n is 1.

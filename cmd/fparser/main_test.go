@@ -136,6 +136,12 @@ func TestUsageAndErrors(t *testing.T) {
 		{[]string{"-r", http, "-q=maybe"}, 2, "fparser: -q maybe: want true or false"},
 		{[]string{"-r", http, "--bogus"}, 2, "fparser: unknown option --bogus (see -h)"},
 		{[]string{"-r"}, 2, "fparser: -r needs a value"},
+		{[]string{"-r", http, "--sink-queue", "5"}, 2, "fparser: --sink-queue needs --ipfix or --kafka"},
+		{[]string{"-r", http, "--on-full", "drop"}, 2, "fparser: --on-full needs --ipfix or --kafka"},
+		{[]string{"-r", http, "--ipfix", "127.0.0.1:9", "--on-full", "wait"}, 2, "fparser: --on-full wait: want block or drop"},
+		{[]string{"-r", http, "--ipfix", "127.0.0.1:9", "--sink-queue", "0"}, 2, "fparser: --sink-queue 0: want a positive number of flows"},
+		{[]string{"-r", http, "--ipfix", "127.0.0.1:9", "--sink-queue-bytes", "12X"}, 2, "fparser: --sink-queue-bytes 12X: want a positive size in bytes, or with K, M or G, such as 64M"},
+		{[]string{"-r", http, "--ipfix", "127.0.0.1:9", "--sink-timeout", "0s"}, 2, "fparser: --sink-timeout 0s: want a positive duration"},
 		{[]string{"-r", http, "--max-flows", "5"}, 2, "fparser: --max-flows is for -i, not -r"},
 		{[]string{"-r", http, "--attach", "xdp"}, 2, "fparser: --attach is for -i, not -r"},
 		{[]string{"-r", http, "--pin", "/x"}, 2, "fparser: --pin is for -i, not -r"},
@@ -279,7 +285,7 @@ func TestIPFIXOption(t *testing.T) {
 			}
 		}
 	}
-	if flows < 2 || records != flows || !strings.Contains(stderr.String(), fmt.Sprintf("ipfix: %d flows sent in", flows)) {
+	if flows < 2 || records != flows || !strings.Contains(stderr.String(), fmt.Sprintf("ipfix: %d flows to %s over udp: %d sent, 0 dropped, 0 failed;", flows, pc.LocalAddr(), flows)) {
 		t.Errorf("%d flows printed, %d IPFIX records received; stderr %q", flows, records, stderr.String())
 	}
 	var out, errOut bytes.Buffer
@@ -456,5 +462,22 @@ func TestLogFormatJSON(t *testing.T) {
 	}
 	if logged == 0 || !strings.Contains(stderr.String(), `"msg":"serving metrics"`) {
 		t.Errorf("no JSON record of the metrics server on standard error: %q", stderr.String())
+	}
+}
+
+// TestByteSize: --sink-queue-bytes takes bytes, or K, M and G as powers of 1024,
+// and says its default back as it is typed.
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1000": 1000, "512K": 512 << 10, "64M": 64 << 20, "1G": 1 << 30} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want || b.String() != in {
+			t.Errorf("%s: %d %q %v, want %d", in, int64(b), b.String(), err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "-1M", "0", "1.5G", "1T", "9999999999G"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("%q: taken as %d", in, int64(b))
+		}
 	}
 }
