@@ -340,10 +340,17 @@ func newExporter(cfg Config, conn net.Conn) *Exporter {
 
 // Export adds a flow to the message being built, and sends the message when the
 // next record would not fit. It returns an error when that message was not sent:
-// its flows are counted as not sent.
+// its flows are counted as not sent. After Close, it counts the flow as not sent
+// and returns an error that matches net.ErrClosed.
 func (e *Exporter) Export(f *fparser.Flow) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		e.smu.Lock()
+		e.stats.NotSentFlows++ // no message: one flow, as not sent
+		e.smu.Unlock()
+		return fmt.Errorf("ipfix: exporter to %s: %w", e.cfg.Address, net.ErrClosed)
+	}
 	v6 := f.Src.Addr().Is6()
 	if e.cfg.Uniflow {
 		tmpl, fs := uint16(tmplV4Uniflow), flowFields(v6, false)

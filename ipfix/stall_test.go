@@ -470,3 +470,21 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Errorf("%d flows exported; Delivered %d sent, %d failed; Stats %+v", n, sent, failed, st)
 	}
 }
+
+// TestExportAfterClose: a flow exported after Close counts as not sent, and the
+// error says the exporter is closed.
+func TestExportAfterClose(t *testing.T) {
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	e := dial(t, ipfix.Config{Address: pc.LocalAddr().String()})
+	e.Close()
+	if err := e.Export(&testFlows(t)[0]); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Export after Close: %v", err)
+	}
+	if sent, failed := e.Delivered(); sent != 0 || failed != 1 {
+		t.Errorf("Delivered %d sent, %d failed; want 1 failed", sent, failed)
+	}
+}

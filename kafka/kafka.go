@@ -22,17 +22,23 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fparser/fparser"
@@ -57,8 +63,10 @@ type Config struct {
 	// Features and Packets add to each message what -o json adds with --features
 	// and --packets.
 	Features, Packets bool
-	// TLS, when set, connects to the brokers with it.
+	// TLS, when set, connects to the brokers with it (TLSFiles makes one).
 	TLS *tls.Config
+	// SASL, when set, authenticates to the brokers.
+	SASL *SASL
 	// Linger is how long a batch waits for more flows before it is sent. Default
 	// 100 ms.
 	Linger time.Duration
@@ -79,6 +87,53 @@ type Config struct {
 	Host string
 	// Opts are more franz-go options (SASL, for one), applied after fparser's.
 	Opts []kgo.Opt
+}
+
+// SASL is a SASL authentication: Mechanism is "plain", "scram-sha-256" or
+// "scram-sha-512" (any case), as franz-go's sasl/plain and sasl/scram do them.
+type SASL struct {
+	Mechanism      string
+	User, Password string
+}
+
+func (s *SASL) opt() (kgo.Opt, error) {
+	switch strings.ToLower(s.Mechanism) {
+	case "plain":
+		return kgo.SASL(plain.Auth{User: s.User, Pass: s.Password}.AsMechanism()), nil
+	case "scram-sha-256":
+		return kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha256Mechanism()), nil
+	case "scram-sha-512":
+		return kgo.SASL(scram.Auth{User: s.User, Pass: s.Password}.AsSha512Mechanism()), nil
+	}
+	return nil, fmt.Errorf("%w: SASL mechanism %q: want plain, scram-sha-256 or scram-sha-512", ErrConfig, s.Mechanism)
+}
+
+// TLSFiles makes a TLS configuration from PEM files: ca, when not empty, holds the
+// certificates the brokers' must chain to (else the host's roots); cert and key,
+// when not empty, the client's certificate and key. An error names the file.
+func TLSFiles(ca, cert, key string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: TLS CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: TLS CA file %s: no PEM certificate in it", ErrConfig, ca)
+		}
+	}
+	if (cert == "") != (key == "") {
+		return nil, fmt.Errorf("%w: TLS client certificate and key: give both or neither", ErrConfig)
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("kafka: TLS client certificate %s and key %s: %w", cert, key, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // Stats are the producer's counters (see the package doc).
@@ -104,6 +159,7 @@ type Producer struct {
 	protobuf bool
 	block    bool
 
+	log    *brokerLog
 	ctx    context.Context // the flows' context: Cut cancels it
 	cancel context.CancelFunc
 
@@ -142,8 +198,17 @@ func New(cfg Config) (*Producer, error) {
 		kgo.MaxBufferedRecords(orDefault(cfg.MaxBuffered, 100_000)),
 		kgo.RecordDeliveryTimeout(orDefault(cfg.DeliveryTimeout, 30*time.Second)),
 	}
+	log := new(brokerLog)
+	opts = append(opts, kgo.WithLogger(log), kgo.WithHooks(log))
 	if cfg.TLS != nil {
 		opts = append(opts, kgo.DialTLSConfig(cfg.TLS))
+	}
+	if cfg.SASL != nil {
+		opt, err := cfg.SASL.opt()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, opt)
 	}
 	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
 	if err != nil {
@@ -151,6 +216,7 @@ func New(cfg Config) (*Producer, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Producer{
+		log:      log,
 		ctx:      ctx,
 		cancel:   cancel,
 		cl:       cl,
@@ -240,11 +306,51 @@ func (p *Producer) Export(f *fparser.Flow) error {
 			p.failed.Add(1)
 			p.errOnce.Do(func() {
 				e := fmt.Errorf("kafka: %s: %w", p.where, err)
+				if last := p.log.last.Load(); last != nil {
+					// The flow failed for want of a broker: say why there was none.
+					e = fmt.Errorf("kafka: %s: %w (last broker error: %s)", p.where, err, *last)
+				}
 				p.err.Store(&e)
 			})
 		}
 	})
 	return nil
+}
+
+// brokerLog keeps the last failure franz-go reports about a broker, as a warning or
+// an error in its log, or through its hooks (a refused connection, a connection
+// closed in the SASL handshake): a flow that fails for want of a broker then says
+// why.
+type brokerLog struct{ last atomic.Pointer[string] }
+
+func (l *brokerLog) note(msg string) { l.last.Store(&msg) }
+
+// OnBrokerConnect is franz-go's kgo.HookBrokerConnect.
+func (l *brokerLog) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		l.note(fmt.Sprintf("connecting to %s: %v", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), err))
+	}
+}
+
+// OnBrokerRead is franz-go's kgo.HookBrokerRead.
+func (l *brokerLog) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err != nil {
+		l.note(fmt.Sprintf("reading the %s response of %s: %v", kmsg.NameForKey(key), net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), err))
+	}
+}
+
+func (l *brokerLog) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (l *brokerLog) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	if level > kgo.LogLevelWarn {
+		return
+	}
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		if keyvals[i] == "err" {
+			msg += ": " + fmt.Sprint(keyvals[i+1])
+		}
+	}
+	l.note(msg)
 }
 
 // Message is the protobuf message of f, with the features and the packets when
@@ -330,8 +436,10 @@ func (p *Producer) Shutdown(ctx context.Context) error {
 	return p.Err()
 }
 
-// Cut fails the flows not yet sent, an Export that waits for room among them
-// (Config.Block), and every flow given to Export later.
+// Cut makes an Export that waits for room (Config.Block) return, its flow failed,
+// and fails the buffered flows that franz-go can still take back safely (those of a
+// batch not being sent); the rest are sent or fail by Shutdown. Each is counted
+// once either way.
 func (p *Producer) Cut() { p.cancel() }
 
 // Delivered counts the flows whose fate is known: sent, and failed or dropped

@@ -2,14 +2,10 @@ package kafka_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"math/big"
-	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/internal/testnet"
 	"github.com/fparser/fparser/kafka"
 )
 
@@ -70,6 +67,13 @@ func TestOptions(t *testing.T) {
 		server, client := tlsConfigs(t)
 		send(t, []kfake.Opt{kfake.TLS(server)}, kafka.Config{TLS: client}, kgo.DialTLSConfig(client))
 	})
+	for _, mech := range []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"} {
+		t.Run("Config.SASL "+mech, func(t *testing.T) {
+			consumer := kgo.SASL(plain.Auth{User: "admin", Pass: "admin"}.AsMechanism())
+			send(t, []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(mech, "fparser", "secret"), kfake.Superuser("PLAIN", "admin", "admin")},
+				kafka.Config{SASL: &kafka.SASL{Mechanism: strings.ToLower(mech), User: "fparser", Password: "secret"}}, consumer)
+		})
+	}
 	t.Run("sasl", func(t *testing.T) {
 		auth := kgo.SASL(plain.Auth{User: "fparser", Pass: "secret"}.AsMechanism())
 		send(t, []kfake.Opt{kfake.EnableSASL(), kfake.Superuser("PLAIN", "fparser", "secret")}, kafka.Config{Opts: []kgo.Opt{auth}}, auth)
@@ -79,21 +83,8 @@ func TestOptions(t *testing.T) {
 // tlsConfigs makes a self-signed certificate for 127.0.0.1, and the configurations
 // of a server that presents it and a client that trusts it.
 func tlsConfigs(t *testing.T) (server, client *tls.Config) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, pem := testnet.SelfSigned(t)
 	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, &tls.Config{RootCAs: pool}
+	pool.AppendCertsFromPEM(pem)
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: pool}
 }

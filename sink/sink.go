@@ -92,7 +92,7 @@ type Stats struct {
 	Sent    uint64 // delivered, as the exporter knows
 	Dropped uint64 // no room in the queue
 	Failed  uint64 // given up on, by the exporter or by Close
-	Queued  uint64 // in the queue now
+	Queued  uint64 // in the queue now, or being handed to the exporter
 }
 
 // batch is how many flows the queue's goroutine takes at a time.
@@ -114,7 +114,10 @@ type Queue struct {
 	wake    chan struct{} // flows to take, or closed
 	room    chan struct{} // the goroutine took flows
 
-	flows, dropped, abandoned atomic.Uint64
+	flows, dropped atomic.Uint64
+	abandoned      atomic.Uint64 // added to under mu, with inflight and n
+	inflight       atomic.Int64  // taken by the goroutine, not yet handed to the exporter
+	progress       atomic.Int64  // when the exporter last took a flow, Unix ns
 
 	ctx       context.Context // cancelled when Close gives up
 	cancel    context.CancelFunc
@@ -177,6 +180,11 @@ func (q *Queue) Put(f *fparser.Flow) {
 		select {
 		case <-q.room:
 		case <-timer.C:
+			// A slow exporter that still takes flows is waited for.
+			if since := time.Since(time.Unix(0, q.progress.Load())); since < q.cfg.Timeout {
+				timer.Reset(q.cfg.Timeout - since)
+				break
+			}
 			q.mu.Lock()
 			q.stalled = true
 			q.cfg.Logger.Warn("sink: the exporter took nothing for the timeout; dropping flows until it does", "sink", q.name, "timeout", q.cfg.Timeout)
@@ -226,6 +234,7 @@ func (q *Queue) take(dst []fparser.Flow) int {
 	}
 	q.head = (q.head + k) % len(q.ring)
 	q.n -= k
+	q.inflight.Store(int64(k))
 	if k > 0 {
 		q.stalled = false
 	}
@@ -286,16 +295,19 @@ func (q *Queue) run() {
 				readier.Ready(q.ctx) // an error is a cancelled ctx, or a closed exporter, which counts what it is given
 			}
 			if q.ctx.Err() != nil {
-				q.abandoned.Add(uint64(k - i))
 				clear(work[i:k])
 				q.mu.Lock()
-				q.abandoned.Add(uint64(q.n))
+				q.abandoned.Add(uint64(k-i) + uint64(q.n))
+				q.inflight.Store(0)
 				q.n, q.bytes = 0, 0
 				clear(q.ring)
 				q.mu.Unlock()
 				return
 			}
-			q.note(q.exp.Export(&work[i]))
+			err := q.exp.Export(&work[i])
+			q.inflight.Add(-1)
+			q.progress.Store(time.Now().UnixNano())
+			q.note(err)
 			if flusher != nil && held.IsZero() {
 				held = time.Now()
 			}
@@ -316,14 +328,15 @@ func (q *Queue) note(err error) {
 // Stats returns the counters.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
-	queued := uint64(q.n)
+	queued := uint64(q.n) + uint64(q.inflight.Load())
+	abandoned := q.abandoned.Load()
 	q.mu.Unlock()
 	sent, failed := q.exp.Delivered()
 	return Stats{
 		Flows:   q.flows.Load(),
 		Sent:    sent,
 		Dropped: q.dropped.Load(),
-		Failed:  failed + q.abandoned.Load(),
+		Failed:  failed + abandoned,
 		Queued:  queued,
 	}
 }

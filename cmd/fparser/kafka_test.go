@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // TestKafkaSink: fparser -r --kafka publishes every flow, and the messages read back
@@ -87,4 +92,66 @@ func consumeValues(t *testing.T, addr, topic string, n int) [][]byte {
 		consumer.PollFetches(ctx).EachRecord(func(r *kgo.Record) { values = append(values, r.Value) })
 	}
 	return values
+}
+
+// TestKafkaTLSAndSASL: --kafka-tls-ca and --kafka-sasl scram-sha-256 against a
+// broker that serves TLS only and takes SCRAM: every flow is sent; a wrong password
+// fails them all, and the error says the connection failed; the flags refuse what they cannot use.
+func TestKafkaTLSAndSASL(t *testing.T) {
+	dir := t.TempDir()
+	cert, caPEM := testnet.SelfSigned(t)
+	ca := filepath.Join(dir, "ca.pem")
+	password := filepath.Join(dir, "password")
+	wrong := filepath.Join(dir, "wrong")
+	for name, content := range map[string][]byte{ca: caPEM, password: []byte("secret\n"), wrong: []byte("guess\n")} {
+		if err := os.WriteFile(name, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows"),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "fparser", "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	addr := cluster.ListenAddrs()[0]
+	capture := filepath.Join("..", "..", "testdata", "http.pcap")
+	args := func(passwordFile string) []string {
+		return []string{"-r", capture, "-o", "csv", "--kafka", addr, "--kafka-topic", "flows", "--kafka-tls-ca", ca,
+			"--kafka-sasl", "scram-sha-256", "--kafka-user", "fparser", "--kafka-password-file", passwordFile, "--sink-timeout", "2s"}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(args(password), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	n := strings.Count(stdout.String(), "\n") - 1
+	if want := fmt.Sprintf("fparser: kafka: %d flows to topic flows on %s: %[1]d sent, 0 dropped, 0 failed\n", n, addr); !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %s, want %s", stderr.String(), want)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	code := run(args(wrong), &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "client closed (last broker error: connecting to "+addr) ||
+		!strings.Contains(stderr.String(), fmt.Sprintf("%d flows to topic flows on %s: 0 sent, 0 dropped, %[1]d failed\n", n, addr)) {
+		t.Errorf("wrong password: exit %d, %s", code, stderr.String())
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kafka-sasl", "plain"}, "fparser: --kafka-sasl needs --kafka-user"},
+		{[]string{"--kafka-sasl", "plain", "--kafka-user", "u"}, "fparser: --kafka-sasl needs a password: in FPARSER_KAFKA_PASSWORD or --kafka-password-file"},
+		{[]string{"--kafka-sasl", "gssapi", "--kafka-user", "u", "--kafka-password-file", password}, "fparser: --kafka-sasl gssapi: want plain, scram-sha-256 or scram-sha-512"},
+		{[]string{"--kafka-user", "u"}, "fparser: --kafka-user needs --kafka-sasl"},
+		{[]string{"--kafka-tls-ca", filepath.Join(dir, "missing.pem")}, "fparser: --kafka-tls-ca " + filepath.Join(dir, "missing.pem") + ": no such file or directory"},
+		{[]string{"--kafka-tls-ca", password}, "fparser: --kafka-tls: TLS CA file " + password + ": no PEM certificate in it"},
+		{[]string{"--kafka-tls-cert", ca}, "fparser: --kafka-tls: TLS client certificate and key: give both or neither"},
+	} {
+		stderr.Reset()
+		if code := run(append([]string{"-r", capture, "--kafka", addr}, tc.args...), io.Discard, &stderr); code != exitUsage || !strings.HasPrefix(stderr.String(), tc.want) {
+			t.Errorf("%q: exit %d, %q; want %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -82,7 +83,14 @@ type config struct {
 	kafka, kafkaTopic       string
 	kafkaCompression        string
 	kafkaFormat             string
-	onFull                  string // block or drop; "" until parseArgs picks by source
+	kafkaTLS                bool
+	kafkaCA, kafkaCert      string
+	kafkaKey                string
+	kafkaSASL, kafkaUser    string
+	kafkaPasswordFile       string
+	kafkaTLSConfig          *tls.Config // from the --kafka-tls flags
+	kafkaAuth               *kafka.SASL // from the --kafka-sasl flags
+	onFull                  string      // block or drop; "" until parseArgs picks by source
 	sinkQueue               int
 	sinkQueueBytes          int64
 	sinkTimeout             time.Duration
@@ -157,11 +165,18 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.kafkaTopic, "kafka-topic", kafka.DefaultTopic, "with --kafka: the topic")
 	fs.StringVar(&c.kafkaCompression, "kafka-compression", "zstd", "with --kafka: zstd, lz4, snappy, gzip or none")
 	fs.StringVar(&c.kafkaFormat, "kafka-format", "json", "with --kafka: json (-o json's line) or protobuf (kafka/flowpb/flow.proto)")
+	fs.BoolVar(&c.kafkaTLS, "kafka-tls", false, "with --kafka: connect with TLS, the brokers' certificates checked against the host's roots or --kafka-tls-ca")
+	fs.StringVar(&c.kafkaCA, "kafka-tls-ca", "", "with --kafka: the PEM `FILE` of the CA certificates that the brokers' certificates must chain to (implies --kafka-tls)")
+	fs.StringVar(&c.kafkaCert, "kafka-tls-cert", "", "with --kafka: the PEM `FILE` of a client certificate, with --kafka-tls-key (implies --kafka-tls)")
+	fs.StringVar(&c.kafkaKey, "kafka-tls-key", "", "with --kafka: the PEM `FILE` of the client certificate's key")
+	fs.StringVar(&c.kafkaSASL, "kafka-sasl", "", "with --kafka: authenticate with SASL `MECHANISM`: plain, scram-sha-256 or scram-sha-512, as --kafka-user, with the password in "+kafkaPasswordEnv+" or --kafka-password-file")
+	fs.StringVar(&c.kafkaUser, "kafka-user", "", "with --kafka-sasl: the user `NAME`")
+	fs.StringVar(&c.kafkaPasswordFile, "kafka-password-file", "", "with --kafka-sasl: read the password from the first line of `FILE`")
 	fs.StringVar(&c.onFull, "on-full", "", "with --ipfix or --kafka: what a flow that finds a sink's queue full does: block (wait; the default with -r) or drop (counted; the default with -i)")
 	fs.IntVar(&c.sinkQueue, "sink-queue", sink.DefaultMaxFlows, "with --ipfix or --kafka: how many flows may wait for each sink")
 	c.sinkQueueBytes = sink.DefaultMaxBytes
 	fs.Var((*byteSize)(&c.sinkQueueBytes), "sink-queue-bytes", "with --ipfix or --kafka: how much memory the flows waiting for each sink may take, as 512K, 64M or 1G")
-	durationFlag(fs, &c.sinkTimeout, "sink-timeout", sink.DefaultTimeout, "with --ipfix or --kafka: at the end, how long the sinks may take to deliver what waits; the rest is counted as failed")
+	durationFlag(fs, &c.sinkTimeout, "sink-timeout", sink.DefaultTimeout, "with --ipfix or --kafka: at the end, how long the sinks may take to deliver what waits, the rest counted as failed; with --on-full block, also how long a sink may take no flow before it is taken as stalled and its queue drops")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -208,7 +223,8 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, len(c.ifaces) > 0, "is for -i, not -r: a capture file has no kernel datapath", "attach", "max-flows", "pin", "coarse-clock"),
 		onlyWith(set, c.read != "", "is for -r: the kernel datapath reads headers only", "s"),
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
-		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression", "kafka-format"),
+		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression", "kafka-format", "kafka-tls", "kafka-tls-ca", "kafka-tls-cert", "kafka-tls-key", "kafka-sasl"),
+		onlyWith(set, c.kafkaSASL != "", "needs --kafka-sasl", "kafka-user", "kafka-password-file"),
 		onlyWith(set, c.kafka != "" || c.ipfix != "", "needs --ipfix or --kafka", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
 		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
@@ -228,6 +244,9 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.ipfixProto != "udp" && c.ipfixProto != "tcp" {
 		return nil, usagef("--ipfix-proto %s: want udp or tcp", c.ipfixProto)
+	}
+	if err := kafkaSecurity(c); err != nil {
+		return nil, err
 	}
 	switch c.onFull {
 	case "":
@@ -259,6 +278,52 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		}
 	}
 	return c, nil
+}
+
+// kafkaPasswordEnv is the environment variable that holds the SASL password, so
+// that it shows in no process list.
+const kafkaPasswordEnv = "FPARSER_KAFKA_PASSWORD"
+
+// kafkaSecurity turns the --kafka-tls and --kafka-sasl flags into c's TLS
+// configuration and SASL authentication, reading the files they name.
+func kafkaSecurity(c *config) error {
+	if c.kafkaTLS || c.kafkaCA != "" || c.kafkaCert != "" || c.kafkaKey != "" {
+		cfg, err := kafka.TLSFiles(c.kafkaCA, c.kafkaCert, c.kafkaKey)
+		if err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				flag := map[string]string{c.kafkaCA: "--kafka-tls-ca", c.kafkaCert: "--kafka-tls-cert", c.kafkaKey: "--kafka-tls-key"}[pe.Path]
+				return usagef("%s %s: %v", flag, pe.Path, pe.Err)
+			}
+			return usagef("--kafka-tls: %s", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "kafka: bad configuration: "), "kafka: "))
+		}
+		c.kafkaTLSConfig = cfg
+	}
+	if c.kafkaSASL == "" {
+		return nil
+	}
+	if c.kafkaUser == "" {
+		return usagef("--kafka-sasl needs --kafka-user")
+	}
+	password := os.Getenv(kafkaPasswordEnv)
+	if c.kafkaPasswordFile != "" {
+		b, err := os.ReadFile(c.kafkaPasswordFile)
+		if err != nil {
+			return usagef("--kafka-password-file: %v", err)
+		}
+		password, _, _ = strings.Cut(string(b), "\n")
+		password = strings.TrimSuffix(password, "\r")
+	}
+	if password == "" {
+		return usagef("--kafka-sasl needs a password: in %s or --kafka-password-file", kafkaPasswordEnv)
+	}
+	c.kafkaAuth = &kafka.SASL{Mechanism: c.kafkaSASL, User: c.kafkaUser, Password: password}
+	switch strings.ToLower(c.kafkaSASL) {
+	case "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		return usagef("--kafka-sasl %s: want plain, scram-sha-256 or scram-sha-512", c.kafkaSASL)
+	}
+	return nil
 }
 
 // openSource checks the source the command line names, so that its error says what
@@ -380,7 +445,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		// The producer waits for room in its buffer: the queue in front of it
 		// decides whether flows wait or drop.
 		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
-			Features: c.features, Packets: c.packets != 0, Block: true})
+			Features: c.features, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
 		if err != nil {
 			closeSinks()
 			return err
