@@ -19,6 +19,7 @@ import (
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/flowfmt"
+	"github.com/fparser/fparser/internal/testflows"
 	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testpackets"
 	"github.com/fparser/fparser/kafka"
@@ -46,17 +47,7 @@ type sent struct{ value, key string }
 // its flow's key and the host and version headers. Where kcat is installed, it
 // reads every JSON message too.
 func TestRoundTrip(t *testing.T) {
-	var flows []fparser.Flow
-	files := testpackets.Files(t)
-	for _, path := range files {
-		keep := func(f fparser.Flow) { flows = append(flows, f) }
-		parser, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep})
-		if err != nil {
-			continue // not a capture fparser reads: the corpus has a few on purpose
-		}
-		parser.Wait() // a damaged capture's flows before the damage count too
-		parser.Close()
-	}
+	flows, files := testflows.All(t)
 	addr := broker(t)
 	var enc flowfmt.Encoder
 	for _, format := range []string{"json", "protobuf"} {
@@ -100,7 +91,7 @@ func TestRoundTrip(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("%s: read back %d messages, sent %d: they differ", format, len(got), len(want))
 		}
-		t.Logf("%s: %d flows of %d captures out and back, equal one for one", format, len(want), len(files))
+		t.Logf("%s: %d flows of %d captures out and back, equal one for one", format, len(want), files)
 	}
 
 	testharness.Require(t, testharness.HasTool("kcat"), "kcat (librdkafka) is not installed: the cross-check with an independent client is skipped")

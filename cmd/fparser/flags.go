@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/clickhouse"
 	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/kafka"
 )
@@ -35,7 +36,7 @@ func usagef(format string, args ...any) error {
 // library refused, 1 for the rest.
 func exitCode(err error) int {
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, fparser.ErrOption) || errors.Is(err, fparser.ErrFilter) || errors.Is(err, ipfix.ErrConfig) || errors.Is(err, kafka.ErrConfig) {
+	if errors.As(err, &ue) || errors.Is(err, fparser.ErrOption) || errors.Is(err, fparser.ErrFilter) || errors.Is(err, ipfix.ErrConfig) || errors.Is(err, kafka.ErrConfig) || errors.Is(err, clickhouse.ErrConfig) {
 		return exitUsage
 	}
 	return exitFailure

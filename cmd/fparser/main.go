@@ -24,6 +24,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/clickhouse"
 	"github.com/fparser/fparser/ipfix"
 	"github.com/fparser/fparser/kafka"
 	"github.com/fparser/fparser/metrics"
@@ -89,6 +90,8 @@ type config struct {
 	kafkaSASL, kafkaUser    string
 	kafkaPasswordFile       string
 	kafkaTLSConfig          *tls.Config // from the --kafka-tls flags
+	clickhouse, chTable     string
+	chUser                  string
 	kafkaAuth               *kafka.SASL // from the --kafka-sasl flags
 	onFull                  string      // block or drop; "" until parseArgs picks by source
 	sinkQueue               int
@@ -172,11 +175,14 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.kafkaSASL, "kafka-sasl", "", "with --kafka: authenticate with SASL `MECHANISM`: plain, scram-sha-256 or scram-sha-512, as --kafka-user, with the password in "+kafkaPasswordEnv+" or --kafka-password-file")
 	fs.StringVar(&c.kafkaUser, "kafka-user", "", "with --kafka-sasl: the user `NAME`")
 	fs.StringVar(&c.kafkaPasswordFile, "kafka-password-file", "", "with --kafka-sasl: read the password from the first line of `FILE`")
-	fs.StringVar(&c.onFull, "on-full", "", "with --ipfix or --kafka: what a flow that finds a sink's queue full does: block (wait; the default with -r) or drop (counted; the default with -i)")
-	fs.IntVar(&c.sinkQueue, "sink-queue", sink.DefaultMaxFlows, "with --ipfix or --kafka: how many flows may wait for each sink")
+	fs.StringVar(&c.clickhouse, "clickhouse", "", "also insert each flow into ClickHouse at `HOST:PORT[,HOST:PORT...]` (the native protocol's port, 9000 by default), into the table of deploy/clickhouse.sql")
+	fs.StringVar(&c.chTable, "clickhouse-table", clickhouse.DefaultTable, "with --clickhouse: the `TABLE`, or DATABASE.TABLE")
+	fs.StringVar(&c.chUser, "clickhouse-user", "", "with --clickhouse: the user `NAME` (default: default), with the password in "+clickhousePasswordEnv)
+	fs.StringVar(&c.onFull, "on-full", "", "with a sink (--ipfix, --kafka, --clickhouse): what a flow that finds a sink's queue full does: block (wait; the default with -r) or drop (counted; the default with -i)")
+	fs.IntVar(&c.sinkQueue, "sink-queue", sink.DefaultMaxFlows, "with a sink: how many flows may wait for each")
 	c.sinkQueueBytes = sink.DefaultMaxBytes
-	fs.Var((*byteSize)(&c.sinkQueueBytes), "sink-queue-bytes", "with --ipfix or --kafka: how much memory the flows waiting for each sink may take, as 512K, 64M or 1G")
-	durationFlag(fs, &c.sinkTimeout, "sink-timeout", sink.DefaultTimeout, "with --ipfix or --kafka: at the end, how long the sinks may take to deliver what waits, the rest counted as failed; with --on-full block, also how long a sink may take no flow before it is taken as stalled and its queue drops")
+	fs.Var((*byteSize)(&c.sinkQueueBytes), "sink-queue-bytes", "with a sink: how much memory the flows waiting for each may take, as 512K, 64M or 1G")
+	durationFlag(fs, &c.sinkTimeout, "sink-timeout", sink.DefaultTimeout, "with a sink: at the end, how long the sinks may take to deliver what waits, the rest counted as failed; with --on-full block, also how long a sink may take no flow before it is taken as stalled and its queue drops")
 	fs.StringVar(&c.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics; a bare port or :PORT binds to 127.0.0.1")
 	fs.BoolVar(&c.quiet, "q", false, "no summary on standard error")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages to standard error")
@@ -225,7 +231,8 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, c.ipfix != "", "needs --ipfix", "ipfix-proto", "ipfix-uniflow", "ipfix-timeout"),
 		onlyWith(set, c.kafka != "", "needs --kafka", "kafka-topic", "kafka-compression", "kafka-format", "kafka-tls", "kafka-tls-ca", "kafka-tls-cert", "kafka-tls-key", "kafka-sasl"),
 		onlyWith(set, c.kafkaSASL != "", "needs --kafka-sasl", "kafka-user", "kafka-password-file"),
-		onlyWith(set, c.kafka != "" || c.ipfix != "", "needs --ipfix or --kafka", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
+		onlyWith(set, c.clickhouse != "", "needs --clickhouse", "clickhouse-table", "clickhouse-user"),
+		onlyWith(set, c.kafka != "" || c.ipfix != "" || c.clickhouse != "", "needs --ipfix, --kafka or --clickhouse", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
 		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
 	} {
@@ -279,6 +286,10 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	}
 	return c, nil
 }
+
+// clickhousePasswordEnv is the environment variable that holds the ClickHouse
+// user's password.
+const clickhousePasswordEnv = "FPARSER_CLICKHOUSE_PASSWORD"
 
 // kafkaPasswordEnv is the environment variable that holds the SASL password, so
 // that it shows in no process list.
@@ -453,6 +464,22 @@ func count(c *config, stdout, stderr io.Writer) error {
 		q := sink.New("kafka", producer, queueConfig)
 		sinks = append(sinks, q)
 		summaries = append(summaries, func() string { return kafkaSummary(q.Stats(), c.kafkaTopic, c.kafka) })
+	}
+
+	if c.clickhouse != "" {
+		db, table, ok := strings.Cut(c.chTable, ".")
+		if !ok {
+			db, table = "", c.chTable
+		}
+		writer, err := clickhouse.New(clickhouse.Config{Addr: strings.Split(c.clickhouse, ","), Database: db, Table: table,
+			Username: c.chUser, Password: os.Getenv(clickhousePasswordEnv)})
+		if err != nil {
+			closeSinks()
+			return err
+		}
+		q := sink.New("clickhouse", writer, queueConfig)
+		sinks = append(sinks, q)
+		summaries = append(summaries, func() string { return clickhouseSummary(q.Stats(), writer, c.clickhouse) })
 	}
 
 	var p *fparser.Parser
@@ -644,6 +671,12 @@ func ipfixSummary(st sink.Stats, ex ipfix.Stats, addr, proto string) string {
 		s += fmt.Sprintf("; %s", plural(ex.Errors, "send error"))
 	}
 	return s
+}
+
+// clickhouseSummary says, in one line, what became of the flows given to the
+// ClickHouse sink.
+func clickhouseSummary(st sink.Stats, w *clickhouse.Writer, addrs string) string {
+	return fmt.Sprintf("fparser: clickhouse: %s to table %s on %s: %s; %s", plural(st.Flows, "flow"), w.Table(), addrs, sinkCounts(st), plural(w.Inserts(), "insert"))
 }
 
 // kafkaSummary says, in one line, what became of the flows given to the Kafka

@@ -173,6 +173,12 @@ func BenchmarkFlowQueue(b *testing.B) {
 // writeManyFlows writes a capture of n UDP flows of one packet each, a millisecond
 // apart.
 func writeManyFlows(t *testing.T, n int) string {
+	return writeFlowsAt(t, n, time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), 0)
+}
+
+// writeFlowsAt writes a capture of n one-packet UDP flows, a millisecond apart from
+// t0; with talkers > 0, from that many sources, each flow's payload i%7*10 bytes.
+func writeFlowsAt(t *testing.T, n int, t0 time.Time, talkers int) string {
 	path := filepath.Join(t.TempDir(), "many.pcap")
 	f, err := os.Create(path)
 	if err != nil {
@@ -182,11 +188,15 @@ func writeManyFlows(t *testing.T, n int) string {
 	bw := bufio.NewWriter(f)
 	w := pcapgo.NewWriterNanos(bw)
 	w.WriteFileHeader(65535, layers.LinkTypeEthernet)
-	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 	dst := netip.AddrFrom4([4]byte{203, 0, 113, 1})
 	for i := range n {
 		src := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		frame := pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: src, Dst: dst, Proto: pb.ProtoUDP}.Build(pb.UDP(40000, 53, nil)))
+		sport, payload := uint16(40000), []byte(nil)
+		if talkers > 0 {
+			src = netip.AddrFrom4([4]byte{10, 1, 0, byte(i % talkers)})
+			sport, payload = uint16(1024+i), make([]byte, i%7*10)
+		}
+		frame := pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: src, Dst: dst, Proto: pb.ProtoUDP}.Build(pb.UDP(sport, 53, payload)))
 		ci := gopacket.CaptureInfo{Timestamp: t0.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(frame), Length: len(frame)}
 		if err := w.WritePacket(ci, frame); err != nil {
 			t.Fatal(err)
