@@ -16,7 +16,7 @@ import (
 )
 
 // clickhouseServer starts a server with the table of deploy/clickhouse.sql.
-func clickhouseServer(t *testing.T) *chtest.Server {
+func clickhouseServer(t testing.TB) *chtest.Server {
 	srv := chtest.Start(t)
 	schema, err := os.ReadFile(filepath.Join("..", "..", "deploy", "clickhouse.sql"))
 	if err != nil {
