@@ -44,7 +44,7 @@ var Columns = []string{
 	"src2dst_packets", "src2dst_bytes", "dst2src_packets", "dst2src_bytes",
 	"src2dst_tcp_flags", "dst2src_tcp_flags", "end_reason",
 	"src2dst_interface", "dst2src_interface", "duplicate_packets",
-	"pid", "process", "cgroup", "host",
+	"pid", "process", "cgroup", "community_id", "host",
 }
 
 // Config says where and how to write.
@@ -229,7 +229,7 @@ func (w *Writer) send(ctx context.Context) error {
 			f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes,
 			uint8(f.Fwd.Flags), uint8(f.Rev.Flags), f.EndReason.String(),
 			f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets,
-			uint32(f.Process.PID), f.Process.Name, f.Process.Cgroup, w.host,
+			uint32(f.Process.PID), f.Process.Name, f.Process.Cgroup, f.CommunityID(), w.host,
 		); err != nil {
 			b.Abort()
 			return err

@@ -29,9 +29,9 @@ func schema(t *testing.T) string {
 
 // row is a flow as the test selects it back: the fields the issue names.
 func row(f *fparser.Flow) string {
-	return fmt.Sprintf("%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s",
+	return fmt.Sprintf("%d\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s",
 		f.Protocol, ipString(f.Src.Addr()), f.Src.Port(), ipString(f.Dst.Addr()), f.Dst.Port(),
-		f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes, f.FirstSeen.UnixNano(), f.LastSeen.UnixNano(), f.EndReason)
+		f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes, f.FirstSeen.UnixNano(), f.LastSeen.UnixNano(), f.EndReason, f.CommunityID())
 }
 
 // ipString is an address as IPv6NumToString prints the 16 bytes the table holds.
@@ -44,7 +44,7 @@ func ipString(a netip.Addr) string {
 
 // selectRows is the query that reads row's fields back.
 const selectRows = `SELECT protocol, IPv6NumToString(src_ip), src_port, IPv6NumToString(dst_ip), dst_port,
-	src2dst_packets, src2dst_bytes, dst2src_packets, dst2src_bytes, first_seen_ns, last_seen_ns, end_reason FROM fparser_flows`
+	src2dst_packets, src2dst_bytes, dst2src_packets, dst2src_bytes, first_seen_ns, last_seen_ns, end_reason, community_id FROM fparser_flows`
 
 // TestRoundTrip inserts every flow of testdata and of the corpus into the table of
 // deploy/clickhouse.sql on a real server, and selects them back, field for field.
@@ -89,9 +89,49 @@ func TestRoundTrip(t *testing.T) {
 	}
 	t.Logf("%d flows of %d captures inserted (%d inserts) and selected back, equal field for field", len(want), files, w.Inserts())
 
-	// The host column, and IPv4 and IPv6 in one order.
 	if out, err := srv.Query(ctx, "SELECT DISTINCT host FROM fparser_flows"); err != nil || out != "testhost\n" {
 		t.Errorf("hosts: %q, %v", out, err)
+	}
+
+	// IPv4 and IPv6 sort in one order, the bytes' (IPv4 as ::ffff:a.b.c.d), and
+	// filter alike, as deploy/clickhouse.sql says.
+	var sources []netip.Addr
+	count := map[netip.Addr]int{}
+	for i := range flows {
+		a := flows[i].Src.Addr()
+		if count[a] == 0 {
+			sources = append(sources, a)
+		}
+		count[a]++
+	}
+	slices.SortFunc(sources, func(a, b netip.Addr) int { return netip.AddrFrom16(a.As16()).Compare(netip.AddrFrom16(b.As16())) })
+	var wantOrder strings.Builder
+	for _, a := range sources {
+		wantOrder.WriteString(ipString(a) + "\n")
+	}
+	if out, err := srv.Query(ctx, "SELECT IPv6NumToString(src_ip) AS a FROM fparser_flows GROUP BY src_ip ORDER BY src_ip"); err != nil || out != wantOrder.String() {
+		t.Errorf("sources in the table's order: %v\n%.300s\nwant\n%.300s", err, out, wantOrder.String())
+	}
+	var v4, v6 netip.Addr
+	for _, a := range sources {
+		if a.Is4() && !v4.IsValid() {
+			v4 = a
+		}
+		if a.Is6() && !v6.IsValid() {
+			v6 = a
+		}
+	}
+	for _, filter := range []struct {
+		addr  netip.Addr
+		where string
+	}{
+		{v4, "src_ip = IPv4ToIPv6(IPv4StringToNum('" + v4.String() + "'))"},
+		{v6, "src_ip = IPv6StringToNum('" + v6.String() + "')"},
+	} {
+		out, err := srv.Query(ctx, "SELECT count() FROM fparser_flows WHERE "+filter.where)
+		if want := fmt.Sprintf("%d\n", count[filter.addr]); err != nil || out != want {
+			t.Errorf("WHERE %s: %q, %v; want %q", filter.where, out, err, want)
+		}
 	}
 }
 

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS fparser_flows_queue
     duplicate_packets         UInt64,
     pid                       UInt32,
     process                   String,
-    cgroup                    String
+    cgroup                    String,
+    community_id              String
 )
 ENGINE = Kafka('kafka1:9092', 'fparser-flows', 'clickhouse-fparser', 'JSONEachRow');
 
@@ -58,7 +59,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS fparser_flows_renamed ENGINE = Null AS
 SELECT
     first_seen AS fs, last_seen AS ls, protocol AS proto, src_ip AS sa, dst_ip AS da, src2dst_tcp_flags AS sf, dst2src_tcp_flags AS df,
     src_port, dst_port, vlan_id, src2dst_packets, src2dst_bytes, dst2src_packets, dst2src_bytes,
-    end_reason, src2dst_interface, dst2src_interface, duplicate_packets, pid, process, cgroup
+    end_reason, src2dst_interface, dst2src_interface, duplicate_packets, pid, process, cgroup, community_id
 FROM fparser_flows_queue;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS fparser_flows_from_kafka TO fparser_flows AS
@@ -88,5 +89,6 @@ SELECT
     pid,
     process,
     cgroup,
+    community_id,
     '' AS host
 FROM fparser_flows_renamed;

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS fparser_flows
     pid               UInt32,
     process           String,
     cgroup            String,
+    community_id      String,
     host              String
 )
 ENGINE = MergeTree()

@@ -369,6 +369,7 @@ func Message(f *fparser.Flow, features, packets bool) *flowpb.Flow {
 		LastSeenNs:       f.LastSeen.UnixNano(),
 		EndReason:        f.EndReason.String(),
 		DuplicatePackets: f.DuplicatePackets,
+		CommunityId:      f.CommunityID(),
 	}
 	if !f.Process.IsZero() {
 		m.Process = &flowpb.Process{Pid: uint32(f.Process.PID), Name: f.Process.Name, Cgroup: f.Process.Cgroup}

@@ -226,7 +226,7 @@ func TestMessageMatchesJSON(t *testing.T) {
 			"first_seen": time.Unix(0, m.FirstSeenNs).UTC().Format(flowfmt.TimeLayout), "last_seen": time.Unix(0, m.LastSeenNs).UTC().Format(flowfmt.TimeLayout),
 			"end_reason": m.EndReason, "src2dst_tcp_flags": fparser.TCPFlags(m.Src2Dst.TcpFlags).String(),
 			"src2dst_mean_ps": m.Src2Dst.Features.MeanPs, "dst2src_max_piat_ms": m.Dst2Src.Features.MaxPiatMs, "dst2src_ack_packets": float64(m.Dst2Src.Features.AckPackets),
-			"byte_rate": m.ByteRate,
+			"byte_rate": m.ByteRate, "community_id": m.CommunityId,
 		}
 		for k, v := range got {
 			if j[k] != v {

@@ -76,11 +76,11 @@ func TestFormats(t *testing.T) {
 			"tcp   192.0.2.1:45000         192.0.2.2:8080             0        6        408        6        539 SPF.    SPF.    2026-11-28T13:36:43.052620000Z      1.002ms reused",
 		}},
 		{"json", []string{
-			`{"protocol":"tcp","src_ip":"192.0.2.1","src_port":45000,"dst_ip":"192.0.2.2","dst_port":8080,"vlan_id":0,"src2dst_packets":6,"src2dst_bytes":408,"dst2src_packets":6,"dst2src_bytes":539,"src2dst_tcp_flags":"SPF.","dst2src_tcp_flags":"SPF.","first_seen":"2026-11-28T13:36:43.052620000Z","last_seen":"2026-11-28T13:36:43.053622000Z","bidirectional_duration_ms":1.002,"end_reason":"reused","src2dst_interface":"","dst2src_interface":"","duplicate_packets":0,"pid":0,"process":"","cgroup":""}`,
+			`{"protocol":"tcp","src_ip":"192.0.2.1","src_port":45000,"dst_ip":"192.0.2.2","dst_port":8080,"vlan_id":0,"src2dst_packets":6,"src2dst_bytes":408,"dst2src_packets":6,"dst2src_bytes":539,"src2dst_tcp_flags":"SPF.","dst2src_tcp_flags":"SPF.","first_seen":"2026-11-28T13:36:43.052620000Z","last_seen":"2026-11-28T13:36:43.053622000Z","bidirectional_duration_ms":1.002,"end_reason":"reused","src2dst_interface":"","dst2src_interface":"","duplicate_packets":0,"pid":0,"process":"","cgroup":"","community_id":"1:k/fMP7TAXYMVgKxK9jgFc/+2s7g="}`,
 		}},
 		{"csv", []string{
-			"protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup",
-			"tcp,192.0.2.1,45000,192.0.2.2,8080,0,6,408,6,539,SPF.,SPF.,2026-11-28T13:36:43.052620000Z,2026-11-28T13:36:43.053622000Z,1.002,reused,,,0,,,",
+			"protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup,community_id",
+			"tcp,192.0.2.1,45000,192.0.2.2,8080,0,6,408,6,539,SPF.,SPF.,2026-11-28T13:36:43.052620000Z,2026-11-28T13:36:43.053622000Z,1.002,reused,,,0,,,,1:k/fMP7TAXYMVgKxK9jgFc/+2s7g=",
 		}},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -325,7 +325,7 @@ func TestProgressOnlyOnATerminal(t *testing.T) {
 // order, and the field tables of docs/fields.md name every one. Changing them breaks
 // users' scripts: this test makes it a deliberate act.
 func TestOutputFieldsArePinned(t *testing.T) {
-	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup"
+	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup,community_id"
 	c := filepath.Join("..", "..", "testdata", "http.pcap")
 	var csvOut, jsonOut, stderr bytes.Buffer
 	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features"}, &jsonOut, &stderr) != 0 {

@@ -151,7 +151,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = append(b, `,"end_reason":"`...)
 		b = append(b, f.EndReason.String()...)
 		b = fmt.Appendf(b, `","src2dst_interface":%q,"dst2src_interface":%q,"duplicate_packets":%d`, f.Fwd.Interface, f.Rev.Interface, f.DuplicatePackets)
-		b = fmt.Appendf(b, `,"pid":%d,"process":%q,"cgroup":%q`, f.Process.PID, f.Process.Name, f.Process.Cgroup)
+		b = fmt.Appendf(b, `,"pid":%d,"process":%q,"cgroup":%q,"community_id":%q`, f.Process.PID, f.Process.Name, f.Process.Cgroup, f.CommunityID())
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, i int) []byte {
 				b = append(b, `,"`...)
@@ -188,7 +188,7 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		if f.Process.PID != 0 {
 			pid = strconv.Itoa(f.Process.PID)
 		}
-		b = fmt.Appendf(b, ",%s,%s,%s", pid, f.Process.Name, f.Process.Cgroup)
+		b = fmt.Appendf(b, ",%s,%s,%s,%s", pid, f.Process.Name, f.Process.Cgroup, f.CommunityID())
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
 		}

@@ -79,6 +79,7 @@ func TestPipeline(t *testing.T) {
 	// and older ones of testdata.
 	recent := writeFlowsAt(t, 300, time.Now().Add(-10*time.Minute).Truncate(time.Second), 20)
 	flows := 0
+	var ids []string                  // each flow's endpoints and community_id, as the CSV says them
 	talkers := map[string][2]uint64{} // bytes, flows
 	for _, capture := range []string{recent, filepath.Join("..", "..", "testdata", "http.pcap"), filepath.Join("..", "..", "testdata", "dns.pcap")} {
 		var stdout, stderr bytes.Buffer
@@ -86,6 +87,10 @@ func TestPipeline(t *testing.T) {
 			t.Fatalf("%s: exit %d: %s", capture, code, stderr.String())
 		}
 		flows += csvRows(stdout.String())
+		for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n")[1:] {
+			f := strings.Split(line, ",")
+			ids = append(ids, strings.Join([]string{f[1], f[2], f[3], f[4], f[22]}, ","))
+		}
 		if capture == recent {
 			for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n")[1:] {
 				f := strings.Split(line, ",")
@@ -142,6 +147,18 @@ func TestPipeline(t *testing.T) {
 		t.Fatalf("ClickHouse holds %d flows, nfdump %d: they differ\nClickHouse: %q\nnfdump: %q", len(got), len(want), got[:min(5, len(got))], want[:min(5, len(want))])
 	}
 	t.Logf("%d flows through Kafka into ClickHouse equal the %d nfdump read from IPFIX, flow for flow", len(got), len(want))
+
+	// The community_id of each message reached the table.
+	out2, err := srv.Query(ctx, `SELECT replaceOne(IPv6NumToString(src_ip), '::ffff:', ''), src_port, replaceOne(IPv6NumToString(dst_ip), '::ffff:', ''), dst_port, community_id FROM fparser_flows`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotIDs := strings.Split(strings.ReplaceAll(strings.TrimSpace(out2), "\t", ","), "\n")
+	slices.Sort(gotIDs)
+	slices.Sort(ids)
+	if !slices.Equal(gotIDs, ids) {
+		t.Errorf("community IDs in ClickHouse differ from the CSV's: %q, want %q", gotIDs[:min(3, len(gotIDs))], ids[:min(3, len(ids))])
+	}
 
 	// docs/clickhouse.md's top talkers of the last hour.
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "clickhouse.md"))

@@ -401,6 +401,9 @@ func printFlow(w io.Writer, f fparser.Flow, cfg config) {
 	if f.LastSeen.Before(f.FirstSeen) {
 		fmt.Fprintln(w, "   (last packet before the first?)")
 	}
+	// The Community ID finds the flow in Zeek's or Suricata's logs; a seed other
+	// than 0 must match theirs.
+	fmt.Fprintf(w, "   community id %s (seed 1: %s)\n", f.CommunityID(), fparser.AppendCommunityID(nil, 1, f.Protocol, f.Src, f.Dst))
 	if f.DuplicatePackets > 0 {
 		fmt.Fprintf(w, "   %d packets seen again on another interface\n", f.DuplicatePackets)
 	}

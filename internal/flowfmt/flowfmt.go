@@ -53,7 +53,7 @@ var Fields = []string{
 	"src2dst_tcp_flags", "dst2src_tcp_flags",
 	"first_seen", "last_seen", "bidirectional_duration_ms", "end_reason",
 	"src2dst_interface", "dst2src_interface", "duplicate_packets",
-	"pid", "process", "cgroup",
+	"pid", "process", "cgroup", "community_id",
 }
 
 // dirFeatures are NFStream's names for its post-mortem statistics of one direction.
@@ -158,6 +158,9 @@ func (e *Encoder) AppendJSON(b []byte, f *fparser.Flow) []byte {
 	b = appendJSONString(b, f.Process.Name)
 	b = append(b, `,"cgroup":`...)
 	b = appendJSONString(b, f.Process.Cgroup)
+	b = append(b, `,"community_id":"`...)
+	b = fparser.AppendCommunityID(b, 0, f.Protocol, f.Src, f.Dst)
+	b = append(b, '"')
 	if e.Features {
 		b = appendFeatures(b, f, true)
 	}
@@ -234,6 +237,8 @@ func (e *Encoder) AppendCSV(b []byte, f *fparser.Flow) []byte {
 	b = appendCSVField(b, f.Process.Name)
 	b = append(b, ',')
 	b = appendCSVField(b, f.Process.Cgroup)
+	b = append(b, ',')
+	b = fparser.AppendCommunityID(b, 0, f.Protocol, f.Src, f.Dst)
 	if e.Features {
 		b = appendFeatures(b, f, false)
 	}

@@ -46,6 +46,7 @@ type Flow struct {
 	ByteRate          float64                `protobuf:"fixed64,15,opt,name=byte_rate,json=byteRate,proto3" json:"byte_rate,omitempty"`
 	Packets           []*Packet              `protobuf:"bytes,16,rep,name=packets,proto3" json:"packets,omitempty"` // with --packets
 	PacketsIncomplete bool                   `protobuf:"varint,17,opt,name=packets_incomplete,json=packetsIncomplete,proto3" json:"packets_incomplete,omitempty"`
+	CommunityId       string                 `protobuf:"bytes,18,opt,name=community_id,json=communityId,proto3" json:"community_id,omitempty"` // Community ID v1, seed 0: -o json's community_id
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -197,6 +198,13 @@ func (x *Flow) GetPacketsIncomplete() bool {
 		return x.PacketsIncomplete
 	}
 	return false
+}
+
+func (x *Flow) GetCommunityId() string {
+	if x != nil {
+		return x.CommunityId
+	}
+	return ""
 }
 
 // Direction is one direction's counters.
@@ -618,7 +626,7 @@ const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"flow.proto\x12\n" +
-	"fparser.v1\"\xdd\x04\n" +
+	"fparser.v1\"\x80\x05\n" +
 	"\x04Flow\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x15\n" +
 	"\x06src_ip\x18\x02 \x01(\fR\x05srcIp\x12\x19\n" +
@@ -640,7 +648,8 @@ const file_flow_proto_rawDesc = "" +
 	"packetRate\x12\x1b\n" +
 	"\tbyte_rate\x18\x0f \x01(\x01R\bbyteRate\x12,\n" +
 	"\apackets\x18\x10 \x03(\v2\x12.fparser.v1.PacketR\apackets\x12-\n" +
-	"\x12packets_incomplete\x18\x11 \x01(\bR\x11packetsIncomplete\"\xa8\x01\n" +
+	"\x12packets_incomplete\x18\x11 \x01(\bR\x11packetsIncomplete\x12!\n" +
+	"\fcommunity_id\x18\x12 \x01(\tR\vcommunityId\"\xa8\x01\n" +
 	"\tDirection\x12\x18\n" +
 	"\apackets\x18\x01 \x01(\x04R\apackets\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1b\n" +
