@@ -1,21 +1,18 @@
 package ipfix_test
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/kerneltest"
+	"github.com/fparser/fparser/internal/testnet"
 	"github.com/fparser/fparser/internal/testpackets"
 	"github.com/fparser/fparser/ipfix"
 )
@@ -30,16 +27,8 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
-// listening reports whether something listens on UDP port on 127.0.0.1.
-func listening(port int) bool {
-	b, err := os.ReadFile("/proc/net/udp")
-	return err == nil && strings.Contains(string(b), fmt.Sprintf("0100007F:%04X", port))
-}
-
-// nfdumpRow is a flow as nfdump prints it with rowFormat, and as fparser's flow
-// is written for comparison.
-const rowFormat = "fmt:%pr,%sa,%sp,%da,%dp,%ipkt,%ibyt,%opkt,%obyt"
-
+// rowOf is a flow as nfdump prints it with testnet.NfdumpRows, and as fparser's
+// flow is written for comparison.
 func rowOf(proto fparser.Protocol, src, dst endpoint, inP, inB, outP, outB uint64) string {
 	return fmt.Sprintf("%d,%s,%d,%s,%d,%d,%d,%d,%d", uint8(proto), src.addr, src.port, dst.addr, dst.port, inP, inB, outP, outB)
 }
@@ -61,22 +50,8 @@ func TestNfcapdRoundTrip(t *testing.T) {
 	flows := replay(t, testpackets.Files(t), 20)
 	for _, uniflow := range []bool{false, true} {
 		t.Run(map[bool]string{false: "biflow", true: "uniflow"}[uniflow], func(t *testing.T) {
-			dir := t.TempDir()
-			port := freeUDPPort(t)
-			cmd := exec.Command("nfcapd", "-w", dir, "-p", strconv.Itoa(port), "-b", "127.0.0.1", "-t", "3600")
-			var log strings.Builder
-			cmd.Stdout, cmd.Stderr = &log, &log
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-			for i := 0; !listening(port); i++ {
-				if i == 100 {
-					t.Fatal("nfcapd did not start listening")
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			e, err := ipfix.Dial(ipfix.Config{Address: fmt.Sprintf("127.0.0.1:%d", port), Uniflow: uniflow, ObservationDomain: 7})
+			nfcapd := testnet.StartNfcapd(t)
+			e, err := ipfix.Dial(ipfix.Config{Address: nfcapd.Addr(), Uniflow: uniflow, ObservationDomain: 7})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,35 +85,20 @@ func TestNfcapdRoundTrip(t *testing.T) {
 			}
 			st := e.Stats()
 			time.Sleep(300 * time.Millisecond)
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
+			log := nfcapd.Stop()
 			// nfcapd checks the sequence numbers and the messages' structure.
-			if !strings.Contains(log.String(), "Sequence Errors: 0, Bad Packets: 0") {
-				t.Errorf("nfcapd's log:\n%s", log.String())
+			if !strings.Contains(log, "Sequence Errors: 0, Bad Packets: 0") {
+				t.Errorf("nfcapd's log:\n%s", log)
 			}
-
-			files, _ := filepath.Glob(filepath.Join(dir, "nfcapd.*"))
-			if len(files) == 0 {
-				t.Fatalf("nfcapd wrote no file in %s", dir)
+			if files, _ := filepath.Glob(filepath.Join(nfcapd.Dir, "nfcapd.*")); len(files) == 0 {
+				t.Fatalf("nfcapd wrote no file in %s", nfcapd.Dir)
 			}
-			out, err := exec.Command("nfdump", "-R", dir, "-q", "-N", "-6", "-o", rowFormat).Output()
-			if err != nil {
-				t.Fatalf("nfdump: %v", err)
-			}
-			var got []string
-			sc := bufio.NewScanner(strings.NewReader(string(out)))
-			for sc.Scan() {
-				fields := strings.Split(sc.Text(), ",")
-				for i := range fields {
-					fields[i] = strings.TrimSpace(fields[i])
-				}
-				got = append(got, strings.Join(fields, ","))
-			}
+			got := nfcapd.Rows(t)
 			slices.Sort(got)
 			slices.Sort(want)
 			if !slices.Equal(got, want) {
 				missing, extra := diff(want, got), diff(got, want)
-				t.Logf("nfcapd's log:\n%s", log.String())
+				t.Logf("nfcapd's log:\n%s", log)
 				t.Fatalf("nfdump read %d records, fparser exported %d; %d missing, e.g. %q; %d unexpected, e.g. %q",
 					len(got), len(want), len(missing), first(missing), len(extra), first(extra))
 			}

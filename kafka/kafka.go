@@ -96,6 +96,12 @@ type SASL struct {
 	User, Password string
 }
 
+// Check says whether the mechanism is one New takes; the error matches ErrConfig.
+func (s *SASL) Check() error {
+	_, err := s.opt()
+	return err
+}
+
 func (s *SASL) opt() (kgo.Opt, error) {
 	switch strings.ToLower(s.Mechanism) {
 	case "plain":
@@ -109,7 +115,8 @@ func (s *SASL) opt() (kgo.Opt, error) {
 }
 
 // TLSFiles makes a TLS configuration from PEM files: ca, when not empty, holds the
-// certificates the brokers' must chain to (else the host's roots); cert and key,
+// CA certificates that the brokers' certificates must chain to (else the host's
+// roots); cert and key,
 // when not empty, the client's certificate and key. An error names the file.
 func TLSFiles(ca, cert, key string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -328,15 +335,19 @@ func (l *brokerLog) note(msg string) { l.last.Store(&msg) }
 // OnBrokerConnect is franz-go's kgo.HookBrokerConnect.
 func (l *brokerLog) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
 	if err != nil {
-		l.note(fmt.Sprintf("connecting to %s: %v", net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), err))
+		l.note(fmt.Sprintf("connecting to %s: %v", brokerAddr(meta), err))
 	}
 }
 
 // OnBrokerRead is franz-go's kgo.HookBrokerRead.
 func (l *brokerLog) OnBrokerRead(meta kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
 	if err != nil {
-		l.note(fmt.Sprintf("reading the %s response of %s: %v", kmsg.NameForKey(key), net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port))), err))
+		l.note(fmt.Sprintf("reading the %s response of %s: %v", kmsg.NameForKey(key), brokerAddr(meta), err))
 	}
+}
+
+func brokerAddr(meta kgo.BrokerMetadata) string {
+	return net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))
 }
 
 func (l *brokerLog) Level() kgo.LogLevel { return kgo.LogLevelWarn }

@@ -1,5 +1,5 @@
 // Package sink puts a bounded queue between a parser's callbacks and one exporter
-// (an IPFIX collector, a Kafka producer), so that an exporter that is slow or
+// (an IPFIX collector, a Kafka producer, a ClickHouse writer), so that an exporter that is slow or
 // unreachable never holds up counting, and no flow is lost without being counted.
 //
 // Put copies the flow into the queue and returns; a goroutine of the queue's own
@@ -28,8 +28,8 @@ import (
 	"github.com/fparser/fparser"
 )
 
-// Exporter is what a queue hands flows to: *ipfix.Exporter and *kafka.Producer are
-// exporters. Export, Cut and Shutdown are called from one goroutine at a time,
+// Exporter is what a queue hands flows to: *ipfix.Exporter, *kafka.Producer and
+// *clickhouse.Writer are exporters. Export, Cut and Shutdown are called from one goroutine at a time,
 // except Cut, which may come while Export waits; Delivered from any.
 //
 // An exporter may also have these methods, which the queue then uses:
@@ -128,7 +128,7 @@ type Queue struct {
 }
 
 // New starts a queue that hands flows to exp; name names the sink in logs and
-// metrics ("ipfix", "kafka").
+// metrics ("ipfix", "kafka", "clickhouse").
 func New(name string, exp Exporter, cfg Config) *Queue {
 	if cfg.MaxFlows <= 0 {
 		cfg.MaxFlows = DefaultMaxFlows
@@ -265,6 +265,9 @@ func (q *Queue) run() {
 			if closed {
 				return
 			}
+			// Wait for flows; an exporter holding some back is flushed once they
+			// have waited FlushEvery.
+			var flushDue <-chan time.Time
 			if flusher != nil && !held.IsZero() {
 				wait := q.cfg.FlushEvery - time.Since(held)
 				if wait <= 0 {
@@ -277,15 +280,11 @@ func (q *Queue) run() {
 				} else {
 					timer.Reset(wait)
 				}
-				select {
-				case <-q.wake:
-				case <-timer.C:
-				case <-q.ctx.Done():
-				}
-				continue
+				flushDue = timer.C
 			}
 			select {
 			case <-q.wake:
+			case <-flushDue:
 			case <-q.ctx.Done():
 			}
 			continue
@@ -363,7 +362,7 @@ func (q *Queue) close() error {
 	case q.room <- struct{}{}: // a Put that waits: closed, it drops
 	default:
 	}
-	timer := time.NewTimer(q.cfg.Timeout)
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	select {
 	case <-q.done:

@@ -329,9 +329,7 @@ func kafkaSecurity(c *config) error {
 		return usagef("--kafka-sasl needs a password: in %s or --kafka-password-file", kafkaPasswordEnv)
 	}
 	c.kafkaAuth = &kafka.SASL{Mechanism: c.kafkaSASL, User: c.kafkaUser, Password: password}
-	switch strings.ToLower(c.kafkaSASL) {
-	case "plain", "scram-sha-256", "scram-sha-512":
-	default:
+	if c.kafkaAuth.Check() != nil {
 		return usagef("--kafka-sasl %s: want plain, scram-sha-256 or scram-sha-512", c.kafkaSASL)
 	}
 	return nil
@@ -435,13 +433,22 @@ func count(c *config, stdout, stderr io.Writer) error {
 	// holds up neither the parser nor the other sinks.
 	queueConfig := sink.Config{MaxFlows: c.sinkQueue, MaxBytes: c.sinkQueueBytes, Block: c.onFull == "block", Timeout: c.sinkTimeout, Logger: logger}
 	var exporter *ipfix.Exporter
-	var producer *kafka.Producer
 	var sinks []*sink.Queue
 	var summaries []func() string
-	closeSinks := func() {
+	// closeSinks flushes the sinks at once, each within --sink-timeout, and
+	// returns the first error.
+	closeSinks := func() error {
+		closed := make(chan error, len(sinks))
 		for _, q := range sinks {
-			q.Close()
+			go func() { closed <- q.Close() }()
 		}
+		var first error
+		for range sinks {
+			if err := <-closed; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
 	}
 	if c.ipfix != "" {
 		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout})
@@ -455,7 +462,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 	if c.kafka != "" {
 		// The producer waits for room in its buffer: the queue in front of it
 		// decides whether flows wait or drop.
-		producer, err = kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
+		producer, err := kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
 			Features: c.features, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
 		if err != nil {
 			closeSinks()
@@ -483,7 +490,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 	}
 
 	var p *fparser.Parser
-	var writeErr, exportErr error
+	var writeErr error
 	var held []fparser.Flow // with --sort, until the end
 	var queue *flowQueue    // without --sort
 	emit := func(f fparser.Flow) {
@@ -582,16 +589,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 	if writeErr == nil {
 		writeErr = out.Flush()
 	}
-	// The sinks flush at once, each within --sink-timeout.
-	closed := make(chan error, len(sinks))
-	for _, q := range sinks {
-		go func() { closed <- q.Close() }()
-	}
-	for range sinks {
-		if err := <-closed; err != nil && exportErr == nil {
-			exportErr = err
-		}
-	}
+	exportErr := closeSinks()
 	if !c.quiet {
 		fmt.Fprintln(stderr, summary(&info, live))
 		for _, say := range summaries {

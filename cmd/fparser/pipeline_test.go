@@ -12,13 +12,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/fparser/fparser/internal/testharness"
+	"github.com/fparser/fparser/internal/testnet"
 )
 
 // TestPipeline runs the fleet's pipeline on loopback: fparser publishes every flow
@@ -50,30 +50,7 @@ func TestPipeline(t *testing.T) {
 		}
 	}
 
-	// nfcapd, as ipfix's TestNfcapdRoundTrip runs it.
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ipfixPort := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	dir := t.TempDir()
-	nfcapd := exec.Command("nfcapd", "-w", dir, "-p", strconv.Itoa(ipfixPort), "-b", "127.0.0.1", "-t", "3600")
-	var nflog bytes.Buffer
-	nfcapd.Stdout, nfcapd.Stderr = &nflog, &nflog
-	if err := nfcapd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { nfcapd.Process.Kill(); nfcapd.Wait() }()
-	for i := 0; ; i++ {
-		if b, _ := os.ReadFile("/proc/net/udp"); strings.Contains(string(b), fmt.Sprintf("0100007F:%04X", ipfixPort)) {
-			break
-		}
-		if i == 100 {
-			t.Fatal("nfcapd did not start listening")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	nfcapd := testnet.StartNfcapd(t)
 
 	// Flows of ten minutes ago from 20 talkers, for the query of the last hour,
 	// and older ones of testdata.
@@ -83,7 +60,7 @@ func TestPipeline(t *testing.T) {
 	talkers := map[string][2]uint64{} // bytes, flows
 	for _, capture := range []string{recent, filepath.Join("..", "..", "testdata", "http.pcap"), filepath.Join("..", "..", "testdata", "dns.pcap")} {
 		var stdout, stderr bytes.Buffer
-		if code := run([]string{"-r", capture, "-o", "csv", "--kafka", broker, "--ipfix", fmt.Sprintf("127.0.0.1:%d", ipfixPort)}, &stdout, &stderr); code != 0 {
+		if code := run([]string{"-r", capture, "-o", "csv", "--kafka", broker, "--ipfix", nfcapd.Addr()}, &stdout, &stderr); code != 0 {
 			t.Fatalf("%s: exit %d: %s", capture, code, stderr.String())
 		}
 		flows += csvRows(stdout.String())
@@ -101,23 +78,11 @@ func TestPipeline(t *testing.T) {
 			}
 		}
 	}
-	nfcapd.Process.Signal(syscall.SIGTERM)
-	nfcapd.Wait()
-	out, err := exec.Command("nfdump", "-R", dir, "-q", "-N", "-6", "-o", "fmt:%pr,%sa,%sp,%da,%dp,%ipkt,%ibyt,%opkt,%obyt").Output()
-	if err != nil {
-		t.Fatalf("nfdump: %v\n%s", err, nflog.String())
-	}
-	var want []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		fields := strings.Split(line, ",")
-		for i := range fields {
-			fields[i] = strings.TrimSpace(fields[i])
-		}
-		want = append(want, strings.Join(fields, ","))
-	}
+	nflog := nfcapd.Stop()
+	want := nfcapd.Rows(t)
 	slices.Sort(want)
 	if len(want) != flows {
-		t.Fatalf("nfdump read %d flows, fparser printed %d\n%s", len(want), flows, nflog.String())
+		t.Fatalf("nfdump read %d flows, fparser printed %d\n%s", len(want), flows, nflog)
 	}
 
 	// The Kafka engine consumes in the background: wait for every flow.

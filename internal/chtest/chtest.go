@@ -103,7 +103,7 @@ func Start(t testing.TB) *Server {
 	}
 	s.cmd = cmd
 	s.run(t)
-	t.Cleanup(s.stop)
+	t.Cleanup(s.Stop)
 	return s
 }
 
@@ -144,8 +144,9 @@ func (s *Server) run(t testing.TB) {
 	}
 }
 
-// stop ends the server's process, the one the test started, and waits for it.
-func (s *Server) stop() {
+// Stop ends the server's process, the one the test started, and waits for it;
+// Resume starts it again, on the same ports and data.
+func (s *Server) Stop() {
 	if s.proc == nil {
 		return
 	}
@@ -159,20 +160,29 @@ func (s *Server) stop() {
 	s.proc = nil
 }
 
-// Stop ends the server; Resume starts it again, on the same ports and data.
-func (s *Server) Stop() { s.stop() }
-
 // Resume starts a stopped server again, and waits until it answers.
 func (s *Server) Resume(t testing.TB) { s.run(t) }
 
 // Query runs a statement over the HTTP interface and returns its output, in
 // ClickHouse's default format for it (TabSeparated for a SELECT).
 func (s *Server) Query(ctx context.Context, query string) (string, error) {
-	req, err := newRequest(ctx, "http://"+s.HTTP+"/", query)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.HTTP+"/", strings.NewReader(query))
 	if err != nil {
 		return "", err
 	}
-	return do(req)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return string(body), nil
 }
 
 // Exec runs each statement of a script: statements end with a semicolon at the end
@@ -197,24 +207,4 @@ func (s *Server) Exec(ctx context.Context, script string) error {
 		return fmt.Errorf("a statement without its semicolon: %s", rest)
 	}
 	return nil
-}
-
-func newRequest(ctx context.Context, url, query string) (*http.Request, error) {
-	return http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(query))
-}
-
-func do(req *http.Request) (string, error) {
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return string(body), nil
 }

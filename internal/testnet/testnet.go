@@ -1,7 +1,7 @@
 // Package testnet holds what the tests of the network sinks and of the command share:
 // an IPFIX collector over TCP that accepts connections and reads none of them until a
-// test asks, a buffer that one goroutine or child process writes while a test reads
-// it, and a self-signed certificate for TLS on loopback.
+// test asks, nfdump's collector nfcapd, a buffer that one goroutine or child process
+// writes while a test reads it, and a self-signed certificate for TLS on loopback.
 package testnet
 
 import (
@@ -13,10 +13,13 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -166,4 +169,78 @@ func SelfSigned(t testing.TB) (tls.Certificate, []byte) {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// Nfcapd is nfdump's IPFIX collector, listening on a loopback UDP port of its own
+// and writing into a temporary folder. The test's end kills it if Stop did not.
+type Nfcapd struct {
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	log  *Buffer
+}
+
+// NfdumpRows is the nfdump output format of Nfcapd.Rows: protocol, endpoints, and
+// packets and bytes each way.
+const NfdumpRows = "fmt:%pr,%sa,%sp,%da,%dp,%ipkt,%ibyt,%opkt,%obyt"
+
+// StartNfcapd starts nfcapd and waits until it listens.
+func StartNfcapd(t testing.TB) *Nfcapd {
+	t.Helper()
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	pc.Close()
+	n := &Nfcapd{Port: port, Dir: t.TempDir(), log: &Buffer{}}
+	n.cmd = exec.Command("nfcapd", "-w", n.Dir, "-p", strconv.Itoa(port), "-b", "127.0.0.1", "-t", "3600")
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n.cmd.ProcessState == nil {
+			n.cmd.Process.Kill()
+			n.cmd.Wait()
+		}
+	})
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile("/proc/net/udp"); strings.Contains(string(b), fmt.Sprintf("0100007F:%04X", port)) {
+			return n
+		}
+		if i == 100 {
+			t.Fatal("nfcapd did not start listening")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Addr is where to export to.
+func (n *Nfcapd) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
+
+// Stop ends nfcapd, which then writes its file, and returns its log.
+func (n *Nfcapd) Stop() string {
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	n.cmd.Wait()
+	return n.log.String()
+}
+
+// Rows reads what nfcapd wrote with nfdump, one NfdumpRows row per record, the
+// fields trimmed of nfdump's padding.
+func (n *Nfcapd) Rows(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("nfdump", "-R", n.Dir, "-q", "-N", "-6", "-o", NfdumpRows).Output()
+	if err != nil {
+		t.Fatalf("nfdump: %v\n%s", err, n.log.String())
+	}
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Split(line, ",")
+		for i := range fields {
+			fields[i] = strings.TrimSpace(fields[i])
+		}
+		rows = append(rows, strings.Join(fields, ","))
+	}
+	return rows
 }
