@@ -12,7 +12,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/fparser/fparser"
+	"github.com/fparser/fparser/clickhouse"
 	"github.com/fparser/fparser/internal/chtest"
+	"github.com/fparser/fparser/internal/testpackets"
+	"github.com/fparser/fparser/ipfix"
+	"github.com/fparser/fparser/kafka"
+	"github.com/fparser/fparser/sink"
 )
 
 // sinkCase is one way of running the command in BenchmarkSinks: the flags that add
@@ -116,6 +122,116 @@ func BenchmarkSinks(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(sum.Flows)*float64(b.N)/took.Seconds(), "flows/s")
+		})
+	}
+}
+
+// BenchmarkSinksCorpus is BenchmarkSinks on real captures: every capture of
+// testdata and of the shared corpus (7,382 flows of 439 captures, most of them
+// short), replayed through the library, each flow given to one sink's queue on
+// loopback, against the same replays with no sink. The queue waits for the sink
+// (Block), so every flow must be sent.
+//
+//	go test -run XXX -bench SinksCorpus -benchtime 1x -count 5 ./cmd/fparser
+func BenchmarkSinksCorpus(b *testing.B) {
+	files := testpackets.Files(b)
+	var srv *chtest.Server
+	parent := b
+	type exporterCase struct {
+		name string
+		make func(b *testing.B) (sink.Exporter, func())
+	}
+	cases := []exporterCase{
+		{"none", nil},
+		{"ipfix-tcp", func(b *testing.B) (sink.Exporter, func()) {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				for {
+					conn, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go io.Copy(io.Discard, conn)
+				}
+			}()
+			e, err := ipfix.Dial(ipfix.Config{Network: "tcp", Address: ln.Addr().String()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return e, func() { ln.Close() }
+		}},
+		{"kafka-json", func(b *testing.B) (sink.Exporter, func()) {
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "flows"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := kafka.New(kafka.Config{Brokers: cluster.ListenAddrs(), Topic: "flows", Block: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return p, cluster.Close
+		}},
+		{"clickhouse", func(b *testing.B) (sink.Exporter, func()) {
+			if srv == nil {
+				srv = clickhouseServer(parent)
+			}
+			w, err := clickhouse.New(clickhouse.Config{Addr: []string{srv.Native}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return w, func() {}
+		}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			var took time.Duration
+			var flows uint64
+			for range b.N {
+				b.StopTimer()
+				var q *sink.Queue
+				done := func() {}
+				if c.make != nil {
+					var exp sink.Exporter
+					exp, done = c.make(b)
+					q = sink.New(c.name, exp, sink.Config{Block: true, Timeout: time.Minute})
+				}
+				b.StartTimer()
+				began := time.Now()
+				n := uint64(0)
+				put := func(f fparser.Flow) {
+					n++
+					if q != nil {
+						q.Put(&f)
+					}
+				}
+				for _, path := range files {
+					p, err := fparser.Open(path, &fparser.Options{OnTCP: put, OnUDP: put})
+					if err != nil {
+						continue // not a capture fparser reads: the corpus has a few on purpose
+					}
+					p.Wait()
+					p.Close()
+				}
+				if q != nil {
+					if err := q.Close(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				took += time.Since(began)
+				b.StopTimer()
+				done()
+				if q != nil {
+					if st := q.Stats(); st.Sent != n {
+						b.Fatalf("%+v: want all %d flows sent", st, n)
+					}
+				}
+				flows += n
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(flows)/took.Seconds(), "flows/s")
 		})
 	}
 }
