@@ -62,19 +62,7 @@ func BenchmarkSinks(b *testing.B) {
 			return []string{"--ipfix", addr}, all("ipfix", addr+" over udp"), func() { pc.Close() }
 		}},
 		{"ipfix-tcp", func(b *testing.B) ([]string, string, func()) {
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() {
-				for {
-					conn, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go io.Copy(io.Discard, conn)
-				}
-			}()
+			ln := drainingListener(b)
 			addr := ln.Addr().String()
 			return []string{"--ipfix", addr, "--ipfix-proto", "tcp"}, all("ipfix", addr+" over tcp"), func() { ln.Close() }
 		}},
@@ -144,19 +132,7 @@ func BenchmarkSinksCorpus(b *testing.B) {
 	cases := []exporterCase{
 		{"none", nil},
 		{"ipfix-tcp", func(b *testing.B) (sink.Exporter, func()) {
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() {
-				for {
-					conn, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go io.Copy(io.Discard, conn)
-				}
-			}()
+			ln := drainingListener(b)
 			e, err := ipfix.Dial(ipfix.Config{Network: "tcp", Address: ln.Addr().String()})
 			if err != nil {
 				b.Fatal(err)
@@ -234,4 +210,23 @@ func BenchmarkSinksCorpus(b *testing.B) {
 			b.ReportMetric(float64(flows)/took.Seconds(), "flows/s")
 		})
 	}
+}
+
+// drainingListener is a TCP collector on loopback that reads everything and keeps
+// nothing.
+func drainingListener(b *testing.B) net.Listener {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, conn)
+		}
+	}()
+	return ln
 }
