@@ -1,10 +1,15 @@
 package kafka_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +92,28 @@ func tlsConfigs(t *testing.T) (server, client *tls.Config) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, &tls.Config{RootCAs: pool}
+}
+
+// TestTLSFiles: the CA file becomes the roots, a certificate and its key the
+// client's certificate; half a pair, or a file of no certificate, is refused.
+func TestTLSFiles(t *testing.T) {
+	cert, certPEM := testnet.SelfSigned(t)
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, certPEM, 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cfg, err := kafka.TLSFiles(certFile, certFile, keyFile)
+	if err != nil || cfg.RootCAs == nil || len(cfg.Certificates) != 1 || !bytes.Equal(cfg.Certificates[0].Certificate[0], cert.Certificate[0]) {
+		t.Fatalf("TLSFiles: %+v, %v", cfg, err)
+	}
+	if _, err := kafka.TLSFiles("", certFile, ""); !errors.Is(err, kafka.ErrConfig) {
+		t.Errorf("a certificate without its key: %v", err)
+	}
+	if _, err := kafka.TLSFiles(keyFile, "", ""); !errors.Is(err, kafka.ErrConfig) {
+		t.Errorf("a CA file of no certificate: %v", err)
+	}
 }
