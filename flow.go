@@ -112,6 +112,21 @@ type Counters struct {
 	Gap         GapStats   // inter-arrival times
 	FlagPackets FlagCounts // packets that carried each TCP flag
 
+	// TCP quality, measured per packet (in the kernel, live) with
+	// Options.TCPQuality; zero without, and for UDP. RTT is this direction's part
+	// of the handshake's round trip, seen from the capture point: for Fwd, from
+	// Src's SYN to Dst's SYN+ACK; for Rev, from that SYN+ACK to the ACK that
+	// completes the handshake; 0 when the capture did not see a whole handshake
+	// (Flow.HandshakeRTT). Retransmissions (tshark's retransmissions, fast
+	// retransmissions and spurious retransmissions), OutOfOrder (its out-of-order
+	// segments) and ZeroWindows (its zero window advertisements) count the
+	// direction's segments by the rules of tshark's TCP analysis: docs/fields.md
+	// states them.
+	RTT             time.Duration
+	Retransmissions uint32
+	OutOfOrder      uint32
+	ZeroWindows     uint32
+
 	// Where the direction was counted: at the first place one of its packets was
 	// seen, so that a packet crossing several interfaces counts once (see
 	// Flow.DuplicatePackets). Live, InterfaceIndex is the kernel's index of the
@@ -192,6 +207,11 @@ type Flow struct {
 	// (both directions) and of their size, each new packet weighing 1/8. 0 below
 	// two packets.
 	PacketRate, ByteRate float64
+	// HandshakeRTT is the TCP handshake's round trip at the capture point, with
+	// Options.TCPQuality: from the latest SYN to the first pure ACK after it, as
+	// tshark's tcp.analysis.initial_rtt, when the responder's SYN+ACK came between;
+	// Fwd.RTT + Rev.RTT. 0 when the capture saw no whole handshake.
+	HandshakeRTT time.Duration
 
 	history *userspace.History
 	aToB    bool  // the history's direction 0 is Src to Dst
@@ -276,7 +296,7 @@ func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 // flowOf converts a flow of the engine, with the names of its interfaces when the
 // source knows them.
 func (p *Parser) flowOf(r *userspace.Record, ended bool) Flow {
-	f := flowOf(r, p.offset)
+	f := flowOf(r, p.offset, p.kept)
 	if procs, ok := p.src.(interface {
 		Processes(*userspace.Key, *userspace.State, bool) [2]live.Process
 	}); ok && r.State.Owner != 0 {
@@ -302,29 +322,37 @@ func (p *Parser) flowOf(r *userspace.Record, ended bool) Flow {
 }
 
 // flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
-func flowOf(r *userspace.Record, offset int64) Flow {
-	f := flowOfState(&r.Key, &r.State, r.Stats, EndReason(r.Reason), offset)
+// kept says what the datapath keeps in a flow's userspace.FlowStats: the flow has one
+// when it keeps either.
+type kept struct{ stats, quality bool }
+
+func flowOf(r *userspace.Record, offset int64, k kept) Flow {
+	f := flowOfState(&r.Key, &r.State, r.Stats, k, EndReason(r.Reason), offset)
 	f.history, f.offset = r.History, offset
 	return f
 }
 
-func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, reason EndReason, offset int64) Flow {
+func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, kept kept, reason EndReason, offset int64) Flow {
 	fwd, rev := 0, 1
 	src, dst := k.EndpointA(), k.EndpointB()
 	if s.Initiator == 1 {
 		fwd, rev = 1, 0
 		src, dst = dst, src
 	}
+	dirStats := st
+	if !kept.stats {
+		dirStats = nil
+	}
 	pps, bps := s.Rates()
-	return Flow{
+	f := Flow{
 		PacketRate: pps,
 		ByteRate:   bps,
 		Protocol:   Protocol(k.Proto),
 		Src:        src,
 		Dst:        dst,
 		VLAN:       k.VLAN,
-		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], s.Where[fwd], dirStats(st, fwd), offset),
-		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], s.Where[rev], dirStats(st, rev), offset),
+		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], s.Where[fwd], dirStatsOf(dirStats, fwd), offset),
+		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], s.Where[rev], dirStatsOf(dirStats, rev), offset),
 		FirstSeen:  time.Unix(0, s.FirstSeen()+offset).UTC(),
 		LastSeen:   time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason:  reason,
@@ -332,14 +360,32 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 
 		DuplicatePackets: s.Duplicates,
 	}
+	if kept.quality && st != nil && k.Proto == userspace.ProtoTCP {
+		q := &st.TCP
+		if rtt, responder, initiator, ok := q.Handshake(); ok {
+			// The SYN went to Dst and the SYN+ACK came back: Dst's side of the
+			// capture point; the SYN+ACK went to Src and the ACK came back.
+			f.HandshakeRTT = time.Duration(rtt)
+			f.Fwd.RTT, f.Rev.RTT = time.Duration(responder), time.Duration(initiator)
+		}
+		for _, d := range [...]struct {
+			c   *Counters
+			dir int
+		}{{&f.Fwd, fwd}, {&f.Rev, rev}} {
+			d.c.Retransmissions = q.Dir[d.dir].Retransmissions
+			d.c.OutOfOrder = q.Dir[d.dir].OutOfOrder
+			d.c.ZeroWindows = q.Dir[d.dir].ZeroWindows
+		}
+	}
+	return f
 }
 
-// dirStats returns direction dir's statistics, or nil when none were kept.
-func dirStats(st *userspace.FlowStats, dir int) *userspace.DirStats {
+// dirStatsOf returns direction dir's statistics, or nil when none were kept.
+func dirStatsOf(st *userspace.FlowStats, dir int) *userspace.DirStats {
 	if st == nil {
 		return nil
 	}
-	return &st[dir]
+	return &st.Dir[dir]
 }
 
 func countersOf(c *userspace.Counters, flags uint8, where userspace.Where, st *userspace.DirStats, offset int64) Counters {

@@ -70,6 +70,13 @@ type Options struct {
 	// Off by default, as in NFStream: they cost a few ns a packet and two more
 	// cache lines of the flow's entry.
 	Statistics bool
+	// TCPQuality makes the datapath measure each TCP flow's quality, per packet, in
+	// the kernel live: the handshake's round trip (Flow.HandshakeRTT, Counters.RTT),
+	// and per direction the retransmissions, out-of-order segments and zero windows
+	// (Counters.Retransmissions, OutOfOrder, ZeroWindows), by the rules of tshark's
+	// TCP analysis that docs/fields.md states. Off by default, like Statistics: off,
+	// it costs nothing per packet.
+	TCPQuality bool
 	// MaxPacketMemory caps the memory the histories of active flows may take
 	// (default DefaultMaxPacketMemory, 1 GiB). When it is reached, storing stops, the flows that miss
 	// packets say so (Flow.HistoryIncomplete), and Info counts the packets not kept.

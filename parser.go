@@ -32,6 +32,7 @@ type Parser struct {
 	eng    *userspace.Engine
 	src    source
 	offset int64 // turns the datapath's clock into Unix ns
+	kept   kept  // what the datapath keeps beyond the counters
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
@@ -99,7 +100,7 @@ func newParser(source string, opts *Options) (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill}
+	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill, kept: kept{stats: o.Statistics, quality: o.TCPQuality}}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
 	}
@@ -185,7 +186,7 @@ func (p *Parser) openFile(src *offline.Source, openErr error) func(userspace.Tim
 		if openErr != nil {
 			return openErr
 		}
-		r := offline.NewReplayer(src, offline.ReplayConfig{Timeouts: t, History: o.history(), Snaplen: o.Snaplen, Statistics: o.Statistics, Speed: o.ReplaySpeed})
+		r := offline.NewReplayer(src, offline.ReplayConfig{Timeouts: t, History: o.history(), Snaplen: o.Snaplen, Statistics: o.Statistics, TCPQuality: o.TCPQuality, Speed: o.ReplaySpeed})
 		if err := r.SetFilter(f); err != nil {
 			r.Close()
 			return err

@@ -24,6 +24,10 @@ volatile const __u8 filter_on = 0;
 /* When set, each packet also updates its direction's statistics (struct dir_stats):
  * two more cache lines and a few ns a packet, so only when asked for. */
 volatile const __u8 stats_on = 0;
+/* When set, each TCP packet also updates its flow's TCP quality (struct
+ * tcp_quality): handshake RTT, retransmissions, out-of-order segments and zero
+ * windows, by tshark's rules. */
+volatile const __u8 quality_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */
 volatile const __u32 history_limit = 0;
@@ -72,6 +76,39 @@ struct dir_stats {
 	__u32 flag_packets[8]; /* by bit: FIN, SYN, RST, PSH, ACK, URG, ECE, CWR */
 };
 
+/* userspace.TCPDirQuality: one direction's TCP sequence analysis, the state tshark's
+ * tcp_analyze_sequence_number keeps for it (nextseq, maxseqtobeacked, lastack,
+ * window, dupacknum, and its last segment's keep-alive and zero-window-probe marks),
+ * and what it counted. The time of the direction's last segment, tshark's
+ * lastacktime, is the direction's counters' last. window starts at 0xFFFFFFFF,
+ * which no TCP window equals, as tshark's. */
+struct tcp_dir_quality {
+	__s64 nextseq_time;
+	__u32 nextseq;
+	__u32 maxseq_to_ack;
+	__u32 lastack;
+	__u32 window;
+	__u32 dupacks;
+	__u32 retransmissions;
+	__u32 out_of_order;
+	__u32 zero_windows;
+	__u32 last_marks;
+	__u32 pad;
+};
+
+/* userspace.TCPQuality: the handshake's times, 0 until measured (tshark's
+ * ts_mru_syn and ts_first_rtt, and the SYN to SYN+ACK part), whether the ACK that
+ * gave first_rtt completed the handshake (the initiator's, without RST), then each
+ * direction's analysis. */
+struct tcp_quality {
+	__s64 syn_time;
+	__s64 first_rtt;
+	__s64 synack_rtt;
+	__u32 completed;
+	__u32 pad;
+	struct tcp_dir_quality d[2];
+};
+
 /* userspace.State. bits holds, from its low byte up: TCP flags of direction 0 (A to
  * B), TCP flags of direction 1, the initiator (0: A, 1: B), the FIN/RST marks: one
  * atomic OR updates flags and marks at once. recorded counts the packet records
@@ -93,6 +130,7 @@ struct flow_state {
 	__u32 owner;
 	__u64 duplicates;
 	struct dir_stats st[2];
+	struct tcp_quality q;
 };
 
 struct {
@@ -283,6 +321,9 @@ struct packet {
 	__u16 window;
 	__u32 seq;
 	__u32 ack;
+	/* TCP: the payload's length, for the quality; analyzed only when a whole
+	 * segment (no fragment). */
+	__u32 seglen;
 };
 
 #define ETH_IPV4 0x0800
@@ -437,7 +478,8 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 		if (doff < 20 || doff > l4len)
 			return V_MALFORMED;
 		p->flags = t[13];
-		if (history_limit) {
+		p->seglen = l4len - doff;
+		if (history_limit || quality_on) {
 			p->seq = load32(t + 4);
 			p->ack = load32(t + 8);
 			p->window = load16(t + 14);
@@ -488,12 +530,13 @@ static __always_inline int send_event(__u8 type, __u8 reason, __s64 time, struct
 	e->reason = reason;
 	e->time = time;
 	e->key = *k;
-	if (s && stats_on)
+	if (s && (stats_on || quality_on))
 		e->state = *s;
 	else if (s) {
-		/* Without statistics the map value ends where they would start. */
+		/* Without statistics and quality the map value ends where they would
+		 * start. */
 		__builtin_memcpy(&e->state, s, __builtin_offsetof(struct flow_state, st));
-		__builtin_memset(&e->state.st, 0, sizeof(e->state.st));
+		__builtin_memset(&e->state.st, 0, sizeof(e->state) - __builtin_offsetof(struct flow_state, st));
 	} else
 		__builtin_memset(&e->state, 0, sizeof(e->state));
 	bpf_ringbuf_submit(e, 0);
@@ -579,11 +622,17 @@ static __always_inline void add_stats(struct dir_stats *st, __u64 before, __s64 
  * on a zero state). */
 static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 where, __u32 length, __u8 flags, __s64 now)
 {
-	/* Without statistics their part of the value is never written: it stays 0. */
+	/* Without statistics their part of the value is never written: it stays 0;
+	 * likewise the quality's. */
 	if (stats_on)
-		__builtin_memset(s, 0, sizeof(*s));
+		__builtin_memset(s, 0, __builtin_offsetof(struct flow_state, q));
 	else
 		__builtin_memset(s, 0, __builtin_offsetof(struct flow_state, st));
+	if (quality_on) {
+		__builtin_memset(&s->q, 0, sizeof(s->q));
+		s->q.d[0].window = 0xFFFFFFFF;
+		s->q.d[1].window = 0xFFFFFFFF;
+	}
 	__u32 initiator = dir;
 	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))
 		initiator ^= 1; /* the capture began after the SYN */
@@ -639,6 +688,110 @@ static __always_inline void add_packet(struct flow_key *k, struct flow_state *s,
 		if (marks && !(old >> 24))
 			send_event(EVENT_MARK, 0, now, k, 0);
 	}
+}
+
+/* Sequence comparisons modulo 2^32, as tshark's LT_SEQ, GT_SEQ and LE_SEQ. */
+#define SEQ_LT(a, b) ((__s32)((a) - (b)) < 0)
+#define SEQ_GT(a, b) ((__s32)((b) - (a)) < 0)
+#define SEQ_LE(a, b) ((__s32)((a) - (b)) <= 0)
+#define Q_KEEPALIVE 0x01
+#define Q_ZERO_WINDOW_PROBE 0x02
+#define FAST_RETRANSMISSION_NS 20000000
+#define OUT_OF_ORDER_NS 3000000 /* before the handshake's RTT is known */
+
+/* tcp_quality analyzes a TCP segment of direction dir (userspace.TCPQuality.Add):
+ * tshark 4.0's tcp_analyze_sequence_number, reduced to what decides the
+ * retransmissions (its plain, fast and spurious kinds), the out-of-order segments
+ * and the zero windows it flags, and then its handshake RTT. rev_last is the time
+ * of the other direction's last segment. Plain reads and writes, as the statistics.
+ * docs/fields.md states the rules. */
+static __always_inline void tcp_quality(struct tcp_quality *q, int dir, __u32 initiator, struct packet *p, __s64 now, __s64 rev_last)
+{
+	struct tcp_dir_quality *fwd = &q->d[dir & 1];
+	struct tcp_dir_quality *rev = &q->d[(dir & 1) ^ 1];
+	__u32 seq = p->seq, ack = p->ack, win = p->window, len = p->seglen;
+	__u8 f = p->flags;
+	__u32 marks = 0;
+	int syn_fin_rst = f & (TCP_SYN | TCP_FIN | TCP_RST);
+
+	if (len == 1 && seq == fwd->nextseq && rev->window == 0) {
+		marks = Q_ZERO_WINDOW_PROBE;
+		goto acks_done;
+	}
+	if (win == 0 && !syn_fin_rst)
+		fwd->zero_windows++;
+	if (len <= 1 && seq == fwd->nextseq - 1 && !syn_fin_rst)
+		marks = Q_KEEPALIVE;
+	if (len == 0 && win == fwd->window && seq == fwd->nextseq && ack == fwd->lastack && !syn_fin_rst) {
+		/* A keep-alive's or a zero window probe's ACK is no duplicate ACK. */
+		if (win && (rev->last_marks & Q_KEEPALIVE))
+			goto acks_done;
+		if (!win && (rev->last_marks & Q_ZERO_WINDOW_PROBE))
+			goto acks_done;
+		if (win)
+			fwd->dupacks++;
+	}
+acks_done:
+	if (ack != fwd->lastack)
+		fwd->dupacks = 0;
+	/* An ACK beyond what the other side was seen to send: segments went
+	 * uncaptured, and the other side's duplicate ACKs start over. */
+	if (rev->maxseq_to_ack && SEQ_GT(ack, rev->maxseq_to_ack) && (f & TCP_ACK)) {
+		if (rev->maxseq_to_ack > rev->nextseq)
+			rev->maxseq_to_ack = rev->nextseq;
+		else
+			rev->dupacks = 0;
+	}
+
+	if ((len > 0 || (f & (TCP_SYN | TCP_FIN))) && !(marks & Q_KEEPALIVE)) {
+		int behind = fwd->nextseq && SEQ_LT(seq, fwd->nextseq);
+		if (len > 1 && fwd->nextseq - 1 == seq)
+			behind = 0;
+		if (len > 0 && rev->lastack && SEQ_LE(seq + len, rev->lastack))
+			fwd->retransmissions++; /* spurious: data already acknowledged */
+		else if (behind && rev->dupacks >= 2 && rev->lastack == seq && (__u64)(now - rev_last) < FAST_RETRANSMISSION_NS)
+			fwd->retransmissions++; /* fast */
+		else if (behind && (__u64)(now - fwd->nextseq_time) < (__u64)(q->first_rtt ? q->first_rtt : OUT_OF_ORDER_NS) &&
+			 fwd->nextseq != seq + len + ((f & (TCP_SYN | TCP_FIN)) ? 1 : 0))
+			fwd->out_of_order++;
+		else if (behind)
+			fwd->retransmissions++;
+	}
+
+	__u32 next = seq + len;
+	if (len || (f & (TCP_SYN | TCP_FIN))) {
+		if (f & (TCP_SYN | TCP_FIN))
+			next += 1;
+	}
+	if ((SEQ_GT(next, fwd->nextseq) || !fwd->nextseq) && !(marks & Q_ZERO_WINDOW_PROBE)) {
+		fwd->nextseq = next;
+		fwd->nextseq_time = now;
+	}
+	if ((seq == fwd->maxseq_to_ack || !fwd->maxseq_to_ack) && !(marks & Q_ZERO_WINDOW_PROBE))
+		fwd->maxseq_to_ack = fwd->nextseq;
+	fwd->window = win;
+	fwd->lastack = ack;
+	fwd->last_marks = marks;
+
+	/* The handshake: the latest SYN, the responder's first SYN+ACK after it, and
+	 * the first pure ACK after it (tshark's initial_rtt). */
+	if ((f & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+		q->syn_time = now;
+	else if ((f & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+		if (q->syn_time && !q->synack_rtt && (__u32)dir != initiator)
+			q->synack_rtt = now - q->syn_time;
+	} else if ((f & TCP_ACK) && q->syn_time && !q->first_rtt) {
+		q->first_rtt = now - q->syn_time;
+		q->completed = (__u32)dir == initiator && !(f & TCP_RST);
+	}
+}
+
+/* analyze runs tcp_quality on a whole TCP segment, when the quality is on. */
+static __always_inline void analyze(struct flow_key *k, struct flow_state *s, struct packet *p, int dir, __s64 now)
+{
+	if (!quality_on || k->proto != PROTO_TCP || p->frag != FRAG_NONE)
+		return;
+	tcp_quality(&s->q, dir, (s->bits >> 16) & 1, p, now, s->dir[dir ^ 1].last);
 }
 
 /* send_record sends a packet's record for the history. A record the ring buffer has
@@ -766,6 +919,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
 			fresh_state(s, dir, where, length, flags, now);
+			analyze(k, s, p, dir, now);
 			attribute(k, s, dir, skb);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))
@@ -776,6 +930,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 		if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 			return 1;
 		add_packet(k, s, dir, length, flags, now);
+		analyze(k, s, p, dir, now);
 		attribute(k, s, dir, skb);
 		record(k, s, p, dir, now);
 		return 1;
@@ -785,6 +940,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (!fresh)
 		return 0;
 	fresh_state(fresh, dir, where, length, flags, now);
+	analyze(k, fresh, p, dir, now);
 	attribute(k, fresh, dir, skb);
 	if (history_limit)
 		fresh->recorded = 1;
@@ -805,6 +961,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 		return 1;
 	add_packet(k, s, dir, length, flags, now);
+	analyze(k, s, p, dir, now);
 	attribute(k, s, dir, skb);
 	record(k, s, p, dir, now);
 	return 1;

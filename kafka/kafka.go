@@ -63,6 +63,8 @@ type Config struct {
 	// Features and Packets add to each message what -o json adds with --features
 	// and --packets.
 	Features, Packets bool
+	// Quality adds, to a JSON message, what -o json adds with --tcp-quality.
+	Quality bool
 	// TLS, when set, connects to the brokers with it (TLSFiles makes one).
 	TLS *tls.Config
 	// SASL, when set, authenticates to the brokers.
@@ -231,7 +233,7 @@ func New(cfg Config) (*Producer, error) {
 		where:    "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
 		headers:  []kgo.RecordHeader{{Key: "host", Value: []byte(host)}, {Key: "fparser-version", Value: []byte(fparser.Version().Module)}},
 		timeout:  orDefault(cfg.CloseTimeout, 5*time.Second),
-		enc:      flowfmt.Encoder{Features: cfg.Features, Packets: cfg.Packets},
+		enc:      flowfmt.Encoder{Features: cfg.Features, Quality: cfg.Quality, Packets: cfg.Packets},
 		protobuf: cfg.Format == "protobuf",
 		block:    cfg.Block,
 	}, nil

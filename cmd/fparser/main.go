@@ -77,6 +77,7 @@ type config struct {
 	dumpFilter              bool
 	packets                 int
 	features                bool
+	tcpQuality              bool
 	sort                    string
 	ipfix, ipfixProto       string
 	ipfixUniflow            bool
@@ -159,6 +160,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "with -r, cut each packet to `snaplen` bytes before parsing")
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
+	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
@@ -234,7 +236,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, c.clickhouse != "", "needs --clickhouse", "clickhouse-table", "clickhouse-user"),
 		onlyWith(set, c.kafka != "" || c.ipfix != "" || c.clickhouse != "", "needs --ipfix, --kafka or --clickhouse", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
-		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
+		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features", "tcp-quality"),
 	} {
 		if check != nil {
 			return nil, check
@@ -415,7 +417,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		order, _ = fparser.ParseSortOrder(c.sort) // checked by parseArgs
 	}
 	live := len(c.ifaces) > 0
-	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features)
+	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features, c.tcpQuality)
 	if err != nil {
 		return &usageError{err.Error()}
 	}
@@ -463,7 +465,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		// The producer waits for room in its buffer: the queue in front of it
 		// decides whether flows wait or drop.
 		producer, err := kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
-			Features: c.features, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
+			Features: c.features, Quality: c.tcpQuality, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
 		if err != nil {
 			closeSinks()
 			return err
@@ -510,6 +512,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		Filter:        c.filter,
 		Packets:       c.packets,
 		Statistics:    c.features,
+		TCPQuality:    c.tcpQuality,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,

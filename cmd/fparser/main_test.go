@@ -328,7 +328,7 @@ func TestOutputFieldsArePinned(t *testing.T) {
 	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup,community_id"
 	c := filepath.Join("..", "..", "testdata", "http.pcap")
 	var csvOut, jsonOut, stderr bytes.Buffer
-	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features"}, &jsonOut, &stderr) != 0 {
+	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features", "--tcp-quality"}, &jsonOut, &stderr) != 0 {
 		t.Fatal(stderr.String())
 	}
 	if got, _, _ := strings.Cut(csvOut.String(), "\n"); got != header {
@@ -344,7 +344,7 @@ func TestOutputFieldsArePinned(t *testing.T) {
 		var skip json.RawMessage
 		dec.Decode(&skip)
 	}
-	want := append(strings.Split(header, ","), featureFields...)
+	want := append(append(strings.Split(header, ","), featureFields...), qualityFields...)
 	if !slices.Equal(keys, want) {
 		t.Errorf("JSON keys\n got %v\nwant %v", keys, want)
 	}
@@ -362,6 +362,49 @@ func TestOutputFieldsArePinned(t *testing.T) {
 		if !strings.Contains(string(readme), f+"`") {
 			t.Errorf("docs/fields.md's feature table lacks %s", f)
 		}
+	}
+	top, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range qualityFields {
+		if !strings.Contains(string(readme), "`"+f+"`") {
+			t.Errorf("docs/fields.md's TCP quality table lacks %s", f)
+		}
+		if !strings.Contains(string(top), "`"+f+"`") {
+			t.Errorf("README.md's options table lacks %s", f)
+		}
+	}
+}
+
+// TestTCPQualityFields: --tcp-quality measures, on testdata/tcp-quality.pcap, the
+// handshake (12 ms: 10 ms to the server and back, 2 ms to the client and back), the
+// client's retransmission, fast retransmission, spurious retransmission and
+// out-of-order segment, and the server's two zero windows, as tshark flags them;
+// a UDP flow has none of the fields, and without the option there are none.
+func TestTCPQualityFields(t *testing.T) {
+	var out, stderr bytes.Buffer
+	if run([]string{"-r", filepath.Join("..", "..", "testdata", "tcp-quality.pcap"), "-o", "csv", "-q", "--tcp-quality"}, &out, &stderr) != 0 {
+		t.Fatal(stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a header and one flow, got\n%s", out.String())
+	}
+	got := strings.Join(strings.Split(lines[1], ",")[len(fields):], ",")
+	if want := "12,10,2,3,0,1,0,0,2"; got != want {
+		t.Errorf("quality fields %s, want %s", got, want)
+	}
+	out.Reset()
+	if run([]string{"-r", filepath.Join("..", "..", "testdata", "dns.pcap"), "-o", "json", "-q", "--tcp-quality"}, &out, &stderr) != 0 {
+		t.Fatal(stderr.String())
+	}
+	first, _, _ := strings.Cut(out.String(), "\n")
+	if !strings.Contains(first, `"udp"`) || !strings.HasSuffix(first, `"handshake_rtt_ms":null,"src2dst_rtt_ms":null,"dst2src_rtt_ms":null,"src2dst_retransmissions":null,"dst2src_retransmissions":null,"src2dst_out_of_order":null,"dst2src_out_of_order":null,"src2dst_zero_windows":null,"dst2src_zero_windows":null}`) {
+		t.Errorf("a UDP flow with --tcp-quality: %s", first)
+	}
+	if code := run([]string{"-r", filepath.Join("..", "..", "testdata", "dns.pcap"), "--tcp-quality"}, &out, &stderr); code != 2 || !strings.Contains(stderr.String(), "--tcp-quality") {
+		t.Errorf("--tcp-quality with -o text: exit %d, %s", code, stderr.String())
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 var (
 	fields        = flowfmt.Fields
 	featureFields = flowfmt.FeatureFields
+	qualityFields = flowfmt.QualityFields
 )
 
 const timeLayout = flowfmt.TimeLayout
@@ -50,12 +51,12 @@ type flowWriter struct {
 	enc    flowfmt.Encoder // CSV and JSON, and the text format's times
 }
 
-func newFlowWriter(w io.Writer, format string, flushEach, packets, features bool) (*flowWriter, error) {
+func newFlowWriter(w io.Writer, format string, flushEach, packets, features, quality bool) (*flowWriter, error) {
 	f, ok := formats[format]
 	if !ok {
 		return nil, fmt.Errorf("-o %s: want text, json or csv", format)
 	}
-	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: f, flush: flushEach, enc: flowfmt.Encoder{Packets: packets, Features: features}}, nil
+	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: f, flush: flushEach, enc: flowfmt.Encoder{Packets: packets, Features: features, Quality: quality}}, nil
 }
 
 func (fw *flowWriter) write(f *fparser.Flow) error {

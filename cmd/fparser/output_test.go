@@ -69,15 +69,16 @@ type refFlowWriter struct {
 	header   bool
 	packets  bool // JSON: embed each flow's packets
 	features bool // CSV and JSON: add featureFields
+	quality  bool // CSV and JSON: add qualityFields
 }
 
-func newRefFlowWriter(w io.Writer, format string, flushEach, packets, features bool) (*refFlowWriter, error) {
+func newRefFlowWriter(w io.Writer, format string, flushEach, packets, features, quality bool) (*refFlowWriter, error) {
 	switch format {
 	case "text", "json", "csv":
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want text, json or csv)", format)
 	}
-	return &refFlowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets, features: features}, nil
+	return &refFlowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets, features: features, quality: quality}, nil
 }
 
 func (fw *refFlowWriter) write(f *fparser.Flow) error {
@@ -93,6 +94,10 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 			if fw.features {
 				b = append(b, ',')
 				b = append(b, strings.Join(featureFields, ",")...)
+			}
+			if fw.quality {
+				b = append(b, ',')
+				b = append(b, strings.Join(qualityFields, ",")...)
 			}
 			b = append(b, '\n')
 		case "text":
@@ -159,6 +164,14 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 				return append(b, `":`...)
 			})
 		}
+		if fw.quality {
+			for i, v := range refQualityValues(f) {
+				if v == "" {
+					v = "null"
+				}
+				b = fmt.Appendf(b, `,%q:%s`, qualityFields[i], v)
+			}
+		}
 		if fw.packets {
 			b = refAppendPacketsJSON(b, f)
 		}
@@ -191,6 +204,12 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		b = fmt.Appendf(b, ",%s,%s,%s,%s", pid, f.Process.Name, f.Process.Cgroup, f.CommunityID())
 		if fw.features {
 			b = refFeatureValues(b, f, func(b []byte, _ int) []byte { return append(b, ',') })
+		}
+		if fw.quality {
+			for _, v := range refQualityValues(f) {
+				b = append(b, ',')
+				b = append(b, v...)
+			}
 		}
 		b = append(b, '\n')
 	}
@@ -266,7 +285,7 @@ func TestWriterMatchesReference(t *testing.T) {
 	}
 	flows = append(flows, captureFlows(t, fparser.AllPackets)...)
 	edge := writeEdgeCapture(t, r)
-	flows = append(flows, parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, Statistics: true})...)
+	flows = append(flows, parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, Statistics: true, TCPQuality: true})...)
 	capped := parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, MaxPacketMemory: 256, Logger: slog.New(slog.DiscardHandler)})
 	if !slices.ContainsFunc(capped, func(f fparser.Flow) bool { return f.HistoryIncomplete() }) {
 		t.Fatal("no flow of the capped history misses packets")
@@ -278,17 +297,17 @@ func TestWriterMatchesReference(t *testing.T) {
 	flows = append(flows, shuffled...)
 
 	for _, format := range []string{"text", "csv", "json"} {
-		for _, opts := range [][3]bool{ // flush, packets, features
-			{false, false, false}, {false, true, false}, {false, false, true}, {false, true, true},
-			{true, false, false}, {true, true, true},
+		for _, opts := range [][4]bool{ // flush, packets, features, quality
+			{false, false, false, false}, {false, true, false, false}, {false, false, true, false}, {false, true, true, false},
+			{true, false, false, false}, {true, true, true, true}, {false, false, false, true}, {false, false, true, true},
 		} {
-			name := fmt.Sprintf("%s flush=%v packets=%v features=%v", format, opts[0], opts[1], opts[2])
+			name := fmt.Sprintf("%s flush=%v packets=%v features=%v quality=%v", format, opts[0], opts[1], opts[2], opts[3])
 			var got, want bytes.Buffer
-			fw, err := newFlowWriter(&got, format, opts[0], opts[1], opts[2])
+			fw, err := newFlowWriter(&got, format, opts[0], opts[1], opts[2], opts[3])
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := newRefFlowWriter(&want, format, opts[0], opts[1], opts[2])
+			ref, err := newRefFlowWriter(&want, format, opts[0], opts[1], opts[2], opts[3])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -473,6 +492,13 @@ func randomFlow(r *rand.Rand) fparser.Flow {
 		f.Process = fparser.Process{PID: 1 + r.IntN(1<<22), Name: "nginx", Cgroup: "/system.slice/nginx.service"}
 	}
 	f.PacketRate, f.ByteRate = randomFloat(r), randomFloat(r)
+	if r.IntN(2) == 0 {
+		f.Fwd.RTT, f.Rev.RTT = time.Duration(r.Int64N(1<<40)), time.Duration(r.Int64N(1<<40))
+		f.HandshakeRTT = f.Fwd.RTT + f.Rev.RTT
+	}
+	f.Fwd.Retransmissions, f.Rev.Retransmissions = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
+	f.Fwd.OutOfOrder, f.Rev.OutOfOrder = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
+	f.Fwd.ZeroWindows, f.Rev.ZeroWindows = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
 	return f
 }
 
@@ -641,6 +667,23 @@ func refFlags(f *fparser.Flow, flags fparser.TCPFlags) string {
 }
 
 // refMillis is the flow's duration in milliseconds, as the reference writes it.
+// refQualityValues are the values of qualityFields, "" where there is none.
+func refQualityValues(f *fparser.Flow) []string {
+	v := make([]string, len(qualityFields))
+	if f.Protocol != fparser.TCP {
+		return v
+	}
+	if f.HandshakeRTT != 0 {
+		for i, d := range []time.Duration{f.HandshakeRTT, f.Fwd.RTT, f.Rev.RTT} {
+			v[i] = strconv.FormatFloat(float64(d)/1e6, 'f', -1, 64)
+		}
+	}
+	for i, n := range []uint32{f.Fwd.Retransmissions, f.Rev.Retransmissions, f.Fwd.OutOfOrder, f.Rev.OutOfOrder, f.Fwd.ZeroWindows, f.Rev.ZeroWindows} {
+		v[3+i] = strconv.FormatUint(uint64(n), 10)
+	}
+	return v
+}
+
 func refMillis(f *fparser.Flow) string {
 	return strconv.FormatFloat(float64(f.LastSeen.Sub(f.FirstSeen))/1e6, 'f', -1, 64)
 }

@@ -98,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		maxMem        = fs.Int64("max-packet-memory", fparser.DefaultMaxPacketMemory, "bytes the packet histories of active flows may take")
 		speed         = fs.Float64("speed", 0, "replay at this multiple of the capture's pace (0: as fast as possible)")
 		stats         = fs.Bool("stats", false, "keep and print each direction's statistics")
+		quality       = fs.Bool("tcp-quality", false, "measure and print each TCP flow's handshake RTT, retransmissions, out-of-order segments and zero windows")
 		snaplen       = fs.Int("s", 0, fmt.Sprintf("cut each frame to this many bytes (0: %d)", fparser.DefaultSnaplen))
 		attach        = fs.String("attach", "", "live: where to attach: "+strings.Join(fparser.AttachModes, ", "))
 		also          = fs.String("also", "", "live: more interfaces, comma-separated: names, patterns or "+fparser.AllInterfaces)
@@ -184,6 +185,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Packets:         *packets,
 		ReplaySpeed:     *speed,
 		Statistics:      *stats,
+		TCPQuality:      *quality,
 		MaxPacketMemory: *maxMem,
 		Snaplen:         *snaplen,
 		Attach:          *attach,
@@ -404,6 +406,16 @@ func printFlow(w io.Writer, f fparser.Flow, cfg config) {
 	// The Community ID finds the flow in Zeek's or Suricata's logs; a seed other
 	// than 0 must match theirs.
 	fmt.Fprintf(w, "   community id %s (seed 1: %s)\n", f.CommunityID(), fparser.AppendCommunityID(nil, 1, f.Protocol, f.Src, f.Dst))
+	if f.HandshakeRTT > 0 {
+		// The capture point sits between the two sides: the SYN+ACK comes back
+		// from Dst after Fwd.RTT, the ACK from Src after Rev.RTT.
+		fmt.Fprintf(w, "   handshake %s: %s to %s and back, %s to %s and back\n", f.HandshakeRTT, f.Fwd.RTT, f.Dst.Addr(), f.Rev.RTT, f.Src.Addr())
+	}
+	for _, c := range []*fparser.Counters{&f.Fwd, &f.Rev} {
+		if c.Retransmissions+c.OutOfOrder+c.ZeroWindows > 0 {
+			fmt.Fprintf(w, "   %d retransmitted, %d out of order, %d zero windows\n", c.Retransmissions, c.OutOfOrder, c.ZeroWindows)
+		}
+	}
 	if f.DuplicatePackets > 0 {
 		fmt.Fprintf(w, "   %d packets seen again on another interface\n", f.DuplicatePackets)
 	}

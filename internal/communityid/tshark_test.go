@@ -5,11 +5,9 @@ import (
 	"net/netip"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/fparser/fparser"
@@ -89,60 +87,51 @@ func TestCommunityIDAgainstTshark(t *testing.T) {
 		err                        error
 	}
 	results := make([]result, len(files))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	for i, path := range files {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			r := &results[i]
-			r.file = path
-			var flows []fparser.Flow
-			keep := func(f fparser.Flow) { flows = append(flows, f) }
-			p, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep})
-			if err != nil {
-				return // not a capture fparser reads: the corpus has a few on purpose
-			}
-			p.Wait()
-			p.Close()
-			ids, err := tsharkIDs(path)
-			if err != nil {
-				r.err = err
-				return
-			}
-			for i := range flows {
-				f := &flows[i]
-				r.compared++
-				theirs := ids[conversation(f.Protocol, f.Src, f.Dst)]
-				switch {
-				case len(theirs) == 0:
-					r.notInPkts++
-					r.missing = append(r.missing, fmt.Sprintf("%s %s -> %s", f.Protocol, f.Src, f.Dst))
-				case theirs[f.CommunityID()] && len(theirs) == 1:
-					r.equal++
-				default:
-					var list []string
-					for id := range theirs {
-						list = append(list, id)
-					}
-					sort.Strings(list)
-					d := fmt.Sprintf("%s %s -> %s: %s, tshark %v", f.Protocol, f.Src, f.Dst, f.CommunityID(), list)
-					kind, ok := tunnelPorts[f.Dst.Port()]
-					if !ok {
-						kind, ok = tunnelPorts[f.Src.Port()]
-					}
-					if f.Protocol == fparser.UDP && ok {
-						r.tunnels = append(r.tunnels, kind+": "+d)
-					} else {
-						r.differ = append(r.differ, d)
-					}
+	testpackets.EachFile(files, func(i int, path string) {
+		r := &results[i]
+		r.file = path
+		var flows []fparser.Flow
+		keep := func(f fparser.Flow) { flows = append(flows, f) }
+		p, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep})
+		if err != nil {
+			return // not a capture fparser reads: the corpus has a few on purpose
+		}
+		p.Wait()
+		p.Close()
+		ids, err := tsharkIDs(path)
+		if err != nil {
+			r.err = err
+			return
+		}
+		for i := range flows {
+			f := &flows[i]
+			r.compared++
+			theirs := ids[conversation(f.Protocol, f.Src, f.Dst)]
+			switch {
+			case len(theirs) == 0:
+				r.notInPkts++
+				r.missing = append(r.missing, fmt.Sprintf("%s %s -> %s", f.Protocol, f.Src, f.Dst))
+			case theirs[f.CommunityID()] && len(theirs) == 1:
+				r.equal++
+			default:
+				var list []string
+				for id := range theirs {
+					list = append(list, id)
+				}
+				sort.Strings(list)
+				d := fmt.Sprintf("%s %s -> %s: %s, tshark %v", f.Protocol, f.Src, f.Dst, f.CommunityID(), list)
+				kind, ok := tunnelPorts[f.Dst.Port()]
+				if !ok {
+					kind, ok = tunnelPorts[f.Src.Port()]
+				}
+				if f.Protocol == fparser.UDP && ok {
+					r.tunnels = append(r.tunnels, kind+": "+d)
+				} else {
+					r.differ = append(r.differ, d)
 				}
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	var compared, equal, notInPkts, differ, tunnels int
 	for _, r := range results {
 		if r.err != nil {

@@ -8,6 +8,7 @@ package edgecases
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"io"
 	"net/netip"
 	"os"
@@ -65,6 +66,7 @@ func All() []Capture {
 		{Name: "linktypes.pcapng", build: linktypes, write: writeLinktypes},
 		{Name: "nanoseconds.pcap.gz", build: nanoseconds, link: layers.LinkTypeRaw, write: writeNanoGzip},
 		{Name: "sections.pcapng", build: sections, write: writeSections},
+		{Name: "tcp-quality.pcap", build: tcpQuality, link: layers.LinkTypeEthernet, write: writePcap},
 	}
 }
 
@@ -276,6 +278,67 @@ func synackFirst() []record {
 		{at: ms(2), frame: eth4(nil, cli, pb.TCP(41000, 80, pb.ACK|pb.PSH, 2, 101, make([]byte, 50)))},
 		{at: ms(3), frame: eth4(nil, srv, pb.TCP(80, 41000, pb.ACK|pb.PSH, 101, 52, make([]byte, 500)))},
 	}
+}
+
+// tcpQuality: one TCP connection with every event the TCP quality counts, as
+// tshark's TCP analysis flags them: a handshake of 10 ms (SYN to SYN+ACK) and 2 ms
+// (SYN+ACK to ACK); from the client a retransmission, an out-of-order segment after
+// a lost one, a fast retransmission after three duplicate ACKs and a spurious
+// retransmission; from the server two zero windows, one of them answering a zero
+// window probe; and a keep-alive and its ACK, which count as none of these.
+func tcpQuality() []record {
+	type seg struct {
+		at           int
+		fromClient   bool
+		flags        uint8
+		seq, ack     uint32
+		window, size int
+	}
+	const A, PA = pb.ACK, pb.PSH | pb.ACK
+	segs := []seg{
+		{0, true, pb.SYN, 1000, 0, 65535, 0},
+		{10, false, pb.SYN | pb.ACK, 5000, 1001, 65535, 0},
+		{12, true, A, 1001, 5001, 65535, 0},
+		{20, true, PA, 1001, 5001, 65535, 100},
+		{30, false, A, 5001, 1101, 65535, 0},
+		{40, true, PA, 1101, 5001, 65535, 100},
+		{300, true, PA, 1101, 5001, 65535, 100}, // a retransmission
+		{310, false, A, 5001, 1201, 65535, 0},
+		{400, true, PA, 1301, 5001, 65535, 100}, // 1201 went uncaptured...
+		{401, true, PA, 1201, 5001, 65535, 100}, // ...and comes out of order
+		{410, false, A, 5001, 1401, 65535, 0},
+		{450, true, PA, 1401, 5001, 65535, 100}, // lost on the way
+		{451, true, PA, 1501, 5001, 65535, 100},
+		{452, true, PA, 1601, 5001, 65535, 100},
+		{460, false, A, 5001, 1401, 65535, 0}, // three duplicate ACKs
+		{461, false, A, 5001, 1401, 65535, 0},
+		{462, false, A, 5001, 1401, 65535, 0},
+		{465, true, PA, 1401, 5001, 65535, 100}, // a fast retransmission
+		{470, false, A, 5001, 1701, 65535, 0},
+		{600, true, PA, 1401, 5001, 65535, 100}, // a spurious retransmission
+		{700, false, A, 5001, 1701, 0, 0},       // a zero window
+		{800, true, PA, 1701, 5001, 65535, 1},   // a zero window probe
+		{810, false, A, 5001, 1701, 0, 0},       // and its ACK: a zero window again
+		{900, false, A, 5001, 1701, 65535, 0},   // the window opens
+		{1000, true, A, 1700, 5001, 65535, 0},   // a keep-alive
+		{1001, false, A, 5001, 1701, 65535, 0},  // and its ACK
+		{1100, true, pb.FIN | pb.ACK, 1701, 5001, 65535, 0},
+		{1110, false, pb.FIN | pb.ACK, 5001, 1702, 65535, 0},
+		{1112, true, A, 1702, 5002, 65535, 0},
+	}
+	cli := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoTCP}
+	srv := pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoTCP}
+	var recs []record
+	for _, g := range segs {
+		h, sport, dport := srv, uint16(80), uint16(42000)
+		if g.fromClient {
+			h, sport, dport = cli, 42000, 80
+		}
+		t := pb.TCP(sport, dport, g.flags, g.seq, g.ack, make([]byte, g.size))
+		binary.BigEndian.PutUint16(t[14:], uint16(g.window))
+		recs = append(recs, record{at: ms(g.at), frame: eth4(nil, h, t)})
+	}
+	return recs
 }
 
 // backwards: timestamps 10 s, 12 s, 11 s (clamped to 12 s), 13 s, then a packet 700 s

@@ -19,6 +19,7 @@ import (
 // it keeps the date of the last time it wrote, so one is for one goroutine.
 type Encoder struct {
 	Features bool // add FeatureFields, NFStream's statistics and the moving rates
+	Quality  bool // add QualityFields, the TCP quality, after them
 	Packets  bool // JSON: embed each flow's packets
 	stamps   stamps
 }
@@ -29,6 +30,10 @@ func (e *Encoder) AppendCSVHeader(b []byte) []byte {
 	if e.Features {
 		b = append(b, ',')
 		b = append(b, strings.Join(FeatureFields, ",")...)
+	}
+	if e.Quality {
+		b = append(b, ',')
+		b = append(b, strings.Join(QualityFields, ",")...)
 	}
 	return append(b, '\n')
 }
@@ -94,6 +99,50 @@ func appendFeatures(b []byte, f *fparser.Flow, named bool) []byte {
 	}
 	b = appendFeature(b, i, f.PacketRate, named)
 	return appendFeature(b, i+1, f.ByteRate, named)
+}
+
+// QualityFields are the fields that Encoder.Quality adds, after FeatureFields when
+// both are on: the TCP quality (Options.TCPQuality). A UDP flow has none of them
+// (empty in CSV, null in JSON), nor a TCP flow without a whole handshake the RTTs.
+var QualityFields = []string{
+	"handshake_rtt_ms", "src2dst_rtt_ms", "dst2src_rtt_ms",
+	"src2dst_retransmissions", "dst2src_retransmissions",
+	"src2dst_out_of_order", "dst2src_out_of_order",
+	"src2dst_zero_windows", "dst2src_zero_windows",
+}
+
+// appendQuality appends the values of QualityFields, as appendFeatures does.
+func appendQuality(b []byte, f *fparser.Flow, named bool) []byte {
+	tcp := f.Protocol == fparser.TCP
+	rtt := tcp && f.HandshakeRTT != 0
+	for i, d := range [...]time.Duration{f.HandshakeRTT, f.Fwd.RTT, f.Rev.RTT} {
+		b = appendQualityName(b, i, named)
+		switch {
+		case rtt:
+			b = appendMillis(b, d)
+		case named:
+			b = append(b, "null"...)
+		}
+	}
+	for i, n := range [...]uint32{f.Fwd.Retransmissions, f.Rev.Retransmissions, f.Fwd.OutOfOrder, f.Rev.OutOfOrder, f.Fwd.ZeroWindows, f.Rev.ZeroWindows} {
+		b = appendQualityName(b, 3+i, named)
+		switch {
+		case tcp:
+			b = strconv.AppendUint(b, uint64(n), 10)
+		case named:
+			b = append(b, "null"...)
+		}
+	}
+	return b
+}
+
+func appendQualityName(b []byte, i int, named bool) []byte {
+	if !named {
+		return append(b, ',')
+	}
+	b = append(b, `,"`...)
+	b = append(b, QualityFields[i]...)
+	return append(b, `":`...)
 }
 
 func appendFeature(b []byte, i int, v float64, named bool) []byte {
@@ -163,6 +212,9 @@ func (e *Encoder) AppendJSON(b []byte, f *fparser.Flow) []byte {
 	b = append(b, '"')
 	if e.Features {
 		b = appendFeatures(b, f, true)
+	}
+	if e.Quality {
+		b = appendQuality(b, f, true)
 	}
 	if e.Packets {
 		b = e.appendPacketsJSON(b, f)
@@ -241,6 +293,9 @@ func (e *Encoder) AppendCSV(b []byte, f *fparser.Flow) []byte {
 	b = fparser.AppendCommunityID(b, 0, f.Protocol, f.Src, f.Dst)
 	if e.Features {
 		b = appendFeatures(b, f, false)
+	}
+	if e.Quality {
+		b = appendQuality(b, f, false)
 	}
 	return append(b, '\n')
 }

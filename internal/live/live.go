@@ -47,8 +47,8 @@ type Source struct {
 	log        *slog.Logger
 	eng        *userspace.Engine
 	events     *loader.Events
-	coarse     bool // the kernel stamps packets with the coarse clock
-	statistics bool
+	coarse     bool  // the kernel stamps packets with the coarse clock
+	statistics bool  // the kernel's flow values carry the statistics and the TCP quality
 	offset     int64 // the kernel's clock to Unix ns
 
 	mu   sync.Mutex // d is released by Close while Counters may read it
@@ -133,7 +133,7 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics}
+	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics || cfg.Loader.TCPQuality}
 	if attributing, processes, err := d.Attribution(); attributing {
 		if root, err := cgroups.Mount(); err == nil {
 			s.cgroups = cgroups.NewResolver(root)

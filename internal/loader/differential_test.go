@@ -137,6 +137,9 @@ func goSide(frames [][]byte, times []int64, cfg Config, places []userspace.Where
 	if cfg.Statistics {
 		dp.KeepStatistics()
 	}
+	if cfg.TCPQuality {
+		dp.KeepTCPQuality()
+	}
 	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	for i, f := range frames {
 		for _, where := range places {
@@ -395,6 +398,8 @@ func TestDifferentialTestdata(t *testing.T) {
 		{"short", Config{Timeouts: short}},
 		{"statistics", Config{Timeouts: userspace.DefaultTimeouts, Statistics: true}},
 		{"statistics-short", Config{Timeouts: short, Statistics: true}},
+		{"quality", Config{Timeouts: userspace.DefaultTimeouts, TCPQuality: true}},
+		{"quality-statistics-short", Config{Timeouts: short, Statistics: true, TCPQuality: true}},
 		{"history", Config{Timeouts: userspace.DefaultTimeouts, HistoryLimit: -1, Statistics: true}},
 		{"history-3-short", Config{Timeouts: short, HistoryLimit: 3}},
 		// Every packet seen twice, arriving and then leaving, as by a router:
@@ -428,9 +433,9 @@ func TestDifferentialCorpus(t *testing.T) {
 	}
 	defer f.Close()
 	to := userspace.Timeouts{Idle: 30 * time.Second, FIN: 5 * time.Second}
-	// With statistics, and the first 8 packets of each flow: every capture's
+	// With statistics, the TCP quality, and the first 8 packets of each flow: every capture's
 	// records fit in the ring buffer while the test runs.
-	d := loadForTest(t, Config{Timeouts: to, Statistics: true, HistoryLimit: 8})
+	d := loadForTest(t, Config{Timeouts: to, Statistics: true, TCPQuality: true, HistoryLimit: 8})
 	sc := bufio.NewScanner(f)
 	sc.Scan()
 	for sc.Scan() {
@@ -461,7 +466,7 @@ func FuzzDifferential(f *testing.F) {
 		src.Close()
 	}
 	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 500 * time.Millisecond}
-	d := loadForTest(f, Config{Timeouts: to, Statistics: true, HistoryLimit: -1})
+	d := loadForTest(f, Config{Timeouts: to, Statistics: true, TCPQuality: true, HistoryLimit: -1})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > maxTestFrame {
 			t.Skip("BPF_PROG_TEST_RUN takes 14 to a page of bytes")

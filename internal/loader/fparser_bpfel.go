@@ -61,6 +61,28 @@ type fparserFlowState struct {
 		GapSquares  uint64
 		FlagPackets [8]uint32
 	}
+	Q struct {
+		_         structs.HostLayout
+		SynTime   int64
+		FirstRtt  int64
+		SynackRtt int64
+		Completed uint32
+		Pad       uint32
+		D         [2]struct {
+			_               structs.HostLayout
+			NextseqTime     int64
+			Nextseq         uint32
+			MaxseqToAck     uint32
+			Lastack         uint32
+			Window          uint32
+			Dupacks         uint32
+			Retransmissions uint32
+			OutOfOrder      uint32
+			ZeroWindows     uint32
+			LastMarks       uint32
+			Pad             uint32
+		}
+	}
 }
 
 type fparserFragFlow struct {
@@ -133,6 +155,7 @@ const (
 	fparserVarHistoryLimit        = "history_limit"
 	fparserVarIdleNs              = "idle_ns"
 	fparserVarOwnersOn            = "owners_on"
+	fparserVarQualityOn           = "quality_on"
 	fparserVarRecordsWakeShift    = "records_wake_shift"
 	fparserVarStatsOn             = "stats_on"
 	fparserVarTestClock           = "test_clock"
@@ -214,6 +237,7 @@ type fparserVariableSpecs struct {
 	HistoryLimit     *ebpf.VariableSpec `ebpf:"history_limit"`
 	IdleNs           *ebpf.VariableSpec `ebpf:"idle_ns"`
 	OwnersOn         *ebpf.VariableSpec `ebpf:"owners_on"`
+	QualityOn        *ebpf.VariableSpec `ebpf:"quality_on"`
 	RecordsWakeShift *ebpf.VariableSpec `ebpf:"records_wake_shift"`
 	StatsOn          *ebpf.VariableSpec `ebpf:"stats_on"`
 	TestClock        *ebpf.VariableSpec `ebpf:"test_clock"`
@@ -274,6 +298,7 @@ type fparserVariables struct {
 	HistoryLimit     *ebpf.Variable `ebpf:"history_limit"`
 	IdleNs           *ebpf.Variable `ebpf:"idle_ns"`
 	OwnersOn         *ebpf.Variable `ebpf:"owners_on"`
+	QualityOn        *ebpf.Variable `ebpf:"quality_on"`
 	RecordsWakeShift *ebpf.Variable `ebpf:"records_wake_shift"`
 	StatsOn          *ebpf.Variable `ebpf:"stats_on"`
 	TestClock        *ebpf.Variable `ebpf:"test_clock"`

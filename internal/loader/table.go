@@ -51,7 +51,7 @@ const (
 // a slice of an incremental walk of the whole map (see Expire).
 type Table struct {
 	m        *ebpf.Map
-	stats    bool // the values carry statistics
+	stats    bool // the values carry statistics and the TCP quality
 	timeouts userspace.Timeouts
 	noBatch  atomic.Bool // the kernel lacks batch lookup on this map: iterate instead
 	// readErrors counts the walks of the map that failed part way: Range has no
@@ -117,7 +117,7 @@ func (d *Datapath) Table() *Table {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.table == nil {
-		t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics}
+		t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics || d.cfg.TCPQuality}
 		t.bufs.New = func() any { return t.newBuffers(batch) }
 		t.flush = *t.newBuffers(batch)
 		t.sweep.bufs = *t.newBuffers(scanBatch)

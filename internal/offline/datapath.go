@@ -21,6 +21,8 @@ type Datapath struct {
 	frags        fragTable
 	snaplen      int
 	history      bool   // the engine keeps packet histories
+	stats        bool   // KeepStatistics
+	quality      bool   // KeepTCPQuality
 	historyLimit uint32 // records per flow, as the kernel's history_limit; 0 when off
 
 	// The packet filter, as SetFilter last set it; each parsing goroutine compiles
@@ -151,7 +153,12 @@ func NewDatapath(eng *userspace.Engine, table *userspace.FlowTable, snaplen int)
 // KeepStatistics makes the datapath keep each direction's statistics
 // (userspace.DirStats), as the kernel program does with stats_on. Call it before the
 // first packet.
-func (d *Datapath) KeepStatistics() { d.table.KeepStatistics() }
+func (d *Datapath) KeepStatistics() { d.table.KeepStatistics(); d.stats = true }
+
+// KeepTCPQuality makes the datapath keep each TCP flow's quality
+// (userspace.TCPQuality), as the kernel program does with quality_on. Call it before
+// the first packet.
+func (d *Datapath) KeepTCPQuality() { d.table.KeepStatistics(); d.quality = true }
 
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
 // (ns since the epoch), and returns the error that a filter which cannot apply to lt
@@ -193,7 +200,8 @@ type Parsed struct {
 	frag   uint8
 	v      verdict
 	srcIsA bool
-	where  userspace.Where // offline, the capture's interface, plus one
+	where  userspace.Where   // offline, the capture's interface, plus one
+	seg    userspace.Segment // a whole TCP segment's, when the datapath keeps the TCP quality
 }
 
 // parse parses a frame, and with the history on, reads its record into rec. It
@@ -222,6 +230,9 @@ func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []by
 		rec.Time = ts
 	}
 	pp.key, pp.length, pp.fragID, pp.flags, pp.frag = p.key, p.length, p.fragID, p.flags, p.frag
+	if d.quality && pp.v == vFlow && p.frag == fragNone && p.key.Proto == userspace.ProtoTCP {
+		readSegment(&pp.seg, frame, &p)
+	}
 	if pp.v == vFlow {
 		pp.srcIsA = pp.key.Canonicalize()
 		pp.hash = uint32(d.table.Hash(&pp.key) >> 32)
@@ -322,7 +333,11 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 			}
 			d.frags.put(fragKey{src: *src, dst: *dst, id: p.fragID, proto: p.key.Proto}, &p.key, pp.srcIsA)
 		}
-		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, pp.where, p.length, p.flags, now, rec, tx)
+		seg := &pp.seg
+		if p.frag != fragNone {
+			seg = nil
+		}
+		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, pp.where, p.length, p.flags, seg, now, rec, tx)
 	case vLaterFrag:
 		c.Fragments++
 		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
@@ -330,7 +345,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 			c.Unattributed++
 			return
 		}
-		d.update(&k, d.table.Hash(&k), srcIsA, pp.where, p.length, 0, now, rec, tx)
+		d.update(&k, d.table.Hash(&k), srcIsA, pp.where, p.length, 0, nil, now, rec, tx)
 	case vNonIP:
 		c.NonIP++
 	case vOtherL4:
@@ -343,8 +358,9 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 }
 
 // update is the kernel's update routine: find or create the flow, end it first if it
-// is already over or a new connection reuses its 5-tuple, then count the packet.
-func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where userspace.Where, length uint32, flags uint8, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
+// is already over or a new connection reuses its 5-tuple, then count the packet. seg
+// is the packet's TCP segment for the quality, nil for a fragment.
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where userspace.Where, length uint32, flags uint8, seg *userspace.Segment, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
 	s, st, ref, inserted := d.table.UpsertHash(k, hash)
 	created := inserted
 	if !created {
@@ -374,13 +390,23 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where user
 			s.Initiator ^= 1
 		}
 		s.Where[dir] = where
+		if d.quality {
+			st.TCP.Reset()
+		}
 		c.NewFlows++
 	} else if s.SeenElsewhere(dir, where) {
 		c.Duplicates++
 		accepted(c, k)
 		return
 	}
-	s.AddPacket(dir, length, flags, now, st)
+	var dst *userspace.DirStats
+	if d.stats {
+		dst = &st.Dir[dir]
+	}
+	s.AddPacket(dir, length, flags, now, dst)
+	if d.quality && seg != nil && k.Proto == userspace.ProtoTCP {
+		st.TCP.Add(dir, s.Initiator, seg, now, s.Dir[dir^1].Last)
+	}
 	marked := false
 	if flags&(userspace.FlagFIN|userspace.FlagRST) != 0 {
 		if s.Marks == 0 {

@@ -67,8 +67,9 @@ type packet struct {
 	frag   uint8
 	length uint32 // IP length: IPv4 total length, IPv6 payload length + 40
 	fragID uint32
-	ipOff  int32 // where the IP header starts
-	l4Off  int32 // where the TCP or UDP header starts; 0 for a non-first fragment
+	ipOff  int32  // where the IP header starts
+	l4Off  int32  // where the TCP or UDP header starts; 0 for a non-first fragment
+	seglen uint32 // TCP: the payload's length by the IP header
 }
 
 var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
@@ -237,10 +238,12 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		if len(d) < l4+20 || l4len < 20 {
 			return vMalformed
 		}
-		if doff := int(d[l4+12]>>4) * 4; doff < 20 || doff > l4len {
+		doff := int(d[l4+12]>>4) * 4
+		if doff < 20 || doff > l4len {
 			return vMalformed
 		}
 		p.flags = d[l4+13]
+		p.seglen = uint32(l4len - doff)
 	default:
 		if len(d) < l4+8 || l4len < 8 {
 			return vMalformed
@@ -251,6 +254,16 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 	p.key.PortB = binary.BigEndian.Uint16(d[l4+2:])
 	p.l4Off = int32(l4)
 	return vFlow
+}
+
+// readSegment reads what the TCP quality needs of a whole TCP segment that parse
+// accepted (vFlow, fragNone).
+func readSegment(g *userspace.Segment, d []byte, p *packet) {
+	tcp := d[p.l4Off:]
+	*g = userspace.Segment{
+		Seq: binary.BigEndian.Uint32(tcp[4:]), Ack: binary.BigEndian.Uint32(tcp[8:]),
+		Len: p.seglen, Window: binary.BigEndian.Uint16(tcp[14:]), Flags: p.flags,
+	}
 }
 
 // readRecord fills the history record of a frame that parse accepted (vFlow or

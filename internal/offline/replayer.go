@@ -14,6 +14,7 @@ type ReplayConfig struct {
 	History    userspace.HistoryConfig
 	Snaplen    int
 	Statistics bool
+	TCPQuality bool    // dp.KeepTCPQuality
 	Speed      float64 // a multiple of the capture's pace; 0 replays as fast as it can
 }
 
@@ -34,6 +35,9 @@ func NewReplayer(src *Source, cfg ReplayConfig) *Replayer {
 	dp := NewDatapath(eng, table, cfg.Snaplen)
 	if cfg.Statistics {
 		dp.KeepStatistics()
+	}
+	if cfg.TCPQuality {
+		dp.KeepTCPQuality()
 	}
 	return &Replayer{src: src, dp: dp, eng: eng, speed: cfg.Speed}
 }

@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fparser/fparser/filter"
@@ -69,6 +71,24 @@ func Files(t testing.TB) []string {
 	}
 	sort.Strings(files)
 	return files
+}
+
+// EachFile calls fn for each of files, as many at a time as there are CPUs (each
+// call runs an external tool over a capture, say), and returns when all are done. i
+// is the file's index in files.
+func EachFile(files []string, fn func(i int, path string)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, path := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i, path)
+		}()
+	}
+	wg.Wait()
 }
 
 // Load reads every packet of every capture Files lists. Captures that cannot be read

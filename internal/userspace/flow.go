@@ -145,9 +145,14 @@ func (s *State) SeenElsewhere(dir int, where Where) bool {
 	return true
 }
 
-// FlowStats are a flow's statistics, by canonical direction, when the datapath keeps
-// them.
-type FlowStats [2]DirStats
+// FlowStats are what a datapath keeps of a flow beyond its State, when asked to:
+// each canonical direction's statistics (zero unless kept) and the flow's TCP
+// quality (zero unless kept). The kernel's map value has this layout after the
+// State's.
+type FlowStats struct {
+	Dir [2]DirStats
+	TCP TCPQuality
+}
 
 // Rates are the flow's moving packet and byte rates, per second, from its moving
 // averages: 0 below two packets.
@@ -182,10 +187,10 @@ func gapMicros(prev, now int64) uint64 {
 }
 
 // AddPacket counts a packet of length bytes with TCP flags into direction dir at
-// time now, and into stats unless it is nil, as the kernel program's fresh_state and
-// add_packet do. The caller handles the flow's creation, its end, its marks and its
-// records.
-func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64, stats *FlowStats) {
+// time now, and into the direction's statistics st unless it is nil, as the kernel
+// program's fresh_state and add_packet do. The caller handles the flow's creation,
+// its end, its marks, its records and its TCP quality.
+func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64, st *DirStats) {
 	c := &s.Dir[dir]
 	switch total := s.Dir[0].Packets + s.Dir[1].Packets; total {
 	case 0:
@@ -209,8 +214,8 @@ func (s *State) AddPacket(dir int, length uint32, flags uint8, now int64, stats 
 	if before == 0 {
 		c.First = now
 	}
-	if stats != nil {
-		stats[dir].add(before, prev, length, flags, now)
+	if st != nil {
+		st.add(before, prev, length, flags, now)
 	}
 	s.Flags[dir] |= flags
 }

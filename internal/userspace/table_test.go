@@ -148,18 +148,18 @@ func TestFlowTableStatisticsFollowTheirFlow(t *testing.T) {
 			t.Fatalf("insert %d: created %v, stats %v", i, created, st)
 		}
 		s.Dir[0].Packets = uint64(i)
-		st[1].GapSum = uint64(i)
+		st.Dir[1].GapSum = uint64(i)
 	}
 	tab.Reap(func(_ *Key, s *State) bool { return s.Dir[0].Packets%3 == 0 }, func(_ *Key, s *State, st *FlowStats) {
-		if st[1].GapSum != s.Dir[0].Packets {
-			t.Fatalf("reaped flow %d has the statistics of %d", s.Dir[0].Packets, st[1].GapSum)
+		if st.Dir[1].GapSum != s.Dir[0].Packets {
+			t.Fatalf("reaped flow %d has the statistics of %d", s.Dir[0].Packets, st.Dir[1].GapSum)
 		}
 	})
 	n := 0
 	tab.Range(func(_ *Key, s *State, st *FlowStats) bool {
 		n++
-		if st[1].GapSum != s.Dir[0].Packets {
-			t.Fatalf("flow %d has the statistics of %d", s.Dir[0].Packets, st[1].GapSum)
+		if st.Dir[1].GapSum != s.Dir[0].Packets {
+			t.Fatalf("flow %d has the statistics of %d", s.Dir[0].Packets, st.Dir[1].GapSum)
 		}
 		return true
 	})
@@ -216,14 +216,14 @@ func TestFlowTableShrinksWhenFlowsEnd(t *testing.T) {
 			if i%(burst/stay) == 0 {
 				s.Dir[0].Last = now + 5e9 + int64(i) // stays past the burst, ending in key order
 			}
-			st[0].GapSum = uint64(i)
+			st.Dir[0].GapSum = uint64(i)
 		}
 		peak := tableMemory(tab)
 		var ended []int
 		check := func(k *Key, s *State, st *FlowStats, reason EndReason, end int64) {
 			i := int(k.A[15]) | int(k.A[14])<<8 | int(k.PortA)<<16
-			if st[0].GapSum != uint64(i) || reason != EndIdle || end != s.LastSeen()+10e9 {
-				t.Fatalf("round %d: flow %d ended with the statistics of %d, reason %v at %d", round, i, st[0].GapSum, reason, end)
+			if st.Dir[0].GapSum != uint64(i) || reason != EndIdle || end != s.LastSeen()+10e9 {
+				t.Fatalf("round %d: flow %d ended with the statistics of %d, reason %v at %d", round, i, st.Dir[0].GapSum, reason, end)
 			}
 			ended = append(ended, i)
 		}
@@ -236,8 +236,8 @@ func TestFlowTableShrinksWhenFlowsEnd(t *testing.T) {
 		}
 		for i := 0; i < burst; i += burst / stay {
 			k := testKey(i)
-			if s, st, ok := tab.Lookup(&k); !ok || s.Dir[0].Last != now+5e9+int64(i) || st[0].GapSum != uint64(i) {
-				t.Fatalf("round %d: flow %d after the shrink: found %v, last %d, statistics of %d", round, i, ok, s.Dir[0].Last, st[0].GapSum)
+			if s, st, ok := tab.Lookup(&k); !ok || s.Dir[0].Last != now+5e9+int64(i) || st.Dir[0].GapSum != uint64(i) {
+				t.Fatalf("round %d: flow %d after the shrink: found %v, last %d, statistics of %d", round, i, ok, s.Dir[0].Last, st.Dir[0].GapSum)
 			}
 		}
 		ended = ended[:0]
