@@ -711,66 +711,75 @@ static __always_inline void tcp_quality(struct tcp_quality *q, int dir, __u32 in
 	struct tcp_dir_quality *rev = &q->d[(dir & 1) ^ 1];
 	__u32 seq = p->seq, ack = p->ack, win = p->window, len = p->seglen;
 	__u8 f = p->flags;
-	__u32 marks = 0;
 	int syn_fin_rst = f & (TCP_SYN | TCP_FIN | TCP_RST);
+	/* In locals: fwd and rev are one array indexed at run time, so clang cannot
+	 * tell that a store to one leaves the other alone, and would load again. */
+	__u32 nextseq = fwd->nextseq, lastack = fwd->lastack, dupacks = fwd->dupacks;
+	__u32 rev_window = rev->window, rev_lastack = rev->lastack, rev_dupacks = rev->dupacks;
+	__u32 rev_maxseq = rev->maxseq_to_ack;
+	__u32 marks = 0;
 
-	if (len == 1 && seq == fwd->nextseq && rev->window == 0) {
+	if (len == 1 && seq == nextseq && rev_window == 0) {
 		marks = Q_ZERO_WINDOW_PROBE;
 		goto acks_done;
 	}
 	if (win == 0 && !syn_fin_rst)
 		fwd->zero_windows++;
-	if (len <= 1 && seq == fwd->nextseq - 1 && !syn_fin_rst)
+	if (len <= 1 && seq == nextseq - 1 && !syn_fin_rst)
 		marks = Q_KEEPALIVE;
-	if (len == 0 && win == fwd->window && seq == fwd->nextseq && ack == fwd->lastack && !syn_fin_rst) {
+	if (len == 0 && win == fwd->window && seq == nextseq && ack == lastack && !syn_fin_rst) {
 		/* A keep-alive's or a zero window probe's ACK is no duplicate ACK. */
-		if (win && (rev->last_marks & Q_KEEPALIVE))
+		__u32 rev_marks = rev->last_marks;
+		if (win && (rev_marks & Q_KEEPALIVE))
 			goto acks_done;
-		if (!win && (rev->last_marks & Q_ZERO_WINDOW_PROBE))
+		if (!win && (rev_marks & Q_ZERO_WINDOW_PROBE))
 			goto acks_done;
 		if (win)
-			fwd->dupacks++;
+			dupacks++;
 	}
 acks_done:
-	if (ack != fwd->lastack)
-		fwd->dupacks = 0;
+	if (ack != lastack)
+		dupacks = 0;
 	/* An ACK beyond what the other side was seen to send: segments went
 	 * uncaptured, and the other side's duplicate ACKs start over. */
-	if (rev->maxseq_to_ack && SEQ_GT(ack, rev->maxseq_to_ack) && (f & TCP_ACK)) {
-		if (rev->maxseq_to_ack > rev->nextseq)
-			rev->maxseq_to_ack = rev->nextseq;
+	if (rev_maxseq && SEQ_GT(ack, rev_maxseq) && (f & TCP_ACK)) {
+		__u32 rev_nextseq = rev->nextseq;
+		if (rev_maxseq > rev_nextseq)
+			rev->maxseq_to_ack = rev_nextseq;
 		else
-			rev->dupacks = 0;
+			rev->dupacks = rev_dupacks = 0;
 	}
 
 	if ((len > 0 || (f & (TCP_SYN | TCP_FIN))) && !(marks & Q_KEEPALIVE)) {
-		int behind = fwd->nextseq && SEQ_LT(seq, fwd->nextseq);
-		if (len > 1 && fwd->nextseq - 1 == seq)
+		int behind = nextseq && SEQ_LT(seq, nextseq);
+		if (len > 1 && nextseq - 1 == seq)
 			behind = 0;
-		if (len > 0 && rev->lastack && SEQ_LE(seq + len, rev->lastack))
+		if (len > 0 && rev_lastack && SEQ_LE(seq + len, rev_lastack))
 			fwd->retransmissions++; /* spurious: data already acknowledged */
-		else if (behind && rev->dupacks >= 2 && rev->lastack == seq && (__u64)(now - rev_last) < FAST_RETRANSMISSION_NS)
-			fwd->retransmissions++; /* fast */
-		else if (behind && (__u64)(now - fwd->nextseq_time) < (__u64)(q->first_rtt ? q->first_rtt : OUT_OF_ORDER_NS) &&
-			 fwd->nextseq != seq + len + ((f & (TCP_SYN | TCP_FIN)) ? 1 : 0))
-			fwd->out_of_order++;
-		else if (behind)
-			fwd->retransmissions++;
+		else if (behind) {
+			if (rev_dupacks >= 2 && rev_lastack == seq && (__u64)(now - rev_last) < FAST_RETRANSMISSION_NS)
+				fwd->retransmissions++; /* fast */
+			else if ((__u64)(now - fwd->nextseq_time) < (__u64)(q->first_rtt ? q->first_rtt : OUT_OF_ORDER_NS) &&
+				 nextseq != seq + len + ((f & (TCP_SYN | TCP_FIN)) ? 1 : 0))
+				fwd->out_of_order++;
+			else
+				fwd->retransmissions++;
+		}
 	}
 
-	__u32 next = seq + len;
-	if (len || (f & (TCP_SYN | TCP_FIN))) {
-		if (f & (TCP_SYN | TCP_FIN))
-			next += 1;
+	if (!(marks & Q_ZERO_WINDOW_PROBE)) {
+		__u32 next = seq + len + ((f & (TCP_SYN | TCP_FIN)) ? 1 : 0);
+		if (SEQ_GT(next, nextseq) || !nextseq) {
+			fwd->nextseq = nextseq = next;
+			fwd->nextseq_time = now;
+		}
+		__u32 maxseq = fwd->maxseq_to_ack;
+		if (seq == maxseq || !maxseq)
+			fwd->maxseq_to_ack = nextseq;
 	}
-	if ((SEQ_GT(next, fwd->nextseq) || !fwd->nextseq) && !(marks & Q_ZERO_WINDOW_PROBE)) {
-		fwd->nextseq = next;
-		fwd->nextseq_time = now;
-	}
-	if ((seq == fwd->maxseq_to_ack || !fwd->maxseq_to_ack) && !(marks & Q_ZERO_WINDOW_PROBE))
-		fwd->maxseq_to_ack = fwd->nextseq;
 	fwd->window = win;
 	fwd->lastack = ack;
+	fwd->dupacks = dupacks;
 	fwd->last_marks = marks;
 
 	/* The handshake: the latest SYN, the responder's first SYN+ACK after it, and
@@ -780,7 +789,7 @@ acks_done:
 	else if ((f & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
 		if (q->syn_time && !q->synack_rtt && (__u32)dir != initiator)
 			q->synack_rtt = now - q->syn_time;
-	} else if ((f & TCP_ACK) && q->syn_time && !q->first_rtt) {
+	} else if ((f & TCP_ACK) && !q->first_rtt && q->syn_time) {
 		q->first_rtt = now - q->syn_time;
 		q->completed = (__u32)dir == initiator && !(f & TCP_RST);
 	}
@@ -919,21 +928,17 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
 			fresh_state(s, dir, where, length, flags, now);
-			analyze(k, s, p, dir, now);
 			attribute(k, s, dir, skb);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))
 				send_event(EVENT_MARK, 0, now, k, 0);
-			record(k, s, p, dir, now);
-			return 1;
+			goto counted;
 		}
 		if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 			return 1;
 		add_packet(k, s, dir, length, flags, now);
-		analyze(k, s, p, dir, now);
 		attribute(k, s, dir, skb);
-		record(k, s, p, dir, now);
-		return 1;
+		goto counted;
 	}
 	__u32 zero = 0;
 	struct flow_state *fresh = bpf_map_lookup_elem(&scratch, &zero);
@@ -961,8 +966,11 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (s->where[dir] != where && seen_elsewhere(s, dir, where))
 		return 1;
 	add_packet(k, s, dir, length, flags, now);
-	analyze(k, s, p, dir, now);
 	attribute(k, s, dir, skb);
+counted:
+	/* One place for what every counted packet of an entry does last: the
+	 * quality's code, inlined once. */
+	analyze(k, s, p, dir, now);
 	record(k, s, p, dir, now);
 	return 1;
 }

@@ -31,6 +31,11 @@ var (
 	bench6B = netip.MustParseAddr("2001:db8::2")
 )
 
+// tcpAck is a TCP segment with ACK and no payload.
+func tcpAck(src netip.Addr, sport uint16) []byte {
+	return pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: src, Dst: benchB, Proto: pb.ProtoTCP}.Build(pb.TCP(sport, 443, pb.ACK, 1, 1, nil)))
+}
+
 func tcpFrame(src netip.Addr, sport uint16, flags uint8) []byte {
 	return pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: src, Dst: benchB, Proto: pb.ProtoTCP}.Build(pb.TCP(sport, 443, flags, 1, 1, make([]byte, 100))))
 }
@@ -65,6 +70,8 @@ func BenchmarkKernelPacket(b *testing.B) {
 	recording := load(Config{HistoryLimit: -1, RingBufferSize: 1 << 29}) // room for the whole run, no reader
 	pastLimit := load(Config{HistoryLimit: 1})
 	withStats := load(Config{Statistics: true})
+	withQuality := load(Config{TCPQuality: true})
+	withBoth := load(Config{Statistics: true, TCPQuality: true})
 	coarse := load(Config{CoarseClock: true})
 	attributing := load(Config{Owners: true})
 
@@ -84,6 +91,14 @@ func BenchmarkKernelPacket(b *testing.B) {
 		{"hot-tcp-history", recording.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		{"hot-tcp-history-past-limit", pastLimit.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		{"hot-tcp-statistics", withStats.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		// The same segment again and again: after the first, each is a
+		// retransmission, the TCP quality's longest way through its rules.
+		{"hot-tcp-quality", withQuality.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		{"hot-tcp-statistics-quality", withBoth.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
+		// A pure ACK again and again: each a duplicate ACK.
+		{"hot-tcp-ack-statistics", withStats.objs.FparserXdp, tcpAck(benchA, 40003)},
+		{"hot-tcp-ack-statistics-quality", withBoth.objs.FparserXdp, tcpAck(benchA, 40003)},
+		{"udp-statistics-quality", withBoth.objs.FparserXdp, pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: benchA, Dst: benchB, Proto: pb.ProtoUDP}.Build(pb.UDP(5353, 53, make([]byte, 60))))},
 		// Attribution is in the TC programs: each with it off, then on (a flow
 		// whose directions are decided, as every one is after its first packets;
 		// a test run's packet has no socket).
@@ -109,6 +124,24 @@ func BenchmarkKernelPacket(b *testing.B) {
 		})
 	}
 
+	// The TCP quality's cost over the statistics alone, in turns with the program
+	// with statistics only: x-ref is the ratio the target is stated in.
+	for _, c := range []struct {
+		name  string
+		frame []byte
+	}{{"quality-over-statistics", tcpFrame(benchA, 40000, pb.ACK)}, {"quality-over-statistics-ack", tcpAck(benchA, 40003)}} {
+		b.Run(c.name, func(b *testing.B) {
+			var own, theirs time.Duration
+			for done := 0; done < b.N; {
+				n := min(max(b.N/10, 1), b.N-done)
+				o, r := inTurns(b, withBoth.objs.FparserXdp, c.frame, withStats.objs.FparserXdp, c.frame, n)
+				own, theirs = own+o, theirs+r
+				done += n
+			}
+			reportRatio(b, own, theirs)
+		})
+	}
+
 	// One run per packet adds the kernel's per-run overhead: an existing flow timed
 	// the same way is the baseline that new-flow compares with.
 	b.Run("hot-tcp-single", func(b *testing.B) {
@@ -127,7 +160,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		cfg  Config
-	}{{"new-flow", Config{}}, {"new-flow-statistics", Config{Statistics: true}}} {
+	}{{"new-flow", Config{}}, {"new-flow-statistics", Config{Statistics: true}}, {"new-flow-statistics-quality", Config{Statistics: true, TCPQuality: true}}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.StopTimer()
 			size := uint32(max(2*b.N, 1<<16))
@@ -195,6 +228,7 @@ func BenchmarkKernelCaptures(b *testing.B) {
 	b.Logf("%d frames from %d captures of %s", len(frames), len(paths), source)
 	load := func(cfg Config) *Datapath { return loadForBench(b, cfg) }
 	d, attributing := load(Config{}), load(Config{Owners: true})
+	stats, quality := load(Config{Statistics: true}), load(Config{Statistics: true, TCPQuality: true})
 	ref, err := benchref.Load(d.objs.Flows.MaxEntries())
 	if err != nil {
 		b.Fatal(err)
@@ -207,7 +241,10 @@ func BenchmarkKernelCaptures(b *testing.B) {
 		name string
 		d    *Datapath
 		prog *ebpf.Program
-	}{{"xdp", d, d.objs.FparserXdp}, {"tc", d, d.objs.FparserTcEgress}, {"tc-processes", attributing, attributing.objs.FparserTcEgress}} {
+	}{
+		{"xdp", d, d.objs.FparserXdp}, {"tc", d, d.objs.FparserTcEgress}, {"tc-processes", attributing, attributing.objs.FparserTcEgress},
+		{"xdp-statistics", stats, stats.objs.FparserXdp}, {"xdp-statistics-quality", quality, quality.objs.FparserXdp},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			run := frames
 			if c.prog.Type() == ebpf.SchedCLS {
