@@ -208,9 +208,10 @@ type Flow struct {
 	// two packets.
 	PacketRate, ByteRate float64
 	// HandshakeRTT is the TCP handshake's round trip at the capture point, with
-	// Options.TCPQuality: from the latest SYN to the first pure ACK after it, as
-	// tshark's tcp.analysis.initial_rtt, when the responder's SYN+ACK came between;
-	// Fwd.RTT + Rev.RTT. 0 when the capture saw no whole handshake.
+	// Options.TCPQuality: from the latest SYN to the first segment with ACK and
+	// without SYN after it, as tshark's tcp.analysis.initial_rtt, when the
+	// responder's SYN+ACK came between and that segment was the initiator's,
+	// without RST; Fwd.RTT + Rev.RTT. 0 when the capture saw no whole handshake.
 	HandshakeRTT time.Duration
 
 	history *userspace.History

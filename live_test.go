@@ -233,6 +233,7 @@ func liveClient(t testing.TB) {
 		FlowTimeout: 1500 * time.Millisecond,
 		Packets:     fparser.AllPackets,
 		Statistics:  true,
+		TCPQuality:  true,
 		OnTCP:       log.add,
 		OnUDP:       log.add,
 		Logger:      discard(),
@@ -371,7 +372,7 @@ func liveClient(t testing.TB) {
 		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))
 	}
 	// The same packets as tcpdump saw, flow by flow.
-	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets, Statistics: true})
+	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets, Statistics: true, TCPQuality: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +395,7 @@ func liveClient(t testing.TB) {
 	if sum != info.PacketsAccepted {
 		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)
 	}
-	comparePacketRecords(t, flows, offline)
+	comparePacketRecords(t, flows, offline, !coarse)
 	if stored := info.StoredTCPPackets + info.StoredUDPPackets; stored != sum || info.PacketsNotStored != 0 {
 		t.Errorf("Info: %d packets stored and %d not, want all %d stored", stored, info.PacketsNotStored, sum)
 	}
@@ -430,10 +431,13 @@ func liveClient(t testing.TB) {
 	}
 }
 
-// comparePacketRecords compares the packet records and statistics of flows counted
-// live with those of the same flows replayed from tcpdump's capture: every field but
-// the times, which come from different clocks.
-func comparePacketRecords(t testing.TB, live, dump []fparser.Flow) {
+// comparePacketRecords compares the packet records, statistics and TCP quality of
+// flows counted live with those of the same flows replayed from tcpdump's capture:
+// every field but the times, which come from different clocks. A handshake's round
+// trip is measured live where the replay measures one, unless the clock is coarse
+// (ticks apart, the SYN and the SYN+ACK may share a time, which is no round trip),
+// and its two parts add up to it.
+func comparePacketRecords(t testing.TB, live, dump []fparser.Flow, fineClock bool) {
 	t.Helper()
 	type tuple struct {
 		proto    fparser.Protocol
@@ -459,7 +463,7 @@ func comparePacketRecords(t testing.TB, live, dump []fparser.Flow) {
 		return out
 	}
 	dumped := byTuple(dump)
-	compared := 0
+	compared, handshakes := 0, 0
 	for k, fs := range byTuple(live) {
 		ds := dumped[k]
 		if len(ds) != len(fs) {
@@ -478,11 +482,24 @@ func comparePacketRecords(t testing.TB, live, dump []fparser.Flow) {
 				if c[0].Size != c[1].Size || c[0].FlagPackets != c[1].FlagPackets {
 					t.Errorf("%v dir %d: live sizes %+v flags %+v, replay %+v %+v", k, dir, c[0].Size, c[0].FlagPackets, c[1].Size, c[1].FlagPackets)
 				}
+				type quality struct{ retransmissions, outOfOrder, zeroWindows uint32 }
+				if g, w := (quality{c[0].Retransmissions, c[0].OutOfOrder, c[0].ZeroWindows}), (quality{c[1].Retransmissions, c[1].OutOfOrder, c[1].ZeroWindows}); g != w {
+					t.Errorf("%v dir %d: live TCP quality %+v, replay %+v", k, dir, g, w)
+				}
+			}
+			if fineClock && (f.HandshakeRTT > 0) != (d.HandshakeRTT > 0) {
+				t.Errorf("%v: live handshake RTT %v, replay %v", k, f.HandshakeRTT, d.HandshakeRTT)
+			}
+			if f.HandshakeRTT > 0 {
+				handshakes++
+				if f.Fwd.RTT+f.Rev.RTT != f.HandshakeRTT || f.Fwd.RTT <= 0 || f.Rev.RTT < 0 {
+					t.Errorf("%v: live handshake RTT %v, its parts %v and %v", k, f.HandshakeRTT, f.Fwd.RTT, f.Rev.RTT)
+				}
 			}
 			compared++
 		}
 	}
-	t.Logf("packet records and statistics of %d flows equal the replay's", compared)
+	t.Logf("packet records, statistics and TCP quality of %d flows equal the replay's; %d live handshakes measured", compared, handshakes)
 }
 
 // udpEcho sends n datagrams of size bytes from the host's port to the peer's echo

@@ -740,11 +740,12 @@ static __always_inline void tcp_quality(struct tcp_quality *q, int dir, __u32 in
 acks_done:
 	if (ack != lastack)
 		dupacks = 0;
-	/* An ACK beyond what the other side was seen to send: segments went
-	 * uncaptured, and the other side's duplicate ACKs start over. */
+	/* An ACK beyond what the other side was seen to send in order: segments went
+	 * uncaptured. The other side's in-order mark catches up with its nextseq, or
+	 * if it has, its duplicate ACKs start over. */
 	if (rev_maxseq && SEQ_GT(ack, rev_maxseq) && (f & TCP_ACK)) {
 		__u32 rev_nextseq = rev->nextseq;
-		if (rev_maxseq > rev_nextseq)
+		if (SEQ_LT(rev_maxseq, rev_nextseq))
 			rev->maxseq_to_ack = rev_nextseq;
 		else
 			rev->dupacks = rev_dupacks = 0;
@@ -784,9 +785,10 @@ acks_done:
 
 	/* The handshake: the latest SYN, the responder's first SYN+ACK after it, and
 	 * the first pure ACK after it (tshark's initial_rtt). */
-	if ((f & (TCP_SYN | TCP_ACK)) == TCP_SYN)
+	if ((f & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
 		q->syn_time = now;
-	else if ((f & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
+		q->synack_rtt = 0; /* a SYN+ACK before it answered another SYN */
+	} else if ((f & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK)) {
 		if (q->syn_time && !q->synack_rtt && (__u32)dir != initiator)
 			q->synack_rtt = now - q->syn_time;
 	} else if ((f & TCP_ACK) && !q->first_rtt && q->syn_time) {

@@ -40,7 +40,8 @@ type endpoint struct {
 
 // TestNfcapdRoundTrip exports every flow of the test captures to nfdump's nfcapd on
 // loopback, reads the records back with nfdump, and compares: protocol, addresses,
-// ports, and packets and bytes in each direction. Biflow and uniflow.
+// ports, and packets and bytes in each direction. Biflow and uniflow, and biflow with
+// the TCP quality, whose elements nfdump does not know and skips.
 func TestNfcapdRoundTrip(t *testing.T) {
 	for _, tool := range []string{"nfcapd", "nfdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -48,10 +49,14 @@ func TestNfcapdRoundTrip(t *testing.T) {
 		}
 	}
 	flows := replay(t, testpackets.Files(t), 20)
-	for _, uniflow := range []bool{false, true} {
-		t.Run(map[bool]string{false: "biflow", true: "uniflow"}[uniflow], func(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		uniflow, quality bool
+	}{{"biflow", false, false}, {"uniflow", true, false}, {"biflow-quality", false, true}} {
+		uniflow := tc.uniflow
+		t.Run(tc.name, func(t *testing.T) {
 			nfcapd := testnet.StartNfcapd(t)
-			e, err := ipfix.Dial(ipfix.Config{Address: nfcapd.Addr(), Uniflow: uniflow, ObservationDomain: 7})
+			e, err := ipfix.Dial(ipfix.Config{Address: nfcapd.Addr(), Uniflow: uniflow, ObservationDomain: 7, TCPQuality: tc.quality})
 			if err != nil {
 				t.Fatal(err)
 			}

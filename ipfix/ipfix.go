@@ -86,7 +86,53 @@ type Config struct {
 	// RetryInterval is how long the exporter takes the collector as down after a
 	// failure before it tries again; see the package doc. Default 1 s.
 	RetryInterval time.Duration
+	// TCPQuality adds each TCP flow's quality (fparser.Options.TCPQuality) to its
+	// record, in fparser's own elements (the QualityElements) under
+	// EnterpriseNumber: IANA's registry has none for a round trip or a
+	// retransmission count. TCP flows then go in templates of their own (ids 261 to
+	// 264), UDP flows in the usual ones. The templates take 800 bytes then:
+	// MaxMessage must be at least 966.
+	TCPQuality bool
+	// EnterpriseNumber is the Private Enterprise Number that fparser's elements
+	// are sent under. fparser has none registered: the default,
+	// DefaultEnterpriseNumber, is RFC 5612's number for examples, which no one's
+	// elements use; a site that has its own PEN may send them under it.
+	EnterpriseNumber uint32
 }
+
+// DefaultEnterpriseNumber is RFC 5612's Private Enterprise Number for examples in
+// documentation, under which fparser's elements go by default (Config).
+const DefaultEnterpriseNumber = 32473
+
+// QualityElements are fparser's own information elements (Config.TCPQuality), by
+// id under Config.EnterpriseNumber, with their names: unsigned64 nanoseconds for
+// the round trips, 0 when not measured; unsigned32 counts. A biflow record carries
+// all nine, forward being the initiator's direction; a uniflow record carries the
+// handshake's round trip and its direction's own: ids 1, 2, 4, 6 and 8.
+var QualityElements = map[uint16]string{
+	qeHandshakeRTT:       "tcpHandshakeRttNanoseconds",
+	qeRTT:                "tcpRttNanoseconds",
+	qeRevRTT:             "reverseTcpRttNanoseconds",
+	qeRetransmissions:    "tcpRetransmissionCount",
+	qeRevRetransmissions: "reverseTcpRetransmissionCount",
+	qeOutOfOrder:         "tcpOutOfOrderCount",
+	qeRevOutOfOrder:      "reverseTcpOutOfOrderCount",
+	qeZeroWindows:        "tcpZeroWindowCount",
+	qeRevZeroWindows:     "reverseTcpZeroWindowCount",
+}
+
+// fparser's elements (QualityElements).
+const (
+	qeHandshakeRTT = iota + 1
+	qeRTT
+	qeRevRTT
+	qeRetransmissions
+	qeRevRetransmissions
+	qeOutOfOrder
+	qeRevOutOfOrder
+	qeZeroWindows
+	qeRevZeroWindows
+)
 
 // Stats are the exporter's counters. Every message, and every record and flow in
 // it, is counted once as sent or not sent when its fate is known: until then it is
@@ -149,6 +195,8 @@ const (
 	tmplV4Uniflow = 258
 	tmplV6Uniflow = 259
 	tmplOptions   = 260
+	// With the TCP quality: each of the four, plus tmplQuality.
+	tmplQuality = 5
 )
 
 // Information elements (IANA IPFIX registry), and RFC 5103's reverse PEN.
@@ -200,6 +248,28 @@ func flowFields(v6, biflow bool) []field {
 		// Only the reverse counts: nfdump reads other reverse elements as their
 		// forward ones and would overwrite them.
 		fs = append(fs, field{ieOctetDeltaCount, 8, reversePEN}, field{iePacketDeltaCount, 8, reversePEN})
+	}
+	return fs
+}
+
+// qualityFields are the TCP quality's fields, after flowFields, under pen.
+func qualityFields(biflow bool, pen uint32) []field {
+	if !biflow {
+		return []field{{qeHandshakeRTT, 8, pen}, {qeRTT, 8, pen}, {qeRetransmissions, 4, pen}, {qeOutOfOrder, 4, pen}, {qeZeroWindows, 4, pen}}
+	}
+	return []field{
+		{qeHandshakeRTT, 8, pen}, {qeRTT, 8, pen}, {qeRevRTT, 8, pen},
+		{qeRetransmissions, 4, pen}, {qeRevRetransmissions, 4, pen},
+		{qeOutOfOrder, 4, pen}, {qeRevOutOfOrder, 4, pen},
+		{qeZeroWindows, 4, pen}, {qeRevZeroWindows, 4, pen},
+	}
+}
+
+// templateFields are the fields of template id, as appendTemplates defines it.
+func (cfg *Config) templateFields(v6, biflow, quality bool) []field {
+	fs := flowFields(v6, biflow)
+	if quality {
+		fs = append(fs, qualityFields(biflow, cfg.EnterpriseNumber)...)
 	}
 	return fs
 }
@@ -323,6 +393,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
+	if cfg.EnterpriseNumber == 0 {
+		cfg.EnterpriseNumber = DefaultEnterpriseNumber
+	}
+	// A message carries all the templates and a record at least: with the TCP
+	// quality's templates, more than the smallest MaxMessage.
+	if least := 16 + len(cfg.appendTemplates(nil)) + 4 + recordSize(cfg.templateFields(true, true, cfg.TCPQuality)); cfg.MaxMessage < least {
+		return cfg, &ConfigError{Field: "MaxMessage", Value: cfg.MaxMessage, Reason: fmt.Sprintf("want at least %d, for the templates and a record", least)}
+	}
 	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
 		return cfg, &ConfigError{Field: "Address", Value: cfg.Address, Reason: "want HOST:PORT: " + addrReason(err), Err: err}
 	}
@@ -352,10 +430,15 @@ func (e *Exporter) Export(f *fparser.Flow) error {
 		return fmt.Errorf("ipfix: exporter to %s: %w", e.cfg.Address, net.ErrClosed)
 	}
 	v6 := f.Src.Addr().Is6()
+	quality := e.cfg.TCPQuality && f.Protocol == fparser.TCP
+	var extra uint16
+	if quality {
+		extra = tmplQuality
+	}
 	if e.cfg.Uniflow {
-		tmpl, fs := uint16(tmplV4Uniflow), flowFields(v6, false)
+		tmpl, fs := tmplV4Uniflow+extra, e.cfg.templateFields(v6, false, quality)
 		if v6 {
-			tmpl = tmplV6Uniflow
+			tmpl = tmplV6Uniflow + extra
 		}
 		var err error
 		sent := false
@@ -367,16 +450,23 @@ func (e *Exporter) Export(f *fparser.Flow) error {
 			if c.Packets == 0 {
 				continue
 			}
-			if err2 := e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendUniflow(b, f, rev) }, !sent); err2 != nil && err == nil {
+			write := func(b []byte) []byte { return appendUniflow(b, f, rev) }
+			if quality {
+				write = func(b []byte) []byte { return appendUniflowQuality(appendUniflow(b, f, rev), f, rev) }
+			}
+			if err2 := e.add(tmpl, recordSize(fs), write, !sent); err2 != nil && err == nil {
 				err = err2
 			}
 			sent = true
 		}
 		return err
 	}
-	tmpl, fs := uint16(tmplV4Biflow), flowFields(v6, true)
+	tmpl, fs := tmplV4Biflow+extra, e.cfg.templateFields(v6, true, quality)
 	if v6 {
-		tmpl = tmplV6Biflow
+		tmpl = tmplV6Biflow + extra
+	}
+	if quality {
+		return e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendBiflowQuality(appendBiflow(b, f), f) }, true)
 	}
 	return e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendBiflow(b, f) }, true)
 }
@@ -423,7 +513,7 @@ func (e *Exporter) startLocked() {
 		due = now.Sub(e.lastTemplate) >= e.cfg.TemplateRefresh || e.sinceTmpl >= e.cfg.TemplateRefreshMessages
 	}
 	if due {
-		e.msg = appendTemplates(e.msg)
+		e.msg = e.cfg.appendTemplates(e.msg)
 		e.msgTemplates = true
 		e.lastTemplate, e.sinceTmpl = now, 0
 	}
@@ -446,7 +536,7 @@ func (e *Exporter) sendLocked() error {
 	if e.tcp && e.conn != nil && !e.connTemplates && !e.msgTemplates {
 		// The connection was made while the message was filled: the templates
 		// go first, in a message of their own. Should it fail, so does msg.
-		e.tmplMsg = appendTemplates(append(e.tmplMsg[:0], make([]byte, 16)...))
+		e.tmplMsg = e.cfg.appendTemplates(append(e.tmplMsg[:0], make([]byte, 16)...))
 		e.writeLocked(e.tmplMsg, 0, 0, true)
 	}
 	err := e.writeLocked(e.msg, e.records, e.flowsInMsg, e.msgTemplates)
@@ -512,7 +602,7 @@ func (e *Exporter) Close() error {
 	if !e.msgTemplates && !e.tcp {
 		// Over UDP the options template goes with its record; over TCP the
 		// first message defined it for the session.
-		e.msg = appendTemplates(e.msg)
+		e.msg = e.cfg.appendTemplates(e.msg)
 		e.msgTemplates = true
 	}
 	e.smu.Lock()
@@ -532,17 +622,26 @@ func (e *Exporter) Close() error {
 }
 
 // appendTemplates appends the template set and the options template set.
-func appendTemplates(b []byte) []byte {
+func (cfg *Config) appendTemplates(b []byte) []byte {
 	start := len(b)
 	b = append(b, 0, 2, 0, 0) // template set; length below
-	for _, t := range []struct {
-		id     uint16
-		v6, bi bool
-	}{{tmplV4Biflow, false, true}, {tmplV6Biflow, true, true}, {tmplV4Uniflow, false, false}, {tmplV6Uniflow, true, false}} {
-		fs := flowFields(t.v6, t.bi)
-		b = binary.BigEndian.AppendUint16(b, t.id)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
-		b = appendFieldSpecs(b, fs)
+	for _, quality := range []bool{false, true} {
+		if quality && !cfg.TCPQuality {
+			break
+		}
+		var extra uint16
+		if quality {
+			extra = tmplQuality
+		}
+		for _, t := range []struct {
+			id     uint16
+			v6, bi bool
+		}{{tmplV4Biflow, false, true}, {tmplV6Biflow, true, true}, {tmplV4Uniflow, false, false}, {tmplV6Uniflow, true, false}} {
+			fs := cfg.templateFields(t.v6, t.bi, quality)
+			b = binary.BigEndian.AppendUint16(b, t.id+extra)
+			b = binary.BigEndian.AppendUint16(b, uint16(len(fs)))
+			b = appendFieldSpecs(b, fs)
+		}
 	}
 	binary.BigEndian.PutUint16(b[start+2:], uint16(len(b)-start))
 
@@ -661,6 +760,32 @@ func appendUniflow(b []byte, f *fparser.Flow, rev bool) []byte {
 	b = appendInterfaces(b, c, other)
 	b = binary.BigEndian.AppendUint64(b, c.Bytes)
 	return binary.BigEndian.AppendUint64(b, c.Packets)
+}
+
+// appendBiflowQuality writes a TCP flow's quality after its biflow record
+// (qualityFields).
+func appendBiflowQuality(b []byte, f *fparser.Flow) []byte {
+	for _, d := range [...]time.Duration{f.HandshakeRTT, f.Fwd.RTT, f.Rev.RTT} {
+		b = binary.BigEndian.AppendUint64(b, uint64(max(d, 0)))
+	}
+	for _, n := range [...]uint32{f.Fwd.Retransmissions, f.Rev.Retransmissions, f.Fwd.OutOfOrder, f.Rev.OutOfOrder, f.Fwd.ZeroWindows, f.Rev.ZeroWindows} {
+		b = binary.BigEndian.AppendUint32(b, n)
+	}
+	return b
+}
+
+// appendUniflowQuality writes the quality of one direction of a TCP flow after its
+// uniflow record.
+func appendUniflowQuality(b []byte, f *fparser.Flow, rev bool) []byte {
+	c := &f.Fwd
+	if rev {
+		c = &f.Rev
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(max(f.HandshakeRTT, 0)))
+	b = binary.BigEndian.AppendUint64(b, uint64(max(c.RTT, 0)))
+	b = binary.BigEndian.AppendUint32(b, c.Retransmissions)
+	b = binary.BigEndian.AppendUint32(b, c.OutOfOrder)
+	return binary.BigEndian.AppendUint32(b, c.ZeroWindows)
 }
 
 // addrReason is what net's error about an address says, without the address, which

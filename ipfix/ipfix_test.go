@@ -138,10 +138,14 @@ func decodeAll(t *testing.T, msgs [][]byte) decoded {
 					for _, v := range r.Values {
 						key := uint32(v.Type)
 						if v.PenProvided {
-							if v.Pen != 29305 {
+							switch v.Pen {
+							case 29305: // RFC 5103's reverse elements
+								key |= 1 << 16
+							case ipfix.DefaultEnterpriseNumber: // fparser's
+								key |= 2 << 16
+							default:
 								t.Fatalf("PEN %d", v.Pen)
 							}
-							key |= 1 << 16
 						}
 						rec[key] = v.Value.([]byte)
 					}
@@ -182,7 +186,7 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 	// A few testdata captures: TCP and UDP, IPv4 and IPv6, VLANs, several end
 	// reasons.
 	var paths []string
-	for _, c := range []string{"http.pcap", "reuse.pcap", "vlan.pcap", "dns.pcap", "reset.pcap", "fragments.pcap", "ipv6ext.pcap"} {
+	for _, c := range []string{"http.pcap", "reuse.pcap", "vlan.pcap", "dns.pcap", "reset.pcap", "fragments.pcap", "ipv6ext.pcap", "tcp-quality.pcap"} {
 		paths = append(paths, "../testdata/"+c)
 	}
 	one := replay(t, paths, 10)
@@ -194,10 +198,18 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 		name    string
 		network string
 		uniflow bool
-	}{{"udp-biflow", "udp", false}, {"udp-uniflow", "udp", true}, {"tcp-biflow", "tcp", false}} {
+		quality bool
+	}{
+		{"udp-biflow", "udp", false, false}, {"udp-uniflow", "udp", true, false}, {"tcp-biflow", "tcp", false, false},
+		{"udp-biflow-quality", "udp", false, true}, {"udp-uniflow-quality", "udp", true, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			const maxMessage, refresh = 600, 4
-			msgs := capture(t, ipfix.Config{Network: tc.network, Uniflow: tc.uniflow, MaxMessage: maxMessage, TemplateRefreshMessages: refresh, ObservationDomain: 7}, flows)
+			const refresh = 4
+			maxMessage := 600
+			if tc.quality {
+				maxMessage = 1100 // at least 966: the templates alone take 800 bytes
+			}
+			msgs := capture(t, ipfix.Config{Network: tc.network, Uniflow: tc.uniflow, MaxMessage: maxMessage, TemplateRefreshMessages: refresh, ObservationDomain: 7, TCPQuality: tc.quality}, flows)
 			d := decodeAll(t, msgs)
 			var seq uint32
 			for i, p := range d.packets {
@@ -219,7 +231,7 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 			}
 
 			// The records, in the order the flows were exported.
-			r := 0
+			r, quality := 0, 0
 			for _, f := range flows {
 				dirs := []bool{false}
 				if tc.uniflow {
@@ -259,6 +271,24 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 					} else if _, has := rec[1|1<<16]; has {
 						ok = false
 					}
+					// fparser's elements (ids | 2<<16): on TCP flows with the
+					// quality on, nowhere else.
+					if tc.quality && f.Protocol == fparser.TCP {
+						want := map[uint32]uint64{1: uint64(f.HandshakeRTT), 2: uint64(f.Fwd.RTT), 3: uint64(f.Rev.RTT),
+							4: uint64(f.Fwd.Retransmissions), 5: uint64(f.Rev.Retransmissions), 6: uint64(f.Fwd.OutOfOrder),
+							7: uint64(f.Rev.OutOfOrder), 8: uint64(f.Fwd.ZeroWindows), 9: uint64(f.Rev.ZeroWindows)}
+						if tc.uniflow {
+							want = map[uint32]uint64{1: uint64(f.HandshakeRTT), 2: uint64(c.RTT), 4: uint64(c.Retransmissions), 6: uint64(c.OutOfOrder), 8: uint64(c.ZeroWindows)}
+						}
+						for id := uint32(1); id <= 9; id++ {
+							v, has := rec[id|2<<16]
+							w, wanted := want[id]
+							ok = ok && has == wanted && u64(v) == w
+						}
+						quality++
+					} else if _, has := rec[1|2<<16]; has {
+						ok = false
+					}
 					if !ok {
 						t.Fatalf("record %d (flow %v -> %v, reverse %v) decodes as %v", r-1, f.Src, f.Dst, rev, rec)
 					}
@@ -275,7 +305,10 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 				u64(o.OptionsValues[1].Value.([]byte)) != uint64(r) || u64(o.OptionsValues[2].Value.([]byte)) != 0 {
 				t.Errorf("options record %v: want domain 7, %d messages, %d records, 0 not sent", o, len(msgs), r)
 			}
-			t.Logf("%d flows, %d records in %d messages", len(flows), r, len(msgs))
+			if tc.quality && quality == 0 {
+				t.Fatal("no record with the TCP quality")
+			}
+			t.Logf("%d flows, %d records in %d messages, %d with the TCP quality", len(flows), r, len(msgs), quality)
 		})
 	}
 }
@@ -288,6 +321,17 @@ func TestDialErrors(t *testing.T) {
 	}
 	if _, err := ipfix.Dial(ipfix.Config{Address: "nowhere"}); !errors.Is(err, ipfix.ErrConfig) || !strings.Contains(err.Error(), "nowhere") {
 		t.Errorf("address without a port: %v", err)
+	}
+	// The TCP quality's templates do not fit in the smallest messages.
+	_, err := ipfix.Dial(ipfix.Config{Address: "127.0.0.1:4739", MaxMessage: 600, TCPQuality: true})
+	var ce *ipfix.ConfigError
+	if !errors.As(err, &ce) || ce.Field != "MaxMessage" || !strings.Contains(err.Error(), "at least") {
+		t.Errorf("MaxMessage 600 with TCPQuality: %v", err)
+	} else {
+		t.Log(err)
+	}
+	if _, err := ipfix.Dial(ipfix.Config{Address: "127.0.0.1:4739", MaxMessage: 512}); err != nil {
+		t.Errorf("MaxMessage 512 without TCPQuality: %v", err)
 	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {

@@ -63,7 +63,8 @@ type Config struct {
 	// Features and Packets add to each message what -o json adds with --features
 	// and --packets.
 	Features, Packets bool
-	// Quality adds, to a JSON message, what -o json adds with --tcp-quality.
+	// Quality adds what -o json adds with --tcp-quality: its fields to a JSON
+	// message, tcp_quality (QualityMessage) to a protobuf one.
 	Quality bool
 	// TLS, when set, connects to the brokers with it (TLSFiles makes one).
 	TLS *tls.Config
@@ -290,7 +291,11 @@ func (p *Producer) Export(f *fparser.Flow) error {
 	var value []byte
 	if p.protobuf {
 		var err error
-		if value, err = proto.Marshal(Message(f, p.enc.Features, p.enc.Packets)); err != nil {
+		m := Message(f, p.enc.Features, p.enc.Packets)
+		if p.enc.Quality {
+			m.TcpQuality = QualityMessage(f)
+		}
+		if value, err = proto.Marshal(m); err != nil {
 			p.failed.Add(1)
 			return fmt.Errorf("kafka: %s: %w", p.where, err)
 		}
@@ -398,6 +403,21 @@ func Message(f *fparser.Flow, features, packets bool) *flowpb.Flow {
 		m.PacketsIncomplete = f.HistoryIncomplete()
 	}
 	return m
+}
+
+// QualityMessage is a TCP flow's quality (fparser.Options.TCPQuality) as the
+// protobuf message's tcp_quality, which the producer sets with Config.Quality; nil
+// for a flow of another protocol.
+func QualityMessage(f *fparser.Flow) *flowpb.TcpQuality {
+	if f.Protocol != fparser.TCP {
+		return nil
+	}
+	return &flowpb.TcpQuality{
+		HandshakeRttNs: int64(f.HandshakeRTT), Src2DstRttNs: int64(f.Fwd.RTT), Dst2SrcRttNs: int64(f.Rev.RTT),
+		Src2DstRetransmissions: f.Fwd.Retransmissions, Dst2SrcRetransmissions: f.Rev.Retransmissions,
+		Src2DstOutOfOrder: f.Fwd.OutOfOrder, Dst2SrcOutOfOrder: f.Rev.OutOfOrder,
+		Src2DstZeroWindows: f.Fwd.ZeroWindows, Dst2SrcZeroWindows: f.Rev.ZeroWindows,
+	}
 }
 
 func direction(c *fparser.Counters, features bool) *flowpb.Direction {

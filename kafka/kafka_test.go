@@ -204,13 +204,16 @@ func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 func TestMessageMatchesJSON(t *testing.T) {
 	var flows []fparser.Flow
 	keep := func(f fparser.Flow) { flows = append(flows, f) }
-	p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", "http.pcap"), &fparser.Options{OnTCP: keep, OnUDP: keep, Statistics: true})
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []string{"http.pcap", "tcp-quality.pcap"} {
+		p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", c), &fparser.Options{OnTCP: keep, OnUDP: keep, Statistics: true, TCPQuality: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Wait()
+		p.Close()
 	}
-	p.Wait()
-	p.Close()
-	enc := flowfmt.Encoder{Features: true}
+	enc := flowfmt.Encoder{Features: true, Quality: true}
+	measured := 0
 	for i := range flows {
 		var j map[string]any
 		if err := json.Unmarshal(enc.AppendJSON(nil, &flows[i]), &j); err != nil {
@@ -228,14 +231,27 @@ func TestMessageMatchesJSON(t *testing.T) {
 			"src2dst_mean_ps": m.Src2Dst.Features.MeanPs, "dst2src_max_piat_ms": m.Dst2Src.Features.MaxPiatMs, "dst2src_ack_packets": float64(m.Dst2Src.Features.AckPackets),
 			"byte_rate": m.ByteRate, "community_id": m.CommunityId,
 		}
+		if q := kafka.QualityMessage(&flows[i]); q != nil {
+			ms := func(ns int64) any {
+				if flows[i].HandshakeRTT == 0 {
+					return nil // not measured: null
+				}
+				return float64(ns) / 1e6
+			}
+			got["handshake_rtt_ms"], got["src2dst_rtt_ms"], got["dst2src_rtt_ms"] = ms(q.HandshakeRttNs), ms(q.Src2DstRttNs), ms(q.Dst2SrcRttNs)
+			got["src2dst_retransmissions"], got["dst2src_retransmissions"] = float64(q.Src2DstRetransmissions), float64(q.Dst2SrcRetransmissions)
+			got["src2dst_out_of_order"], got["dst2src_out_of_order"] = float64(q.Src2DstOutOfOrder), float64(q.Dst2SrcOutOfOrder)
+			got["src2dst_zero_windows"], got["dst2src_zero_windows"] = float64(q.Src2DstZeroWindows), float64(q.Dst2SrcZeroWindows)
+			measured += int(q.Src2DstRetransmissions + q.Dst2SrcZeroWindows)
+		}
 		for k, v := range got {
 			if j[k] != v {
 				t.Errorf("flow %d: %s is %v in the message, %v in JSON", i, k, v, j[k])
 			}
 		}
 	}
-	if len(flows) == 0 {
-		t.Fatal("no flows")
+	if len(flows) == 0 || measured == 0 {
+		t.Fatalf("%d flows, %d retransmissions and zero windows", len(flows), measured)
 	}
 }
 

@@ -160,7 +160,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "with -r, cut each packet to `snaplen` bytes before parsing")
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
-	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
+	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, --ipfix or --kafka's JSON, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
@@ -236,7 +236,8 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 		onlyWith(set, c.clickhouse != "", "needs --clickhouse", "clickhouse-table", "clickhouse-user"),
 		onlyWith(set, c.kafka != "" || c.ipfix != "" || c.clickhouse != "", "needs --ipfix, --kafka or --clickhouse", "on-full", "sink-queue", "sink-queue-bytes", "sink-timeout"),
 		onlyWith(set, c.format != "csv", "needs -o text or -o json", "packets"),
-		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features", "tcp-quality"),
+		onlyWith(set, c.format != "text", "needs -o csv or -o json", "features"),
+		onlyWith(set, c.format != "text" || c.ipfix != "" || c.kafka != "", "needs -o csv, -o json, --ipfix or --kafka", "tcp-quality"),
 	} {
 		if check != nil {
 			return nil, check
@@ -453,7 +454,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		return first
 	}
 	if c.ipfix != "" {
-		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout})
+		exporter, err = ipfix.Dial(ipfix.Config{Network: c.ipfixProto, Address: c.ipfix, Uniflow: c.ipfixUniflow, WriteTimeout: c.ipfixTimeout, TCPQuality: c.tcpQuality})
 		if err != nil {
 			return err
 		}

@@ -380,7 +380,8 @@ func TestOutputFieldsArePinned(t *testing.T) {
 // TestTCPQualityFields: --tcp-quality measures, on testdata/tcp-quality.pcap, the
 // handshake (12 ms: 10 ms to the server and back, 2 ms to the client and back), the
 // client's retransmission, fast retransmission, spurious retransmission and
-// out-of-order segment, and the server's two zero windows, as tshark flags them;
+// out-of-order segment, and the server's two zero windows, as tshark flags them,
+// then the second connection's fast retransmission after an uncaptured segment;
 // a UDP flow has none of the fields, and without the option there are none.
 func TestTCPQualityFields(t *testing.T) {
 	var out, stderr bytes.Buffer
@@ -388,12 +389,13 @@ func TestTCPQualityFields(t *testing.T) {
 		t.Fatal(stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want a header and one flow, got\n%s", out.String())
+	if len(lines) != 3 {
+		t.Fatalf("want a header and two flows, got\n%s", out.String())
 	}
-	got := strings.Join(strings.Split(lines[1], ",")[len(fields):], ",")
-	if want := "12,10,2,3,0,1,0,0,2"; got != want {
-		t.Errorf("quality fields %s, want %s", got, want)
+	for i, want := range []string{"12,10,2,3,0,1,0,0,2", "20,10,10,1,0,0,0,0,0"} {
+		if got := strings.Join(strings.Split(lines[1+i], ",")[len(fields):], ","); got != want {
+			t.Errorf("flow %d: quality fields %s, want %s", i+1, got, want)
+		}
 	}
 	out.Reset()
 	if run([]string{"-r", filepath.Join("..", "..", "testdata", "dns.pcap"), "-o", "json", "-q", "--tcp-quality"}, &out, &stderr) != 0 {

@@ -285,7 +285,8 @@ func synackFirst() []record {
 // (SYN+ACK to ACK); from the client a retransmission, an out-of-order segment after
 // a lost one, a fast retransmission after three duplicate ACKs and a spurious
 // retransmission; from the server two zero windows, one of them answering a zero
-// window probe; and a keep-alive and its ACK, which count as none of these.
+// window probe; and a keep-alive and its ACK, which count as none of these. Then a
+// second connection with a fast retransmission after an uncaptured segment.
 func tcpQuality() []record {
 	type seg struct {
 		at           int
@@ -326,13 +327,37 @@ func tcpQuality() []record {
 		{1110, false, pb.FIN | pb.ACK, 5001, 1702, 65535, 0},
 		{1112, true, A, 1702, 5002, 65535, 0},
 	}
+	// A second connection: the server's segment 8101 goes uncaptured, and the
+	// client's ACKs beyond it do not keep the server's duplicate ACKs from making
+	// the client's resent segment a fast retransmission.
+	second := []seg{
+		{2000, true, pb.SYN, 3000, 0, 65535, 0},
+		{2010, false, pb.SYN | pb.ACK, 8000, 3001, 65535, 0},
+		{2020, true, A, 3001, 8001, 65535, 0},
+		{2030, false, PA, 8001, 3001, 65535, 100},
+		{2031, false, PA, 8201, 3001, 65535, 100}, // after 8101, uncaptured
+		{2040, true, PA, 3001, 8301, 65535, 100},
+		{2041, true, PA, 3101, 8301, 65535, 100}, // lost on the way
+		{2042, true, PA, 3201, 8301, 65535, 100},
+		{2050, false, A, 8301, 3101, 65535, 0},
+		{2051, false, A, 8301, 3101, 65535, 0}, // two duplicate ACKs
+		{2052, false, A, 8301, 3101, 65535, 0},
+		{2055, true, PA, 3101, 8301, 65535, 100}, // a fast retransmission
+		{2100, true, pb.FIN | pb.ACK, 3301, 8301, 65535, 0},
+		{2110, false, pb.FIN | pb.ACK, 8301, 3302, 65535, 0},
+		{2112, true, A, 3302, 8302, 65535, 0},
+	}
 	cli := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoTCP}
 	srv := pb.IPv4{Src: hostB, Dst: hostA, Proto: pb.ProtoTCP}
 	var recs []record
-	for _, g := range segs {
-		h, sport, dport := srv, uint16(80), uint16(42000)
+	for i, g := range append(segs, second...) {
+		port := uint16(42000)
+		if i >= len(segs) {
+			port = 42001
+		}
+		h, sport, dport := srv, uint16(80), port
 		if g.fromClient {
-			h, sport, dport = cli, 42000, 80
+			h, sport, dport = cli, port, 80
 		}
 		t := pb.TCP(sport, dport, g.flags, g.seq, g.ack, make([]byte, g.size))
 		binary.BigEndian.PutUint16(t[14:], uint16(g.window))

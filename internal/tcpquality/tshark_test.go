@@ -118,7 +118,7 @@ type theirs struct {
 	packets          uint64
 	streams          map[int]bool
 	initialRTT       int64     // -1: none
-	synAckRTT        int64     // ack_rtt of the first SYN+ACK from Dst; -1: none
+	synAckRTT        int64     // ack_rtt of the first SYN+ACK from Dst after the latest SYN; -1: none
 	retrans, ooo, zw [2]uint32 // by direction: 0 Src to Dst
 	hs               handshake
 	first, last      int64 // the times tshark gives the first and last packets
@@ -126,9 +126,11 @@ type theirs struct {
 
 // handshake is what the flow's packets show of its handshake, in tshark's order.
 type handshake struct {
-	syns       int   // SYNs from Src before the first SYN+ACK from Dst
-	synAck     bool  // a SYN+ACK from Dst after a SYN and before the first ACK
-	synAgain   bool  // a SYN from Src after that SYN+ACK, before the first ACK
+	syns       int   // SYNs from Src before the first ACK
+	resent     int   // of them, those since the last SYN+ACK from Dst
+	partSyns   int   // resent, when the SYN+ACK that gave the src2dst part came
+	synAck     bool  // a SYN+ACK from Dst after a SYN, before the first ACK
+	answered   bool  // one after the latest SYN
 	ackDone    bool  // the first ACK after a SYN was seen
 	ackFromDst bool  // it was Dst's
 	ackRST     bool  // it carried RST
@@ -144,16 +146,14 @@ func (h *handshake) add(dir int, flags uint16, time int64) {
 	switch flags & 0x12 {
 	case 0x02:
 		if dir == 0 {
-			if h.synAck {
-				h.synAgain = true
-			} else {
-				h.syns++
-			}
-			h.synTime = time
+			h.syns++
+			h.resent++
+			h.synTime, h.answered = time, false
 		}
 	case 0x12:
-		if dir == 1 && h.syns > 0 && !h.synAck {
-			h.synAck = true
+		if dir == 1 && h.syns > 0 && !h.answered {
+			h.synAck, h.answered = true, true
+			h.partSyns, h.resent = h.resent, 0
 			h.zeroTime = h.zeroTime || time == h.synTime
 		}
 	case 0x10:
@@ -168,14 +168,14 @@ func (h *handshake) add(dir int, flags uint16, time int64) {
 // rules where they differ on purpose; "" when none applies.
 func (h *handshake) why(ours, theirs int64, part bool) string {
 	switch {
-	case part && h.syns > 1:
-		return fmt.Sprintf("the SYN was seen %d times: tshark's ack_rtt of the SYN+ACK counts from the first, its initial_rtt and fparser from the latest", h.syns)
+	case part && h.partSyns > 1:
+		return fmt.Sprintf("the SYN was seen %d times: tshark's ack_rtt of the SYN+ACK counts from the first, its initial_rtt and fparser from the latest", h.partSyns)
 	case part:
 		return ""
 	case ours < 0 && !h.synAck:
 		return "no SYN+ACK from the responder before the first ACK: tshark measures the SYN to that ACK all the same, fparser sees no whole handshake"
-	case ours < 0 && h.synAgain:
-		return "the SYN came again after the SYN+ACK: the handshake is not whole from the latest SYN"
+	case ours < 0 && !h.answered:
+		return "the SYN came again after the SYN+ACK, and no SYN+ACK answered it before the ACK: the handshake is not whole from the latest SYN"
 	case ours < 0 && (h.ackFromDst || h.ackRST):
 		return "the first ACK after the SYN does not complete the handshake (the responder's, or a RST)"
 	case ours < 0 && h.zeroTime:
@@ -241,7 +241,13 @@ func compareCapture(path string) ([]result, error) {
 			if pk.initialRTT >= 0 {
 				t.initialRTT = pk.initialRTT
 			}
-			if dir == 1 && pk.flags&0x12 == 0x12 && t.synAckRTT < 0 && pk.ackRTT >= 0 {
+			// The SYN+ACK's ack_rtt: the first after the latest SYN, before the
+			// handshake's ACK, as fparser measures its src2dst part.
+			switch {
+			case t.hs.ackDone:
+			case dir == 0 && pk.flags&0x12 == 0x02:
+				t.synAckRTT = -1
+			case dir == 1 && pk.flags&0x12 == 0x12 && t.synAckRTT < 0 && pk.ackRTT >= 0:
 				t.synAckRTT = pk.ackRTT
 			}
 			t.hs.add(dir, pk.flags, pk.time)

@@ -9,7 +9,7 @@ package userspace
 type TCPQuality struct {
 	SynTime   int64 // the latest SYN without ACK (tshark's ts_mru_syn)
 	FirstRTT  int64 // from SynTime to the first pure ACK after it (tshark's initial_rtt)
-	SynAckRTT int64 // from SynTime to the responder's first SYN+ACK after it
+	SynAckRTT int64 // from SynTime to the responder's first SYN+ACK after it; 0 again at a SYN
 	// Completed says the ACK that gave FirstRTT completed the handshake: it was
 	// the initiator's, without RST. tshark takes any.
 	Completed uint32
@@ -18,7 +18,8 @@ type TCPQuality struct {
 }
 
 // TCPDirQuality is one direction's sequence analysis: the state tshark keeps for it
-// (nextseq and when it last grew, maxseqtobeacked, lastack, the last window, the
+// (nextseq and when it last grew, maxseqtobeacked (how far it sent in order),
+// lastack, the last window, the
 // duplicate ACK count, and the keep-alive or zero-window-probe mark of its last
 // segment), and the counts.
 type TCPDirQuality struct {
@@ -97,10 +98,11 @@ func (q *TCPQuality) Add(dir int, initiator uint8, g *Segment, now, revLast int6
 	if ack != fwd.LastAck {
 		fwd.DupAcks = 0
 	}
-	// An ACK beyond what the other side was seen to send: segments went
-	// uncaptured, and the other side's duplicate ACKs start over.
+	// An ACK beyond what the other side was seen to send in order: segments went
+	// uncaptured. The other side's in-order mark catches up with its nextseq, or
+	// if it has, its duplicate ACKs start over.
 	if rev.MaxSeqToAck != 0 && seqGT(ack, rev.MaxSeqToAck) && f&FlagACK != 0 {
-		if rev.MaxSeqToAck > rev.NextSeq {
+		if seqLT(rev.MaxSeqToAck, rev.NextSeq) {
 			rev.MaxSeqToAck = rev.NextSeq
 		} else {
 			rev.DupAcks = 0
@@ -150,6 +152,7 @@ func (q *TCPQuality) Add(dir int, initiator uint8, g *Segment, now, revLast int6
 	switch f & (FlagSYN | FlagACK) {
 	case FlagSYN:
 		q.SynTime = now
+		q.SynAckRTT = 0 // a SYN+ACK before it answered another SYN
 	case FlagSYN | FlagACK:
 		if q.SynTime != 0 && q.SynAckRTT == 0 && uint8(dir) != initiator {
 			q.SynAckRTT = now - q.SynTime

@@ -47,6 +47,7 @@ type Flow struct {
 	Packets           []*Packet              `protobuf:"bytes,16,rep,name=packets,proto3" json:"packets,omitempty"` // with --packets
 	PacketsIncomplete bool                   `protobuf:"varint,17,opt,name=packets_incomplete,json=packetsIncomplete,proto3" json:"packets_incomplete,omitempty"`
 	CommunityId       string                 `protobuf:"bytes,18,opt,name=community_id,json=communityId,proto3" json:"community_id,omitempty"` // Community ID v1, seed 0: -o json's community_id
+	TcpQuality        *TcpQuality            `protobuf:"bytes,19,opt,name=tcp_quality,json=tcpQuality,proto3" json:"tcp_quality,omitempty"`    // with --tcp-quality, TCP flows only
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -207,6 +208,123 @@ func (x *Flow) GetCommunityId() string {
 	return ""
 }
 
+func (x *Flow) GetTcpQuality() *TcpQuality {
+	if x != nil {
+		return x.TcpQuality
+	}
+	return nil
+}
+
+// TcpQuality is a TCP flow's quality, as -o json's --tcp-quality fields: round
+// trips in ns, 0 when not measured (JSON: null); counts by direction.
+type TcpQuality struct {
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	HandshakeRttNs         int64                  `protobuf:"varint,1,opt,name=handshake_rtt_ns,json=handshakeRttNs,proto3" json:"handshake_rtt_ns,omitempty"`
+	Src2DstRttNs           int64                  `protobuf:"varint,2,opt,name=src2dst_rtt_ns,json=src2dstRttNs,proto3" json:"src2dst_rtt_ns,omitempty"`
+	Dst2SrcRttNs           int64                  `protobuf:"varint,3,opt,name=dst2src_rtt_ns,json=dst2srcRttNs,proto3" json:"dst2src_rtt_ns,omitempty"`
+	Src2DstRetransmissions uint32                 `protobuf:"varint,4,opt,name=src2dst_retransmissions,json=src2dstRetransmissions,proto3" json:"src2dst_retransmissions,omitempty"`
+	Dst2SrcRetransmissions uint32                 `protobuf:"varint,5,opt,name=dst2src_retransmissions,json=dst2srcRetransmissions,proto3" json:"dst2src_retransmissions,omitempty"`
+	Src2DstOutOfOrder      uint32                 `protobuf:"varint,6,opt,name=src2dst_out_of_order,json=src2dstOutOfOrder,proto3" json:"src2dst_out_of_order,omitempty"`
+	Dst2SrcOutOfOrder      uint32                 `protobuf:"varint,7,opt,name=dst2src_out_of_order,json=dst2srcOutOfOrder,proto3" json:"dst2src_out_of_order,omitempty"`
+	Src2DstZeroWindows     uint32                 `protobuf:"varint,8,opt,name=src2dst_zero_windows,json=src2dstZeroWindows,proto3" json:"src2dst_zero_windows,omitempty"`
+	Dst2SrcZeroWindows     uint32                 `protobuf:"varint,9,opt,name=dst2src_zero_windows,json=dst2srcZeroWindows,proto3" json:"dst2src_zero_windows,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
+}
+
+func (x *TcpQuality) Reset() {
+	*x = TcpQuality{}
+	mi := &file_flow_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TcpQuality) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TcpQuality) ProtoMessage() {}
+
+func (x *TcpQuality) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TcpQuality.ProtoReflect.Descriptor instead.
+func (*TcpQuality) Descriptor() ([]byte, []int) {
+	return file_flow_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TcpQuality) GetHandshakeRttNs() int64 {
+	if x != nil {
+		return x.HandshakeRttNs
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetSrc2DstRttNs() int64 {
+	if x != nil {
+		return x.Src2DstRttNs
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetDst2SrcRttNs() int64 {
+	if x != nil {
+		return x.Dst2SrcRttNs
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetSrc2DstRetransmissions() uint32 {
+	if x != nil {
+		return x.Src2DstRetransmissions
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetDst2SrcRetransmissions() uint32 {
+	if x != nil {
+		return x.Dst2SrcRetransmissions
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetSrc2DstOutOfOrder() uint32 {
+	if x != nil {
+		return x.Src2DstOutOfOrder
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetDst2SrcOutOfOrder() uint32 {
+	if x != nil {
+		return x.Dst2SrcOutOfOrder
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetSrc2DstZeroWindows() uint32 {
+	if x != nil {
+		return x.Src2DstZeroWindows
+	}
+	return 0
+}
+
+func (x *TcpQuality) GetDst2SrcZeroWindows() uint32 {
+	if x != nil {
+		return x.Dst2SrcZeroWindows
+	}
+	return 0
+}
+
 // Direction is one direction's counters.
 type Direction struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -221,7 +339,7 @@ type Direction struct {
 
 func (x *Direction) Reset() {
 	*x = Direction{}
-	mi := &file_flow_proto_msgTypes[1]
+	mi := &file_flow_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -233,7 +351,7 @@ func (x *Direction) String() string {
 func (*Direction) ProtoMessage() {}
 
 func (x *Direction) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[1]
+	mi := &file_flow_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -246,7 +364,7 @@ func (x *Direction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Direction.ProtoReflect.Descriptor instead.
 func (*Direction) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{1}
+	return file_flow_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Direction) GetPackets() uint64 {
@@ -310,7 +428,7 @@ type Features struct {
 
 func (x *Features) Reset() {
 	*x = Features{}
-	mi := &file_flow_proto_msgTypes[2]
+	mi := &file_flow_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +440,7 @@ func (x *Features) String() string {
 func (*Features) ProtoMessage() {}
 
 func (x *Features) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[2]
+	mi := &file_flow_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +453,7 @@ func (x *Features) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Features.ProtoReflect.Descriptor instead.
 func (*Features) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{2}
+	return file_flow_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Features) GetMinPs() uint32 {
@@ -462,7 +580,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_flow_proto_msgTypes[3]
+	mi := &file_flow_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +592,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[3]
+	mi := &file_flow_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +605,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{3}
+	return file_flow_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -529,7 +647,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_flow_proto_msgTypes[4]
+	mi := &file_flow_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +659,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[4]
+	mi := &file_flow_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +672,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{4}
+	return file_flow_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Packet) GetTimeNs() int64 {
@@ -626,7 +744,7 @@ const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"flow.proto\x12\n" +
-	"fparser.v1\"\x80\x05\n" +
+	"fparser.v1\"\xb9\x05\n" +
 	"\x04Flow\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x15\n" +
 	"\x06src_ip\x18\x02 \x01(\fR\x05srcIp\x12\x19\n" +
@@ -649,7 +767,20 @@ const file_flow_proto_rawDesc = "" +
 	"\tbyte_rate\x18\x0f \x01(\x01R\bbyteRate\x12,\n" +
 	"\apackets\x18\x10 \x03(\v2\x12.fparser.v1.PacketR\apackets\x12-\n" +
 	"\x12packets_incomplete\x18\x11 \x01(\bR\x11packetsIncomplete\x12!\n" +
-	"\fcommunity_id\x18\x12 \x01(\tR\vcommunityId\"\xa8\x01\n" +
+	"\fcommunity_id\x18\x12 \x01(\tR\vcommunityId\x127\n" +
+	"\vtcp_quality\x18\x13 \x01(\v2\x16.fparser.v1.TcpQualityR\n" +
+	"tcpQuality\"\xba\x03\n" +
+	"\n" +
+	"TcpQuality\x12(\n" +
+	"\x10handshake_rtt_ns\x18\x01 \x01(\x03R\x0ehandshakeRttNs\x12$\n" +
+	"\x0esrc2dst_rtt_ns\x18\x02 \x01(\x03R\fsrc2dstRttNs\x12$\n" +
+	"\x0edst2src_rtt_ns\x18\x03 \x01(\x03R\fdst2srcRttNs\x127\n" +
+	"\x17src2dst_retransmissions\x18\x04 \x01(\rR\x16src2dstRetransmissions\x127\n" +
+	"\x17dst2src_retransmissions\x18\x05 \x01(\rR\x16dst2srcRetransmissions\x12/\n" +
+	"\x14src2dst_out_of_order\x18\x06 \x01(\rR\x11src2dstOutOfOrder\x12/\n" +
+	"\x14dst2src_out_of_order\x18\a \x01(\rR\x11dst2srcOutOfOrder\x120\n" +
+	"\x14src2dst_zero_windows\x18\b \x01(\rR\x12src2dstZeroWindows\x120\n" +
+	"\x14dst2src_zero_windows\x18\t \x01(\rR\x12dst2srcZeroWindows\"\xa8\x01\n" +
 	"\tDirection\x12\x18\n" +
 	"\apackets\x18\x01 \x01(\x04R\apackets\x12\x14\n" +
 	"\x05bytes\x18\x02 \x01(\x04R\x05bytes\x12\x1b\n" +
@@ -710,25 +841,27 @@ func file_flow_proto_rawDescGZIP() []byte {
 	return file_flow_proto_rawDescData
 }
 
-var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_flow_proto_goTypes = []any{
-	(*Flow)(nil),      // 0: fparser.v1.Flow
-	(*Direction)(nil), // 1: fparser.v1.Direction
-	(*Features)(nil),  // 2: fparser.v1.Features
-	(*Process)(nil),   // 3: fparser.v1.Process
-	(*Packet)(nil),    // 4: fparser.v1.Packet
+	(*Flow)(nil),       // 0: fparser.v1.Flow
+	(*TcpQuality)(nil), // 1: fparser.v1.TcpQuality
+	(*Direction)(nil),  // 2: fparser.v1.Direction
+	(*Features)(nil),   // 3: fparser.v1.Features
+	(*Process)(nil),    // 4: fparser.v1.Process
+	(*Packet)(nil),     // 5: fparser.v1.Packet
 }
 var file_flow_proto_depIdxs = []int32{
-	1, // 0: fparser.v1.Flow.src2dst:type_name -> fparser.v1.Direction
-	1, // 1: fparser.v1.Flow.dst2src:type_name -> fparser.v1.Direction
-	3, // 2: fparser.v1.Flow.process:type_name -> fparser.v1.Process
-	4, // 3: fparser.v1.Flow.packets:type_name -> fparser.v1.Packet
-	2, // 4: fparser.v1.Direction.features:type_name -> fparser.v1.Features
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	2, // 0: fparser.v1.Flow.src2dst:type_name -> fparser.v1.Direction
+	2, // 1: fparser.v1.Flow.dst2src:type_name -> fparser.v1.Direction
+	4, // 2: fparser.v1.Flow.process:type_name -> fparser.v1.Process
+	5, // 3: fparser.v1.Flow.packets:type_name -> fparser.v1.Packet
+	1, // 4: fparser.v1.Flow.tcp_quality:type_name -> fparser.v1.TcpQuality
+	3, // 5: fparser.v1.Direction.features:type_name -> fparser.v1.Features
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_flow_proto_init() }
@@ -742,7 +875,7 @@ func file_flow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_proto_rawDesc), len(file_flow_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
