@@ -784,7 +784,7 @@ acks_done:
 	fwd->last_marks = marks;
 
 	/* The handshake: the latest SYN, the responder's first SYN+ACK after it, and
-	 * the first pure ACK after it (tshark's initial_rtt). */
+	 * the first segment with ACK and without SYN after it (tshark's initial_rtt). */
 	if ((f & (TCP_SYN | TCP_ACK)) == TCP_SYN) {
 		q->syn_time = now;
 		q->synack_rtt = 0; /* a SYN+ACK before it answered another SYN */

@@ -40,7 +40,7 @@ type endpoint struct {
 
 // TestNfcapdRoundTrip exports every flow of the test captures to nfdump's nfcapd on
 // loopback, reads the records back with nfdump, and compares: protocol, addresses,
-// ports, and packets and bytes in each direction. Biflow and uniflow, and biflow with
+// ports, and packets and bytes in each direction. Biflow and uniflow, and each with
 // the TCP quality, whose elements nfdump does not know and skips.
 func TestNfcapdRoundTrip(t *testing.T) {
 	for _, tool := range []string{"nfcapd", "nfdump"} {
@@ -52,7 +52,7 @@ func TestNfcapdRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name             string
 		uniflow, quality bool
-	}{{"biflow", false, false}, {"uniflow", true, false}, {"biflow-quality", false, true}} {
+	}{{"biflow", false, false}, {"uniflow", true, false}, {"biflow-quality", false, true}, {"uniflow-quality", true, true}} {
 		uniflow := tc.uniflow
 		t.Run(tc.name, func(t *testing.T) {
 			nfcapd := testnet.StartNfcapd(t)

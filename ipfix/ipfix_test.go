@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,11 +111,15 @@ func isOptionsOnly(m []byte) bool {
 	return false
 }
 
+// otherPEN is a site's own Private Enterprise Number (ipfix.Config.EnterpriseNumber).
+const otherPEN = 4242
+
 type decoded struct {
 	packets  []netflow.IPFIXPacket
 	records  []map[uint32][]byte // data records: IE id | enterprise bit << 16 -> value
 	options  []netflow.OptionsDataRecord
-	withTmpl []bool // which messages carried templates
+	withTmpl []bool   // which messages carried templates
+	pens     []uint32 // the PENs of fparser's elements met
 }
 
 func decodeAll(t *testing.T, msgs [][]byte) decoded {
@@ -141,8 +148,11 @@ func decodeAll(t *testing.T, msgs [][]byte) decoded {
 							switch v.Pen {
 							case 29305: // RFC 5103's reverse elements
 								key |= 1 << 16
-							case ipfix.DefaultEnterpriseNumber: // fparser's
+							case ipfix.DefaultEnterpriseNumber, otherPEN: // fparser's
 								key |= 2 << 16
+								if !slices.Contains(d.pens, v.Pen) {
+									d.pens = append(d.pens, v.Pen)
+								}
 							default:
 								t.Fatalf("PEN %d", v.Pen)
 							}
@@ -202,6 +212,7 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 	}{
 		{"udp-biflow", "udp", false, false}, {"udp-uniflow", "udp", true, false}, {"tcp-biflow", "tcp", false, false},
 		{"udp-biflow-quality", "udp", false, true}, {"udp-uniflow-quality", "udp", true, true},
+		{"tcp-biflow-quality-own-pen", "tcp", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const refresh = 4
@@ -209,8 +220,15 @@ func TestMessagesDecodeWithGoflow2(t *testing.T) {
 			if tc.quality {
 				maxMessage = 1100 // at least 966: the templates alone take 800 bytes
 			}
-			msgs := capture(t, ipfix.Config{Network: tc.network, Uniflow: tc.uniflow, MaxMessage: maxMessage, TemplateRefreshMessages: refresh, ObservationDomain: 7, TCPQuality: tc.quality}, flows)
+			var pen uint32
+			if strings.HasSuffix(tc.name, "own-pen") {
+				pen = otherPEN
+			}
+			msgs := capture(t, ipfix.Config{Network: tc.network, Uniflow: tc.uniflow, MaxMessage: maxMessage, TemplateRefreshMessages: refresh, ObservationDomain: 7, TCPQuality: tc.quality, EnterpriseNumber: pen}, flows)
 			d := decodeAll(t, msgs)
+			if want := uint32(ipfix.DefaultEnterpriseNumber); tc.quality && pen == 0 && !slices.Contains(d.pens, want) || pen != 0 && !slices.Contains(d.pens, pen) {
+				t.Fatalf("PENs %v in the records", d.pens)
+			}
 			var seq uint32
 			for i, p := range d.packets {
 				if len(msgs[i]) > maxMessage || p.ObservationDomainId != 7 || p.SequenceNumber != seq {
@@ -333,6 +351,12 @@ func TestDialErrors(t *testing.T) {
 	if _, err := ipfix.Dial(ipfix.Config{Address: "127.0.0.1:4739", MaxMessage: 512}); err != nil {
 		t.Errorf("MaxMessage 512 without TCPQuality: %v", err)
 	}
+	if _, err := ipfix.Dial(ipfix.Config{Address: "127.0.0.1:4739", MaxMessage: 965, TCPQuality: true}); !errors.Is(err, ipfix.ErrConfig) {
+		t.Errorf("MaxMessage 965 with TCPQuality: %v", err)
+	}
+	if _, err := ipfix.Dial(ipfix.Config{Address: "127.0.0.1:4739", MaxMessage: 966, TCPQuality: true}); err != nil {
+		t.Errorf("MaxMessage 966 with TCPQuality: %v", err)
+	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -341,5 +365,22 @@ func TestDialErrors(t *testing.T) {
 	ln.Close() // nothing listens there now
 	if _, err := ipfix.Dial(ipfix.Config{Network: "tcp", Address: addr}); err == nil || !strings.Contains(err.Error(), addr) {
 		t.Errorf("TCP to a closed port: %v", err)
+	}
+}
+
+// TestQualityElementsDocumented: docs/ipfix.md's table names every one of
+// fparser's elements, with its id.
+func TestQualityElementsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/ipfix.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ipfix.QualityElements) != 9 {
+		t.Errorf("%d elements, the table has 9", len(ipfix.QualityElements))
+	}
+	for id, name := range ipfix.QualityElements {
+		if row := fmt.Sprintf("| %d | `%s` |", id, name); !strings.Contains(string(doc), row) {
+			t.Errorf("docs/ipfix.md lacks the row %q", row)
+		}
 	}
 }

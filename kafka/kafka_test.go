@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -30,7 +31,7 @@ import (
 // format in three partitions each, and returns its address.
 func broker(t *testing.T) string {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "flows-json", "flows-protobuf"))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "flows-json-false", "flows-protobuf-false", "flows-json-true", "flows-protobuf-true"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +50,14 @@ type sent struct{ value, key string }
 func TestRoundTrip(t *testing.T) {
 	flows, files := testflows.All(t)
 	addr := broker(t)
-	var enc flowfmt.Encoder
-	for _, format := range []string{"json", "protobuf"} {
-		topic := "flows-" + format
-		p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Topic: topic, Format: format, Host: "testhost", Linger: time.Millisecond})
+	for _, c := range []struct {
+		format  string
+		quality bool
+	}{{"json", false}, {"protobuf", false}, {"json", true}, {"protobuf", true}} {
+		format := c.format
+		topic := fmt.Sprintf("flows-%s-%v", format, c.quality)
+		enc := flowfmt.Encoder{Quality: c.quality}
+		p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Topic: topic, Format: format, Host: "testhost", Linger: time.Millisecond, Quality: c.quality})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +67,11 @@ func TestRoundTrip(t *testing.T) {
 			value := enc.AppendJSON(nil, f)
 			value = value[:len(value)-1]
 			if format == "protobuf" {
-				value = deterministic(t, kafka.Message(f, false, false))
+				m := kafka.Message(f, false, false)
+				if c.quality {
+					m.TcpQuality = kafka.QualityMessage(f)
+				}
+				value = deterministic(t, m)
 			}
 			want = append(want, sent{string(value), string(kafka.Key(f))})
 			if err := p.Export(f); err != nil {
@@ -95,14 +104,14 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	testharness.Require(t, testharness.HasTool("kcat"), "kcat (librdkafka) is not installed: the cross-check with an independent client is skipped")
-	out, err := exec.Command("kcat", "-C", "-b", addr, "-t", "flows-json", "-e", "-q", "-f", "%s\n").Output()
+	out, err := exec.Command("kcat", "-C", "-b", addr, "-t", "flows-json-false", "-e", "-q", "-f", "%s\n").Output()
 	if err != nil {
 		t.Fatalf("kcat: %v", err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	var values []string
 	for i := range flows {
-		line := enc.AppendJSON(nil, &flows[i])
+		line := (&flowfmt.Encoder{}).AppendJSON(nil, &flows[i])
 		values = append(values, string(line[:len(line)-1]))
 	}
 	slices.Sort(lines)
@@ -272,7 +281,7 @@ func TestFullBuffer(t *testing.T) {
 		t.Errorf("no broker, a buffer of 10: stats %+v; want 90 dropped, 10 failed", st)
 	}
 
-	p, err = kafka.New(kafka.Config{Brokers: []string{broker(t)}, Topic: "flows-json", MaxBuffered: 10, Block: true, Linger: time.Millisecond})
+	p, err = kafka.New(kafka.Config{Brokers: []string{broker(t)}, Topic: "flows-json-false", MaxBuffered: 10, Block: true, Linger: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,7 +160,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.snaplen, "s", fparser.DefaultSnaplen, "with -r, cut each packet to `snaplen` bytes before parsing")
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
-	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, --ipfix or --kafka's JSON, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
+	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, --ipfix or --kafka, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -407,6 +408,37 @@ func TestTCPQualityFields(t *testing.T) {
 	}
 	if code := run([]string{"-r", filepath.Join("..", "..", "testdata", "dns.pcap"), "--tcp-quality"}, &out, &stderr); code != 2 || !strings.Contains(stderr.String(), "--tcp-quality") {
 		t.Errorf("--tcp-quality with -o text: exit %d, %s", code, stderr.String())
+	}
+
+	// With -o text and --ipfix, the quality goes to the collector: the TCP flows
+	// in data sets of the quality's templates (261 for IPv4 biflows).
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	stderr.Reset()
+	if code := run([]string{"-r", filepath.Join("..", "..", "testdata", "tcp-quality.pcap"), "-q", "--tcp-quality", "--ipfix", pc.LocalAddr().String()}, io.Discard, &stderr); code != 0 {
+		t.Fatalf("--tcp-quality with --ipfix: exit %d, %s", code, stderr.String())
+	}
+	sets := map[uint16]int{}
+	buf := make([]byte, 65535)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for sets[261] < 2 {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("the collector got data sets %v, want two records of template 261: %v", sets, err)
+		}
+		for m := buf[16:n]; len(m) >= 4; {
+			id, size := uint16(m[0])<<8|uint16(m[1]), int(m[2])<<8|int(m[3])
+			if size < 4 || size > len(m) {
+				t.Fatalf("a set of %d bytes in a message of %d", size, n)
+			}
+			if id == 261 {
+				sets[id] += (size - 4) / (4 + 4 + 2 + 2 + 1 + 2 + 8 + 8 + 2 + 1 + 4 + 4 + 8*4 + 3*8 + 6*4)
+			}
+			m = m[size:]
+		}
 	}
 }
 

@@ -317,7 +317,8 @@ func compareCapture(path string) ([]result, error) {
 		if len(why) == len(diffs) && !slices.Contains(why, "") {
 			r.deliberate = strings.Join(why, "; ")
 		}
-		if len(diffs) > 0 && (t.first != f.FirstSeen.UnixNano() || t.last != f.LastSeen.UnixNano()) {
+		if len(diffs) > 0 && len(diffs) == len(why) && (t.first != f.FirstSeen.UnixNano() || t.last != f.LastSeen.UnixNano()) {
+			// The round trips only: the counts must agree all the same.
 			r.deliberate = "the capture's clock went back before these packets: fparser's clock is clamped so that it never goes backwards (docs/flows.md), so its gaps are not tshark's"
 		}
 		res = append(res, r)

@@ -1,5 +1,6 @@
 // Package testflows gives the sinks' tests the flows of every capture of testdata
-// and of the shared corpus, as a replay with default options reports them.
+// and of the shared corpus, as a replay with default options and the TCP quality
+// reports them.
 package testflows
 
 import (
@@ -17,7 +18,7 @@ func All(t testing.TB) (flows []fparser.Flow, captures int) {
 	files := testpackets.Files(t)
 	for _, path := range files {
 		keep := func(f fparser.Flow) { flows = append(flows, f) }
-		parser, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep})
+		parser, err := fparser.Open(path, &fparser.Options{OnTCP: keep, OnUDP: keep, TCPQuality: true})
 		if err != nil {
 			continue
 		}

@@ -8,7 +8,7 @@ package userspace
 // Times are ns, 0 until measured, as tshark's.
 type TCPQuality struct {
 	SynTime   int64 // the latest SYN without ACK (tshark's ts_mru_syn)
-	FirstRTT  int64 // from SynTime to the first pure ACK after it (tshark's initial_rtt)
+	FirstRTT  int64 // from SynTime to the first segment with ACK and without SYN after it (tshark's initial_rtt)
 	SynAckRTT int64 // from SynTime to the responder's first SYN+ACK after it; 0 again at a SYN
 	// Completed says the ACK that gave FirstRTT completed the handshake: it was
 	// the initiator's, without RST. tshark takes any.
@@ -148,7 +148,7 @@ func (q *TCPQuality) Add(dir int, initiator uint8, g *Segment, now, revLast int6
 	fwd.Window, fwd.LastAck, fwd.LastMarks = win, ack, marks
 
 	// The handshake: the latest SYN, the responder's first SYN+ACK after it, and
-	// the first pure ACK after it (tshark's initial_rtt).
+	// the first segment with ACK and without SYN after it (tshark's initial_rtt).
 	switch f & (FlagSYN | FlagACK) {
 	case FlagSYN:
 		q.SynTime = now

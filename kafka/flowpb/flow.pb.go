@@ -216,7 +216,8 @@ func (x *Flow) GetTcpQuality() *TcpQuality {
 }
 
 // TcpQuality is a TCP flow's quality, as -o json's --tcp-quality fields: round
-// trips in ns, 0 when not measured (JSON: null); counts by direction.
+// trips in ns, 0 when not measured (JSON: null; the parts count when the
+// handshake's is nonzero); counts by direction.
 type TcpQuality struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
 	HandshakeRttNs         int64                  `protobuf:"varint,1,opt,name=handshake_rtt_ns,json=handshakeRttNs,proto3" json:"handshake_rtt_ns,omitempty"`
