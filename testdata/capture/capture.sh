@@ -69,6 +69,22 @@ ip netns exec "$srv" python3 "$here/udp_responder.py" 5353 &
 pids+=($!)
 sleep 1
 
+# A VXLAN tunnel over the veth, for --decap: VNI 42, UDP 4789, carrying
+# 10.42.0.0/24; static neighbours again, so no ARP goes through it either. (GRE,
+# IP-in-IP and Geneve devices need kernel modules that not every kernel has.)
+ip -n "$cli" link add vx0 type vxlan id 42 local 192.0.2.1 remote 192.0.2.2 dstport 4789 dev veth-c
+ip -n "$srv" link add vx0 type vxlan id 42 local 192.0.2.2 remote 192.0.2.1 dstport 4789 dev veth-s
+ip -n "$cli" addr add 10.42.0.1/24 dev vx0
+ip -n "$srv" addr add 10.42.0.2/24 dev vx0
+for ns in "$cli" "$srv"; do
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.vx0.disable_ipv6=1
+	ip -n "$ns" link set vx0 up
+done
+vx_c=$(ip -n "$cli" -o link show vx0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+vx_s=$(ip -n "$srv" -o link show vx0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+ip -n "$cli" neigh add 10.42.0.2 lladdr "$vx_s" dev vx0 nud permanent
+ip -n "$srv" neigh add 10.42.0.1 lladdr "$vx_c" dev vx0 nud permanent
+
 # capture NAME FILTER CMD...: runs CMD in the client namespace under tcpdump, unless
 # NAMEs were given and NAME is not one of them.
 capture() {
@@ -145,4 +161,7 @@ capture watch.pcap "tcp port 8080 or tcp port 8081 or udp port 5353" bash -c '
 	done
 	python3 '"$here"'/udp_client.py 192.0.2.2 5353 3
 	wait'
+capture vxlan.pcap "udp port 4789" bash -c '
+	curl -s -o /dev/null http://10.42.0.2:8080/index.html
+	python3 '"$here"'/udp_client.py 10.42.0.2 5353 2'
 rm -rf "$www"
