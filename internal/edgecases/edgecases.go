@@ -1,7 +1,8 @@
 // Package edgecases writes the synthetic captures in testdata/ that real traffic
 // rarely shows: VLAN and QinQ tags, IPv6 extension headers, fragments in and out of
-// order, a SYN+ACK first, timestamps going backwards, truncated and lying headers, and
-// every link type and file format the reader takes. A test regenerates them and
+// order, a SYN+ACK first, timestamps going backwards, truncated and lying headers,
+// every link type and file format the reader takes, every event of the TCP quality,
+// and GRE tunnels. A test regenerates them and
 // fails when the committed files differ.
 package edgecases
 
@@ -67,6 +68,7 @@ func All() []Capture {
 		{Name: "nanoseconds.pcap.gz", build: nanoseconds, link: layers.LinkTypeRaw, write: writeNanoGzip},
 		{Name: "sections.pcapng", build: sections, write: writeSections},
 		{Name: "tcp-quality.pcap", build: tcpQuality, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "gre.pcap", build: gre, link: layers.LinkTypeEthernet, write: writePcap},
 	}
 }
 
@@ -362,6 +364,80 @@ func tcpQuality() []record {
 		t := pb.TCP(sport, dport, g.flags, g.seq, g.ack, make([]byte, g.size))
 		binary.BigEndian.PutUint16(t[14:], uint16(g.window))
 		recs = append(recs, record{at: ms(g.at), frame: eth4(nil, h, t)})
+	}
+	return recs
+}
+
+// gre: the tunnels that the test machines' kernels cannot make (no ip_gre), for
+// --decap: a TCP exchange through a GRE tunnel with key 7 (10.47.1.0/24), the same
+// through one without a key (10.47.2.0/24), and a UDP datagram each way mirrored by
+// ERSPAN type II (GRE with a sequence number, session 5) as an Ethernet frame. The
+// outer headers are between hostA and hostB.
+func gre() []record {
+	const protoGRE = 47
+	greHeader := func(proto uint16, key, seq *uint32) []byte {
+		var flags uint16
+		if key != nil {
+			flags |= 0x2000
+		}
+		if seq != nil {
+			flags |= 0x1000
+		}
+		b := binary.BigEndian.AppendUint16(nil, flags)
+		b = binary.BigEndian.AppendUint16(b, proto)
+		if key != nil {
+			b = binary.BigEndian.AppendUint32(b, *key)
+		}
+		if seq != nil {
+			b = binary.BigEndian.AppendUint32(b, *seq)
+		}
+		return b
+	}
+	outer := func(fromA bool, payload []byte) []byte {
+		h := pb.IPv4{Src: hostA, Dst: hostB, Proto: protoGRE}
+		if !fromA {
+			h.Src, h.Dst = hostB, hostA
+		}
+		return eth4(nil, h, payload)
+	}
+	var recs []record
+	at := 0
+	key := uint32(7)
+	for i, k := range []*uint32{&key, nil} {
+		cli := netip.AddrFrom4([4]byte{10, 47, byte(1 + i), 1})
+		srv := netip.AddrFrom4([4]byte{10, 47, byte(1 + i), 2})
+		for _, g := range []struct {
+			fromClient bool
+			flags      uint8
+			seq, ack   uint32
+			size       int
+		}{
+			{true, pb.SYN, 100, 0, 0}, {false, pb.SYN | pb.ACK, 900, 101, 0}, {true, pb.ACK, 101, 901, 0},
+			{true, pb.PSH | pb.ACK, 101, 901, 60}, {false, pb.PSH | pb.ACK, 901, 161, 200},
+			{true, pb.FIN | pb.ACK, 161, 1101, 0}, {false, pb.FIN | pb.ACK, 1101, 162, 0}, {true, pb.ACK, 162, 1102, 0},
+		} {
+			in := pb.IPv4{Src: srv, Dst: cli, Proto: pb.ProtoTCP}
+			sport, dport := uint16(80), uint16(43000+i)
+			if g.fromClient {
+				in.Src, in.Dst, sport, dport = cli, srv, dport, sport
+			}
+			inner := in.Build(pb.TCP(sport, dport, g.flags, g.seq, g.ack, make([]byte, g.size)))
+			recs = append(recs, record{at: ms(at), frame: outer(g.fromClient, append(greHeader(pb.EtherIPv4, k, nil), inner...))})
+			at += 2
+		}
+	}
+	// ERSPAN type II: version 1, VLAN 0, session 5, then the mirrored frame.
+	for i, fromC := range []bool{true, false} {
+		h := pb.IPv4{Src: hostC, Dst: netip.MustParseAddr("192.0.2.4"), Proto: pb.ProtoUDP}
+		sport, dport := uint16(5000), uint16(53)
+		if !fromC {
+			h.Src, h.Dst, sport, dport = h.Dst, h.Src, dport, sport
+		}
+		mirrored := eth4(nil, h, pb.UDP(sport, dport, make([]byte, 40)))
+		seq := uint32(i + 1)
+		erspan := []byte{0x10, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00, 0x00} // version 1, VLAN 0; session 5; index 0
+		recs = append(recs, record{at: ms(at), frame: outer(true, append(append(greHeader(0x88BE, nil, &seq), erspan...), mirrored...))})
+		at += 2
 	}
 	return recs
 }
