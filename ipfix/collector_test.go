@@ -89,7 +89,6 @@ func TestNfcapdRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			st := e.Stats()
-			time.Sleep(300 * time.Millisecond)
 			log := nfcapd.Stop()
 			// nfcapd checks the sequence numbers and the messages' structure.
 			if !strings.Contains(log, "Sequence Errors: 0, Bad Packets: 0") {

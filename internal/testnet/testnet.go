@@ -219,11 +219,31 @@ func StartNfcapd(t testing.TB) *Nfcapd {
 // Addr is where to export to.
 func (n *Nfcapd) Addr() string { return fmt.Sprintf("127.0.0.1:%d", n.Port) }
 
-// Stop ends nfcapd, which then writes its file, and returns its log.
+// Stop ends nfcapd, which then writes its file, and returns its log. It first waits
+// (5 s at most) for nfcapd to read what waits in its socket: a datagram still there
+// at the signal is lost, which a busy machine makes likely.
 func (n *Nfcapd) Stop() string {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && n.unread(); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	n.cmd.Wait()
 	return n.log.String()
+}
+
+// unread says nfcapd's socket holds datagrams it has not read: its receive queue
+// in /proc/net/udp (the fifth column, tx_queue:rx_queue in hex) is not empty.
+func (n *Nfcapd) unread() bool {
+	b, _ := os.ReadFile("/proc/net/udp")
+	local := fmt.Sprintf("0100007F:%04X", n.Port)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == local {
+			_, rx, _ := strings.Cut(f[4], ":")
+			return strings.Trim(rx, "0") != ""
+		}
+	}
+	return false
 }
 
 // Rows reads what nfcapd wrote with nfdump, one NfdumpRows row per record, the
