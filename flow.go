@@ -297,7 +297,7 @@ func (f *Flow) Duration() time.Duration { return f.LastSeen.Sub(f.FirstSeen) }
 // flowOf converts a flow of the engine, with the names of its interfaces when the
 // source knows them.
 func (p *Parser) flowOf(r *userspace.Record, ended bool) Flow {
-	f := flowOf(r, p.offset, p.kept)
+	f := flowOf(r, p.offset, p.statistics)
 	if procs, ok := p.src.(interface {
 		Processes(*userspace.Key, *userspace.State, bool) [2]live.Process
 	}); ok && r.State.Owner != 0 {
@@ -322,27 +322,25 @@ func (p *Parser) flowOf(r *userspace.Record, ended bool) Flow {
 	return f
 }
 
-// flowOf converts a flow of the engine; offset turns the datapath's clock into Unix ns.
-// kept says what the datapath keeps in a flow's userspace.FlowStats: the flow has one
-// when it keeps either.
-type kept struct{ stats, quality bool }
-
-func flowOf(r *userspace.Record, offset int64, k kept) Flow {
-	f := flowOfState(&r.Key, &r.State, r.Stats, k, EndReason(r.Reason), offset)
+// flowOf converts a flow of the engine; offset turns the datapath's clock into Unix
+// ns, and statistics says its FlowStats hold statistics, not only the TCP quality
+// (which is zero when not kept).
+func flowOf(r *userspace.Record, offset int64, statistics bool) Flow {
+	f := flowOfState(&r.Key, &r.State, r.Stats, statistics, EndReason(r.Reason), offset)
 	f.history, f.offset = r.History, offset
 	return f
 }
 
-func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, kept kept, reason EndReason, offset int64) Flow {
+func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, statistics bool, reason EndReason, offset int64) Flow {
 	fwd, rev := 0, 1
 	src, dst := k.EndpointA(), k.EndpointB()
 	if s.Initiator == 1 {
 		fwd, rev = 1, 0
 		src, dst = dst, src
 	}
-	dirStats := st
-	if !kept.stats {
-		dirStats = nil
+	withStats := st
+	if !statistics {
+		withStats = nil
 	}
 	pps, bps := s.Rates()
 	f := Flow{
@@ -352,8 +350,8 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 		Src:        src,
 		Dst:        dst,
 		VLAN:       k.VLAN,
-		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], s.Where[fwd], dirStatsOf(dirStats, fwd), offset),
-		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], s.Where[rev], dirStatsOf(dirStats, rev), offset),
+		Fwd:        countersOf(&s.Dir[fwd], s.Flags[fwd], s.Where[fwd], dirStats(withStats, fwd), offset),
+		Rev:        countersOf(&s.Dir[rev], s.Flags[rev], s.Where[rev], dirStats(withStats, rev), offset),
 		FirstSeen:  time.Unix(0, s.FirstSeen()+offset).UTC(),
 		LastSeen:   time.Unix(0, s.LastSeen()+offset).UTC(),
 		EndReason:  reason,
@@ -361,7 +359,7 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 
 		DuplicatePackets: s.Duplicates,
 	}
-	if kept.quality && st != nil && k.Proto == userspace.ProtoTCP {
+	if st != nil && k.Proto == userspace.ProtoTCP {
 		q := &st.TCP
 		if rtt, responder, initiator, ok := q.Handshake(); ok {
 			// The SYN went to Dst and the SYN+ACK came back: Dst's side of the
@@ -381,8 +379,8 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 	return f
 }
 
-// dirStatsOf returns direction dir's statistics, or nil when none were kept.
-func dirStatsOf(st *userspace.FlowStats, dir int) *userspace.DirStats {
+// dirStats returns direction dir's statistics, or nil when none were kept.
+func dirStats(st *userspace.FlowStats, dir int) *userspace.DirStats {
 	if st == nil {
 		return nil
 	}

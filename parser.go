@@ -27,12 +27,12 @@ import (
 
 // Parser tracks the flows of one source. Its methods are safe for concurrent use.
 type Parser struct {
-	source string
-	log    *slog.Logger
-	eng    *userspace.Engine
-	src    source
-	offset int64 // turns the datapath's clock into Unix ns
-	kept   kept  // what the datapath keeps beyond the counters
+	source     string
+	log        *slog.Logger
+	eng        *userspace.Engine
+	src        source
+	offset     int64 // turns the datapath's clock into Unix ns
+	statistics bool  // the datapath keeps statistics (FlowStats may hold only the TCP quality)
 
 	onTCP, onUDP atomic.Pointer[func(Flow)]
 	onKill       func()
@@ -100,7 +100,7 @@ func newParser(source string, opts *Options) (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill, kept: kept{stats: o.Statistics, quality: o.TCPQuality}}
+	p := &Parser{source: source, log: o.Logger, onKill: o.OnKill, statistics: o.Statistics}
 	if p.log == nil {
 		p.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
 	}

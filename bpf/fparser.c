@@ -82,6 +82,8 @@ struct dir_stats {
  * and what it counted. The time of the direction's last segment, tshark's
  * lastacktime, is the direction's counters' last. window starts at 0xFFFFFFFF,
  * which no TCP window equals, as tshark's. */
+#define NO_WINDOW 0xFFFFFFFF /* userspace.NoWindow */
+
 struct tcp_dir_quality {
 	__s64 nextseq_time;
 	__u32 nextseq;
@@ -478,7 +480,8 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 		if (doff < 20 || doff > l4len)
 			return V_MALFORMED;
 		p->flags = t[13];
-		p->seglen = l4len - doff;
+		if (quality_on)
+			p->seglen = l4len - doff;
 		if (history_limit || quality_on) {
 			p->seq = load32(t + 4);
 			p->ack = load32(t + 8);
@@ -630,8 +633,8 @@ static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 whe
 		__builtin_memset(s, 0, __builtin_offsetof(struct flow_state, st));
 	if (quality_on) {
 		__builtin_memset(&s->q, 0, sizeof(s->q));
-		s->q.d[0].window = 0xFFFFFFFF;
-		s->q.d[1].window = 0xFFFFFFFF;
+		s->q.d[0].window = NO_WINDOW;
+		s->q.d[1].window = NO_WINDOW;
 	}
 	__u32 initiator = dir;
 	if ((flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK))

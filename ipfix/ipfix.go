@@ -450,9 +450,12 @@ func (e *Exporter) Export(f *fparser.Flow) error {
 			if c.Packets == 0 {
 				continue
 			}
-			write := func(b []byte) []byte { return appendUniflow(b, f, rev) }
-			if quality {
-				write = func(b []byte) []byte { return appendUniflowQuality(appendUniflow(b, f, rev), f, rev) }
+			write := func(b []byte) []byte {
+				b = appendUniflow(b, f, rev)
+				if quality {
+					b = appendUniflowQuality(b, f, rev)
+				}
+				return b
 			}
 			if err2 := e.add(tmpl, recordSize(fs), write, !sent); err2 != nil && err == nil {
 				err = err2
@@ -465,10 +468,13 @@ func (e *Exporter) Export(f *fparser.Flow) error {
 	if v6 {
 		tmpl = tmplV6Biflow + extra
 	}
-	if quality {
-		return e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendBiflowQuality(appendBiflow(b, f), f) }, true)
-	}
-	return e.add(tmpl, recordSize(fs), func(b []byte) []byte { return appendBiflow(b, f) }, true)
+	return e.add(tmpl, recordSize(fs), func(b []byte) []byte {
+		b = appendBiflow(b, f)
+		if quality {
+			b = appendBiflowQuality(b, f)
+		}
+		return b
+	}, true)
 }
 
 // add appends one data record of template tmpl, size bytes long, written by write;

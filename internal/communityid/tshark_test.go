@@ -13,22 +13,14 @@ import (
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testpackets"
+	"github.com/fparser/fparser/internal/userspace"
 )
-
-// conversation is a 5-tuple with its endpoints in a fixed order, so that both
-// directions are one key.
-func conversation(proto fparser.Protocol, a, b netip.AddrPort) string {
-	if b.Addr().Compare(a.Addr()) < 0 || b.Addr() == a.Addr() && b.Port() < a.Port() {
-		a, b = b, a
-	}
-	return fmt.Sprintf("%d %s %s", proto, a, b)
-}
 
 // tsharkIDs runs tshark over a capture and returns, for each TCP and UDP
 // conversation of the packets' outermost IP header, the communityid values tshark
 // gave its packets. Packets whose outermost IP header carries ICMP are left out:
 // the ports they quote are not theirs.
-func tsharkIDs(path string) (map[string]map[string]bool, error) {
+func tsharkIDs(path string) (map[userspace.Key]map[string]bool, error) {
 	out, err := exec.Command("tshark", "-r", path, "-n", "--enable-protocol", "communityid", "-T", "fields", "-E", "occurrence=f",
 		"-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
 		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "communityid",
@@ -36,7 +28,7 @@ func tsharkIDs(path string) (map[string]map[string]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tshark: %w", err)
 	}
-	ids := map[string]map[string]bool{}
+	ids := map[userspace.Key]map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) != 11 || f[8] == "" || f[9] == "1" || f[9] == "" && f[10] == "58" {
@@ -57,7 +49,7 @@ func tsharkIDs(path string) (map[string]map[string]bool, error) {
 		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
 			continue // no TCP or UDP ports in the outermost IP header's packet
 		}
-		k := conversation(proto, netip.AddrPortFrom(sa, uint16(sp)), netip.AddrPortFrom(da, uint16(dp)))
+		k := userspace.KeyOf(uint8(proto), 0, netip.AddrPortFrom(sa, uint16(sp)), netip.AddrPortFrom(da, uint16(dp)))
 		if ids[k] == nil {
 			ids[k] = map[string]bool{}
 		}
@@ -106,7 +98,7 @@ func TestCommunityIDAgainstTshark(t *testing.T) {
 		for i := range flows {
 			f := &flows[i]
 			r.compared++
-			theirs := ids[conversation(f.Protocol, f.Src, f.Dst)]
+			theirs := ids[userspace.KeyOf(uint8(f.Protocol), 0, f.Src, f.Dst)]
 			switch {
 			case len(theirs) == 0:
 				r.notInPkts++

@@ -116,7 +116,7 @@ func appendQuality(b []byte, f *fparser.Flow, named bool) []byte {
 	tcp := f.Protocol == fparser.TCP
 	rtt := tcp && f.HandshakeRTT != 0
 	for i, d := range [...]time.Duration{f.HandshakeRTT, f.Fwd.RTT, f.Rev.RTT} {
-		b = appendQualityName(b, i, named)
+		b = appendSeparator(b, QualityFields[i], named)
 		switch {
 		case rtt:
 			b = appendMillis(b, d)
@@ -125,7 +125,7 @@ func appendQuality(b []byte, f *fparser.Flow, named bool) []byte {
 		}
 	}
 	for i, n := range [...]uint32{f.Fwd.Retransmissions, f.Rev.Retransmissions, f.Fwd.OutOfOrder, f.Rev.OutOfOrder, f.Fwd.ZeroWindows, f.Rev.ZeroWindows} {
-		b = appendQualityName(b, 3+i, named)
+		b = appendSeparator(b, QualityFields[3+i], named)
 		switch {
 		case tcp:
 			b = strconv.AppendUint(b, uint64(n), 10)
@@ -136,24 +136,19 @@ func appendQuality(b []byte, f *fparser.Flow, named bool) []byte {
 	return b
 }
 
-func appendQualityName(b []byte, i int, named bool) []byte {
+// appendSeparator appends what comes before a field's value: a comma and, when
+// named (JSON), its quoted name and a colon.
+func appendSeparator(b []byte, name string, named bool) []byte {
 	if !named {
 		return append(b, ',')
 	}
 	b = append(b, `,"`...)
-	b = append(b, QualityFields[i]...)
+	b = append(b, name...)
 	return append(b, `":`...)
 }
 
 func appendFeature(b []byte, i int, v float64, named bool) []byte {
-	if named {
-		b = append(b, `,"`...)
-		b = append(b, FeatureFields[i]...)
-		b = append(b, `":`...)
-	} else {
-		b = append(b, ',')
-	}
-	return strconv.AppendFloat(b, v, 'f', -1, 64)
+	return strconv.AppendFloat(appendSeparator(b, FeatureFields[i], named), v, 'f', -1, 64)
 }
 
 func millis(d time.Duration) float64 { return float64(d) / 1e6 }

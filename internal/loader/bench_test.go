@@ -109,16 +109,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			// In turns, a tenth of the packets at a time, so that a drift of the
-			// machine's speed falls on both.
-			var own, theirs time.Duration
-			for done := 0; done < b.N; {
-				n := max(b.N/10, 1)
-				n = min(n, b.N-done)
-				o, r := inTurns(b, c.prog, c.frame, ref.Program(), refFrame, n)
-				own, theirs = own+o, theirs+r
-				done += n
-			}
+			own, theirs := inTenths(b, c.prog, c.frame, ref.Program(), refFrame)
 			reportRatio(b, own, theirs)
 			reportSize(b, c.prog)
 		})
@@ -131,13 +122,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 		frame []byte
 	}{{"quality-over-statistics", tcpFrame(benchA, 40000, pb.ACK)}, {"quality-over-statistics-ack", tcpAck(benchA, 40003)}} {
 		b.Run(c.name, func(b *testing.B) {
-			var own, theirs time.Duration
-			for done := 0; done < b.N; {
-				n := min(max(b.N/10, 1), b.N-done)
-				o, r := inTurns(b, withBoth.objs.FparserXdp, c.frame, withStats.objs.FparserXdp, c.frame, n)
-				own, theirs = own+o, theirs+r
-				done += n
-			}
+			own, theirs := inTenths(b, withBoth.objs.FparserXdp, c.frame, withStats.objs.FparserXdp, c.frame)
 			reportRatio(b, own, theirs)
 		})
 	}
@@ -300,6 +285,19 @@ func inTurns(b *testing.B, prog *ebpf.Program, frame []byte, refProg *ebpf.Progr
 }
 
 // reportRatio reports a case's ns per packet, the reference's, and their ratio.
+// inTenths runs b.N packets through each of two programs in turns, a tenth of them
+// at a time, so that a drift of the machine's speed falls on both, and returns each
+// one's time.
+func inTenths(b *testing.B, prog *ebpf.Program, frame []byte, ref *ebpf.Program, refFrame []byte) (own, theirs time.Duration) {
+	for done := 0; done < b.N; {
+		n := min(max(b.N/10, 1), b.N-done)
+		o, r := inTurns(b, prog, frame, ref, refFrame, n)
+		own, theirs = own+o, theirs+r
+		done += n
+	}
+	return own, theirs
+}
+
 func reportRatio(b *testing.B, own, theirs time.Duration) {
 	b.ReportMetric(float64(own.Nanoseconds())/float64(b.N), "ns/packet")
 	b.ReportMetric(float64(theirs.Nanoseconds())/float64(b.N), "ref-ns/packet")

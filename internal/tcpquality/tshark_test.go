@@ -14,6 +14,7 @@ import (
 	"github.com/fparser/fparser"
 	"github.com/fparser/fparser/internal/testharness"
 	"github.com/fparser/fparser/internal/testpackets"
+	"github.com/fparser/fparser/internal/userspace"
 )
 
 // tsharkPacket is what tshark's TCP analysis says of one packet.
@@ -102,14 +103,6 @@ func tsharkPackets(path string) ([]tsharkPacket, error) {
 		pkts = append(pkts, p)
 	}
 	return pkts, nil
-}
-
-// conversation is a 5-tuple with its endpoints in a fixed order.
-func conversation(a, b netip.AddrPort) string {
-	if b.Addr().Compare(a.Addr()) < 0 || b.Addr() == a.Addr() && b.Port() < a.Port() {
-		a, b = b, a
-	}
-	return a.String() + " " + b.String()
 }
 
 // theirs is what tshark says of one fparser flow: the sums over the packets it
@@ -206,9 +199,9 @@ func compareCapture(path string) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	byConv := map[string][]int{}
+	byConv := map[userspace.Key][]int{}
 	for i := range flows {
-		k := conversation(flows[i].Src, flows[i].Dst)
+		k := userspace.KeyOf(userspace.ProtoTCP, 0, flows[i].Src, flows[i].Dst)
 		byConv[k] = append(byConv[k], i)
 	}
 	th := make([]theirs, len(flows))
@@ -218,7 +211,7 @@ func compareCapture(path string) ([]result, error) {
 	streamPackets := map[int]uint64{}
 	for _, pk := range pkts {
 		streamPackets[pk.stream]++
-		same := byConv[conversation(pk.src, pk.dst)]
+		same := byConv[userspace.KeyOf(userspace.ProtoTCP, 0, pk.src, pk.dst)]
 		for _, i := range same {
 			f := &flows[i]
 			// A conversation fparser made several flows of is split by time. One
