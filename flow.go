@@ -213,6 +213,9 @@ type Flow struct {
 	// responder's SYN+ACK came between and that segment was the initiator's,
 	// without RST; Fwd.RTT + Rev.RTT. 0 when the capture saw no whole handshake.
 	HandshakeRTT time.Duration
+	// Tunnel is the tunnel the flow's first packet came through, with
+	// Options.Decap; zero for a flow that came through none.
+	Tunnel Tunnel
 
 	history *userspace.History
 	aToB    bool  // the history's direction 0 is Src to Dst
@@ -358,6 +361,9 @@ func flowOfState(k *userspace.Key, s *userspace.State, st *userspace.FlowStats, 
 		aToB:       s.Initiator == 0,
 
 		DuplicatePackets: s.Duplicates,
+	}
+	if st != nil {
+		f.Tunnel = tunnelOf(&st.Tunnel, s.Initiator == 0)
 	}
 	if st != nil && k.Proto == userspace.ProtoTCP {
 		q := &st.TCP

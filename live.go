@@ -26,7 +26,7 @@ func (p *Parser) openLive(chosen []string, t userspace.Timeouts, o *Options, f *
 	src, err := live.Open(live.Config{
 		Interfaces: sel,
 		Loader: loader.Config{Mode: loader.Mode(o.Attach), Timeouts: t, MaxFlows: uint32(o.MaxFlows),
-			CoarseClock: o.CoarseClock, HistoryLimit: o.Packets, Statistics: o.Statistics, TCPQuality: o.TCPQuality, PinDir: o.PinDir,
+			CoarseClock: o.CoarseClock, HistoryLimit: o.Packets, Statistics: o.Statistics, TCPQuality: o.TCPQuality, Decap: o.Decap, PinDir: o.PinDir,
 			RingBufferSize: o.RingBufferSize, Owners: egressAttached(o.Attach)},
 		History: o.history(),
 		Logger:  p.log,

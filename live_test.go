@@ -372,28 +372,10 @@ func liveClient(t testing.TB) {
 		t.Errorf("%d flows ended while running, %d in all: timeouts did not end them", len(running), len(flows))
 	}
 	// The same packets as tcpdump saw, flow by flow.
-	offline, _, err := replay(t, pcap, &fparser.Options{FinTimeout: time.Hour, FlowTimeout: time.Hour, Packets: fparser.AllPackets, Statistics: true, TCPQuality: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range offline {
-		t.Logf("dump %v %v -> %v fwd %d/%d %v rev %d/%d %v %v", f.Protocol, f.Src, f.Dst, f.Fwd.Packets, f.Fwd.Bytes, f.Fwd.Flags, f.Rev.Packets, f.Rev.Bytes, f.Rev.Flags, f.EndReason)
-	}
-	got, want := aggregate(flows), aggregate(offline)
-	if len(got) != len(want) {
-		t.Errorf("%d flows live, %d in tcpdump's capture:\n live %v\n dump %v", len(got), len(want), got, want)
-	}
-	for k, w := range want {
-		if got[k] != w {
-			t.Errorf("%v: live %v, tcpdump %v", k, got[k], w)
-		}
-	}
+	offline, got := matchReplay(t, flows, info, pcap, &fparser.Options{Packets: fparser.AllPackets, Statistics: true, TCPQuality: true})
 	var sum uint64
 	for _, f := range flows {
 		sum += f.PacketCount()
-	}
-	if sum != info.PacketsAccepted {
-		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)
 	}
 	comparePacketRecords(t, flows, offline, !coarse)
 	if stored := info.StoredTCPPackets + info.StoredUDPPackets; stored != sum || info.PacketsNotStored != 0 {
@@ -429,6 +411,40 @@ func liveClient(t testing.TB) {
 		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
 		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
 	}
+}
+
+// matchReplay replays tcpdump's capture of the live traffic, with opts and timeouts
+// that end no flow, and checks that the flows counted live have the same packets and
+// bytes, flow by flow, and add up to Info's accepted packets. It returns the
+// replayed flows, and the live ones by key.
+func matchReplay(t testing.TB, flows []fparser.Flow, info fparser.Info, pcap string, opts *fparser.Options) (offline []fparser.Flow, got map[rowKey]flowRow) {
+	t.Helper()
+	o := *opts
+	o.FinTimeout, o.FlowTimeout = time.Hour, time.Hour
+	offline, _, err := replay(t, pcap, &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range offline {
+		t.Logf("dump %v %v -> %v fwd %d/%d %v rev %d/%d %v %v", f.Protocol, f.Src, f.Dst, f.Fwd.Packets, f.Fwd.Bytes, f.Fwd.Flags, f.Rev.Packets, f.Rev.Bytes, f.Rev.Flags, f.EndReason)
+	}
+	got, want := aggregate(flows), aggregate(offline)
+	if len(got) != len(want) {
+		t.Errorf("%d flows live, %d in tcpdump's capture:\n live %v\n dump %v", len(got), len(want), got, want)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%v: live %v, tcpdump %v", k, got[k], w)
+		}
+	}
+	var sum uint64
+	for _, f := range flows {
+		sum += f.PacketCount()
+	}
+	if sum != info.PacketsAccepted {
+		t.Errorf("reported %d packets, accepted %d", sum, info.PacketsAccepted)
+	}
+	return offline, got
 }
 
 // comparePacketRecords compares the packet records, statistics and TCP quality of

@@ -77,6 +77,16 @@ type Options struct {
 	// TCP analysis that docs/fields.md states. Off by default, like Statistics: off,
 	// it costs nothing per packet.
 	TCPQuality bool
+	// Decap opens tunnels and counts their packets by the headers inside, in the
+	// kernel live: VXLAN (UDP 4789), Geneve (6081), GTP-U (2152), GRE (with or
+	// without a key, PPTP's, and ERSPAN type II), IP in IP (protocol 4 or 41), MPLS
+	// label stacks and PPPoE session frames, up to two nested. Each flow is keyed
+	// on the innermost headers and says which tunnel its first packet came
+	// through (Flow.Tunnel). The filter still reads the outer frame, as libpcap's
+	// does. Off by default: off, a tunnel counts as its outer flow (or, for GRE
+	// and IP in IP, as other traffic, and for MPLS and PPPoE, as non-IP), and
+	// parsing costs nothing more. docs/flows.md states the rules.
+	Decap bool
 	// MaxPacketMemory caps the memory the histories of active flows may take
 	// (default DefaultMaxPacketMemory, 1 GiB). When it is reached, storing stops, the flows that miss
 	// packets say so (Flow.HistoryIncomplete), and Info counts the packets not kept.

@@ -186,7 +186,7 @@ func (p *Parser) openFile(src *offline.Source, openErr error) func(userspace.Tim
 		if openErr != nil {
 			return openErr
 		}
-		r := offline.NewReplayer(src, offline.ReplayConfig{Timeouts: t, History: o.history(), Snaplen: o.Snaplen, Statistics: o.Statistics, TCPQuality: o.TCPQuality, Speed: o.ReplaySpeed})
+		r := offline.NewReplayer(src, offline.ReplayConfig{Timeouts: t, History: o.history(), Snaplen: o.Snaplen, Statistics: o.Statistics, TCPQuality: o.TCPQuality, Decap: o.Decap, Speed: o.ReplaySpeed})
 		if err := r.SetFilter(f); err != nil {
 			r.Close()
 			return err

@@ -28,6 +28,9 @@ volatile const __u8 stats_on = 0;
  * tcp_quality): handshake RTT, retransmissions, out-of-order segments and zero
  * windows, by tshark's rules. */
 volatile const __u8 quality_on = 0;
+/* When set, parse opens tunnels (up to MAX_TUNNELS deep) and keys the packet on
+ * the headers inside; the flow keeps the outermost tunnel (struct tunnel). */
+volatile const __u8 decap_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */
 volatile const __u32 history_limit = 0;
@@ -111,6 +114,30 @@ struct tcp_quality {
 	struct tcp_dir_quality d[2];
 };
 
+/* userspace.Tunnel: the outermost tunnel a flow's first packet came through, with
+ * the outermost IP header's addresses (zero when it had none: MPLS or PPPoE
+ * alone). In a packet, outer_a is that header's source; in a flow, the address on
+ * endpoint A's side. */
+enum {
+	TUNNEL_VXLAN = 1,
+	TUNNEL_GENEVE,
+	TUNNEL_GRE,
+	TUNNEL_ERSPAN,
+	TUNNEL_GTPU,
+	TUNNEL_IPIP,
+	TUNNEL_IPV6IP,
+	TUNNEL_MPLS,
+	TUNNEL_PPPOE,
+};
+
+struct tunnel {
+	__u8 kind;
+	__u8 pad[3];
+	__u32 id;
+	__u8 outer_a[16];
+	__u8 outer_b[16];
+};
+
 /* userspace.State. bits holds, from its low byte up: TCP flags of direction 0 (A to
  * B), TCP flags of direction 1, the initiator (0: A, 1: B), the FIN/RST marks: one
  * atomic OR updates flags and marks at once. recorded counts the packet records
@@ -133,6 +160,7 @@ struct flow_state {
 	__u64 duplicates;
 	struct dir_stats st[2];
 	struct tcp_quality q;
+	struct tunnel t;
 };
 
 struct {
@@ -326,6 +354,8 @@ struct packet {
 	/* TCP: the payload's length, for the quality; analyzed only when a whole
 	 * segment (no fragment). */
 	__u32 seglen;
+	/* With decap_on: the tunnel, its kind 0 when none was opened. */
+	struct tunnel tun;
 };
 
 #define ETH_IPV4 0x0800
@@ -355,11 +385,220 @@ static __always_inline void copy16(__u8 *to, const __u8 *from)
 	*(__u64 *)(to + 8) = *(const __u64 *)(from + 8);
 }
 
-/* parse reads an Ethernet frame. wire is the packet's length, for the offload case
- * where the IP header says 0; vlan and tags are a tag the driver already took off. */
-static __always_inline int parse(struct packet *p, void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
+#define ETH_TEB 0x6558 /* transparent Ethernet bridging: Ethernet in Geneve or GRE */
+#define ETH_ERSPAN2 0x88BE
+#define ETH_PPP 0x880B
+#define ETH_MPLS 0x8847
+#define ETH_MPLS_MC 0x8848
+#define ETH_PPPOE 0x8864
+#define PPP_IPV4 0x0021
+#define PPP_IPV6 0x0057
+#define PROTO_IPIP 4
+#define PROTO_IPV6IP 41
+#define PROTO_GRE 47
+#define PORT_VXLAN 4789
+#define PORT_GENEVE 6081
+#define PORT_GTPU 2152
+#define MAX_TUNNELS 2
+#define MAX_MPLS_LABELS 4
+#define MAX_GTP_EXT 4
+/* Where a tunnel's inner IP header may start: every header the parser walks stays
+ * within the 64 KiB the verifier tracks packet offsets to. */
+#define MAX_INNER_OFF 0x3FFF
+
+/* skip_vlans skips up to MAX_VLANS 802.1Q/802.1ad tags from off, returning the
+ * EtherType after them, or 0 when the frame ends first. */
+static __always_inline __u16 skip_vlans(__u8 *d, void *data_end, __u32 *off, __u16 etype)
 {
-	__u8 *d = data;
+#pragma unroll
+	for (int i = 0; i < MAX_VLANS; i++) {
+		if (etype != ETH_VLAN && etype != ETH_QINQ && etype != ETH_QINQ2)
+			break;
+		if ((void *)(d + *off + 4) > data_end)
+			return 0;
+		etype = load16(d + *off + 2);
+		*off += 4;
+	}
+	return etype;
+}
+
+/* ip_version makes the EtherType of the IP header at h, by its version, 0 for
+ * neither. */
+static __always_inline __u16 ip_version(__u8 *h, void *data_end)
+{
+	if ((void *)(h + 1) > data_end)
+		return 0;
+	if ((h[0] >> 4) == 4)
+		return ETH_IPV4;
+	if ((h[0] >> 4) == 6)
+		return ETH_IPV6;
+	return 0;
+}
+
+/* ppp_type makes the EtherType of a PPP protocol, 0 for one that is not IP. */
+static __always_inline __u16 ppp_type(__u16 proto)
+{
+	return proto == PPP_IPV4 ? ETH_IPV4 : proto == PPP_IPV6 ? ETH_IPV6 : 0;
+}
+
+/* Results of open_tunnel. */
+enum {
+	T_NONE,  /* no tunnel: the packet is what its headers say */
+	T_IP,    /* an IP header follows, of EtherType *etype */
+	T_ETHER, /* an Ethernet frame follows */
+	T_NON_IP, /* a tunnel that carries something other than IP */
+};
+
+/* open_tunnel reads, after an IP header whose payload of protocol proto starts at
+ * l4, the tunnel it may carry (offline.openTunnel): IP in IP, GRE (version 0 with or
+ * without checksum, key and sequence number, carrying IP, Ethernet or ERSPAN type
+ * II; version 1, PPTP's, carrying PPP), or UDP to the VXLAN, Geneve or GTP-U port.
+ * A header it does not recognize, or cut short, is no tunnel. On a tunnel it sets
+ * *off to what follows and, when it is the outermost, the kind and id. */
+static __always_inline int open_tunnel(struct packet *p, __u8 *d, void *data_end, __u32 l4, __u8 proto, int outermost, __u32 *off, __u16 *etype)
+{
+	__u8 *h = d + l4;
+	__u8 kind;
+	__u32 id = 0;
+	int next;
+	if (proto == PROTO_IPIP || proto == PROTO_IPV6IP) {
+		kind = proto == PROTO_IPIP ? TUNNEL_IPIP : TUNNEL_IPV6IP;
+		*etype = proto == PROTO_IPIP ? ETH_IPV4 : ETH_IPV6;
+		*off = l4;
+		next = T_IP;
+	} else if (proto == PROTO_GRE) {
+		/* The longest header read here is 16 bytes: a shorter packet carries no
+		 * IP header inside. */
+		if ((void *)(h + 16) > data_end)
+			return T_NONE;
+		__u16 flags = load16(h), type = load16(h + 2);
+		__u32 len = 4;
+		if (flags & 0x8000) /* checksum */
+			len += 4;
+		if ((flags & 0x4007) == 0) {
+			kind = TUNNEL_GRE;
+			if (flags & 0x2000) { /* key */
+				id = load32(h + len);
+				len += 4;
+			}
+			if (flags & 0x1000) /* sequence number */
+				len += 4;
+			if (type == ETH_IPV4 || type == ETH_IPV6) {
+				*etype = type;
+				next = T_IP;
+			} else if (type == ETH_TEB) {
+				next = T_ETHER;
+			} else if (type == ETH_ERSPAN2 && (flags & 0x1000)) {
+				__u8 *e = h + len;
+				if ((void *)(e + 8) > data_end || (e[0] >> 4) != 1)
+					return T_NONE;
+				kind = TUNNEL_ERSPAN;
+				id = load16(e + 2) & 0x03FF;
+				len += 8;
+				next = T_ETHER;
+			} else
+				return T_NONE;
+		} else if ((flags & 0x4007) == 1 && (flags & 0x2000) && type == ETH_PPP) {
+			/* PPTP: the key is the payload length and the call id. */
+			kind = TUNNEL_GRE;
+			id = load16(h + len + 2);
+			len += 4;
+			if (flags & 0x1000)
+				len += 4;
+			if (flags & 0x0080) /* acknowledgment number */
+				len += 4;
+			__u8 *q = h + len;
+			if ((void *)(q + 4) > data_end)
+				return T_NONE;
+			if (q[0] == 0xFF && q[1] == 0x03) { /* address and control */
+				q += 2;
+				len += 2;
+			}
+			if (q[0] & 1) { /* a compressed one-byte protocol */
+				*etype = ppp_type(q[0]);
+				len += 1;
+			} else {
+				*etype = ppp_type(load16(q));
+				len += 2;
+			}
+			next = *etype ? T_IP : T_NON_IP;
+		} else
+			return T_NONE;
+		*off = l4 + len;
+	} else if (proto == PROTO_UDP) {
+		if ((void *)(h + 16) > data_end)
+			return T_NONE;
+		__u16 port = load16(h + 2);
+		__u8 *t = h + 8;
+		if (port == PORT_VXLAN) {
+			if (!(t[0] & 0x08)) /* no VNI */
+				return T_NONE;
+			kind = TUNNEL_VXLAN;
+			id = load32(t + 4) >> 8;
+			*off = l4 + 16;
+			next = T_ETHER;
+		} else if (port == PORT_GENEVE) {
+			if ((t[0] >> 6) != 0)
+				return T_NONE;
+			__u16 type = load16(t + 2);
+			kind = TUNNEL_GENEVE;
+			id = load32(t + 4) >> 8;
+			*off = l4 + 16 + (t[0] & 0x3F) * 4;
+			if (type == ETH_IPV4 || type == ETH_IPV6) {
+				*etype = type;
+				next = T_IP;
+			} else if (type == ETH_TEB)
+				next = T_ETHER;
+			else
+				return T_NONE;
+		} else if (port == PORT_GTPU) {
+			/* GTP-U version 1 carrying a T-PDU: a user's packet. */
+			if ((t[0] >> 5) != 1 || !(t[0] & 0x10) || t[1] != 0xFF)
+				return T_NONE;
+			kind = TUNNEL_GTPU;
+			id = load32(t + 4);
+			__u32 len = 8;
+			if (t[0] & 0x07) { /* sequence number, N-PDU number, extension */
+				if ((void *)(t + 12) > data_end)
+					return T_NONE;
+				len = 12;
+				__u8 ext = (t[0] & 0x04) ? t[11] : 0;
+#pragma unroll
+				for (int i = 0; i < MAX_GTP_EXT; i++) {
+					if (!ext)
+						break;
+					__u8 *x = t + len;
+					if ((void *)(x + 1) > data_end || x[0] == 0)
+						return T_NONE;
+					__u32 xlen = (__u32)x[0] * 4;
+					__u8 *next_type = x + xlen - 1;
+					if ((void *)(next_type + 1) > data_end)
+						return T_NONE;
+					ext = *next_type;
+					len += xlen;
+				}
+				if (ext)
+					return T_NONE;
+			}
+			*off = l4 + 8 + len;
+			*etype = ip_version(d + *off, data_end);
+			next = *etype ? T_IP : T_NON_IP;
+		} else
+			return T_NONE;
+	} else
+		return T_NONE;
+	if (outermost) {
+		p->tun.kind = kind;
+		p->tun.id = id;
+	}
+	return next;
+}
+
+/* link_header reads the Ethernet header and up to MAX_VLANS tags (vlan and tags
+ * are a tag the driver already took off), and gives where the network header
+ * starts and its EtherType. */
+static __always_inline int link_header(struct packet *p, __u8 *d, void *data_end, __u16 vlan, int tags, __u32 *off_out, __u16 *etype_out)
+{
 	__u32 off = 14;
 	if ((void *)(d + 14) > data_end)
 		return V_MALFORMED;
@@ -379,8 +618,18 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 		etype = load16(d + off + 2);
 		off += 4;
 	}
+	*off_out = off;
+	*etype_out = etype;
+	return V_FLOW;
+}
 
-	__u32 l4, l4len;
+/* ip_header reads the IP header of EtherType etype at off: the packet's IP length
+ * (wire is the packet's length, for the offload case where the header says 0), its
+ * addresses (the source as A), protocol and fragment role, and where the payload
+ * after the header and its extension headers starts, and its length. V_FLOW says it
+ * read it. */
+static __always_inline int ip_header(struct packet *p, __u8 *d, void *data_end, __u32 wire, __u32 off, __u16 etype, __u32 *l4_out, __u32 *l4len_out)
+{
 	if (etype == ETH_IPV4) {
 		__u8 *ip = d + off;
 		if ((void *)(ip + 20) > data_end || (ip[0] >> 4) != 4)
@@ -401,76 +650,81 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 		p->key.proto = ip[9];
 		copy_v4mapped(p->key.a, ip + 12);
 		copy_v4mapped(p->key.b, ip + 16);
-		if (p->key.proto != PROTO_TCP && p->key.proto != PROTO_UDP)
-			return V_OTHER_L4;
 		__u16 fo = load16(ip + 6);
 		p->frag = FRAG_NONE;
 		if (fo & 0x1FFF) {
 			p->frag = FRAG_LATER;
 			p->frag_id = load16(ip + 4);
-			return V_LATER_FRAG;
-		}
-		if (fo & 0x2000) {
+		} else if (fo & 0x2000) {
 			p->frag = FRAG_FIRST;
 			p->frag_id = load16(ip + 4);
 		}
-		l4 = off + ihl;
-		l4len = total - ihl;
-	} else if (etype == ETH_IPV6) {
-		__u8 *ip = d + off;
-		if ((void *)(ip + 40) > data_end || (ip[0] >> 4) != 6)
-			return V_MALFORMED;
-		__u32 payload = load16(ip + 4);
-		if (payload == 0)
-			payload = wire - off - 40; /* a jumbogram, or offload */
-		p->length = payload + 40;
-		if (history_limit)
-			p->ttl = ip[7];
-		copy16(p->key.a, ip + 8);
-		copy16(p->key.b, ip + 24);
-		__u8 next = ip[6];
-		__u32 pos = off + 40;
-		p->frag = FRAG_NONE;
-#pragma unroll
-		for (int i = 0; i < MAX_IPV6_EXT; i++) {
-			if (next == 0 || next == 43 || next == 60) {
-				__u8 *h = d + pos;
-				if ((void *)(h + 8) > data_end)
-					return V_MALFORMED;
-				next = h[0];
-				pos += ((__u32)h[1] + 1) * 8;
-				continue;
-			}
-			if (next == 44) {
-				__u8 *h = d + pos;
-				if ((void *)(h + 8) > data_end)
-					return V_MALFORMED;
-				__u16 fo = load16(h + 2);
-				next = h[0];
-				p->frag_id = load32(h + 4);
-				pos += 8;
-				if (fo & 0xFFF8)
-					p->frag = FRAG_LATER;
-				else if (fo & 1)
-					p->frag = FRAG_FIRST;
-				continue;
-			}
-			break;
-		}
-		p->key.proto = next;
-		if (next != PROTO_TCP && next != PROTO_UDP)
-			return V_OTHER_L4;
-		if (p->frag == FRAG_LATER)
-			return V_LATER_FRAG;
-		l4 = pos;
-		l4len = off + 40 + payload - pos;
-	} else {
-		return V_NON_IP;
+		*l4_out = off + ihl;
+		*l4len_out = total - ihl;
+		return V_FLOW;
 	}
+	if (etype != ETH_IPV6)
+		return V_NON_IP;
+	__u8 *ip = d + off;
+	if ((void *)(ip + 40) > data_end || (ip[0] >> 4) != 6)
+		return V_MALFORMED;
+	__u32 payload = load16(ip + 4);
+	if (payload == 0)
+		payload = wire - off - 40; /* a jumbogram, or offload */
+	p->length = payload + 40;
+	if (history_limit) {
+		p->ipid = 0; /* over an IPv4 header a tunnel's IPv6 has none */
+		p->ttl = ip[7];
+	}
+	copy16(p->key.a, ip + 8);
+	copy16(p->key.b, ip + 24);
+	__u8 next = ip[6];
+	__u32 pos = off + 40;
+	p->frag = FRAG_NONE;
+#pragma unroll
+	for (int i = 0; i < MAX_IPV6_EXT; i++) {
+		if (next == 0 || next == 43 || next == 60) {
+			__u8 *h = d + pos;
+			if ((void *)(h + 8) > data_end)
+				return V_MALFORMED;
+			next = h[0];
+			pos += ((__u32)h[1] + 1) * 8;
+			continue;
+		}
+		if (next == 44) {
+			__u8 *h = d + pos;
+			if ((void *)(h + 8) > data_end)
+				return V_MALFORMED;
+			__u16 fo = load16(h + 2);
+			next = h[0];
+			p->frag_id = load32(h + 4);
+			pos += 8;
+			if (fo & 0xFFF8)
+				p->frag = FRAG_LATER;
+			else if (fo & 1)
+				p->frag = FRAG_FIRST;
+			continue;
+		}
+		break;
+	}
+	p->key.proto = next;
+	*l4_out = pos;
+	*l4len_out = off + 40 + payload - pos;
+	return V_FLOW;
+}
 
-	/* For the verifier, which wants a bound on the offset: it can reach no more than
-	 * 22 + 40 + 8 * 2048 bytes, so the Go mirror needs no such check. */
-	if (l4 > 0xFFFF)
+/* transport decides what an IP packet whose header ip_header read is: other
+ * traffic, a later fragment, or a flow's, whose TCP or UDP header at l4 it reads. */
+static __always_inline int transport(struct packet *p, __u8 *d, void *data_end, __u32 l4, __u32 l4len)
+{
+	if (p->key.proto != PROTO_TCP && p->key.proto != PROTO_UDP)
+		return V_OTHER_L4;
+	if (p->frag == FRAG_LATER)
+		return V_LATER_FRAG;
+	/* For the verifier, which wants a bound on the offset, and a margin below 64 KiB
+	 * for the header's length: it can reach no more than MAX_INNER_OFF + 40 + 8 *
+	 * 2048 bytes, so the Go mirror needs no such check. */
+	if (l4 > 0xFF00)
 		return V_MALFORMED;
 	__u8 *t = d + l4;
 	if (p->key.proto == PROTO_TCP) {
@@ -495,6 +749,161 @@ static __always_inline int parse(struct packet *p, void *data, void *data_end, _
 	p->key.port_a = load16(t);
 	p->key.port_b = load16(t + 2);
 	return V_FLOW;
+}
+
+/* parse reads an Ethernet frame, without opening tunnels (parse_tunnels). wire is
+ * the packet's length; vlan and tags are a tag the driver already took off. */
+static __always_inline int parse(struct packet *p, void *data, void *data_end, __u32 wire, __u16 vlan, int tags)
+{
+	__u8 *d = data;
+	__u32 off, l4, l4len;
+	__u16 etype;
+	int v = link_header(p, d, data_end, vlan, tags, &off, &etype);
+	if (v != V_FLOW)
+		return v;
+	v = ip_header(p, d, data_end, wire, off, etype, &l4, &l4len);
+	if (v != V_FLOW)
+		return v;
+	return transport(p, d, data_end, l4, l4len);
+}
+
+/* The tunnel walk's state between its levels (offline: parse's locals). */
+struct walk {
+	__u32 off;    /* in: the IP header; out: the next one */
+	__u32 l4;     /* out: the payload after the IP header, and its length */
+	__u32 l4len;
+	__u16 etype;  /* in and out, beside off */
+	__u8 how;     /* in: LEVEL_* */
+	__u8 pad;
+};
+
+#define LEVEL_OPEN 0x01      /* the walk may open a tunnel here */
+#define LEVEL_OUTERMOST 0x02 /* no tunnel was opened before: this one is the flow's */
+#define LEVEL_FIRST_IP 0x04  /* the frame's first IP header: the tunnel's outer addresses */
+#define LEVEL_LAST 0x100     /* no tunnel: the IP header read is the packet's */
+#define LEVEL_INNER 0x101    /* a tunnel, opened: the next IP header is at off */
+
+/* tunnel_level reads the IP header at w->off and opens the tunnel it carries, if it
+ * may and there is one. */
+static __always_inline int tunnel_level(struct packet *p, void *data, void *data_end, __u32 wire, struct walk *w)
+{
+	__u8 *d = data;
+	__u32 off = w->off;
+	if (off > MAX_INNER_OFF)
+		return V_MALFORMED;
+	__u32 l4, l4len;
+	int v = ip_header(p, d, data_end, wire, off, w->etype, &l4, &l4len);
+	if (v != V_FLOW)
+		return v;
+	w->l4 = l4;
+	w->l4len = l4len;
+	/* A fragment carries no whole tunnel header: it counts as what it is. */
+	if (!(w->how & LEVEL_OPEN) || p->frag != FRAG_NONE)
+		return LEVEL_LAST;
+	__u16 etype;
+	int inner = open_tunnel(p, d, data_end, l4, p->key.proto, w->how & LEVEL_OUTERMOST, &off, &etype);
+	if (inner == T_NONE)
+		return LEVEL_LAST;
+	if (w->how & LEVEL_FIRST_IP) {
+		copy16(p->tun.outer_a, p->key.a);
+		copy16(p->tun.outer_b, p->key.b);
+	}
+	if (inner == T_NON_IP)
+		return V_NON_IP;
+	if (inner == T_ETHER) {
+		if (off > MAX_INNER_OFF || (void *)(d + off + 14) > data_end)
+			return V_MALFORMED;
+		etype = load16(d + off + 12);
+		off += 14;
+		etype = skip_vlans(d, data_end, &off, etype);
+		if (!etype)
+			return V_MALFORMED;
+	}
+	w->off = off;
+	w->etype = etype;
+	return LEVEL_INNER;
+}
+
+/* The tunnel walk's parts are global functions: the verifier checks each once, on
+ * its own, and the code that calls it once, whatever the way through the tunnels,
+ * which it could not finish otherwise. Their pointers may be NULL, for the
+ * verifier. */
+__attribute__((noinline)) int tunnel_level_xdp(struct xdp_md *ctx, struct packet *p, struct walk *w)
+{
+	if (!p || !w)
+		return V_MALFORMED;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	return tunnel_level(p, data, data_end, data_end - data, w);
+}
+
+__attribute__((noinline)) int tunnel_level_tc(struct __sk_buff *skb, struct packet *p, struct walk *w)
+{
+	if (!p || !w)
+		return V_MALFORMED;
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	return tunnel_level(p, data, data_end, skb->len, w);
+}
+
+/* parse_tunnels is parse that opens tunnels (decap_on): MPLS or PPPoE under the
+ * IP header, then, at most MAX_TUNNELS deep in all, the tunnels open_tunnel knows;
+ * the packet is the innermost IP header's. ctx is the XDP program's when xdp is
+ * set, else the TC program's. */
+static __always_inline int parse_tunnels(struct packet *p, void *ctx, int xdp, void *data, void *data_end, __u16 vlan, int tags)
+{
+	__u8 *d = data;
+	struct walk w = {};
+	__u32 off;
+	__u16 etype;
+	int v = link_header(p, d, data_end, vlan, tags, &off, &etype);
+	if (v != V_FLOW)
+		return v;
+
+	int tunnels = 0;
+	if (etype == ETH_MPLS || etype == ETH_MPLS_MC) {
+		__u32 bottom = 0;
+#pragma unroll
+		for (int i = 0; i < MAX_MPLS_LABELS; i++) {
+			__u8 *label = d + off;
+			if ((void *)(label + 4) > data_end)
+				return V_NON_IP;
+			if (i == 0) {
+				p->tun.kind = TUNNEL_MPLS;
+				p->tun.id = load32(label) >> 12;
+			}
+			bottom = label[2] & 1;
+			off += 4;
+			if (bottom)
+				break;
+		}
+		/* A stack deeper than MAX_MPLS_LABELS, or a pseudowire's control word. */
+		etype = bottom ? ip_version(d + off, data_end) : 0;
+		tunnels = 1;
+	} else if (etype == ETH_PPPOE) {
+		__u8 *h = d + off;
+		if ((void *)(h + 8) > data_end || h[0] != 0x11 || h[1] != 0)
+			return V_NON_IP;
+		p->tun.kind = TUNNEL_PPPOE;
+		p->tun.id = load16(h + 2);
+		etype = ppp_type(load16(h + 6));
+		off += 8;
+		tunnels = 1;
+	}
+
+	w.off = off;
+	w.etype = etype;
+#pragma unroll
+	for (int level = 0; level <= MAX_TUNNELS; level++) {
+		w.how = (tunnels < MAX_TUNNELS ? LEVEL_OPEN : 0) | (tunnels == 0 ? LEVEL_OUTERMOST : 0) | (level == 0 ? LEVEL_FIRST_IP : 0);
+		v = xdp ? tunnel_level_xdp(ctx, p, &w) : tunnel_level_tc(ctx, p, &w);
+		if (v == LEVEL_LAST)
+			break;
+		if (v != LEVEL_INNER)
+			return v;
+		tunnels++;
+	}
+	return transport(p, d, data_end, w.l4, w.l4len);
 }
 
 /* canonicalize puts the key's endpoints in order and reports whether the source is
@@ -533,11 +942,11 @@ static __always_inline int send_event(__u8 type, __u8 reason, __s64 time, struct
 	e->reason = reason;
 	e->time = time;
 	e->key = *k;
-	if (s && (stats_on || quality_on))
+	if (s && (stats_on || quality_on || decap_on))
 		e->state = *s;
 	else if (s) {
-		/* Without statistics and quality the map value ends where they would
-		 * start. */
+		/* Without statistics, quality and tunnels the map value ends where they
+		 * would start. */
 		__builtin_memcpy(&e->state, s, __builtin_offsetof(struct flow_state, st));
 		__builtin_memset(&e->state.st, 0, sizeof(e->state) - __builtin_offsetof(struct flow_state, st));
 	} else
@@ -653,6 +1062,19 @@ static __always_inline void fresh_state(struct flow_state *s, int dir, __u32 whe
 	if (flags & TCP_RST)
 		marks |= MARK_RST;
 	s->bits = ((__u32)flags << (dir * 8)) | (initiator << 16) | (marks << 24);
+}
+
+/* set_tunnel keeps, with decap_on, the tunnel of a new flow's first packet, its
+ * outer addresses by endpoint (dir 0: the packet's source is endpoint A). */
+static __always_inline void set_tunnel(struct flow_state *s, struct packet *p, int dir)
+{
+	if (!decap_on)
+		return;
+	s->t = p->tun;
+	if (dir) {
+		copy16(s->t.outer_a, p->tun.outer_b);
+		copy16(s->t.outer_b, p->tun.outer_a);
+	}
 }
 
 /* add_packet counts a packet into an existing flow, in place: a hit makes no map
@@ -933,6 +1355,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 			/* In place: the state, with statistics, is too large to build on
 			 * the stack beside the packet. */
 			fresh_state(s, dir, where, length, flags, now);
+			set_tunnel(s, p, dir);
 			attribute(k, s, dir, skb);
 			stat_inc(STAT_NEW_FLOWS);
 			if (flags & (TCP_FIN | TCP_RST))
@@ -950,6 +1373,7 @@ static __always_inline int update(struct flow_key *k, int src_is_a, struct packe
 	if (!fresh)
 		return 0;
 	fresh_state(fresh, dir, where, length, flags, now);
+	set_tunnel(fresh, p, dir);
 	analyze(k, fresh, p, dir, now);
 	attribute(k, fresh, dir, skb);
 	if (history_limit)
@@ -997,14 +1421,20 @@ static __attribute__((noinline)) int fparser_filter(void *data, void *data_end, 
  * when it is leaving (userspace.Where). A packet that crosses the host is seen at
  * more than one place; each direction of a flow counts at the first. */
 #define WHERE_EGRESS 0x80000000u
-static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags, __u32 where, struct __sk_buff *skb)
+static __always_inline void count(void *data, void *data_end, __u32 wire, __u16 vlan, int tags, __u32 where, struct __sk_buff *skb, struct xdp_md *xdp)
 {
 	if (filter_on && !fparser_filter(data, data_end, wire)) {
 		stat_inc(STAT_FILTERED);
 		return;
 	}
 	struct packet p = {};
-	int v = parse(&p, data, data_end, wire, vlan, tags);
+	int v;
+	if (!decap_on)
+		v = parse(&p, data, data_end, wire, vlan, tags);
+	else if (xdp)
+		v = parse_tunnels(&p, xdp, 1, data, data_end, vlan, tags);
+	else
+		v = parse_tunnels(&p, skb, 0, data, data_end, vlan, tags);
 	if (v == V_NON_IP) {
 		stat_inc(STAT_NON_IP);
 		return;
@@ -1070,7 +1500,7 @@ int fparser_xdp(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	count(data, data_end, data_end - data, 0, 0, ctx->ingress_ifindex, 0);
+	count(data, data_end, data_end - data, 0, 0, ctx->ingress_ifindex, 0, ctx);
 	return XDP_PASS;
 }
 
@@ -1080,14 +1510,15 @@ int fparser_xdp(struct xdp_md *ctx)
 static __always_inline int tc(struct __sk_buff *skb, int egress)
 {
 	/* The headers may sit outside the linear part of the buffer: pull them in. */
-	__u32 want = skb->len < 128 ? skb->len : 128;
+	__u32 head = decap_on ? 256 : 128; /* a tunnel's inner headers come later */
+	__u32 want = skb->len < head ? skb->len : head;
 	if (skb->data_end - skb->data < want)
 		bpf_skb_pull_data(skb, want);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	/* A driver that strips the outer VLAN tag leaves it in the skb. */
 	int tags = skb->vlan_present ? 1 : 0;
-	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0), skb);
+	count(data, data_end, skb->len, tags ? (skb->vlan_tci & 0x0FFF) : 0, tags, skb->ifindex | (egress ? WHERE_EGRESS : 0), skb, 0);
 	return TCX_NEXT;
 }
 

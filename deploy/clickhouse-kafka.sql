@@ -7,8 +7,9 @@
 -- Replace kafka1:9092 by the brokers, host:port with commas between, before
 -- running it; the topic is fparser's default, the consumer group names
 -- ClickHouse. The queue table declares every field of a message that -o json
--- writes without --features, --tcp-quality or --packets, so that it needs no
--- setting to skip unknown fields.
+-- writes without --features, --tcp-quality, --decap or --packets, so that it
+-- needs no setting to skip unknown fields: it expects messages published without
+-- them.
 --
 -- A consumer group that ClickHouse makes anew starts at the end of the topic
 -- unless the server's config.xml says otherwise; to take the messages published

@@ -66,6 +66,9 @@ type Config struct {
 	// Quality adds what -o json adds with --tcp-quality: its fields to a JSON
 	// message, tcp_quality (QualityMessage) to a protobuf one.
 	Quality bool
+	// Tunnel adds what -o json adds with --decap: its fields to a JSON message,
+	// tunnel (TunnelMessage) to a protobuf one.
+	Tunnel bool
 	// TLS, when set, connects to the brokers with it (TLSFiles makes one).
 	TLS *tls.Config
 	// SASL, when set, authenticates to the brokers.
@@ -234,7 +237,7 @@ func New(cfg Config) (*Producer, error) {
 		where:    "topic " + topic + " on " + strings.Join(cfg.Brokers, ","),
 		headers:  []kgo.RecordHeader{{Key: "host", Value: []byte(host)}, {Key: "fparser-version", Value: []byte(fparser.Version().Module)}},
 		timeout:  orDefault(cfg.CloseTimeout, 5*time.Second),
-		enc:      flowfmt.Encoder{Features: cfg.Features, Quality: cfg.Quality, Packets: cfg.Packets},
+		enc:      flowfmt.Encoder{Features: cfg.Features, Quality: cfg.Quality, Tunnel: cfg.Tunnel, Packets: cfg.Packets},
 		protobuf: cfg.Format == "protobuf",
 		block:    cfg.Block,
 	}, nil
@@ -294,6 +297,9 @@ func (p *Producer) Export(f *fparser.Flow) error {
 		m := Message(f, p.enc.Features, p.enc.Packets)
 		if p.enc.Quality {
 			m.TcpQuality = QualityMessage(f)
+		}
+		if p.enc.Tunnel {
+			m.Tunnel = TunnelMessage(f)
 		}
 		if value, err = proto.Marshal(m); err != nil {
 			p.failed.Add(1)
@@ -418,6 +424,17 @@ func QualityMessage(f *fparser.Flow) *flowpb.TcpQuality {
 		Src2DstOutOfOrder: f.Fwd.OutOfOrder, Dst2SrcOutOfOrder: f.Rev.OutOfOrder,
 		Src2DstZeroWindows: f.Fwd.ZeroWindows, Dst2SrcZeroWindows: f.Rev.ZeroWindows,
 	}
+}
+
+// TunnelMessage is the tunnel a flow came through (fparser.Options.Decap) as the
+// protobuf message's tunnel, which the producer sets with Config.Tunnel; nil for a
+// flow that came through none.
+func TunnelMessage(f *fparser.Flow) *flowpb.Tunnel {
+	t := &f.Tunnel
+	if t.Kind == fparser.TunnelNone {
+		return nil
+	}
+	return &flowpb.Tunnel{Kind: t.Kind.String(), Id: t.ID, OuterSrcIp: t.OuterSrc.AsSlice(), OuterDstIp: t.OuterDst.AsSlice()}
 }
 
 func direction(c *fparser.Counters, features bool) *flowpb.Direction {

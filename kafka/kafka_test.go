@@ -42,22 +42,24 @@ func broker(t *testing.T) string {
 // sent is a message as the test expects it: its value and its key.
 type sent struct{ value, key string }
 
-// TestRoundTrip: every flow of testdata and of the corpus (when present) goes out,
-// in each format, and the messages a consumer reads back equal them one for one:
-// in JSON, the flows' -o json lines; in protobuf, their flowpb messages. Each has
-// its flow's key and the host and version headers. Where kcat is installed, it
-// reads every JSON message too.
+// TestRoundTrip: every flow of testdata and of the corpus (when present), and the
+// inner flows of the tunnel captures, goes out, in each format, with and without
+// the TCP quality and the tunnel, and the messages a consumer reads back equal them
+// one for one: in JSON, the flows' -o json lines; in protobuf, their flowpb
+// messages. Each has its flow's key and the host and version headers. Where kcat is
+// installed, it reads every JSON message too.
 func TestRoundTrip(t *testing.T) {
 	flows, files := testflows.All(t)
+	flows = append(flows, decapFlows(t)...)
 	addr := broker(t)
 	for _, c := range []struct {
-		format  string
-		quality bool
+		format string
+		more   bool // the TCP quality and the tunnel
 	}{{"json", false}, {"protobuf", false}, {"json", true}, {"protobuf", true}} {
 		format := c.format
-		topic := fmt.Sprintf("flows-%s-%v", format, c.quality)
-		enc := flowfmt.Encoder{Quality: c.quality}
-		p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Topic: topic, Format: format, Host: "testhost", Linger: time.Millisecond, Quality: c.quality})
+		topic := fmt.Sprintf("flows-%s-%v", format, c.more)
+		enc := flowfmt.Encoder{Quality: c.more, Tunnel: c.more}
+		p, err := kafka.New(kafka.Config{Brokers: []string{addr}, Topic: topic, Format: format, Host: "testhost", Linger: time.Millisecond, Quality: c.more, Tunnel: c.more})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,8 +70,9 @@ func TestRoundTrip(t *testing.T) {
 			value = value[:len(value)-1]
 			if format == "protobuf" {
 				m := kafka.Message(f, false, false)
-				if c.quality {
+				if c.more {
 					m.TcpQuality = kafka.QualityMessage(f)
+					m.Tunnel = kafka.TunnelMessage(f)
 				}
 				value = deterministic(t, m)
 			}
@@ -208,21 +211,36 @@ func TestKey(t *testing.T) {
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
-// TestMessageMatchesJSON: a flow's protobuf message says what its JSON line says,
-// field for field, features included.
-func TestMessageMatchesJSON(t *testing.T) {
+// decapFlows are the inner flows of testdata's tunnel captures, with their tunnels.
+func decapFlows(t *testing.T) []fparser.Flow {
 	var flows []fparser.Flow
 	keep := func(f fparser.Flow) { flows = append(flows, f) }
-	for _, c := range []string{"http.pcap", "tcp-quality.pcap"} {
-		p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", c), &fparser.Options{OnTCP: keep, OnUDP: keep, Statistics: true, TCPQuality: true})
+	for _, c := range []string{"vxlan.pcap", "gre.pcap"} {
+		p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", c), &fparser.Options{OnTCP: keep, OnUDP: keep, Decap: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.Wait()
 		p.Close()
 	}
-	enc := flowfmt.Encoder{Features: true, Quality: true}
-	measured := 0
+	return flows
+}
+
+// TestMessageMatchesJSON: a flow's protobuf message says what its JSON line says,
+// field for field, features, TCP quality and tunnel included.
+func TestMessageMatchesJSON(t *testing.T) {
+	var flows []fparser.Flow
+	keep := func(f fparser.Flow) { flows = append(flows, f) }
+	for _, c := range []string{"http.pcap", "tcp-quality.pcap", "vxlan.pcap", "gre.pcap"} {
+		p, err := fparser.Open(filepath.Join(testpackets.ModuleRoot(t), "testdata", c), &fparser.Options{OnTCP: keep, OnUDP: keep, Statistics: true, TCPQuality: true, Decap: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Wait()
+		p.Close()
+	}
+	enc := flowfmt.Encoder{Features: true, Quality: true, Tunnel: true}
+	measured, tunneled := 0, 0
 	for i := range flows {
 		var j map[string]any
 		if err := json.Unmarshal(enc.AppendJSON(nil, &flows[i]), &j); err != nil {
@@ -253,14 +271,24 @@ func TestMessageMatchesJSON(t *testing.T) {
 			got["src2dst_zero_windows"], got["dst2src_zero_windows"] = float64(q.Src2DstZeroWindows), float64(q.Dst2SrcZeroWindows)
 			measured += int(q.Src2DstRetransmissions + q.Dst2SrcZeroWindows)
 		}
+		got["tunnel"], got["tunnel_id"], got["outer_src_ip"], got["outer_dst_ip"] = nil, nil, nil, nil
+		if tun := kafka.TunnelMessage(&flows[i]); tun != nil {
+			got["tunnel"], got["tunnel_id"] = tun.Kind, float64(tun.Id)
+			for k, b := range map[string][]byte{"outer_src_ip": tun.OuterSrcIp, "outer_dst_ip": tun.OuterDstIp} {
+				if a, ok := netip.AddrFromSlice(b); ok {
+					got[k] = a.String()
+				}
+			}
+			tunneled++
+		}
 		for k, v := range got {
 			if j[k] != v {
 				t.Errorf("flow %d: %s is %v in the message, %v in JSON", i, k, v, j[k])
 			}
 		}
 	}
-	if len(flows) == 0 || measured == 0 {
-		t.Fatalf("%d flows, %d retransmissions and zero windows", len(flows), measured)
+	if len(flows) == 0 || measured == 0 || tunneled != 6 || tunneled == len(flows) {
+		t.Fatalf("%d flows, %d retransmissions and zero windows, %d through a tunnel", len(flows), measured, tunneled)
 	}
 }
 

@@ -61,6 +61,7 @@ Examples:
   fparser -r trace.pcap --flow-timeout 2m         end idle flows after 2 minutes
   fparser -r trace.pcap -o csv --features         NFStream's statistics per direction
   fparser -r trace.pcap --sort bytes --packets 5  largest flows first, each with its first 5 packets
+  fparser -r trace.pcap --decap -o csv            count tunnels' inner flows, each with its tunnel
   sudo fparser -i eth0 --ipfix 127.0.0.1:4739     export to an IPFIX collector (nfcapd -p 4739)
   sudo fparser -i all --kafka kafka1:9092 -q      publish each flow's JSON line to Kafka
   sudo fparser -i eth0 --fin-timeout 5s           count live in the kernel; Ctrl-C stops
@@ -78,6 +79,7 @@ type config struct {
 	packets                 int
 	features                bool
 	tcpQuality              bool
+	decap                   bool
 	sort                    string
 	ipfix, ipfixProto       string
 	ipfixUniflow            bool
@@ -161,6 +163,7 @@ func parseArgs(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.packets, "packets", 0, "keep the headers of the first `N` packets of each flow (-1: all) and print them under it (text) or in a \"packets\" array (json)")
 	fs.BoolVar(&c.features, "features", false, "with -o csv or json, add each direction's statistics (NFStream's names: sizes, inter-arrival times, TCP flag counts) and the flow's moving rates")
 	fs.BoolVar(&c.tcpQuality, "tcp-quality", false, "with -o csv or json, --ipfix or --kafka, measure and add each TCP flow's quality: the handshake's RTT and its two parts, and each direction's retransmissions, out-of-order segments and zero windows (tshark's TCP analysis)")
+	fs.BoolVar(&c.decap, "decap", false, "open VXLAN, Geneve, GRE (with or without a key, PPTP's, ERSPAN II), GTP-U, IP-in-IP, MPLS and PPPoE tunnels, up to two nested, and count flows by the inner headers (the filter still applies to the outer frame); add each flow's tunnel, its kind, ID and outer addresses, to the output and to --kafka's messages")
 	fs.StringVar(&c.sort, "sort", "", "print the flows at the end, largest first by `ORDER`: packets, bytes, pps or bps (bytes per second)")
 	fs.StringVar(&c.ipfix, "ipfix", "", "also export each flow as IPFIX to the collector at `HOST:PORT` (nfcapd, goflow2, pmacct, ...)")
 	fs.StringVar(&c.ipfixProto, "ipfix-proto", "udp", "with --ipfix: udp or tcp")
@@ -418,7 +421,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		order, _ = fparser.ParseSortOrder(c.sort) // checked by parseArgs
 	}
 	live := len(c.ifaces) > 0
-	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features, c.tcpQuality)
+	out, err := newFlowWriter(stdout, c.format, isTerminal(stdout), c.packets != 0, c.features, c.tcpQuality, c.decap)
 	if err != nil {
 		return &usageError{err.Error()}
 	}
@@ -466,7 +469,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		// The producer waits for room in its buffer: the queue in front of it
 		// decides whether flows wait or drop.
 		producer, err := kafka.New(kafka.Config{Brokers: strings.Split(c.kafka, ","), Topic: c.kafkaTopic, Compression: c.kafkaCompression, Format: c.kafkaFormat,
-			Features: c.features, Quality: c.tcpQuality, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
+			Features: c.features, Quality: c.tcpQuality, Tunnel: c.decap, Packets: c.packets != 0, Block: true, TLS: c.kafkaTLSConfig, SASL: c.kafkaAuth})
 		if err != nil {
 			closeSinks()
 			return err
@@ -514,6 +517,7 @@ func count(c *config, stdout, stderr io.Writer) error {
 		Packets:       c.packets,
 		Statistics:    c.features,
 		TCPQuality:    c.tcpQuality,
+		Decap:         c.decap,
 		Logger:        logger,
 		OnTCP:         emit,
 		OnUDP:         emit,

@@ -329,7 +329,7 @@ func TestOutputFieldsArePinned(t *testing.T) {
 	const header = "protocol,src_ip,src_port,dst_ip,dst_port,vlan_id,src2dst_packets,src2dst_bytes,dst2src_packets,dst2src_bytes,src2dst_tcp_flags,dst2src_tcp_flags,first_seen,last_seen,bidirectional_duration_ms,end_reason,src2dst_interface,dst2src_interface,duplicate_packets,pid,process,cgroup,community_id"
 	c := filepath.Join("..", "..", "testdata", "http.pcap")
 	var csvOut, jsonOut, stderr bytes.Buffer
-	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features", "--tcp-quality"}, &jsonOut, &stderr) != 0 {
+	if run([]string{"-r", c, "-o", "csv", "-q"}, &csvOut, &stderr) != 0 || run([]string{"-r", c, "-o", "json", "-q", "--features", "--tcp-quality", "--decap"}, &jsonOut, &stderr) != 0 {
 		t.Fatal(stderr.String())
 	}
 	if got, _, _ := strings.Cut(csvOut.String(), "\n"); got != header {
@@ -345,7 +345,7 @@ func TestOutputFieldsArePinned(t *testing.T) {
 		var skip json.RawMessage
 		dec.Decode(&skip)
 	}
-	want := append(append(strings.Split(header, ","), featureFields...), qualityFields...)
+	want := slices.Concat(strings.Split(header, ","), featureFields, qualityFields, tunnelFields)
 	if !slices.Equal(keys, want) {
 		t.Errorf("JSON keys\n got %v\nwant %v", keys, want)
 	}
@@ -368,9 +368,9 @@ func TestOutputFieldsArePinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range qualityFields {
+	for _, f := range slices.Concat(qualityFields, tunnelFields) {
 		if !strings.Contains(string(readme), "`"+f+"`") {
-			t.Errorf("docs/fields.md's TCP quality table lacks %s", f)
+			t.Errorf("docs/fields.md's TCP quality or tunnel table lacks %s", f)
 		}
 		if !strings.Contains(string(top), "`"+f+"`") {
 			t.Errorf("README.md's options table lacks %s", f)

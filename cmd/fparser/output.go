@@ -18,6 +18,7 @@ var (
 	fields        = flowfmt.Fields
 	featureFields = flowfmt.FeatureFields
 	qualityFields = flowfmt.QualityFields
+	tunnelFields  = flowfmt.TunnelFields
 )
 
 const timeLayout = flowfmt.TimeLayout
@@ -51,12 +52,12 @@ type flowWriter struct {
 	enc    flowfmt.Encoder // CSV and JSON, and the text format's times
 }
 
-func newFlowWriter(w io.Writer, format string, flushEach, packets, features, quality bool) (*flowWriter, error) {
+func newFlowWriter(w io.Writer, format string, flushEach, packets, features, quality, tunnel bool) (*flowWriter, error) {
 	f, ok := formats[format]
 	if !ok {
 		return nil, fmt.Errorf("-o %s: want text, json or csv", format)
 	}
-	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: f, flush: flushEach, enc: flowfmt.Encoder{Packets: packets, Features: features, Quality: quality}}, nil
+	return &flowWriter{w: bufio.NewWriterSize(w, 64<<10), format: f, flush: flushEach, enc: flowfmt.Encoder{Packets: packets, Features: features, Quality: quality, Tunnel: tunnel}}, nil
 }
 
 func (fw *flowWriter) write(f *fparser.Flow) error {
@@ -111,6 +112,9 @@ func (fw *flowWriter) appendText(b []byte, f *fparser.Flow) []byte {
 	start = len(b)
 	b = append(alignRight(appendDuration(b, f.Duration().Round(time.Microsecond)), start, 12), ' ')
 	b = append(b, f.EndReason.String()...)
+	if fw.enc.Tunnel && f.Tunnel.Kind != fparser.TunnelNone {
+		b = appendTunnelText(b, &f.Tunnel)
+	}
 	b = append(b, '\n')
 	for pk := range f.History() {
 		b = append(b, "      "...)
@@ -127,6 +131,24 @@ func (fw *flowWriter) appendText(b []byte, f *fparser.Flow) []byte {
 		b = append(b, "      (packets missing: the history reached its memory cap, or live, the ring buffer was full)\n"...)
 	}
 	return b
+}
+
+// appendTunnelText appends the flow's tunnel after the last column, where it
+// moves no column and a line without it stays as it was: " tunnel=vxlan:42
+// outer=192.0.2.1>192.0.2.2", src's side of the outer header first; without an
+// outer IP header (MPLS, PPPoE), the kind and ID alone.
+func appendTunnelText(b []byte, t *fparser.Tunnel) []byte {
+	b = append(b, " tunnel="...)
+	b = append(b, t.Kind.String()...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, uint64(t.ID), 10)
+	if !t.OuterSrc.IsValid() {
+		return b
+	}
+	b = append(b, " outer="...)
+	b = t.OuterSrc.AppendTo(b)
+	b = append(b, '>')
+	return t.OuterDst.AppendTo(b)
 }
 
 // flagsText is a direction's TCP flags as the text format shows them, "-" for UDP.

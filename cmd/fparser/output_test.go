@@ -70,15 +70,16 @@ type refFlowWriter struct {
 	packets  bool // JSON: embed each flow's packets
 	features bool // CSV and JSON: add featureFields
 	quality  bool // CSV and JSON: add qualityFields
+	tunnel   bool // CSV and JSON: add tunnelFields; text: the tunnel after END
 }
 
-func newRefFlowWriter(w io.Writer, format string, flushEach, packets, features, quality bool) (*refFlowWriter, error) {
+func newRefFlowWriter(w io.Writer, format string, flushEach, packets, features, quality, tunnel bool) (*refFlowWriter, error) {
 	switch format {
 	case "text", "json", "csv":
 	default:
 		return nil, fmt.Errorf("unknown output format %q (want text, json or csv)", format)
 	}
-	return &refFlowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets, features: features, quality: quality}, nil
+	return &refFlowWriter{w: bufio.NewWriterSize(w, 64<<10), format: format, flush: flushEach, packets: packets, features: features, quality: quality, tunnel: tunnel}, nil
 }
 
 func (fw *refFlowWriter) write(f *fparser.Flow) error {
@@ -99,6 +100,10 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 				b = append(b, ',')
 				b = append(b, strings.Join(qualityFields, ",")...)
 			}
+			if fw.tunnel {
+				b = append(b, ',')
+				b = append(b, strings.Join(tunnelFields, ",")...)
+			}
 			b = append(b, '\n')
 		case "text":
 			b = fmt.Appendf(b, "%-5s %-23s %-23s %4s %8s %10s %8s %10s %-7s %-7s %-30s %12s %s\n",
@@ -107,11 +112,18 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 	}
 	switch fw.format {
 	case "text":
-		b = fmt.Appendf(b, "%-5s %-23s %-23s %4d %8d %10d %8d %10d %-7s %-7s %-30s %12s %s\n",
+		b = fmt.Appendf(b, "%-5s %-23s %-23s %4d %8d %10d %8d %10d %-7s %-7s %-30s %12s %s",
 			f.Protocol, f.Src, f.Dst, f.VLAN,
 			f.Fwd.Packets, f.Fwd.Bytes, f.Rev.Packets, f.Rev.Bytes,
 			refFlagsText(f, f.Fwd.Flags), refFlagsText(f, f.Rev.Flags),
 			f.FirstSeen.Format(timeLayout), f.Duration().Round(time.Microsecond), f.EndReason)
+		if t := f.Tunnel; fw.tunnel && t.Kind != fparser.TunnelNone {
+			b = fmt.Appendf(b, " tunnel=%s:%d", t.Kind, t.ID)
+			if t.OuterSrc.IsValid() {
+				b = fmt.Appendf(b, " outer=%s>%s", t.OuterSrc, t.OuterDst)
+			}
+		}
+		b = append(b, '\n')
 		for pk := range f.History() {
 			dir := ">"
 			if pk.Reverse {
@@ -172,6 +184,17 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 				b = fmt.Appendf(b, `,%q:%s`, qualityFields[i], v)
 			}
 		}
+		if fw.tunnel {
+			for i, v := range refTunnelValues(f) {
+				switch {
+				case v == "":
+					v = "null"
+				case i != 1: // the ID is a number
+					v = strconv.Quote(v)
+				}
+				b = fmt.Appendf(b, `,%q:%s`, tunnelFields[i], v)
+			}
+		}
 		if fw.packets {
 			b = refAppendPacketsJSON(b, f)
 		}
@@ -207,6 +230,12 @@ func (fw *refFlowWriter) write(f *fparser.Flow) error {
 		}
 		if fw.quality {
 			for _, v := range refQualityValues(f) {
+				b = append(b, ',')
+				b = append(b, v...)
+			}
+		}
+		if fw.tunnel {
+			for _, v := range refTunnelValues(f) {
 				b = append(b, ',')
 				b = append(b, v...)
 			}
@@ -286,6 +315,9 @@ func TestWriterMatchesReference(t *testing.T) {
 	flows = append(flows, captureFlows(t, fparser.AllPackets)...)
 	edge := writeEdgeCapture(t, r)
 	flows = append(flows, parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, Statistics: true, TCPQuality: true})...)
+	for _, c := range []string{"vxlan.pcap", "gre.pcap"} {
+		flows = append(flows, parseFlows(t, filepath.Join("..", "..", "testdata", c), &fparser.Options{Packets: fparser.AllPackets, Decap: true})...)
+	}
 	capped := parseFlows(t, edge, &fparser.Options{Packets: fparser.AllPackets, MaxPacketMemory: 256, Logger: slog.New(slog.DiscardHandler)})
 	if !slices.ContainsFunc(capped, func(f fparser.Flow) bool { return f.HistoryIncomplete() }) {
 		t.Fatal("no flow of the capped history misses packets")
@@ -297,17 +329,18 @@ func TestWriterMatchesReference(t *testing.T) {
 	flows = append(flows, shuffled...)
 
 	for _, format := range []string{"text", "csv", "json"} {
-		for _, opts := range [][4]bool{ // flush, packets, features, quality
-			{false, false, false, false}, {false, true, false, false}, {false, false, true, false}, {false, true, true, false},
-			{true, false, false, false}, {true, true, true, true}, {false, false, false, true}, {false, false, true, true},
+		for _, opts := range [][5]bool{ // flush, packets, features, quality, tunnel
+			{false, false, false, false, false}, {false, true, false, false, false}, {false, false, true, false, false}, {false, true, true, false, false},
+			{true, false, false, false, false}, {true, true, true, true, true}, {false, false, false, true, false}, {false, false, true, true, false},
+			{false, false, false, false, true}, {false, true, false, false, true}, {false, false, true, true, true},
 		} {
-			name := fmt.Sprintf("%s flush=%v packets=%v features=%v quality=%v", format, opts[0], opts[1], opts[2], opts[3])
+			name := fmt.Sprintf("%s flush=%v packets=%v features=%v quality=%v tunnel=%v", format, opts[0], opts[1], opts[2], opts[3], opts[4])
 			var got, want bytes.Buffer
-			fw, err := newFlowWriter(&got, format, opts[0], opts[1], opts[2], opts[3])
+			fw, err := newFlowWriter(&got, format, opts[0], opts[1], opts[2], opts[3], opts[4])
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := newRefFlowWriter(&want, format, opts[0], opts[1], opts[2], opts[3])
+			ref, err := newRefFlowWriter(&want, format, opts[0], opts[1], opts[2], opts[3], opts[4])
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -499,6 +532,13 @@ func randomFlow(r *rand.Rand) fparser.Flow {
 	f.Fwd.Retransmissions, f.Rev.Retransmissions = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
 	f.Fwd.OutOfOrder, f.Rev.OutOfOrder = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
 	f.Fwd.ZeroWindows, f.Rev.ZeroWindows = r.Uint32()>>r.IntN(32), r.Uint32()>>r.IntN(32)
+	if r.IntN(2) == 0 {
+		kind := fparser.TunnelKind(1 + r.IntN(int(fparser.TunnelPPPoE)))
+		f.Tunnel = fparser.Tunnel{Kind: kind, ID: r.Uint32() >> r.IntN(32)}
+		if kind != fparser.TunnelMPLS && kind != fparser.TunnelPPPoE {
+			f.Tunnel.OuterSrc, f.Tunnel.OuterDst = randomAddr(r).WithZone(""), randomAddr(r).WithZone("")
+		}
+	}
 	return f
 }
 
@@ -666,7 +706,6 @@ func refFlags(f *fparser.Flow, flags fparser.TCPFlags) string {
 	return flags.String()
 }
 
-// refMillis is the flow's duration in milliseconds, as the reference writes it.
 // refQualityValues are the values of qualityFields, "" where there is none.
 func refQualityValues(f *fparser.Flow) []string {
 	v := make([]string, len(qualityFields))
@@ -684,6 +723,20 @@ func refQualityValues(f *fparser.Flow) []string {
 	return v
 }
 
+// refTunnelValues are the values of tunnelFields, "" where there is none.
+func refTunnelValues(f *fparser.Flow) []string {
+	t := f.Tunnel
+	if t.Kind == fparser.TunnelNone {
+		return make([]string, len(tunnelFields))
+	}
+	v := []string{t.Kind.String(), strconv.FormatUint(uint64(t.ID), 10), "", ""}
+	if t.OuterSrc.IsValid() {
+		v[2], v[3] = t.OuterSrc.String(), t.OuterDst.String()
+	}
+	return v
+}
+
+// refMillis is the flow's duration in milliseconds, as the reference writes it.
 func refMillis(f *fparser.Flow) string {
 	return strconv.FormatFloat(float64(f.LastSeen.Sub(f.FirstSeen))/1e6, 'f', -1, 64)
 }

@@ -36,12 +36,12 @@ func TestFlowQueue(t *testing.T) {
 		}
 		for _, format := range []string{"text", "csv", "json"} {
 			var got, want bytes.Buffer
-			direct, _ := newFlowWriter(&want, format, false, false, false, false)
+			direct, _ := newFlowWriter(&want, format, false, false, false, false, false)
 			for i := range flows {
 				direct.write(&flows[i])
 			}
 			direct.Flush()
-			out, _ := newFlowWriter(&got, format, false, false, false, false)
+			out, _ := newFlowWriter(&got, format, false, false, false, false, false)
 			q := startFlowQueue(out, false, func() { t.Error("write error") })
 			for i := range flows {
 				q.put(&flows[i])
@@ -66,7 +66,7 @@ func TestFlowQueueEachFlow(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	out, _ := newFlowWriter(w, "csv", true, false, false, false)
+	out, _ := newFlowWriter(w, "csv", true, false, false, false, false)
 	q := startFlowQueue(out, false, func() {})
 	in := bufio.NewReader(r)
 	rnd := rand.New(rand.NewPCG(2, 2))
@@ -92,7 +92,7 @@ func TestFlowQueueEachFlow(t *testing.T) {
 func TestFlowQueueError(t *testing.T) {
 	fail := errors.New("disk full")
 	w := &failingWriter{room: 100000, err: fail}
-	out, _ := newFlowWriter(w, "json", false, false, false, false)
+	out, _ := newFlowWriter(w, "json", false, false, false, false, false)
 	calls := 0
 	q := startFlowQueue(out, false, func() { calls++ })
 	r := rand.New(rand.NewPCG(3, 3))
@@ -157,7 +157,7 @@ func TestInterruptLosesNothing(t *testing.T) {
 // another: ns/flow is the slower of the two, allocs are put's.
 func BenchmarkFlowQueue(b *testing.B) {
 	flows := benchFlows(1024)
-	out, _ := newFlowWriter(io.Discard, "csv", false, false, false, false)
+	out, _ := newFlowWriter(io.Discard, "csv", false, false, false, false, false)
 	q := startFlowQueue(out, false, func() {})
 	n := 0
 	b.ReportAllocs()

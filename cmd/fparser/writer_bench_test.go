@@ -36,7 +36,7 @@ func BenchmarkWriter(b *testing.B) {
 			} else {
 				flows = benchFlows(1024)
 			}
-			w, err := newFlowWriter(io.Discard, bc.format, false, bc.packets, bc.features, false)
+			w, err := newFlowWriter(io.Discard, bc.format, false, bc.packets, bc.features, false, false)
 			if err != nil {
 				b.Fatal(err)
 			}

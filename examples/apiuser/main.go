@@ -99,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		speed         = fs.Float64("speed", 0, "replay at this multiple of the capture's pace (0: as fast as possible)")
 		stats         = fs.Bool("stats", false, "keep and print each direction's statistics")
 		quality       = fs.Bool("tcp-quality", false, "measure and print each TCP flow's handshake RTT, retransmissions, out-of-order segments and zero windows")
+		decap         = fs.Bool("decap", false, "open tunnels and count flows by their inner headers")
 		snaplen       = fs.Int("s", 0, fmt.Sprintf("cut each frame to this many bytes (0: %d)", fparser.DefaultSnaplen))
 		attach        = fs.String("attach", "", "live: where to attach: "+strings.Join(fparser.AttachModes, ", "))
 		also          = fs.String("also", "", "live: more interfaces, comma-separated: names, patterns or "+fparser.AllInterfaces)
@@ -186,6 +187,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ReplaySpeed:     *speed,
 		Statistics:      *stats,
 		TCPQuality:      *quality,
+		Decap:           *decap,
 		MaxPacketMemory: *maxMem,
 		Snaplen:         *snaplen,
 		Attach:          *attach,
@@ -411,6 +413,13 @@ func printFlow(w io.Writer, f fparser.Flow, cfg config) {
 		// from Dst after Fwd.RTT, the ACK from Src after Rev.RTT.
 		fmt.Fprintf(w, "   handshake %s: %s to %s and back, %s to %s and back\n", f.HandshakeRTT, f.Fwd.RTT, f.Dst.Addr(), f.Rev.RTT, f.Src.Addr())
 	}
+	if t := f.Tunnel; t != (fparser.Tunnel{}) {
+		fmt.Fprintf(w, "   through %s%s", t.Kind, tunnelID(t.Kind, t.ID))
+		if t.OuterSrc.IsValid() {
+			fmt.Fprintf(w, " from %s to %s", t.OuterSrc, t.OuterDst)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, c := range []*fparser.Counters{&f.Fwd, &f.Rev} {
 		if c.Retransmissions+c.OutOfOrder+c.ZeroWindows > 0 {
 			fmt.Fprintf(w, "   %d retransmitted, %d out of order, %d zero windows\n", c.Retransmissions, c.OutOfOrder, c.ZeroWindows)
@@ -604,4 +613,22 @@ func report(w io.Writer, err error) int {
 		fmt.Fprintln(w, "apiuser:", err)
 	}
 	return 1
+}
+
+// tunnelID names a tunnel's id by what it is for the tunnel's kind.
+func tunnelID(k fparser.TunnelKind, id uint32) string {
+	switch k {
+	case fparser.TunnelVXLAN, fparser.TunnelGeneve:
+		return fmt.Sprintf(" vni %d", id)
+	case fparser.TunnelGRE:
+		return fmt.Sprintf(" key %d", id)
+	case fparser.TunnelERSPAN, fparser.TunnelPPPoE:
+		return fmt.Sprintf(" session %d", id)
+	case fparser.TunnelGTPU:
+		return fmt.Sprintf(" teid %#x", id)
+	case fparser.TunnelMPLS:
+		return fmt.Sprintf(" label %d", id)
+	case fparser.TunnelIPinIP, fparser.TunnelIPv6inIP, fparser.TunnelNone:
+	}
+	return ""
 }

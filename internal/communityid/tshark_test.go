@@ -60,7 +60,9 @@ func tsharkIDs(path string) (map[userspace.Key]map[string]bool, error) {
 
 // tunnelPorts are the UDP ports of the tunnels whose inner headers tshark computes
 // the communityid from: GTP-U, VXLAN, Geneve, Teredo. fparser, without --decap,
-// counts the tunnel as its outer flow, and gives it the outer flow's ID.
+// counts the tunnel as its outer flow, and gives it the outer flow's ID; with it
+// (but for Teredo, which it does not open), the inner flows' IDs equal tshark's:
+// TestDecapAgainstTshark checks them.
 var tunnelPorts = map[uint16]string{2152: "GTP-U", 4789: "VXLAN", 6081: "Geneve", 3544: "Teredo"}
 
 // TestCommunityIDAgainstTshark: every flow of every capture has the Community ID

@@ -2,7 +2,7 @@
 // rarely shows: VLAN and QinQ tags, IPv6 extension headers, fragments in and out of
 // order, a SYN+ACK first, timestamps going backwards, truncated and lying headers,
 // every link type and file format the reader takes, every event of the TCP quality,
-// and GRE tunnels. A test regenerates them and
+// and tunnels. A test regenerates them and
 // fails when the committed files differ.
 package edgecases
 
@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/gopacket/gopacket"
@@ -69,6 +70,8 @@ func All() []Capture {
 		{Name: "sections.pcapng", build: sections, write: writeSections},
 		{Name: "tcp-quality.pcap", build: tcpQuality, link: layers.LinkTypeEthernet, write: writePcap},
 		{Name: "gre.pcap", build: gre, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "tunnels.pcap", build: tunnels, link: layers.LinkTypeEthernet, write: writePcap},
+		{Name: "tunnel-fragments.pcap", build: tunnelFragments, link: layers.LinkTypeEthernet, write: writePcap},
 	}
 }
 
@@ -545,3 +548,111 @@ func nanoseconds() []record {
 		{at: 123456790, frame: b},
 	}
 }
+
+// tunnels: for --decap, one of each header variant that the test machines cannot
+// make and the corpus lacks, all between hostA and hostB outside, each inner flow
+// in 10.50.N.0/24 (or 2001:db8:50:N::/64) and from port 1000+N, N its case:
+//
+//  1. VXLAN (VNI 7000) carrying an 802.1Q-tagged frame, a datagram and its answer;
+//  2. VXLAN without the I flag (no VNI): not opened;
+//  3. Geneve with 8 bytes of options carrying Ethernet (VNI 0x123), first from the
+//     larger inner address;
+//  4. GTP-U with a sequence number and a PDU session container (TEID 0x1234);
+//  5. a GTP-U echo request: no user packet;
+//  6. GRE with checksum, key 9 and sequence number, carrying IPv6;
+//  7. IP in IP three deep: the third is not opened;
+//  8. IPv6 in IPv4;
+//  9. MPLS, labels 100 and 200;
+//  10. MPLS, five labels: deeper than opened;
+//  11. MPLS (label 300) over a VXLAN tunnel (VNI 11): two tunnels;
+//  12. PPPoE (session 0x42) carrying IPv6;
+//  13. PPPoE carrying LCP: no IP;
+//  14. PPTP's GRE (call id 0x77, sequence and acknowledgment numbers) carrying PPP
+//     with address and control;
+//  15. VXLAN carrying ICMP, and ARP;
+//  16. VXLAN whose inner IPv4 header is cut short.
+func tunnels() []record {
+	const protoGRE, protoIPIP, protoIPv6 = 47, 4, 41
+	inner := func(n int, fromClient bool) []byte {
+		cli := netip.AddrFrom4([4]byte{10, 50, byte(n), 1})
+		srv := netip.AddrFrom4([4]byte{10, 50, byte(n), 2})
+		h := pb.IPv4{Src: cli, Dst: srv, Proto: pb.ProtoUDP}
+		sport, dport := uint16(1000+n), uint16(53)
+		if !fromClient {
+			h.Src, h.Dst, sport, dport = srv, cli, dport, sport
+		}
+		return h.Build(pb.UDP(sport, dport, make([]byte, 20+n)))
+	}
+	inner6 := func(n int) []byte {
+		h := pb.IPv6{Src: netip.MustParseAddr("2001:db8:50:" + hex(n) + "::1"), Dst: netip.MustParseAddr("2001:db8:50:" + hex(n) + "::2"), Next: pb.ProtoUDP, PayloadLen: -1}
+		return h.Build(pb.UDP(uint16(1000+n), 53, make([]byte, 20+n)))
+	}
+	outer := func(proto uint8, payload []byte) []byte {
+		return eth4(nil, pb.IPv4{Src: hostA, Dst: hostB, Proto: proto}, payload)
+	}
+	udp := func(sport, dport uint16, payload []byte) []byte {
+		return outer(pb.ProtoUDP, pb.UDP(sport, dport, payload))
+	}
+	vxlan := func(flags byte, vni uint32, frame []byte) []byte {
+		h := binary.BigEndian.AppendUint32([]byte{flags, 0, 0, 0}, vni<<8)
+		return append(h, frame...)
+	}
+	mpls := func(labels []uint32, payload []byte) []byte {
+		var b []byte
+		for i, l := range labels {
+			e := l<<12 | 64
+			if i == len(labels)-1 {
+				e |= 0x100 // bottom of stack
+			}
+			b = binary.BigEndian.AppendUint32(b, e)
+		}
+		return append(b, payload...)
+	}
+	const etherMPLS, etherPPPoE = 0x8847, 0x8864
+	pppoe := func(proto uint16, payload []byte) []byte {
+		b := []byte{0x11, 0x00, 0x00, 0x42}
+		b = binary.BigEndian.AppendUint16(b, uint16(2+len(payload)))
+		b = binary.BigEndian.AppendUint16(b, proto)
+		return append(b, payload...)
+	}
+	frames := [][]byte{
+		udp(49152, 4789, vxlan(0x08, 7000, pb.Ethernet(pb.EtherIPv4, []uint16{100}, inner(1, true)))),
+		udp(49152, 4789, vxlan(0x08, 7000, pb.Ethernet(pb.EtherIPv4, []uint16{100}, inner(1, false)))),
+		udp(49153, 4789, vxlan(0x00, 0, pb.Ethernet(pb.EtherIPv4, nil, inner(2, true)))),
+		udp(49154, 6081, append([]byte{0x02, 0x00, 0x65, 0x58, 0x00, 0x01, 0x23, 0x00, 0x01, 0x02, 0x80, 0x01, 0, 0, 0, 0}, pb.Ethernet(pb.EtherIPv4, nil, inner(3, false))...)),
+		udp(2152, 2152, append([]byte{0x36, 0xFF, 0, byte(4 + 4 + len(inner(4, true))), 0, 0, 0x12, 0x34, 0, 1, 0, 0x85, 0x01, 0x00, 0x05, 0x00}, inner(4, true)...)),
+		udp(2152, 2152, []byte{0x32, 0x01, 0, 4, 0, 0, 0, 0, 0, 7, 0, 0}),
+		outer(protoGRE, append([]byte{0xB0, 0x00, 0x86, 0xDD, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1}, inner6(6)...)),
+		outer(protoIPIP, pb.IPv4{Src: hostA, Dst: hostC, Proto: protoIPIP}.Build(pb.IPv4{Src: hostC, Dst: hostB, Proto: protoIPIP}.Build(inner(7, true)))),
+		outer(protoIPv6, inner6(8)),
+		pb.Ethernet(etherMPLS, nil, mpls([]uint32{100, 200}, inner(9, true))),
+		pb.Ethernet(etherMPLS, nil, mpls([]uint32{1, 2, 3, 4, 5}, inner(10, true))),
+		pb.Ethernet(etherMPLS, nil, mpls([]uint32{300}, pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP}.Build(pb.UDP(49155, 4789, vxlan(0x08, 11, pb.Ethernet(pb.EtherIPv4, nil, inner(11, true))))))),
+		pb.Ethernet(etherPPPoE, nil, pppoe(0x0057, inner6(12))),
+		pb.Ethernet(etherPPPoE, nil, pppoe(0xC021, []byte{0x01, 0x01, 0x00, 0x04})),
+		outer(protoGRE, append([]byte{0x30, 0x81, 0x88, 0x0B, 0, byte(4 + len(inner(14, true))), 0, 0x77, 0, 0, 0, 3, 0, 0, 0, 2, 0xFF, 0x03, 0x00, 0x21}, inner(14, true)...)),
+		udp(49156, 4789, vxlan(0x08, 15, pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: netip.MustParseAddr("10.50.15.1"), Dst: netip.MustParseAddr("10.50.15.2"), Proto: pb.ProtoICMP}.Build([]byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0})))),
+		udp(49156, 4789, vxlan(0x08, 15, pb.Ethernet(pb.EtherARP, nil, make([]byte, 28)))),
+		udp(49157, 4789, vxlan(0x08, 16, pb.Ethernet(pb.EtherIPv4, nil, inner(16, true)[:12]))),
+	}
+	recs := make([]record, len(frames))
+	for i, f := range frames {
+		recs[i] = record{at: ms(2 * i), frame: f}
+	}
+	return recs
+}
+
+// tunnelFragments: a VXLAN packet (VNI 17, carrying UDP in 10.50.17.0/24) cut into
+// two IP fragments. A fragment is never opened: with --decap as without, the first
+// counts in the outer UDP flow, and the second follows it.
+func tunnelFragments() []record {
+	in := pb.IPv4{Src: netip.MustParseAddr("10.50.17.1"), Dst: netip.MustParseAddr("10.50.17.2"), Proto: pb.ProtoUDP}.Build(pb.UDP(1017, 53, make([]byte, 100)))
+	vx := append([]byte{0x08, 0, 0, 0, 0, 0, 17, 0}, pb.Ethernet(pb.EtherIPv4, nil, in)...)
+	dgram := pb.UDP(49158, 4789, vx)
+	first := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP, ID: 0x77, MoreFrags: true}.Build(dgram[:64])
+	later := pb.IPv4{Src: hostA, Dst: hostB, Proto: pb.ProtoUDP, ID: 0x77, FragOffset: 8}.Build(dgram[64:])
+	return []record{{at: 0, frame: pb.Ethernet(pb.EtherIPv4, nil, first)}, {at: ms(1), frame: pb.Ethernet(pb.EtherIPv4, nil, later)}}
+}
+
+// hex is n in lower-case hexadecimal, for an IPv6 address's group.
+func hex(n int) string { return strconv.FormatInt(int64(n), 16) }

@@ -7,6 +7,7 @@ package flowfmt
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 type Encoder struct {
 	Features bool // add FeatureFields, NFStream's statistics and the moving rates
 	Quality  bool // add QualityFields, the TCP quality, after them
+	Tunnel   bool // add TunnelFields, the flow's tunnel, after them
 	Packets  bool // JSON: embed each flow's packets
 	stamps   stamps
 }
@@ -34,6 +36,10 @@ func (e *Encoder) AppendCSVHeader(b []byte) []byte {
 	if e.Quality {
 		b = append(b, ',')
 		b = append(b, strings.Join(QualityFields, ",")...)
+	}
+	if e.Tunnel {
+		b = append(b, ',')
+		b = append(b, strings.Join(TunnelFields, ",")...)
 	}
 	return append(b, '\n')
 }
@@ -136,6 +142,51 @@ func appendQuality(b []byte, f *fparser.Flow, named bool) []byte {
 	return b
 }
 
+// TunnelFields are the fields that Encoder.Tunnel adds, after QualityFields when
+// both are on: the tunnel the flow came through (Options.Decap), its kind's name
+// (TunnelKind.String), its ID, and the outermost IP header's addresses, src's side
+// first. A flow that came through no tunnel has none of them (empty in CSV, null in
+// JSON), nor a tunnel without an outer IP header (MPLS, PPPoE) the addresses.
+var TunnelFields = []string{"tunnel", "tunnel_id", "outer_src_ip", "outer_dst_ip"}
+
+// appendTunnel appends the values of TunnelFields, as appendFeatures does.
+func appendTunnel(b []byte, f *fparser.Flow, named bool) []byte {
+	t := &f.Tunnel
+	in := t.Kind != fparser.TunnelNone
+	b = appendSeparator(b, TunnelFields[0], named)
+	switch {
+	case in && named:
+		b = append(b, '"')
+		b = append(b, t.Kind.String()...)
+		b = append(b, '"')
+	case in:
+		b = append(b, t.Kind.String()...)
+	case named:
+		b = append(b, "null"...)
+	}
+	b = appendSeparator(b, TunnelFields[1], named)
+	switch {
+	case in:
+		b = strconv.AppendUint(b, uint64(t.ID), 10)
+	case named:
+		b = append(b, "null"...)
+	}
+	for i, a := range [...]netip.Addr{t.OuterSrc, t.OuterDst} {
+		b = appendSeparator(b, TunnelFields[2+i], named)
+		switch {
+		case in && a.IsValid() && named:
+			b = append(b, '"')
+			b = a.AppendTo(b)
+			b = append(b, '"')
+		case in && a.IsValid():
+			b = a.AppendTo(b)
+		case named:
+			b = append(b, "null"...)
+		}
+	}
+	return b
+}
+
 // appendSeparator appends what comes before a field's value: a comma and, when
 // named (JSON), its quoted name and a colon.
 func appendSeparator(b []byte, name string, named bool) []byte {
@@ -210,6 +261,9 @@ func (e *Encoder) AppendJSON(b []byte, f *fparser.Flow) []byte {
 	}
 	if e.Quality {
 		b = appendQuality(b, f, true)
+	}
+	if e.Tunnel {
+		b = appendTunnel(b, f, true)
 	}
 	if e.Packets {
 		b = e.appendPacketsJSON(b, f)
@@ -291,6 +345,9 @@ func (e *Encoder) AppendCSV(b []byte, f *fparser.Flow) []byte {
 	}
 	if e.Quality {
 		b = appendQuality(b, f, false)
+	}
+	if e.Tunnel {
+		b = appendTunnel(b, f, false)
 	}
 	return append(b, '\n')
 }

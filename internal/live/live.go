@@ -48,7 +48,7 @@ type Source struct {
 	eng        *userspace.Engine
 	events     *loader.Events
 	coarse     bool  // the kernel stamps packets with the coarse clock
-	statistics bool  // the kernel's flow values carry the statistics and the TCP quality
+	statistics bool  // the kernel's flow values carry the statistics, the TCP quality and the tunnel
 	offset     int64 // the kernel's clock to Unix ns
 
 	mu   sync.Mutex // d is released by Close while Counters may read it
@@ -133,7 +133,7 @@ func Open(cfg Config, f *filter.Filter) (*Source, error) {
 	if err != nil {
 		return fail(err)
 	}
-	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Statistics || cfg.Loader.TCPQuality}
+	s := &Source{log: cfg.Logger, d: d, coarse: cfg.Loader.CoarseClock, statistics: cfg.Loader.Extended()}
 	if attributing, processes, err := d.Attribution(); attributing {
 		if root, err := cgroups.Mount(); err == nil {
 			s.cgroups = cgroups.NewResolver(root)

@@ -74,6 +74,7 @@ func BenchmarkKernelPacket(b *testing.B) {
 	withBoth := load(Config{Statistics: true, TCPQuality: true})
 	coarse := load(Config{CoarseClock: true})
 	attributing := load(Config{Owners: true})
+	decap := load(Config{Decap: true})
 
 	cases := []struct {
 		name  string
@@ -99,6 +100,11 @@ func BenchmarkKernelPacket(b *testing.B) {
 		{"hot-tcp-ack-statistics", withStats.objs.FparserXdp, tcpAck(benchA, 40003)},
 		{"hot-tcp-ack-statistics-quality", withBoth.objs.FparserXdp, tcpAck(benchA, 40003)},
 		{"udp-statistics-quality", withBoth.objs.FparserXdp, pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: benchA, Dst: benchB, Proto: pb.ProtoUDP}.Build(pb.UDP(5353, 53, make([]byte, 60))))},
+		// Tunnels: a TCP segment in VXLAN, counted as its outer UDP flow without
+		// --decap and by its inner headers with it; plain TCP with --decap.
+		{"vxlan-tcp", d.objs.FparserXdp, vxlanFrame(tcpFrame(benchA, 40000, pb.ACK))},
+		{"vxlan-tcp-decap", decap.objs.FparserXdp, vxlanFrame(tcpFrame(benchA, 40000, pb.ACK))},
+		{"hot-tcp-decap", decap.objs.FparserXdp, tcpFrame(benchA, 40000, pb.ACK)},
 		// Attribution is in the TC programs: each with it off, then on (a flow
 		// whose directions are decided, as every one is after its first packets;
 		// a test run's packet has no socket).
@@ -126,6 +132,14 @@ func BenchmarkKernelPacket(b *testing.B) {
 			reportRatio(b, own, theirs)
 		})
 	}
+
+	// --decap's cost on a packet that is in no tunnel, in turns with the program
+	// without it.
+	b.Run("decap-over-plain", func(b *testing.B) {
+		frame := tcpFrame(benchA, 40000, pb.ACK)
+		own, theirs := inTenths(b, decap.objs.FparserXdp, frame, d.objs.FparserXdp, frame)
+		reportRatio(b, own, theirs)
+	})
 
 	// One run per packet adds the kernel's per-run overhead: an existing flow timed
 	// the same way is the baseline that new-flow compares with.
@@ -214,6 +228,7 @@ func BenchmarkKernelCaptures(b *testing.B) {
 	load := func(cfg Config) *Datapath { return loadForBench(b, cfg) }
 	d, attributing := load(Config{}), load(Config{Owners: true})
 	stats, quality := load(Config{Statistics: true}), load(Config{Statistics: true, TCPQuality: true})
+	decap := load(Config{Decap: true})
 	ref, err := benchref.Load(d.objs.Flows.MaxEntries())
 	if err != nil {
 		b.Fatal(err)
@@ -229,6 +244,7 @@ func BenchmarkKernelCaptures(b *testing.B) {
 	}{
 		{"xdp", d, d.objs.FparserXdp}, {"tc", d, d.objs.FparserTcEgress}, {"tc-processes", attributing, attributing.objs.FparserTcEgress},
 		{"xdp-statistics", stats, stats.objs.FparserXdp}, {"xdp-statistics-quality", quality, quality.objs.FparserXdp},
+		{"xdp-decap", decap, decap.objs.FparserXdp},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			run := frames
@@ -532,4 +548,10 @@ func reportSize(b *testing.B, prog *ebpf.Program) {
 		}
 		b.ReportMetric(float64(n), "jit-insns")
 	}
+}
+
+// vxlanFrame wraps an Ethernet frame in VXLAN (VNI 42) between two other hosts.
+func vxlanFrame(inner []byte) []byte {
+	vxlan := append([]byte{0x08, 0, 0, 0, 0, 0, 42, 0}, inner...)
+	return pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: netip.AddrFrom4([4]byte{192, 0, 2, 1}), Dst: netip.AddrFrom4([4]byte{192, 0, 2, 2}), Proto: pb.ProtoUDP}.Build(pb.UDP(49152, 4789, vxlan)))
 }

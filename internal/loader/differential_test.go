@@ -140,6 +140,9 @@ func goSide(frames [][]byte, times []int64, cfg Config, places []userspace.Where
 	if cfg.TCPQuality {
 		dp.KeepTCPQuality()
 	}
+	if cfg.Decap {
+		dp.Decapsulate()
+	}
 	res := sideResult{records: map[flowRecord]int{}, packets: map[userspace.Key][]userspace.PacketRecord{}}
 	for i, f := range frames {
 		for _, where := range places {
@@ -383,7 +386,8 @@ func loadForTest(t testing.TB, cfg Config) *Datapath {
 }
 
 // TestDifferentialTestdata: every capture in testdata, through the kernel and through
-// Go, gives the same flows (statistics included), counters, and reuse events: with
+// Go, gives the same flows (statistics, TCP quality and tunnels included), counters,
+// and reuse events: with
 // the default timeouts, and with timeouts short enough that the datapath ends flows
 // itself on idle, FIN and active timeouts; and with the packet history on, the same
 // packet records, all of them or the first 3 of each flow.
@@ -400,6 +404,8 @@ func TestDifferentialTestdata(t *testing.T) {
 		{"statistics-short", Config{Timeouts: short, Statistics: true}},
 		{"quality", Config{Timeouts: userspace.DefaultTimeouts, TCPQuality: true}},
 		{"quality-statistics-short", Config{Timeouts: short, Statistics: true, TCPQuality: true}},
+		{"decap", Config{Timeouts: userspace.DefaultTimeouts, Decap: true}},
+		{"decap-quality-statistics-history-short", Config{Timeouts: short, Decap: true, Statistics: true, TCPQuality: true, HistoryLimit: 3}},
 		{"history", Config{Timeouts: userspace.DefaultTimeouts, HistoryLimit: -1, Statistics: true}},
 		{"history-3-short", Config{Timeouts: short, HistoryLimit: 3}},
 		// Every packet seen twice, arriving and then leaving, as by a router:
@@ -433,9 +439,9 @@ func TestDifferentialCorpus(t *testing.T) {
 	}
 	defer f.Close()
 	to := userspace.Timeouts{Idle: 30 * time.Second, FIN: 5 * time.Second}
-	// With statistics, the TCP quality, and the first 8 packets of each flow: every capture's
-	// records fit in the ring buffer while the test runs.
-	d := loadForTest(t, Config{Timeouts: to, Statistics: true, TCPQuality: true, HistoryLimit: 8})
+	// With tunnels opened, statistics, the TCP quality, and the first 8 packets of
+	// each flow: every capture's records fit in the ring buffer while the test runs.
+	d := loadForTest(t, Config{Timeouts: to, Decap: true, Statistics: true, TCPQuality: true, HistoryLimit: 8})
 	sc := bufio.NewScanner(f)
 	sc.Scan()
 	for sc.Scan() {
@@ -466,7 +472,7 @@ func FuzzDifferential(f *testing.F) {
 		src.Close()
 	}
 	to := userspace.Timeouts{Idle: 2 * time.Second, FIN: 500 * time.Millisecond}
-	d := loadForTest(f, Config{Timeouts: to, Statistics: true, TCPQuality: true, HistoryLimit: -1})
+	d := loadForTest(f, Config{Timeouts: to, Decap: true, Statistics: true, TCPQuality: true, HistoryLimit: -1})
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		if len(frame) < 14 || len(frame) > maxTestFrame {
 			t.Skip("BPF_PROG_TEST_RUN takes 14 to a page of bytes")

@@ -83,6 +83,14 @@ type fparserFlowState struct {
 			Pad             uint32
 		}
 	}
+	T struct {
+		_      structs.HostLayout
+		Kind   uint8
+		Pad    [3]uint8
+		Id     uint32
+		OuterA [16]uint8
+		OuterB [16]uint8
+	}
 }
 
 type fparserFragFlow struct {
@@ -150,6 +158,7 @@ const (
 	fparserProgFparserXdp         = "fparser_xdp"
 	fparserVarActiveNs            = "active_ns"
 	fparserVarCoarseClock         = "coarse_clock"
+	fparserVarDecapOn             = "decap_on"
 	fparserVarFilterOn            = "filter_on"
 	fparserVarFinNs               = "fin_ns"
 	fparserVarHistoryLimit        = "history_limit"
@@ -232,6 +241,7 @@ type fparserMapSpecs struct {
 type fparserVariableSpecs struct {
 	ActiveNs         *ebpf.VariableSpec `ebpf:"active_ns"`
 	CoarseClock      *ebpf.VariableSpec `ebpf:"coarse_clock"`
+	DecapOn          *ebpf.VariableSpec `ebpf:"decap_on"`
 	FilterOn         *ebpf.VariableSpec `ebpf:"filter_on"`
 	FinNs            *ebpf.VariableSpec `ebpf:"fin_ns"`
 	HistoryLimit     *ebpf.VariableSpec `ebpf:"history_limit"`
@@ -293,6 +303,7 @@ func (m *fparserMaps) Close() error {
 type fparserVariables struct {
 	ActiveNs         *ebpf.Variable `ebpf:"active_ns"`
 	CoarseClock      *ebpf.Variable `ebpf:"coarse_clock"`
+	DecapOn          *ebpf.Variable `ebpf:"decap_on"`
 	FilterOn         *ebpf.Variable `ebpf:"filter_on"`
 	FinNs            *ebpf.Variable `ebpf:"fin_ns"`
 	HistoryLimit     *ebpf.Variable `ebpf:"history_limit"`

@@ -80,6 +80,10 @@ type Config struct {
 	// value (userspace.TCPQuality).
 	TCPQuality bool
 
+	// Decap makes the kernel open tunnels and count their packets by the headers
+	// inside, keeping each flow's tunnel in its map value (userspace.Tunnel).
+	Decap bool
+
 	// PinDir, when set, pins the maps and the links in this directory of a BPF
 	// filesystem: a process that dies leaves the programs counting into them, and
 	// the next one started with the same PinDir and options adopts them, flows and
@@ -257,7 +261,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil, "stats_on": cfg.Statistics, "quality_on": cfg.TCPQuality, "owners_on": cfg.Owners} {
+	for name, on := range map[string]bool{"test_clock": cfg.testClock, "coarse_clock": cfg.CoarseClock, "filter_on": f != nil, "stats_on": cfg.Statistics, "quality_on": cfg.TCPQuality, "decap_on": cfg.Decap, "owners_on": cfg.Owners} {
 		if on {
 			if err := spec.Variables[name].Set(uint8(1)); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -273,7 +277,7 @@ func collectionSpec(cfg Config, f *filter.Program) (*ebpf.CollectionSpec, error)
 		spec.Maps["flows"].MaxEntries = cfg.MaxFlows
 		spec.Maps["owners"].MaxEntries = max(cfg.MaxFlows/8, 1024) // flows of local sockets
 	}
-	if !cfg.Statistics && !cfg.TCPQuality {
+	if !cfg.Extended() {
 		// The map's values end where the statistics would start: smaller entries
 		// make a new flow cheaper, as the kernel writes fewer cold cache lines.
 		flows := spec.Maps["flows"]

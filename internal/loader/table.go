@@ -29,6 +29,10 @@ type fullValue struct {
 	Stats userspace.FlowStats
 }
 
+// Extended says the flow map's values go on past the State: with statistics, the
+// TCP quality or tunnels, which take their place in every value.
+func (c *Config) Extended() bool { return c.Statistics || c.TCPQuality || c.Decap }
+
 // coreSize is the flow map's value size without statistics.
 const coreSize = unsafe.Sizeof(userspace.State{})
 
@@ -51,7 +55,7 @@ const (
 // a slice of an incremental walk of the whole map (see Expire).
 type Table struct {
 	m        *ebpf.Map
-	stats    bool // the values carry statistics and the TCP quality
+	stats    bool // the values carry statistics, the TCP quality and the tunnel (Config.Extended)
 	timeouts userspace.Timeouts
 	noBatch  atomic.Bool // the kernel lacks batch lookup on this map: iterate instead
 	// readErrors counts the walks of the map that failed part way: Range has no
@@ -117,7 +121,7 @@ func (d *Datapath) Table() *Table {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.table == nil {
-		t := &Table{m: d.objs.Flows, stats: d.cfg.Statistics || d.cfg.TCPQuality}
+		t := &Table{m: d.objs.Flows, stats: d.cfg.Extended()}
 		t.bufs.New = func() any { return t.newBuffers(batch) }
 		t.flush = *t.newBuffers(batch)
 		t.sweep.bufs = *t.newBuffers(scanBatch)

@@ -285,7 +285,7 @@ func BenchmarkDatapath(b *testing.B) {
 					n := (first + i) % nflows
 					src := netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)})
 					f := pb.Ethernet(pb.EtherIPv4, nil, pb.IPv4{Src: src, Dst: netip.MustParseAddr("192.0.2.1"), Proto: pb.ProtoUDP}.Build(pb.UDP(1000, 53, make([]byte, 20))))
-					fp.parse(&pk.parsed[i], nil, f, len(f), LinkEthernet, 0, 1)
+					fp.parse(&pk.parsed[i], nil, nil, f, len(f), LinkEthernet, 0, 1)
 				}
 				batches = append(batches, pk)
 			}

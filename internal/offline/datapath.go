@@ -23,6 +23,7 @@ type Datapath struct {
 	history      bool   // the engine keeps packet histories
 	stats        bool   // KeepStatistics
 	quality      bool   // KeepTCPQuality
+	decap        bool   // Decapsulate
 	historyLimit uint32 // records per flow, as the kernel's history_limit; 0 when off
 
 	// The packet filter, as SetFilter last set it; each parsing goroutine compiles
@@ -160,6 +161,11 @@ func (d *Datapath) KeepStatistics() { d.table.KeepStatistics(); d.stats = true }
 // the first packet.
 func (d *Datapath) KeepTCPQuality() { d.table.KeepStatistics(); d.quality = true }
 
+// Decapsulate makes the datapath open tunnels and count their packets by the
+// headers inside, keeping each flow's tunnel (userspace.Tunnel), as the kernel
+// program does with decap_on. Call it before the first packet.
+func (d *Datapath) Decapsulate() { d.table.KeepStatistics(); d.decap = true }
+
 // Packet counts one frame of link type lt, wire bytes long on the wire, captured at ts
 // (ns since the epoch), and returns the error that a filter which cannot apply to lt
 // gives. A flow it ends waits in the engine (TakeEnded).
@@ -171,9 +177,9 @@ func (d *Datapath) Packet(frame []byte, wire int, lt uint32, ts int64) error {
 // kernel sees a packet that crosses the host at several.
 func (d *Datapath) PacketAt(frame []byte, wire int, lt uint32, ts int64, where userspace.Where) error {
 	b := &d.single
-	b.dp, b.parsed, b.recs = d, b.one[:1], b.oneRec[:1]
+	b.dp, b.parsed, b.recs, b.tuns = d, b.one[:1], b.oneRec[:1], b.oneTun[:1]
 	d.own.refresh()
-	d.own.parse(&b.parsed[0], &b.recs[0], frame, wire, lt, ts, where)
+	d.own.parse(&b.parsed[0], &b.recs[0], &b.tuns[0], frame, wire, lt, ts, where)
 	if err := d.own.err; err != nil {
 		d.own.err = nil
 		return err
@@ -204,10 +210,11 @@ type Parsed struct {
 	seg    userspace.Segment // a whole TCP segment's, when the datapath keeps the TCP quality
 }
 
-// parse parses a frame, and with the history on, reads its record into rec. It
-// changes nothing but pp, rec and (when it meets a link type the filter cannot apply
-// to) fp.err, so another goroutine may parse ahead of the one that counts.
-func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []byte, wire int, lt uint32, ts int64, where userspace.Where) {
+// parse parses a frame, and with the history on, reads its record into rec; with
+// decapsulation, its tunnel into tun. It changes nothing but pp, rec, tun and (when
+// it meets a link type the filter cannot apply to) fp.err, so another goroutine may
+// parse ahead of the one that counts.
+func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, tun *userspace.Tunnel, frame []byte, wire int, lt uint32, ts int64, where userspace.Where) {
 	d := fp.dp
 	if d.snaplen > 0 && len(frame) > d.snaplen {
 		frame = frame[:d.snaplen]
@@ -221,9 +228,12 @@ func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, frame []by
 		}
 	}
 	var p packet
-	pp.v = parse(&p, frame, lt, wire)
+	pp.v = parse(&p, frame, lt, wire, d.decap)
 	if pp.v != vFlow && pp.v != vLaterFrag {
 		return
+	}
+	if d.decap {
+		*tun = p.tun
 	}
 	if d.history {
 		readRecord(rec, frame, &p)
@@ -245,8 +255,10 @@ type packets struct {
 	frames FrameBatch // the frames, for parsing again when the filter changes
 	parsed []Parsed
 	recs   []userspace.PacketRecord // beside parsed, with the history on
+	tuns   []userspace.Tunnel       // beside parsed, with decapsulation
 	one    [1]Parsed                // Packet's
 	oneRec [1]userspace.PacketRecord
+	oneTun [1]userspace.Tunnel
 	set    *filterSet
 	first  int   // the number in the capture of the first frame, less one
 	limit  int   // packets to count, when less than all (a paced replay)
@@ -281,7 +293,11 @@ func (b *packets) Count(i int, now int64, tx userspace.Tx) {
 	if b.dp.history {
 		rec = &b.recs[i]
 	}
-	b.dp.count(&b.parsed[i], rec, now, tx)
+	var tun *userspace.Tunnel
+	if b.dp.decap {
+		tun = &b.tuns[i]
+	}
+	b.dp.count(&b.parsed[i], rec, tun, now, tx)
 }
 
 // parseAll parses the batch's frames from the i-th on with fp, and stops at the first
@@ -301,13 +317,23 @@ func (b *packets) parseAll(fp *frameParser, path string, i int) {
 		}
 		b.recs = b.recs[:n]
 	}
+	var tun userspace.Tunnel // likewise, without decapsulation
+	if fp.dp.decap {
+		if cap(b.tuns) < n {
+			b.tuns = make([]userspace.Tunnel, n, max(n, batchFrames))
+		}
+		b.tuns = b.tuns[:n]
+	}
 	for ; i < n; i++ {
 		f := &b.frames.Frames[i]
-		r := &rec
+		r, t := &rec, &tun
 		if fp.dp.history {
 			r = &b.recs[i]
 		}
-		fp.parse(&b.parsed[i], r, f.Data, f.Wire, f.LinkType, f.Time, userspace.Where(f.Interface+1))
+		if fp.dp.decap {
+			t = &b.tuns[i]
+		}
+		fp.parse(&b.parsed[i], r, t, f.Data, f.Wire, f.LinkType, f.Time, userspace.Where(f.Interface+1))
 		if fp.err != nil {
 			b.parsed = b.parsed[:i]
 			b.err = fmt.Errorf("%s: packet %d: %w", path, b.first+i+1, fp.err)
@@ -318,8 +344,8 @@ func (b *packets) parseAll(fp *frameParser, path string, i int) {
 }
 
 // count counts a parsed frame: the datapath's update, under the rules the kernel
-// program follows.
-func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx userspace.Tx) {
+// program follows. tun is its tunnel, nil without decapsulation.
+func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, tun *userspace.Tunnel, now int64, tx userspace.Tx) {
 	c := tx.Counters()
 	c.Seen++
 	p := pp
@@ -337,7 +363,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 		if p.frag != fragNone {
 			seg = nil
 		}
-		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, pp.where, p.length, p.flags, seg, now, rec, tx)
+		d.update(&p.key, uint64(pp.hash)<<32, pp.srcIsA, pp.where, p.length, p.flags, seg, tun, now, rec, tx)
 	case vLaterFrag:
 		c.Fragments++
 		k, srcIsA, ok := d.frags.get(fragKey{src: p.key.A, dst: p.key.B, id: p.fragID, proto: p.key.Proto})
@@ -345,7 +371,7 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 			c.Unattributed++
 			return
 		}
-		d.update(&k, d.table.Hash(&k), srcIsA, pp.where, p.length, 0, nil, now, rec, tx)
+		d.update(&k, d.table.Hash(&k), srcIsA, pp.where, p.length, 0, nil, tun, now, rec, tx)
 	case vNonIP:
 		c.NonIP++
 	case vOtherL4:
@@ -359,8 +385,9 @@ func (d *Datapath) count(pp *Parsed, rec *userspace.PacketRecord, now int64, tx 
 
 // update is the kernel's update routine: find or create the flow, end it first if it
 // is already over or a new connection reuses its 5-tuple, then count the packet. seg
-// is the packet's TCP segment for the quality, nil for a fragment.
-func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where userspace.Where, length uint32, flags uint8, seg *userspace.Segment, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
+// is the packet's TCP segment for the quality, nil for a fragment; tun its tunnel,
+// nil without decapsulation.
+func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where userspace.Where, length uint32, flags uint8, seg *userspace.Segment, tun *userspace.Tunnel, now int64, rec *userspace.PacketRecord, tx userspace.Tx) {
 	s, st, ref, inserted := d.table.UpsertHash(k, hash)
 	created := inserted
 	if !created {
@@ -392,6 +419,13 @@ func (d *Datapath) update(k *userspace.Key, hash uint64, srcIsA bool, where user
 		s.Where[dir] = where
 		if d.quality {
 			st.TCP.Reset()
+		}
+		if d.decap {
+			// The tunnel's outer addresses by endpoint, as the kernel's set_tunnel.
+			st.Tunnel = *tun
+			if dir == 1 {
+				st.Tunnel.OuterA, st.Tunnel.OuterB = tun.OuterB, tun.OuterA
+			}
 		}
 		c.NewFlows++
 	} else if s.SeenElsewhere(dir, where) {

@@ -91,7 +91,8 @@ func FuzzSource(f *testing.F) {
 
 func gzipped(b []byte) bool { return len(b) >= 2 && b[0] == 0x1f && b[1] == 0x8b }
 
-// FuzzDatapath feeds arbitrary frames of every link type to the Go datapath, twice
+// FuzzDatapath feeds arbitrary frames of every link type to the Go datapath (opening
+// tunnels or not, by the link argument's high bit), twice
 // (a flow's creation, then its update): it must not panic, and every frame must end
 // in exactly one counter.
 func FuzzDatapath(f *testing.F) {
@@ -120,6 +121,9 @@ func FuzzDatapath(f *testing.F) {
 		eng.SetHistory(userspace.HistoryConfig{Limit: -1})
 		dp := NewDatapath(eng, tab, 0)
 		dp.KeepStatistics()
+		if link&0x80 != 0 {
+			dp.Decapsulate() // the tunnels' parsing too
+		}
 		dp.Packet(frame, len(frame), lt, 1e18)
 		dp.Packet(frame, len(frame)+10, lt, 1e18+1e9)
 		eng.Flush(userspace.EndEndOfCapture, func() {})

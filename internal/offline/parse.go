@@ -70,12 +70,16 @@ type packet struct {
 	ipOff  int32  // where the IP header starts
 	l4Off  int32  // where the TCP or UDP header starts; 0 for a non-first fragment
 	seglen uint32 // TCP: the payload's length by the IP header
+	// With decap: the outermost tunnel, OuterA the outermost IP header's source;
+	// its kind none when no tunnel was opened.
+	tun userspace.Tunnel
 }
 
 var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
 
-// parse reads a frame of link type lt whose length on the wire was wire.
-func parse(p *packet, d []byte, lt uint32, wire int) verdict {
+// parse reads a frame of link type lt whose length on the wire was wire. With
+// decap, it opens tunnels as the kernel's parse does with decap_on.
+func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
 	var off int
 	var etype uint16
 	switch lt {
@@ -142,95 +146,157 @@ func parse(p *packet, d []byte, lt uint32, wire int) verdict {
 		off += 4
 	}
 
-	var l4 int                                   // offset of the TCP/UDP header
-	var l4len int                                // its length by the IP header
-	p.ipOff, p.l4Off, p.flags = int32(off), 0, 0 // the packet is reused: a later fragment has no flags
-	switch etype {
-	case etherIPv4:
-		if len(d) < off+20 || d[off]>>4 != 4 {
-			return vMalformed
+	// Tunnels opened: MPLS or PPPoE, then those in IP (the kernel's parse_tunnels).
+	tunnels := 0
+	if decap && (etype == etherMPLS || etype == etherMPLSMulticast) {
+		if len(d) < off+4 {
+			return vNonIP
 		}
-		ihl := int(d[off]&0x0F) * 4
-		if ihl < 20 || len(d) < off+ihl {
-			return vMalformed
-		}
-		total := int(binary.BigEndian.Uint16(d[off+2:]))
-		if total == 0 {
-			// Segmentation offload leaves the total length 0: the frame is the packet.
-			total = wire - off
-		}
-		if total < ihl {
-			return vMalformed
-		}
-		p.length = uint32(total)
-		p.key.Proto = d[off+9]
-		*(*[12]byte)(p.key.A[:]) = v4Prefix
-		*(*[4]byte)(p.key.A[12:]) = *(*[4]byte)(d[off+12:])
-		*(*[12]byte)(p.key.B[:]) = v4Prefix
-		*(*[4]byte)(p.key.B[12:]) = *(*[4]byte)(d[off+16:])
-		if p.key.Proto != userspace.ProtoTCP && p.key.Proto != userspace.ProtoUDP {
-			return vOtherL4
-		}
-		fo := binary.BigEndian.Uint16(d[off+6:])
-		p.frag = fragNone
-		if fo&0x1FFF != 0 {
-			p.frag, p.fragID = fragLater, uint32(binary.BigEndian.Uint16(d[off+4:]))
-			return vLaterFrag
-		}
-		if fo&0x2000 != 0 {
-			p.frag, p.fragID = fragFirst, uint32(binary.BigEndian.Uint16(d[off+4:]))
-		}
-		l4, l4len = off+ihl, total-ihl
-	case etherIPv6:
-		if len(d) < off+40 || d[off]>>4 != 6 {
-			return vMalformed
-		}
-		payload := int(binary.BigEndian.Uint16(d[off+4:]))
-		if payload == 0 {
-			payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
-		}
-		p.length = uint32(payload + 40)
-		p.key.A = *(*[16]byte)(d[off+8:])
-		p.key.B = *(*[16]byte)(d[off+24:])
-		next := d[off+6]
-		pos := off + 40
-		p.frag = fragNone
-		for range maxIPv6Ext {
-			switch next {
-			case 0, 43, 60: // hop-by-hop, routing, destination options
-				if len(d) < pos+8 {
-					return vMalformed
-				}
-				next = d[pos]
-				pos += (int(d[pos+1]) + 1) * 8
-				continue
-			case 44: // fragment
-				if len(d) < pos+8 {
-					return vMalformed
-				}
-				fo := binary.BigEndian.Uint16(d[pos+2:])
-				next = d[pos]
-				p.fragID = binary.BigEndian.Uint32(d[pos+4:])
-				pos += 8
-				if fo&0xFFF8 != 0 {
-					p.frag = fragLater
-				} else if fo&1 != 0 {
-					p.frag = fragFirst
-				}
-				continue
+		p.tun.Kind = userspace.TunnelMPLS
+		p.tun.ID = binary.BigEndian.Uint32(d[off:]) >> 12
+		bottom := false
+		for range maxMPLSLabels {
+			if len(d) < off+4 {
+				return vNonIP
 			}
+			bottom = d[off+2]&1 != 0
+			off += 4
+			if bottom {
+				break
+			}
+		}
+		// A stack deeper than maxMPLSLabels, or a pseudowire's control word.
+		etype = 0
+		if bottom {
+			etype = ipVersion(d, off)
+		}
+		tunnels = 1
+	} else if decap && etype == etherPPPoE {
+		if len(d) < off+8 || d[off] != 0x11 || d[off+1] != 0 {
+			return vNonIP
+		}
+		p.tun.Kind = userspace.TunnelPPPoE
+		p.tun.ID = uint32(binary.BigEndian.Uint16(d[off+2:]))
+		etype = pppType(binary.BigEndian.Uint16(d[off+6:]))
+		off += 8
+		tunnels = 1
+	}
+
+	var l4 int              // offset of the TCP/UDP header
+	var l4len int           // its length by the IP header
+	p.l4Off, p.flags = 0, 0 // the packet is reused: a later fragment has no flags
+	for level := range maxTunnels + 1 {
+		if off > maxInnerOff {
+			return vMalformed
+		}
+		p.ipOff = int32(off)
+		switch etype {
+		case etherIPv4:
+			if len(d) < off+20 || d[off]>>4 != 4 {
+				return vMalformed
+			}
+			ihl := int(d[off]&0x0F) * 4
+			if ihl < 20 || len(d) < off+ihl {
+				return vMalformed
+			}
+			total := int(binary.BigEndian.Uint16(d[off+2:]))
+			if total == 0 {
+				// Segmentation offload leaves the total length 0: the frame is the packet.
+				total = wire - off
+			}
+			if total < ihl {
+				return vMalformed
+			}
+			p.length = uint32(total)
+			p.key.Proto = d[off+9]
+			*(*[12]byte)(p.key.A[:]) = v4Prefix
+			*(*[4]byte)(p.key.A[12:]) = *(*[4]byte)(d[off+12:])
+			*(*[12]byte)(p.key.B[:]) = v4Prefix
+			*(*[4]byte)(p.key.B[12:]) = *(*[4]byte)(d[off+16:])
+			fo := binary.BigEndian.Uint16(d[off+6:])
+			p.frag = fragNone
+			if fo&0x1FFF != 0 {
+				p.frag, p.fragID = fragLater, uint32(binary.BigEndian.Uint16(d[off+4:]))
+			} else if fo&0x2000 != 0 {
+				p.frag, p.fragID = fragFirst, uint32(binary.BigEndian.Uint16(d[off+4:]))
+			}
+			l4, l4len = off+ihl, total-ihl
+		case etherIPv6:
+			if len(d) < off+40 || d[off]>>4 != 6 {
+				return vMalformed
+			}
+			payload := int(binary.BigEndian.Uint16(d[off+4:]))
+			if payload == 0 {
+				payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
+			}
+			p.length = uint32(payload + 40)
+			p.key.A = *(*[16]byte)(d[off+8:])
+			p.key.B = *(*[16]byte)(d[off+24:])
+			next := d[off+6]
+			pos := off + 40
+			p.frag = fragNone
+		walk:
+			for range maxIPv6Ext {
+				switch next {
+				case 0, 43, 60: // hop-by-hop, routing, destination options
+					if len(d) < pos+8 {
+						return vMalformed
+					}
+					next = d[pos]
+					pos += (int(d[pos+1]) + 1) * 8
+				case 44: // fragment
+					if len(d) < pos+8 {
+						return vMalformed
+					}
+					fo := binary.BigEndian.Uint16(d[pos+2:])
+					next = d[pos]
+					p.fragID = binary.BigEndian.Uint32(d[pos+4:])
+					pos += 8
+					if fo&0xFFF8 != 0 {
+						p.frag = fragLater
+					} else if fo&1 != 0 {
+						p.frag = fragFirst
+					}
+				default:
+					break walk
+				}
+			}
+			p.key.Proto = next
+			l4, l4len = pos, off+40+payload-pos
+		default:
+			return vNonIP
+		}
+		// A fragment carries no whole tunnel header: it counts as what it is.
+		if !decap || tunnels == maxTunnels || p.frag != fragNone {
 			break
 		}
-		p.key.Proto = next
-		if next != userspace.ProtoTCP && next != userspace.ProtoUDP {
-			return vOtherL4
+		inner := openTunnel(p, d, l4, tunnels == 0, &off, &etype)
+		if inner == tNone {
+			break
 		}
-		if p.frag == fragLater {
-			return vLaterFrag
+		if level == 0 { // the outermost IP header
+			p.tun.OuterA, p.tun.OuterB = p.key.A, p.key.B
 		}
-		l4, l4len = pos, off+40+payload-pos
-	default:
-		return vNonIP
+		tunnels++
+		switch inner {
+		case tNonIP:
+			return vNonIP
+		case tEther:
+			if off > maxInnerOff || len(d) < off+14 {
+				return vMalformed
+			}
+			etype = binary.BigEndian.Uint16(d[off+12:])
+			off += 14
+			if etype = skipVLANs(d, &off, etype); etype == 0 {
+				return vMalformed
+			}
+		}
+	}
+	if p.key.Proto != userspace.ProtoTCP && p.key.Proto != userspace.ProtoUDP {
+		return vOtherL4
+	}
+	if p.frag == fragLater {
+		return vLaterFrag
 	}
 
 	switch p.key.Proto {

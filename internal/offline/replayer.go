@@ -15,6 +15,7 @@ type ReplayConfig struct {
 	Snaplen    int
 	Statistics bool
 	TCPQuality bool    // dp.KeepTCPQuality
+	Decap      bool    // dp.Decapsulate
 	Speed      float64 // a multiple of the capture's pace; 0 replays as fast as it can
 }
 
@@ -38,6 +39,9 @@ func NewReplayer(src *Source, cfg ReplayConfig) *Replayer {
 	}
 	if cfg.TCPQuality {
 		dp.KeepTCPQuality()
+	}
+	if cfg.Decap {
+		dp.Decapsulate()
 	}
 	return &Replayer{src: src, dp: dp, eng: eng, speed: cfg.Speed}
 }

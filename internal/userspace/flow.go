@@ -146,12 +146,13 @@ func (s *State) SeenElsewhere(dir int, where Where) bool {
 }
 
 // FlowStats are what a datapath keeps of a flow beyond its State, when asked to:
-// each canonical direction's statistics (zero unless kept) and the flow's TCP
-// quality (zero unless kept). The kernel's map value has this layout after the
-// State's.
+// each canonical direction's statistics, the flow's TCP quality, and the tunnel
+// it came through, each zero unless kept. The kernel's map value has this layout
+// after the State's.
 type FlowStats struct {
-	Dir [2]DirStats
-	TCP TCPQuality
+	Dir    [2]DirStats
+	TCP    TCPQuality
+	Tunnel Tunnel
 }
 
 // Rates are the flow's moving packet and byte rates, per second, from its moving

@@ -48,6 +48,7 @@ type Flow struct {
 	PacketsIncomplete bool                   `protobuf:"varint,17,opt,name=packets_incomplete,json=packetsIncomplete,proto3" json:"packets_incomplete,omitempty"`
 	CommunityId       string                 `protobuf:"bytes,18,opt,name=community_id,json=communityId,proto3" json:"community_id,omitempty"` // Community ID v1, seed 0: -o json's community_id
 	TcpQuality        *TcpQuality            `protobuf:"bytes,19,opt,name=tcp_quality,json=tcpQuality,proto3" json:"tcp_quality,omitempty"`    // with --tcp-quality, TCP flows only
+	Tunnel            *Tunnel                `protobuf:"bytes,20,opt,name=tunnel,proto3" json:"tunnel,omitempty"`                              // with --decap, flows that came through a tunnel only
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -215,6 +216,82 @@ func (x *Flow) GetTcpQuality() *TcpQuality {
 	return nil
 }
 
+func (x *Flow) GetTunnel() *Tunnel {
+	if x != nil {
+		return x.Tunnel
+	}
+	return nil
+}
+
+// Tunnel is the tunnel a flow came through, as -o json's --decap fields.
+type Tunnel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`                                 // -o json's tunnel: "vxlan", "geneve", "gre", "erspan", "gtp-u", "ip-in-ip", "ipv6-in-ip", "mpls" or "pppoe"
+	Id            uint32                 `protobuf:"varint,2,opt,name=id,proto3" json:"id,omitempty"`                                    // tunnel_id: VNI, GRE key, ERSPAN session, TEID, MPLS label or PPPoE session; 0 for IP in IP
+	OuterSrcIp    []byte                 `protobuf:"bytes,3,opt,name=outer_src_ip,json=outerSrcIp,proto3" json:"outer_src_ip,omitempty"` // 4 bytes for IPv4, 16 for IPv6; empty without an outer IP header (MPLS, PPPoE)
+	OuterDstIp    []byte                 `protobuf:"bytes,4,opt,name=outer_dst_ip,json=outerDstIp,proto3" json:"outer_dst_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tunnel) Reset() {
+	*x = Tunnel{}
+	mi := &file_flow_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tunnel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tunnel) ProtoMessage() {}
+
+func (x *Tunnel) ProtoReflect() protoreflect.Message {
+	mi := &file_flow_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tunnel.ProtoReflect.Descriptor instead.
+func (*Tunnel) Descriptor() ([]byte, []int) {
+	return file_flow_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Tunnel) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Tunnel) GetId() uint32 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *Tunnel) GetOuterSrcIp() []byte {
+	if x != nil {
+		return x.OuterSrcIp
+	}
+	return nil
+}
+
+func (x *Tunnel) GetOuterDstIp() []byte {
+	if x != nil {
+		return x.OuterDstIp
+	}
+	return nil
+}
+
 // TcpQuality is a TCP flow's quality, as -o json's --tcp-quality fields: round
 // trips in ns, 0 when not measured (JSON: null; the parts count when the
 // handshake's is nonzero); counts by direction.
@@ -235,7 +312,7 @@ type TcpQuality struct {
 
 func (x *TcpQuality) Reset() {
 	*x = TcpQuality{}
-	mi := &file_flow_proto_msgTypes[1]
+	mi := &file_flow_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -247,7 +324,7 @@ func (x *TcpQuality) String() string {
 func (*TcpQuality) ProtoMessage() {}
 
 func (x *TcpQuality) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[1]
+	mi := &file_flow_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -260,7 +337,7 @@ func (x *TcpQuality) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TcpQuality.ProtoReflect.Descriptor instead.
 func (*TcpQuality) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{1}
+	return file_flow_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TcpQuality) GetHandshakeRttNs() int64 {
@@ -340,7 +417,7 @@ type Direction struct {
 
 func (x *Direction) Reset() {
 	*x = Direction{}
-	mi := &file_flow_proto_msgTypes[2]
+	mi := &file_flow_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +429,7 @@ func (x *Direction) String() string {
 func (*Direction) ProtoMessage() {}
 
 func (x *Direction) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[2]
+	mi := &file_flow_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +442,7 @@ func (x *Direction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Direction.ProtoReflect.Descriptor instead.
 func (*Direction) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{2}
+	return file_flow_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Direction) GetPackets() uint64 {
@@ -429,7 +506,7 @@ type Features struct {
 
 func (x *Features) Reset() {
 	*x = Features{}
-	mi := &file_flow_proto_msgTypes[3]
+	mi := &file_flow_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +518,7 @@ func (x *Features) String() string {
 func (*Features) ProtoMessage() {}
 
 func (x *Features) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[3]
+	mi := &file_flow_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +531,7 @@ func (x *Features) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Features.ProtoReflect.Descriptor instead.
 func (*Features) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{3}
+	return file_flow_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Features) GetMinPs() uint32 {
@@ -581,7 +658,7 @@ type Process struct {
 
 func (x *Process) Reset() {
 	*x = Process{}
-	mi := &file_flow_proto_msgTypes[4]
+	mi := &file_flow_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +670,7 @@ func (x *Process) String() string {
 func (*Process) ProtoMessage() {}
 
 func (x *Process) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[4]
+	mi := &file_flow_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +683,7 @@ func (x *Process) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Process.ProtoReflect.Descriptor instead.
 func (*Process) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{4}
+	return file_flow_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Process) GetPid() uint32 {
@@ -648,7 +725,7 @@ type Packet struct {
 
 func (x *Packet) Reset() {
 	*x = Packet{}
-	mi := &file_flow_proto_msgTypes[5]
+	mi := &file_flow_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +737,7 @@ func (x *Packet) String() string {
 func (*Packet) ProtoMessage() {}
 
 func (x *Packet) ProtoReflect() protoreflect.Message {
-	mi := &file_flow_proto_msgTypes[5]
+	mi := &file_flow_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +750,7 @@ func (x *Packet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Packet.ProtoReflect.Descriptor instead.
 func (*Packet) Descriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{5}
+	return file_flow_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Packet) GetTimeNs() int64 {
@@ -745,7 +822,7 @@ const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
 	"flow.proto\x12\n" +
-	"fparser.v1\"\xb9\x05\n" +
+	"fparser.v1\"\xe5\x05\n" +
 	"\x04Flow\x12\x1a\n" +
 	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x15\n" +
 	"\x06src_ip\x18\x02 \x01(\fR\x05srcIp\x12\x19\n" +
@@ -770,7 +847,15 @@ const file_flow_proto_rawDesc = "" +
 	"\x12packets_incomplete\x18\x11 \x01(\bR\x11packetsIncomplete\x12!\n" +
 	"\fcommunity_id\x18\x12 \x01(\tR\vcommunityId\x127\n" +
 	"\vtcp_quality\x18\x13 \x01(\v2\x16.fparser.v1.TcpQualityR\n" +
-	"tcpQuality\"\xba\x03\n" +
+	"tcpQuality\x12*\n" +
+	"\x06tunnel\x18\x14 \x01(\v2\x12.fparser.v1.TunnelR\x06tunnel\"p\n" +
+	"\x06Tunnel\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\rR\x02id\x12 \n" +
+	"\fouter_src_ip\x18\x03 \x01(\fR\n" +
+	"outerSrcIp\x12 \n" +
+	"\fouter_dst_ip\x18\x04 \x01(\fR\n" +
+	"outerDstIp\"\xba\x03\n" +
 	"\n" +
 	"TcpQuality\x12(\n" +
 	"\x10handshake_rtt_ns\x18\x01 \x01(\x03R\x0ehandshakeRttNs\x12$\n" +
@@ -842,27 +927,29 @@ func file_flow_proto_rawDescGZIP() []byte {
 	return file_flow_proto_rawDescData
 }
 
-var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_flow_proto_goTypes = []any{
 	(*Flow)(nil),       // 0: fparser.v1.Flow
-	(*TcpQuality)(nil), // 1: fparser.v1.TcpQuality
-	(*Direction)(nil),  // 2: fparser.v1.Direction
-	(*Features)(nil),   // 3: fparser.v1.Features
-	(*Process)(nil),    // 4: fparser.v1.Process
-	(*Packet)(nil),     // 5: fparser.v1.Packet
+	(*Tunnel)(nil),     // 1: fparser.v1.Tunnel
+	(*TcpQuality)(nil), // 2: fparser.v1.TcpQuality
+	(*Direction)(nil),  // 3: fparser.v1.Direction
+	(*Features)(nil),   // 4: fparser.v1.Features
+	(*Process)(nil),    // 5: fparser.v1.Process
+	(*Packet)(nil),     // 6: fparser.v1.Packet
 }
 var file_flow_proto_depIdxs = []int32{
-	2, // 0: fparser.v1.Flow.src2dst:type_name -> fparser.v1.Direction
-	2, // 1: fparser.v1.Flow.dst2src:type_name -> fparser.v1.Direction
-	4, // 2: fparser.v1.Flow.process:type_name -> fparser.v1.Process
-	5, // 3: fparser.v1.Flow.packets:type_name -> fparser.v1.Packet
-	1, // 4: fparser.v1.Flow.tcp_quality:type_name -> fparser.v1.TcpQuality
-	3, // 5: fparser.v1.Direction.features:type_name -> fparser.v1.Features
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 0: fparser.v1.Flow.src2dst:type_name -> fparser.v1.Direction
+	3, // 1: fparser.v1.Flow.dst2src:type_name -> fparser.v1.Direction
+	5, // 2: fparser.v1.Flow.process:type_name -> fparser.v1.Process
+	6, // 3: fparser.v1.Flow.packets:type_name -> fparser.v1.Packet
+	2, // 4: fparser.v1.Flow.tcp_quality:type_name -> fparser.v1.TcpQuality
+	1, // 5: fparser.v1.Flow.tunnel:type_name -> fparser.v1.Tunnel
+	4, // 6: fparser.v1.Direction.features:type_name -> fparser.v1.Features
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_flow_proto_init() }
@@ -876,7 +963,7 @@ func file_flow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_proto_rawDesc), len(file_flow_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
