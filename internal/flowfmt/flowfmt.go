@@ -153,38 +153,36 @@ var TunnelFields = []string{"tunnel", "tunnel_id", "outer_src_ip", "outer_dst_ip
 func appendTunnel(b []byte, f *fparser.Flow, named bool) []byte {
 	t := &f.Tunnel
 	in := t.Kind != fparser.TunnelNone
-	b = appendSeparator(b, TunnelFields[0], named)
-	switch {
-	case in && named:
-		b = append(b, '"')
-		b = append(b, t.Kind.String()...)
-		b = append(b, '"')
-	case in:
-		b = append(b, t.Kind.String()...)
-	case named:
-		b = append(b, "null"...)
+	// Each value is a name or an address, quoted in JSON, or the ID, a number.
+	values := [...]struct {
+		text   []byte
+		quoted bool
+	}{
+		{append(make([]byte, 0, 16), t.Kind.String()...), true},
+		{strconv.AppendUint(make([]byte, 0, 16), uint64(t.ID), 10), false},
+		{appendAddr(make([]byte, 0, 40), t.OuterSrc), true},
+		{appendAddr(make([]byte, 0, 40), t.OuterDst), true},
 	}
-	b = appendSeparator(b, TunnelFields[1], named)
-	switch {
-	case in:
-		b = strconv.AppendUint(b, uint64(t.ID), 10)
-	case named:
-		b = append(b, "null"...)
-	}
-	for i, a := range [...]netip.Addr{t.OuterSrc, t.OuterDst} {
-		b = appendSeparator(b, TunnelFields[2+i], named)
+	for i, v := range values {
+		b = appendSeparator(b, TunnelFields[i], named)
 		switch {
-		case in && a.IsValid() && named:
-			b = append(b, '"')
-			b = a.AppendTo(b)
-			b = append(b, '"')
-		case in && a.IsValid():
-			b = a.AppendTo(b)
+		case in && len(v.text) > 0 && named && v.quoted:
+			b = append(append(append(b, '"'), v.text...), '"')
+		case in && len(v.text) > 0:
+			b = append(b, v.text...)
 		case named:
 			b = append(b, "null"...)
 		}
 	}
 	return b
+}
+
+// appendAddr appends a, nothing when it is not valid.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if !a.IsValid() {
+		return b
+	}
+	return a.AppendTo(b)
 }
 
 // appendSeparator appends what comes before a field's value: a comma and, when
