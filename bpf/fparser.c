@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /* fparser's kernel datapath: one parser and one update routine, shared by an XDP
  * program (ingress) and a TC program (TCX ingress or egress), that count every TCP and
- * UDP packet into a per-flow LRU hash entry. offline/parse.go and offline/datapath.go
- * mirror this file rule for rule; a differential test holds them equal. */
+ * UDP packet into a per-flow LRU hash entry. offline/parse.go, offline/tunnel.go and
+ * offline/datapath.go mirror this file rule for rule; a differential test holds
+ * them equal. */
 #include "bpf_defs.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
@@ -28,8 +29,9 @@ volatile const __u8 stats_on = 0;
  * tcp_quality): handshake RTT, retransmissions, out-of-order segments and zero
  * windows, by tshark's rules. */
 volatile const __u8 quality_on = 0;
-/* When set, parse opens tunnels (up to MAX_TUNNELS deep) and keys the packet on
- * the headers inside; the flow keeps the outermost tunnel (struct tunnel). */
+/* When set, the packet is read by parse_tunnels, which opens tunnels (up to
+ * MAX_TUNNELS deep) and keys it on the headers inside; the flow keeps the
+ * outermost tunnel (struct tunnel). */
 volatile const __u8 decap_on = 0;
 /* How many packets of each flow are recorded for userspace's history: 0 none (the
  * verifier then drops the code), 0xFFFFFFFF all. */

@@ -228,12 +228,12 @@ func (fp *frameParser) parse(pp *Parsed, rec *userspace.PacketRecord, tun *users
 		}
 	}
 	var p packet
-	pp.v = parse(&p, frame, lt, wire, d.decap)
+	if d.decap {
+		*tun, p.tun = userspace.Tunnel{}, tun
+	}
+	pp.v = parse(&p, frame, lt, wire)
 	if pp.v != vFlow && pp.v != vLaterFrag {
 		return
-	}
-	if d.decap {
-		*tun = p.tun
 	}
 	if d.history {
 		readRecord(rec, frame, &p)

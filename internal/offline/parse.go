@@ -70,37 +70,54 @@ type packet struct {
 	ipOff  int32  // where the IP header starts
 	l4Off  int32  // where the TCP or UDP header starts; 0 for a non-first fragment
 	seglen uint32 // TCP: the payload's length by the IP header
-	// With decap: the outermost tunnel, OuterA the outermost IP header's source;
-	// its kind none when no tunnel was opened.
-	tun userspace.Tunnel
+	// Set, parse opens tunnels and writes here the outermost, OuterA the
+	// outermost IP header's source; its kind none when none was opened. A pointer,
+	// so that a packet without stays as small as before.
+	tun *userspace.Tunnel
 }
 
 var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
 
-// parse reads a frame of link type lt whose length on the wire was wire. With
-// decap, it opens tunnels as the kernel's parse does with decap_on.
-func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
-	var off int
-	var etype uint16
+// parse reads a frame of link type lt whose length on the wire was wire, as the
+// kernel's parse; with p.tun set, as its parse_tunnels (decap_on).
+func parse(p *packet, d []byte, lt uint32, wire int) verdict {
+	off, etype, v := linkHeader(p, d, lt)
+	if v != vFlow {
+		return v
+	}
+	if p.tun != nil {
+		return parseTunnels(p, d, wire, off, etype)
+	}
+	l4, l4len, v := ipHeader(p, d, wire, off, etype)
+	if v != vFlow {
+		return v
+	}
+	return transport(p, d, l4, l4len)
+}
+
+// linkHeader reads the link header of link type lt and up to maxVLANs tags (the
+// kernel's link_header), and returns where the network header starts and its
+// EtherType.
+func linkHeader(p *packet, d []byte, lt uint32) (off int, etype uint16, v verdict) {
 	switch lt {
 	case LinkEthernet:
 		if len(d) < 14 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		etype, off = binary.BigEndian.Uint16(d[12:]), 14
 	case LinkSLL:
 		if len(d) < 16 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		etype, off = binary.BigEndian.Uint16(d[14:]), 16
 	case LinkSLL2:
 		if len(d) < 20 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		etype, off = binary.BigEndian.Uint16(d[0:]), 20
 	case LinkNull, LinkLoop:
 		if len(d) < 4 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		fam := binary.BigEndian.Uint32(d)
 		if lt == LinkNull && fam > 0xFFFF {
@@ -112,12 +129,12 @@ func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
 		case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, Darwin
 			etype = etherIPv6
 		default:
-			return vNonIP
+			return 0, 0, vNonIP
 		}
 		off = 4
 	case LinkRaw, LinkRawBSD, LinkRawBSD2, LinkIPv4, LinkIPv6:
 		if len(d) < 1 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		switch d[0] >> 4 {
 		case 4:
@@ -125,10 +142,10 @@ func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
 		case 6:
 			etype = etherIPv6
 		default:
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 	default:
-		return vNonIP
+		return 0, 0, vNonIP
 	}
 
 	p.key.VLAN = 0
@@ -137,7 +154,7 @@ func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
 			break
 		}
 		if len(d) < off+4 {
-			return vMalformed
+			return 0, 0, vMalformed
 		}
 		if p.key.VLAN == 0 {
 			p.key.VLAN = binary.BigEndian.Uint16(d[off:]) & 0x0FFF
@@ -146,159 +163,104 @@ func parse(p *packet, d []byte, lt uint32, wire int, decap bool) verdict {
 		off += 4
 	}
 
-	// Tunnels opened: MPLS or PPPoE, then those in IP (the kernel's parse_tunnels).
-	tunnels := 0
-	if decap && (etype == etherMPLS || etype == etherMPLSMulticast) {
-		if len(d) < off+4 {
-			return vNonIP
-		}
-		p.tun.Kind = userspace.TunnelMPLS
-		p.tun.ID = binary.BigEndian.Uint32(d[off:]) >> 12
-		bottom := false
-		for range maxMPLSLabels {
-			if len(d) < off+4 {
-				return vNonIP
-			}
-			bottom = d[off+2]&1 != 0
-			off += 4
-			if bottom {
-				break
-			}
-		}
-		// A stack deeper than maxMPLSLabels, or a pseudowire's control word.
-		etype = 0
-		if bottom {
-			etype = ipVersion(d, off)
-		}
-		tunnels = 1
-	} else if decap && etype == etherPPPoE {
-		if len(d) < off+8 || d[off] != 0x11 || d[off+1] != 0 {
-			return vNonIP
-		}
-		p.tun.Kind = userspace.TunnelPPPoE
-		p.tun.ID = uint32(binary.BigEndian.Uint16(d[off+2:]))
-		etype = pppType(binary.BigEndian.Uint16(d[off+6:]))
-		off += 8
-		tunnels = 1
-	}
+	return off, etype, vFlow
+}
 
-	var l4 int              // offset of the TCP/UDP header
-	var l4len int           // its length by the IP header
-	p.l4Off, p.flags = 0, 0 // the packet is reused: a later fragment has no flags
-	for level := range maxTunnels + 1 {
-		if off > maxInnerOff {
-			return vMalformed
+// ipHeader reads the IP header of EtherType etype at off (the kernel's ip_header):
+// the packet's IP length, its addresses (the source as A), protocol and fragment
+// role, and where the payload after the header and its extension headers starts,
+// and its length. vFlow says it read it.
+func ipHeader(p *packet, d []byte, wire, off int, etype uint16) (l4, l4len int, v verdict) {
+	p.ipOff = int32(off)
+	switch etype {
+	case etherIPv4:
+		if len(d) < off+20 || d[off]>>4 != 4 {
+			return 0, 0, vMalformed
 		}
-		p.ipOff = int32(off)
-		switch etype {
-		case etherIPv4:
-			if len(d) < off+20 || d[off]>>4 != 4 {
-				return vMalformed
-			}
-			ihl := int(d[off]&0x0F) * 4
-			if ihl < 20 || len(d) < off+ihl {
-				return vMalformed
-			}
-			total := int(binary.BigEndian.Uint16(d[off+2:]))
-			if total == 0 {
-				// Segmentation offload leaves the total length 0: the frame is the packet.
-				total = wire - off
-			}
-			if total < ihl {
-				return vMalformed
-			}
-			p.length = uint32(total)
-			p.key.Proto = d[off+9]
-			*(*[12]byte)(p.key.A[:]) = v4Prefix
-			*(*[4]byte)(p.key.A[12:]) = *(*[4]byte)(d[off+12:])
-			*(*[12]byte)(p.key.B[:]) = v4Prefix
-			*(*[4]byte)(p.key.B[12:]) = *(*[4]byte)(d[off+16:])
-			fo := binary.BigEndian.Uint16(d[off+6:])
-			p.frag = fragNone
-			if fo&0x1FFF != 0 {
-				p.frag, p.fragID = fragLater, uint32(binary.BigEndian.Uint16(d[off+4:]))
-			} else if fo&0x2000 != 0 {
-				p.frag, p.fragID = fragFirst, uint32(binary.BigEndian.Uint16(d[off+4:]))
-			}
-			l4, l4len = off+ihl, total-ihl
-		case etherIPv6:
-			if len(d) < off+40 || d[off]>>4 != 6 {
-				return vMalformed
-			}
-			payload := int(binary.BigEndian.Uint16(d[off+4:]))
-			if payload == 0 {
-				payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
-			}
-			p.length = uint32(payload + 40)
-			p.key.A = *(*[16]byte)(d[off+8:])
-			p.key.B = *(*[16]byte)(d[off+24:])
-			next := d[off+6]
-			pos := off + 40
-			p.frag = fragNone
-		walk:
-			for range maxIPv6Ext {
-				switch next {
-				case 0, 43, 60: // hop-by-hop, routing, destination options
-					if len(d) < pos+8 {
-						return vMalformed
-					}
-					next = d[pos]
-					pos += (int(d[pos+1]) + 1) * 8
-				case 44: // fragment
-					if len(d) < pos+8 {
-						return vMalformed
-					}
-					fo := binary.BigEndian.Uint16(d[pos+2:])
-					next = d[pos]
-					p.fragID = binary.BigEndian.Uint32(d[pos+4:])
-					pos += 8
-					if fo&0xFFF8 != 0 {
-						p.frag = fragLater
-					} else if fo&1 != 0 {
-						p.frag = fragFirst
-					}
-				default:
-					break walk
+		ihl := int(d[off]&0x0F) * 4
+		if ihl < 20 || len(d) < off+ihl {
+			return 0, 0, vMalformed
+		}
+		total := int(binary.BigEndian.Uint16(d[off+2:]))
+		if total == 0 {
+			// Segmentation offload leaves the total length 0: the frame is the packet.
+			total = wire - off
+		}
+		if total < ihl {
+			return 0, 0, vMalformed
+		}
+		p.length = uint32(total)
+		p.key.Proto = d[off+9]
+		*(*[12]byte)(p.key.A[:]) = v4Prefix
+		*(*[4]byte)(p.key.A[12:]) = *(*[4]byte)(d[off+12:])
+		*(*[12]byte)(p.key.B[:]) = v4Prefix
+		*(*[4]byte)(p.key.B[12:]) = *(*[4]byte)(d[off+16:])
+		fo := binary.BigEndian.Uint16(d[off+6:])
+		p.frag = fragNone
+		if fo&0x1FFF != 0 {
+			p.frag, p.fragID = fragLater, uint32(binary.BigEndian.Uint16(d[off+4:]))
+		} else if fo&0x2000 != 0 {
+			p.frag, p.fragID = fragFirst, uint32(binary.BigEndian.Uint16(d[off+4:]))
+		}
+		return off + ihl, total - ihl, vFlow
+	case etherIPv6:
+		if len(d) < off+40 || d[off]>>4 != 6 {
+			return 0, 0, vMalformed
+		}
+		payload := int(binary.BigEndian.Uint16(d[off+4:]))
+		if payload == 0 {
+			payload = wire - off - 40 // a jumbogram, or offload: the frame is the packet
+		}
+		p.length = uint32(payload + 40)
+		p.key.A = *(*[16]byte)(d[off+8:])
+		p.key.B = *(*[16]byte)(d[off+24:])
+		next := d[off+6]
+		pos := off + 40
+		p.frag = fragNone
+	walk:
+		for range maxIPv6Ext {
+			switch next {
+			case 0, 43, 60: // hop-by-hop, routing, destination options
+				if len(d) < pos+8 {
+					return 0, 0, vMalformed
 				}
-			}
-			p.key.Proto = next
-			l4, l4len = pos, off+40+payload-pos
-		default:
-			return vNonIP
-		}
-		// A fragment carries no whole tunnel header: it counts as what it is.
-		if !decap || tunnels == maxTunnels || p.frag != fragNone {
-			break
-		}
-		inner := openTunnel(p, d, l4, tunnels == 0, &off, &etype)
-		if inner == tNone {
-			break
-		}
-		if level == 0 { // the outermost IP header
-			p.tun.OuterA, p.tun.OuterB = p.key.A, p.key.B
-		}
-		tunnels++
-		switch inner {
-		case tNonIP:
-			return vNonIP
-		case tEther:
-			if off > maxInnerOff || len(d) < off+14 {
-				return vMalformed
-			}
-			etype = binary.BigEndian.Uint16(d[off+12:])
-			off += 14
-			if etype = skipVLANs(d, &off, etype); etype == 0 {
-				return vMalformed
+				next = d[pos]
+				pos += (int(d[pos+1]) + 1) * 8
+			case 44: // fragment
+				if len(d) < pos+8 {
+					return 0, 0, vMalformed
+				}
+				fo := binary.BigEndian.Uint16(d[pos+2:])
+				next = d[pos]
+				p.fragID = binary.BigEndian.Uint32(d[pos+4:])
+				pos += 8
+				if fo&0xFFF8 != 0 {
+					p.frag = fragLater
+				} else if fo&1 != 0 {
+					p.frag = fragFirst
+				}
+			default:
+				break walk
 			}
 		}
+		p.key.Proto = next
+		return pos, off + 40 + payload - pos, vFlow
+	default:
+		return 0, 0, vNonIP
 	}
+}
+
+// transport decides what an IP packet whose header ipHeader read is (the kernel's
+// transport): other traffic, a later fragment, or a flow's, whose TCP or UDP
+// header at l4 it reads.
+func transport(p *packet, d []byte, l4, l4len int) verdict {
+	p.l4Off, p.flags = 0, 0 // the packet is reused: a later fragment has no flags
 	if p.key.Proto != userspace.ProtoTCP && p.key.Proto != userspace.ProtoUDP {
 		return vOtherL4
 	}
 	if p.frag == fragLater {
 		return vLaterFrag
 	}
-
 	switch p.key.Proto {
 	case userspace.ProtoTCP:
 		if len(d) < l4+20 || l4len < 20 {

@@ -244,3 +244,122 @@ func openTunnel(p *packet, d []byte, l4 int, outermost bool, off *int, etype *ui
 	}
 	return next
 }
+
+// walk is the tunnel walk's state between its levels (the kernel's struct walk).
+type walk struct {
+	off       int // in: the IP header; out: the next one
+	l4, l4len int // out: the payload after the IP header, and its length
+	etype     uint16
+	how       uint8 // in: level*
+}
+
+const (
+	levelOpen      = 0x01 // the walk may open a tunnel here
+	levelOutermost = 0x02 // no tunnel was opened before: this one is the flow's
+	levelFirstIP   = 0x04 // the frame's first IP header: the tunnel's outer addresses
+
+	levelLast  = 0x100 // no tunnel: the IP header read is the packet's
+	levelInner = 0x101 // a tunnel, opened: the next IP header is at off
+)
+
+// tunnelLevel reads the IP header at w.off and opens the tunnel it carries, if it
+// may and there is one (the kernel's tunnel_level). It returns levelLast,
+// levelInner or a verdict.
+func tunnelLevel(p *packet, d []byte, wire int, w *walk) int {
+	off := w.off
+	if off > maxInnerOff {
+		return int(vMalformed)
+	}
+	l4, l4len, v := ipHeader(p, d, wire, off, w.etype)
+	if v != vFlow {
+		return int(v)
+	}
+	w.l4, w.l4len = l4, l4len
+	// A fragment carries no whole tunnel header: it counts as what it is.
+	if w.how&levelOpen == 0 || p.frag != fragNone {
+		return levelLast
+	}
+	var etype uint16
+	inner := openTunnel(p, d, l4, w.how&levelOutermost != 0, &off, &etype)
+	if inner == tNone {
+		return levelLast
+	}
+	if w.how&levelFirstIP != 0 {
+		p.tun.OuterA, p.tun.OuterB = p.key.A, p.key.B
+	}
+	switch inner {
+	case tNonIP:
+		return int(vNonIP)
+	case tEther:
+		if off > maxInnerOff || len(d) < off+14 {
+			return int(vMalformed)
+		}
+		etype = binary.BigEndian.Uint16(d[off+12:])
+		off += 14
+		if etype = skipVLANs(d, &off, etype); etype == 0 {
+			return int(vMalformed)
+		}
+	}
+	w.off, w.etype = off, etype
+	return levelInner
+}
+
+// parseTunnels is parse that opens tunnels (the kernel's parse_tunnels): MPLS or
+// PPPoE under the IP header, then, at most maxTunnels deep in all, the tunnels
+// openTunnel knows; the packet is the innermost IP header's.
+func parseTunnels(p *packet, d []byte, wire, off int, etype uint16) verdict {
+	tunnels := 0
+	if etype == etherMPLS || etype == etherMPLSMulticast {
+		bottom := false
+		for i := range maxMPLSLabels {
+			if len(d) < off+4 {
+				return vNonIP
+			}
+			if i == 0 {
+				p.tun.Kind, p.tun.ID = userspace.TunnelMPLS, binary.BigEndian.Uint32(d[off:])>>12
+			}
+			bottom = d[off+2]&1 != 0
+			off += 4
+			if bottom {
+				break
+			}
+		}
+		// A stack deeper than maxMPLSLabels, or a pseudowire's control word.
+		etype = 0
+		if bottom {
+			etype = ipVersion(d, off)
+		}
+		tunnels = 1
+	} else if etype == etherPPPoE {
+		if len(d) < off+8 || d[off] != 0x11 || d[off+1] != 0 {
+			return vNonIP
+		}
+		p.tun.Kind, p.tun.ID = userspace.TunnelPPPoE, uint32(binary.BigEndian.Uint16(d[off+2:]))
+		etype = pppType(binary.BigEndian.Uint16(d[off+6:]))
+		off += 8
+		tunnels = 1
+	}
+
+	w := walk{off: off, etype: etype}
+	for level := range maxTunnels + 1 {
+		w.how = 0
+		if tunnels < maxTunnels {
+			w.how |= levelOpen
+		}
+		if tunnels == 0 {
+			w.how |= levelOutermost
+		}
+		if level == 0 {
+			w.how |= levelFirstIP
+		}
+		v := tunnelLevel(p, d, wire, &w)
+		if v == levelLast {
+			break
+		}
+		if v != levelInner {
+			return verdict(v)
+		}
+		tunnels++
+	}
+	return transport(p, d, w.l4, w.l4len)
+}
