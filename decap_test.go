@@ -1,6 +1,7 @@
 package fparser_test
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -117,7 +118,7 @@ func tsharkInner(path string) (*innerView, error) {
 			length, err5 = strconv.ParseUint(nth("ipv6.plen", ipN), 10, 32)
 			length += 40
 		}
-		if err := cmpErr(err1, err2, err3, err4, err5); err != nil {
+		if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 			return nil, fmt.Errorf("tshark's row %q: %w", line, err)
 		}
 		vlan := "0"
@@ -143,15 +144,6 @@ func tsharkInner(path string) (*innerView, error) {
 		}
 	}
 	return view, nil
-}
-
-func cmpErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // decapDeviations are where --decap's rules and tshark's decoding of the inner

@@ -102,18 +102,7 @@ func decapClient(t testing.TB) {
 	}
 
 	// UDP through the tunnel: five 100-byte datagrams, each echoed.
-	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(overlayHostAddr), Port: 41000}, &net.UDPAddr{IP: net.ParseIP(overlayPeerAddr), Port: 9000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 5 {
-		udp.Write(make([]byte, 100))
-		udp.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := udp.Read(make([]byte, 200)); err != nil {
-			t.Fatalf("udp echo through the tunnel: %v", err)
-		}
-	}
-	udp.Close()
+	udpEchoBetween(t, overlayHostAddr, 41000, overlayPeerAddr, 9000, 5, 100)
 	// HTTP through the tunnel: one connection, closed after the response.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Get("http://" + net.JoinHostPort(overlayPeerAddr, "8080") + "/")
@@ -126,17 +115,7 @@ func decapClient(t testing.TB) {
 	resp.Body.Close()
 
 	// Until both flows have ended on their own timeouts and been delivered.
-	var in fparser.Info
-	if !testharness.Poll(10*time.Second, func() bool {
-		in = p.Info()
-		var ended uint64
-		for _, n := range in.FlowsEnded {
-			ended += n
-		}
-		return in.TCPFlows+in.UDPFlows == 0 && ended == in.FlowsCreated && uint64(len(log.snapshot())) == ended
-	}) {
-		t.Errorf("10 s on, flows still active or undelivered: %+v, %d delivered", in, len(log.snapshot()))
-	}
+	waitAllDelivered(t, p, &log)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -320,17 +320,7 @@ func liveClient(t testing.TB) {
 	// Until every flow has ended while the parser runs, on its own timeout (the
 	// FIN'd and RST ones after FinTimeout, the UDP one after FlowTimeout), and been
 	// delivered: the check below that Close had none left to stop says which did not.
-	var in fparser.Info
-	if !testharness.Poll(10*time.Second, func() bool {
-		in = p.Info()
-		var ended uint64
-		for _, n := range in.FlowsEnded {
-			ended += n
-		}
-		return in.TCPFlows+in.UDPFlows == 0 && ended == in.FlowsCreated && uint64(len(log.snapshot())) == ended
-	}) {
-		t.Errorf("10 s on, flows still active or undelivered: %+v, %d delivered", in, len(log.snapshot()))
-	}
+	waitAllDelivered(t, p, &log)
 	running := log.snapshot()
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
@@ -410,6 +400,23 @@ func liveClient(t testing.TB) {
 	if mode != "xdp" { // with ingress alone, the client's second SYN is not seen
 		check(fmt.Sprintf("tcp%d", liveHTTPPort), fparser.EndFIN)
 		check(fmt.Sprintf("tcp%d", liveTCPPort), fparser.EndReused, fparser.EndFIN)
+	}
+}
+
+// waitAllDelivered waits, up to 10 s, until every flow p created has ended and
+// been delivered to log.
+func waitAllDelivered(t testing.TB, p *fparser.Parser, log *flowLog) {
+	t.Helper()
+	var in fparser.Info
+	if !testharness.Poll(10*time.Second, func() bool {
+		in = p.Info()
+		var ended uint64
+		for _, n := range in.FlowsEnded {
+			ended += n
+		}
+		return in.TCPFlows+in.UDPFlows == 0 && ended == in.FlowsCreated && uint64(len(log.snapshot())) == ended
+	}) {
+		t.Errorf("10 s on, flows still active or undelivered: %+v, %d delivered", in, len(log.snapshot()))
 	}
 }
 
@@ -522,7 +529,13 @@ func comparePacketRecords(t testing.TB, live, dump []fparser.Flow, fineClock boo
 // server, one socket for all, and waits for each echo.
 func udpEcho(t testing.TB, port, n, size int) {
 	t.Helper()
-	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(liveHostAddr), Port: port}, &net.UDPAddr{IP: net.ParseIP(livePeerAddr), Port: liveUDPPort})
+	udpEchoBetween(t, liveHostAddr, port, livePeerAddr, liveUDPPort, n, size)
+}
+
+// udpEchoBetween is udpEcho between any two addresses.
+func udpEchoBetween(t testing.TB, from string, fromPort int, to string, toPort, n, size int) {
+	t.Helper()
+	udp, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.ParseIP(from), Port: fromPort}, &net.UDPAddr{IP: net.ParseIP(to), Port: toPort})
 	if err != nil {
 		t.Fatal(err)
 	}
